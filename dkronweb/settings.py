@@ -1,0 +1,222 @@
+"""Settings, all read from the environment in this one place (every variable is in .env.example).
+
+The defaults are the embedded mode: SQLite in ./var, an in-process broker, auth on. Production
+sets DKRON_DATABASE_URL (PostgreSQL) and DKRON_BROKER_URL (Redis) and DKRON_SECRET_KEY.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+DATA_DIR = Path(env("DKRON_DATA_DIR", str(BASE_DIR / "var")))
+PRODUCTION = env("DKRON_ENV", "embedded") == "production"
+DEBUG = env_bool("DKRON_DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env("DKRON_SECRET_KEY")
+    if key:
+        return key
+    if PRODUCTION:
+        raise ImproperlyConfigured("DKRON_SECRET_KEY must be set when DKRON_ENV=production")
+    # Embedded mode: a key generated once and kept beside the database, so sessions survive.
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("DKRON_ALLOWED_HOSTS", "*" if not PRODUCTION else "")
+CSRF_TRUSTED_ORIGINS = env_list("DKRON_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_celery_beat",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "dkronweb.urls"
+WSGI_APPLICATION = "dkronweb.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASE_URL = env("DKRON_DATABASE_URL", f"sqlite:///{DATA_DIR / 'dkronweb.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    # WAL lets the web, scheduler and agent threads read while one writes; IMMEDIATE
+    # transactions plus a busy timeout make writers queue instead of failing with "locked".
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("DKRON_TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STORAGES = {
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+LOGIN_URL = "/admin/login/"
+
+# --- Auth ------------------------------------------------------------------------------
+# On by default. Turning it off is for trusted networks with Dkron OSS clients that send no
+# credentials; the start-up log warns loudly.
+AUTH_ENABLED = env_bool("DKRON_AUTH_ENABLED", True)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "jobs.api.auth.TokenAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["jobs.api.permissions.ApiAccess"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "dkronweb API",
+    "DESCRIPTION": "Dkron-compatible /v1 API",
+    "VERSION": "0.1.0",
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DKRON_MAX_BODY_BYTES", str(2 * 1024 * 1024)))
+
+# --- Celery ----------------------------------------------------------------------------
+CELERY_BROKER_URL = env("DKRON_BROKER_URL", "memory://localhost/")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_ENABLE_UTC = True
+# Runs are claimed in the database; a redelivered message is a no-op, so early ack is safe
+# and avoids Redis' visibility-timeout redelivery of long runs.
+CELERY_TASK_ACKS_LATE = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_CREATE_MISSING_QUEUES = True
+CELERY_TASK_DEFAULT_QUEUE = "dkron.default"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULER = "jobs.scheduler:JobScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = 1
+
+# --- Scheduling and agents (seconds) ---------------------------------------------------
+NODE_NAME = env("DKRON_NODE_NAME", socket.gethostname().split(".")[0].lower())
+DKRON = {
+    "LEASE_TTL": env_float("DKRON_LEASE_TTL", 10.0),
+    "TICK_MAX": env_float("DKRON_TICK_MAX", 1.0),
+    "FIRE_BATCH": int(env_float("DKRON_FIRE_BATCH", 500)),
+    "MISFIRE_GRACE": env_float("DKRON_MISFIRE_GRACE", 60.0),
+    "HEARTBEAT_INTERVAL": env_float("DKRON_HEARTBEAT_INTERVAL", 5.0),
+    "AGENT_DEAD_AFTER": env_float("DKRON_AGENT_DEAD_AFTER", 20.0),
+    "QUEUED_REPUBLISH_AFTER": env_float("DKRON_QUEUED_REPUBLISH_AFTER", 60.0),
+    "QUEUED_FAIL_AFTER": env_float("DKRON_QUEUED_FAIL_AFTER", 3600.0),
+    "OUTPUT_FLUSH_INTERVAL": env_float("DKRON_OUTPUT_FLUSH_INTERVAL", 1.0),
+    "DEFAULT_MAX_RUNTIME": env_float("DKRON_DEFAULT_MAX_RUNTIME", 24 * 3600.0),
+    "HARD_LIMIT_GRACE": env_float("DKRON_HARD_LIMIT_GRACE", 30.0),
+    "OUTPUT_LIMIT": int(env_float("DKRON_OUTPUT_LIMIT", 256_000)),
+    "HISTORY_LIMIT": int(env_float("DKRON_HISTORY_LIMIT", 100)),
+    "RETRY_BACKOFF_MAX": env_float("DKRON_RETRY_BACKOFF_MAX", 600.0),
+    "DISABLED_EXECUTORS": set(env_list("DKRON_DISABLED_EXECUTORS")),
+    # "all" (Dkron: untagged jobs run on every alive node) or "one".
+    "UNTAGGED_TARGET": env("DKRON_UNTAGGED_TARGET", "all"),
+    "DC": env("DKRON_DC", "dc1"),
+    "REGION": env("DKRON_REGION", "global"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("DKRON_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},
+    },
+}

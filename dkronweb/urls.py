@@ -1,0 +1,16 @@
+"""Top-level routes: /v1 API, /ui, /admin, /health."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from jobs.api.views import StatusView, health
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/ui/", permanent=False)),
+    path("v1", StatusView.as_view()),
+    path("v1/", include("jobs.api.urls")),
+    path("ui/", include("jobs.ui.urls")),
+    path("admin/", admin.site.urls),
+    path("health", health),
+]

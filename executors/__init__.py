@@ -1,0 +1,1 @@
+"""Executors: what a job does when it runs. Independent of Django models and of `jobs`."""

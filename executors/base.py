@@ -1,0 +1,114 @@
+"""The executor contract: a name, a config schema, and `execute(context)`.
+
+Executors never touch the database. The agent hands them a validated config, a bounded
+output sink and a cancel signal; they return on success or raise `ExecutorError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from executors.output import OutputSink
+
+
+class ExecutorError(Exception):
+    """A failed run. `retryable=False` marks failures a retry cannot fix (bad config, kill)."""
+
+    def __init__(self, message: str, *, retryable: bool = True, status: str = "failed") -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        # "failed", "timeout" or "killed": the execution status the agent records.
+        self.status = status
+
+
+class ConfigError(ValueError):
+    """Invalid executor config; `errors` maps a Dkron key name to its message."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class ExecutorConfig(BaseModel):
+    """Base for executor config schemas.
+
+    Lax mode lets Dkron's string-typed values (`"true"`, `"30"`) coerce to native types;
+    unknown keys are rejected so a typo is an error at save time, not a silent default.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
+
+
+class CancelToken:
+    """Why and whether a run must stop; set by the agent on kill or on Celery's soft limit."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""  # "killed" or "timeout"
+
+    def cancel(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+
+@dataclass
+class ExecutionContext:
+    """Everything an executor may know about the run it performs."""
+
+    job_name: str
+    config: Any  # an instance of the executor's `config_schema`
+    output: OutputSink
+    cancel: CancelToken = field(default_factory=CancelToken)
+    execution_id: str = ""
+    attempt: int = 1
+    scheduled_at: datetime | None = None
+    # Used when the config has no timeout of its own (settings.DKRON_DEFAULT_MAX_RUNTIME).
+    default_timeout: float | None = None
+
+
+class Executor:
+    """Subclass, set `name` and `config_schema`, implement `execute`."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    config_schema: ClassVar[type[ExecutorConfig]] = ExecutorConfig
+    # Dkron key names whose values are write-only (masked in API output, never logged).
+    secret_keys: ClassVar[frozenset[str]] = frozenset()
+    # True for executors that run code or touch hosts (gated by their own permission).
+    runs_code: ClassVar[bool] = False
+
+    def validate(self, raw: dict[str, Any]) -> ExecutorConfig:
+        """Parse a Dkron config map; raise `ConfigError` naming each bad key."""
+        from pydantic import ValidationError
+
+        try:
+            return self.config_schema.model_validate(raw or {})
+        except ValidationError as exc:
+            errors: dict[str, str] = {}
+            for err in exc.errors():
+                key = ".".join(str(p) for p in err["loc"]) or "executor_config"
+                msg = err["msg"]
+                if err["type"] == "extra_forbidden":
+                    msg = "unknown key"
+                errors[key] = msg
+            raise ConfigError(errors) from None
+
+    def timeout_seconds(self, config: Any) -> float | None:
+        """The run's own time limit, used for Celery's soft/hard limits. None if unset."""
+        return None
+
+    def execute(self, ctx: ExecutionContext) -> None:  # pragma: no cover - interface
+        raise NotImplementedError

@@ -1,0 +1,311 @@
+"""The `http` executor: make one HTTP(S) request and check its status code and body.
+
+Dkron's keys and success rule (the request completes, then `expectCode`, then `expectBody`),
+without Dkron's quirks: header values may contain ':', a bad `timeout`, `headers` or
+`expectBody` is rejected at save time instead of being ignored, and a kill stops the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+from typing import Annotated, Any, ClassVar
+
+import httpx
+from pydantic import BeforeValidator, Field, field_validator
+
+from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.values import GoBool, config_error
+
+__all__ = ["HttpConfig", "HttpExecutor"]
+
+CANCEL_POLL_INTERVAL = 0.1
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: method and header names
+# Header values never echoed by `debug` (Dkron printed them; see STYLE.md on Dkron's mistakes).
+_SENSITIVE_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-dkron-token", "x-api-key"}
+)
+_SENSITIVE_WORDS = ("token", "secret", "password", "apikey", "api-key", "auth")
+MASK = "********"
+
+
+def _parse_headers(value: Any) -> Any:
+    """A JSON array of "Name: value" strings (Dkron's form) or such a list; split on the first
+    ':' so that values such as URLs or times keep theirs."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise config_error(
+                "headers", f'headers must be a JSON array such as ["Name: value"]: {exc}'
+            ) from None
+    if not isinstance(value, list):
+        raise config_error("headers", 'headers must be a JSON array such as ["Name: value"]')
+    pairs: list[tuple[str, str]] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise config_error("headers", f'header {item!r} must be a string "Name: value"')
+        name, sep, val = item.partition(":")
+        name = name.strip()
+        if not sep or not _TOKEN.fullmatch(name):
+            raise config_error("headers", f'header {item!r} is not of the form "Name: value"')
+        pairs.append((name, val.strip()))
+    return pairs
+
+
+def _parse_codes(value: Any) -> Any:
+    if value is None:
+        return []
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise config_error("expect_code", 'expectCode must be a comma list such as "200,206"')
+    codes: list[int] = []
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or not 100 <= int(part) <= 599:
+            raise config_error(
+                "expect_code", f"expectCode {part!r} is not an HTTP status code (100-599)"
+            )
+        codes.append(int(part))
+    return codes
+
+
+def _parse_timeout(value: Any) -> Any:
+    if value is None or value == "":
+        return 30
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise config_error("timeout", f"timeout {value!r} must be whole seconds, e.g. 30")
+    return int(text)
+
+
+class HttpConfig(ExecutorConfig):
+    """Dkron's http keys (camelCase as in Dkron); values may be Dkron's strings."""
+
+    method: str = Field(description="Request method, e.g. GET or POST.")
+    url: str = Field(description="http:// or https:// URL.")
+    headers: Annotated[list[tuple[str, str]], BeforeValidator(_parse_headers)] = Field(
+        default_factory=list, description='JSON array of "Name: value" strings.'
+    )
+    body: str = Field("", description="Request body.")
+    timeout: Annotated[int, BeforeValidator(_parse_timeout)] = Field(
+        30, description="Seconds for the whole request, body included."
+    )
+    expect_code: Annotated[list[int], BeforeValidator(_parse_codes)] = Field(
+        default_factory=list, alias="expectCode", description="Accepted codes; empty: any."
+    )
+    expect_body: str = Field("", alias="expectBody", description="Regex searched in the body.")
+    debug: GoBool = Field(False, description="Prepend the config (secrets masked) to output.")
+    tls_no_verify_peer: GoBool = Field(False, alias="tlsNoVerifyPeer")
+    tls_certificate_file: str = Field("", alias="tlsCertificateFile")
+    tls_certificate_key_file: str = Field("", alias="tlsCertificateKeyFile")
+    tls_root_cas_file: str = Field("", alias="tlsRootCAsFile")
+
+    @field_validator("method")
+    @classmethod
+    def _method_token(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise config_error("missing", "method is empty")
+        if not _TOKEN.fullmatch(value):
+            raise config_error("method", f"method {value!r} is not a valid HTTP method")
+        # Go sends the method as written and servers reject "get"; upper-case it instead.
+        return value.upper()
+
+    @field_validator("url")
+    @classmethod
+    def _url_http(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise config_error("missing", "url is empty")
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise config_error("url", f"url {value!r} is not valid: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise config_error("url", f"url {value!r} must be an http:// or https:// URL")
+        return value
+
+    @field_validator("expect_body")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise config_error(
+                "regex", f"expectBody is not a valid regular expression: {exc}"
+            ) from None
+        return value
+
+
+class HttpExecutor(Executor):
+    name = "http"
+    description = "Make an HTTP request; success is the expected status code and body."
+    config_schema = HttpConfig
+    secret_keys: ClassVar[frozenset[str]] = frozenset()
+
+    def validate(self, raw: dict[str, Any]) -> HttpConfig:
+        config = super().validate(raw)
+        assert isinstance(config, HttpConfig)
+        if config.tls_certificate_key_file and not config.tls_certificate_file:
+            raise ConfigError({"tlsCertificateKeyFile": "needs tlsCertificateFile as well"})
+        return config
+
+    def timeout_seconds(self, config: Any) -> float | None:
+        return float(getattr(config, "timeout", 30))
+
+    def execute(self, ctx: ExecutionContext) -> None:
+        config = ctx.config
+        if not isinstance(config, HttpConfig):
+            try:
+                config = self.validate(config)
+            except ConfigError as exc:
+                raise ExecutorError(f"invalid http config: {exc}", retryable=False) from None
+        tls = _tls_context(config)
+        if config.debug:
+            ctx.output.write(f"Config: {json.dumps(debug_config(config))}\n")
+        status, body = asyncio.run(_supervise(config, ctx, tls))
+        if config.expect_code and status not in config.expect_code:
+            expected = ",".join(str(c) for c in config.expect_code)
+            raise ExecutorError(f"http: expected status code {expected}, got {status}")
+        if config.expect_body:
+            text = body.decode("utf-8", "replace")
+            if not re.search(config.expect_body, text):
+                raise ExecutorError(
+                    f"http: response body does not match expectBody {config.expect_body!r}"
+                )
+
+
+def debug_config(config: HttpConfig) -> dict[str, Any]:
+    """The config as Dkron's keys, with credential-bearing header values masked."""
+    shown = config.model_dump(by_alias=True)
+    shown["headers"] = [
+        f"{name}: {MASK if _sensitive(name) else value}" for name, value in config.headers
+    ]
+    shown["expectCode"] = ",".join(str(c) for c in config.expect_code)
+    return shown
+
+
+def _sensitive(header: str) -> bool:
+    lower = header.lower()
+    return lower in _SENSITIVE_HEADERS or any(word in lower for word in _SENSITIVE_WORDS)
+
+
+def _tls_context(config: HttpConfig) -> ssl.SSLContext:
+    """Go's semantics: a CA file replaces the system roots; client cert and key are PEM files.
+
+    The files live on the agent, so a missing one is found only here; a retry will not create
+    it, hence not retryable.
+    """
+    try:
+        tls = ssl.create_default_context(cafile=config.tls_root_cas_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ExecutorError(
+            f"http: cannot load tlsRootCAsFile {config.tls_root_cas_file!r}: {exc}",
+            retryable=False,
+        ) from None
+    if config.tls_no_verify_peer:
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+    if config.tls_certificate_file:
+        try:
+            tls.load_cert_chain(
+                config.tls_certificate_file, config.tls_certificate_key_file or None
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ExecutorError(
+                f"http: cannot load client certificate {config.tls_certificate_file!r}: {exc}",
+                retryable=False,
+            ) from None
+    return tls
+
+
+async def _supervise(
+    config: HttpConfig, ctx: ExecutionContext, tls: ssl.SSLContext
+) -> tuple[int, bytes]:
+    """Run the request as a task so that the deadline and a kill can abort it mid-read.
+
+    httpx's timeouts bound each network operation; Dkron's (Go's Client.Timeout) bounds the
+    whole request including the body, which only a task we can cancel gives us.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + config.timeout
+    task = asyncio.create_task(_request(config, ctx, tls))
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0 or ctx.cancel.is_set():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            if remaining > 0 and ctx.cancel.reason != "timeout":
+                raise ExecutorError("http: request was killed", retryable=False, status="killed")
+            raise ExecutorError(
+                f"http: {config.method} {_where(config.url)}: timeout after {config.timeout}s",
+                status="timeout",
+            )
+        await asyncio.wait({task}, timeout=min(CANCEL_POLL_INTERVAL, remaining))
+    try:
+        return task.result()
+    except httpx.TimeoutException:
+        raise ExecutorError(
+            f"http: {config.method} {_where(config.url)}: timeout after {config.timeout}s",
+            status="timeout",
+        ) from None
+    except httpx.ConnectError as exc:
+        reason = str(exc) or type(exc).__name__
+        if _is_tls_error(exc):
+            raise ExecutorError(
+                f"http: TLS handshake with {_where(config.url)} failed: {reason}"
+            ) from None
+        raise ExecutorError(f"http: cannot connect to {_where(config.url)}: {reason}") from None
+    except httpx.HTTPError as exc:
+        raise ExecutorError(
+            f"http: {config.method} {_where(config.url)} failed: {exc or type(exc).__name__}"
+        ) from None
+
+
+async def _request(
+    config: HttpConfig, ctx: ExecutionContext, tls: ssl.SSLContext
+) -> tuple[int, bytes]:
+    """Send the request and stream the body into the output; return status and body tail."""
+    tail = bytearray()
+    limit = ctx.output.limit
+    async with (
+        httpx.AsyncClient(verify=tls, timeout=config.timeout, follow_redirects=True) as client,
+        client.stream(
+            config.method,
+            config.url,
+            headers=config.headers,
+            content=config.body.encode() if config.body else None,
+        ) as response,
+    ):
+        if config.debug:
+            ctx.output.write(f"Response: {response.http_version} {response.status_code}\n")
+        async for chunk in response.aiter_bytes():
+            ctx.output.write(chunk)
+            tail += chunk
+            if len(tail) > limit:
+                del tail[: len(tail) - limit]
+        return response.status_code, bytes(tail)
+
+
+def _where(url: str) -> str:
+    """host:port of a URL, for messages: never the path, query or credentials it may hold."""
+    parsed = httpx.URL(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return f"{parsed.host}:{port}"
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) or "SSL" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -1,0 +1,1 @@
+"""Jobs: the scheduler's domain (models, services, scheduling, API, admin, UI)."""

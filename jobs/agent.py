@@ -1,0 +1,166 @@
+"""The agent role: a Celery worker with node tags (`celery worker --tag k=v`).
+
+A worker bootstep gives the worker its node identity, subscribes it to its node queue,
+registers it, heartbeats, closes what a dead predecessor of the same name left running, and
+marks it `left` on a clean stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import bootsteps
+from click import Option
+from django.conf import settings
+from django.db import close_old_connections
+
+log = logging.getLogger("dkronweb.agent")
+
+
+@dataclass
+class Identity:
+    name: str
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+_identity: Identity | None = None
+
+
+def identity() -> Identity:
+    global _identity
+    if _identity is None:
+        _identity = Identity(name=settings.NODE_NAME)
+    return _identity
+
+
+def parse_tag_options(values: Any) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for raw in values or ():
+        for item in str(raw).split(","):
+            if not item.strip():
+                continue
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--tag expects key=value, got {item!r}")
+            tags[key.strip()] = value.strip()
+    return tags
+
+
+def configure(*, name: str | None, tags: dict[str, str], server: bool = True) -> Identity:
+    """Set this process's node identity (built-in Dkron tags plus the user's)."""
+    from jobs.services.agents import builtin_tags
+
+    global _identity
+    all_tags = builtin_tags(server=server)
+    all_tags.update(tags)
+    _identity = Identity(name=(name or settings.NODE_NAME), tags=all_tags)
+    # Children of shell jobs inherit these, so a restarted agent can find and reap orphans.
+    os.environ["DKRON_AGENT_NAME"] = _identity.name
+    os.environ["DKRON_AGENT_ID"] = _identity.instance_id
+    return _identity
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, ident: Identity, concurrency: int) -> None:
+        super().__init__(name="dkron-heartbeat", daemon=True)
+        self.node = ident
+        self.concurrency = concurrency
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from jobs.runner import running_count
+        from jobs.services import agents as svc
+
+        interval = settings.DKRON["HEARTBEAT_INTERVAL"]
+        while not self.stopped.wait(interval):
+            try:
+                ok = svc.agent_heartbeat(
+                    name=self.node.name,
+                    instance_id=self.node.instance_id,
+                    running=running_count(),
+                )
+                if not ok:
+                    register(self.node, self.concurrency)
+            except Exception:
+                log.warning("heartbeat failed; retrying", exc_info=True)
+                close_old_connections()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def register(ident: Identity, concurrency: int) -> None:
+    from jobs.services import agents as svc
+
+    svc.agent_register(
+        name=ident.name,
+        instance_id=ident.instance_id,
+        tags=ident.tags,
+        address=socket.gethostbyname(socket.gethostname()) if settings.PRODUCTION else "127.0.0.1",
+        concurrency=concurrency,
+    )
+
+
+def start_agent(ident: Identity, concurrency: int) -> Heartbeat:
+    """Register, clean up after a dead predecessor, and start heartbeating."""
+    from executors.shell import reap_orphans
+    from jobs.runner import with_db_retry
+    from jobs.services.executions import close_orphaned_runs
+
+    with_db_retry(lambda: register(ident, concurrency), what="registering the agent")
+    closed = with_db_retry(lambda: close_orphaned_runs(node_name=ident.name), what="cleanup")
+    if closed:
+        log.warning("closed %d execution(s) left running by a previous agent %s", closed,
+                    ident.name)
+    reaped = len(reap_orphans(ident.name))
+    if reaped:
+        log.warning("killed %d process(es) left by a previous agent %s", reaped, ident.name)
+    beat = Heartbeat(ident, concurrency)
+    beat.start()
+    log.info("agent %s started with tags %s", ident.name, ident.tags)
+    return beat
+
+
+class AgentStep(bootsteps.StartStopStep):
+    """Worker bootstep: node identity, node queue, registration and heartbeat."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker: Any, tag: Any = (), node_name: str | None = None, **kw: Any):
+        super().__init__(worker, **kw)
+        server = os.environ.get("DKRON_AGENT_SERVER", "true").lower() != "false"
+        self.ident = configure(name=node_name, tags=parse_tag_options(tag), server=server)
+        from jobs.dispatch import node_queue
+
+        worker.app.amqp.queues.select_add(node_queue(self.ident.name))
+        self.beat: Heartbeat | None = None
+
+    def start(self, worker: Any) -> None:
+        self.beat = start_agent(self.ident, int(worker.concurrency or 1))
+
+    def stop(self, worker: Any) -> None:
+        from jobs.services.agents import agent_leave
+
+        if self.beat is not None:
+            self.beat.stop()
+        try:
+            agent_leave(name=self.ident.name, instance_id=self.ident.instance_id)
+        except Exception:
+            log.warning("could not mark agent %s as left", self.ident.name, exc_info=True)
+
+
+def install(app: Any) -> None:
+    app.user_options["worker"].add(
+        Option(("--tag",), multiple=True, help="Node tag key=value (repeatable)")
+    )
+    app.user_options["worker"].add(
+        Option(("--node-name",), default=None, help="Agent name (default DKRON_NODE_NAME)")
+    )
+    app.steps["worker"].add(AgentStep)

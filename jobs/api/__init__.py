@@ -1,0 +1,1 @@
+"""The Dkron-compatible /v1 REST API."""

@@ -1,0 +1,45 @@
+"""JSON errors for every API failure: {"error": "...", "details": {...}} with the right status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_handler
+
+from jobs.errors import DomainError
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            return f"{key}: {_first_message(value)}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DomainError):
+        return Response({"error": exc.message, "details": exc.details}, status=exc.status_code)
+    if isinstance(exc, Http404):
+        return Response({"error": "not found", "details": {}}, status=404)
+    if isinstance(exc, exceptions.ParseError):
+        return Response(
+            {"error": f"Unable to parse payload: {exc.detail}", "details": {}},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    response = drf_handler(exc, context)
+    if response is None:
+        return None
+    detail = response.data
+    if isinstance(exc, exceptions.ValidationError):
+        message = "Job validation failed: " + _first_message(detail)
+        details = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+    else:
+        message = _first_message(detail.get("detail", detail) if isinstance(detail, dict) else detail)
+        details = {}
+    response.data = {"error": message, "details": details}
+    return response

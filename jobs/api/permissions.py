@@ -1,0 +1,25 @@
+"""Who may call what: read for any signed-in user, writes need the model permission."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+
+class ApiAccess(BasePermission):
+    """Views name the permission for their unsafe methods in `write_perm`."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if not settings.AUTH_ENABLED:
+            return True
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        if request.method in SAFE_METHODS:
+            return True
+        perm = getattr(view, "write_perm", None)
+        if callable(perm):
+            perm = perm(request)
+        return perm is None or bool(user.has_perm(perm))

@@ -1,0 +1,174 @@
+"""Dkron-shaped JSON: input validation (types only; rules live in services) and output."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rest_framework import serializers
+
+from executors.registry import mask_secrets
+from executors.values import parse_go_duration
+from jobs.models import Execution, Job
+from jobs.timeutil import rfc3339
+
+DATETIME_FORMATS = ["iso-8601", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
+
+
+class StringValueField(serializers.Field):
+    """A Dkron map value: strings, and (beyond Dkron) numbers and booleans kept as strings."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, bool):
+            return "true" if data else "false"
+        if isinstance(data, (str, int, float)):
+            return str(data)
+        raise serializers.ValidationError("must be a string, number or boolean")
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class SecondsField(serializers.Field):
+    """Seconds as a number, or a Go duration string ("1h", "30s")."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool):
+            raise serializers.ValidationError("must be seconds or a duration such as '1h'")
+        if isinstance(data, (int, float)):
+            value = float(data)
+        else:
+            text = str(data).strip()
+            try:
+                value = float(text)
+            except ValueError:
+                try:
+                    value = parse_go_duration(text).total_seconds()
+                except ValueError as exc:
+                    raise serializers.ValidationError(str(exc)) from None
+        if value < 0:
+            raise serializers.ValidationError("must not be negative")
+        return value
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def _text(**kw: Any) -> serializers.CharField:
+    return serializers.CharField(required=False, allow_blank=True, allow_null=True, **kw)
+
+
+class JobInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=255, allow_blank=True)
+    displayname = _text(max_length=255)
+    schedule = _text(max_length=255)
+    timezone = _text(max_length=64)
+    owner = _text(max_length=255)
+    owner_email = _text(max_length=255)
+    disabled = serializers.BooleanField(required=False, allow_null=True)
+    tags = serializers.DictField(child=StringValueField(), required=False, allow_null=True)
+    metadata = serializers.DictField(child=StringValueField(), required=False, allow_null=True)
+    retries = serializers.IntegerField(
+        min_value=0, max_value=1000, required=False, allow_null=True
+    )
+    retry_backoff = SecondsField(required=False, allow_null=True)
+    concurrency = _text(max_length=16)
+    executor = _text(max_length=64)
+    executor_config = serializers.DictField(required=False, allow_null=True)
+    processors = serializers.DictField(
+        child=serializers.DictField(), required=False, allow_null=True
+    )
+    parent_job = _text(max_length=255)
+    ephemeral = serializers.BooleanField(required=False, allow_null=True)
+    starts_at = serializers.DateTimeField(
+        required=False, allow_null=True, input_formats=DATETIME_FORMATS
+    )
+    expires_at = serializers.DateTimeField(
+        required=False, allow_null=True, input_formats=DATETIME_FORMATS
+    )
+    misfire_policy = _text(max_length=16)
+    catchup_window = SecondsField(required=False, allow_null=True)
+    history_limit = serializers.IntegerField(
+        min_value=1, max_value=1_000_000, required=False, allow_null=True
+    )
+    notify = serializers.DictField(required=False, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
+        return super().to_internal_value(data)
+
+
+def job_to_dict(job: Job, *, dependents: list[str] | None = None) -> dict[str, Any]:
+    """The job as Dkron returns it, plus dkronweb's optional fields."""
+    if dependents is None:
+        dependents = [d.name for d in job.dependents.all()]
+    parent_name = job.parent.name if job.parent_id and job.parent else ""
+    return {
+        "id": job.name,
+        "name": job.name,
+        "displayname": job.displayname,
+        "timezone": job.timezone,
+        "schedule": job.schedule,
+        "owner": job.owner,
+        "owner_email": job.owner_email,
+        "success_count": job.success_count,
+        "error_count": job.error_count,
+        "last_success": rfc3339(job.last_success),
+        "last_error": rfc3339(job.last_error),
+        "disabled": job.disabled,
+        "tags": job.tags or None,
+        "metadata": job.metadata or None,
+        "retries": job.retries,
+        "dependent_jobs": dependents or None,
+        "parent_job": parent_name,
+        "processors": job.processors or {},
+        "concurrency": job.concurrency,
+        "executor": job.executor,
+        "executor_config": mask_secrets(job.executor, job.executor_config or {}),
+        "status": job.status,
+        "next": rfc3339(job.next_run, zero=True),
+        "ephemeral": job.ephemeral,
+        "starts_at": rfc3339(job.starts_at),
+        "expires_at": rfc3339(job.expires_at),
+        "misfire_policy": job.misfire_policy,
+        "catchup_window": job.catchup_window,
+        "retry_backoff": job.retry_backoff,
+        "history_limit": job.history_limit,
+        "notify": job.notify or {},
+        "missed_count": job.missed_count,
+    }
+
+
+def _tail(text: str, limit: int | None) -> tuple[str, bool]:
+    if limit is None:
+        return text, False
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text, False
+    return data[-limit:].decode("utf-8", "ignore"), True
+
+
+def execution_to_dict(
+    execution: Execution, *, output_limit: int | None = None, include_output: bool = True
+) -> dict[str, Any]:
+    """An execution as Dkron returns it (string id, zero finished_at while running)."""
+    output, cut = _tail(execution.output, output_limit) if include_output else ("", False)
+    started: datetime | None = execution.started_at
+    data: dict[str, Any] = {
+        "id": str(execution.pk),
+        "job_name": execution.job_name,
+        "started_at": rfc3339(started, zero=True),
+        "finished_at": rfc3339(execution.finished_at, zero=True),
+        "success": execution.success,
+        "node_name": execution.node_name,
+        "group": execution.run_id,
+        "attempt": execution.attempt,
+        "output_truncated": cut or execution.output_truncated,
+        "status": execution.status,
+        "scheduled_at": rfc3339(execution.scheduled_at),
+        "reason": execution.reason,
+    }
+    if output:
+        data["output"] = output
+    return data

@@ -1,0 +1,27 @@
+"""Routes of the /v1 API (with and without the trailing slash, as Dkron's router allows)."""
+
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView
+
+from jobs.api import views
+
+NAME = r"(?P<name>[^/]+)"
+
+urlpatterns = [
+    re_path(r"^$", views.StatusView.as_view()),
+    path("openapi.json", SpectacularAPIView.as_view(), name="openapi"),
+    path("members", views.MembersView.as_view()),
+    path("leader", views.LeaderView.as_view()),
+    path("isleader", views.IsLeaderView.as_view()),
+    path("busy", views.BusyView.as_view()),
+    re_path(r"^jobs/?$", views.JobsView.as_view()),
+    re_path(rf"^jobs/{NAME}/?$", views.JobView.as_view()),
+    re_path(rf"^jobs/{NAME}/run/?$", views.JobRunView.as_view()),
+    re_path(rf"^jobs/{NAME}/toggle/?$", views.JobToggleView.as_view()),
+    re_path(rf"^jobs/{NAME}/executions/?$", views.ExecutionsView.as_view()),
+    re_path(rf"^jobs/{NAME}/executions/(?P<execution_id>[^/]+)/?$", views.ExecutionView.as_view()),
+    re_path(
+        rf"^jobs/{NAME}/executions/(?P<execution_id>[^/]+)/kill/?$",
+        views.ExecutionKillView.as_view(),
+    ),
+]

@@ -1,0 +1,23 @@
+"""App config: system checks and the auth-off warning live here."""
+
+import logging
+
+from django.apps import AppConfig
+
+log = logging.getLogger("dkronweb")
+
+
+class JobsConfig(AppConfig):
+    name = "jobs"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        from jobs import checks  # noqa: F401  (registers system checks)
+
+        if not settings.AUTH_ENABLED:
+            log.warning(
+                "AUTHENTICATION IS OFF (DKRON_AUTH_ENABLED=false): anyone who can reach this "
+                "port can create and run jobs. Use this only on a trusted network."
+            )

@@ -1,0 +1,30 @@
+"""Domain errors raised by services; the API maps each to its HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class InvalidJob(DomainError):
+    """The job failed validation; `details` maps field (or executor_config key) to message."""
+
+
+class NotFound(DomainError):
+    status_code = 404
+
+
+class Conflict(DomainError):
+    status_code = 409
+
+
+class Unavailable(DomainError):
+    status_code = 503

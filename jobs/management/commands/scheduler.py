@@ -1,0 +1,19 @@
+"""`manage.py scheduler`: `celery beat` with the project's JobScheduler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Start a scheduler (celery beat with jobs.scheduler:JobScheduler)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("-l", "--loglevel", default="INFO")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        from dkronweb.celery import app
+
+        app.start(["beat", "-S", "jobs.scheduler:JobScheduler", "-l", opts["loglevel"]])

@@ -1,0 +1,229 @@
+"""Database models: jobs, runs (fire groups), executions, agents, the scheduler lease, tokens.
+
+State changes live in `jobs.services`; models hold fields, constraints and tiny helpers only.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Concurrency(models.TextChoices):
+    ALLOW = "allow"
+    FORBID = "forbid"
+    REPLACE = "replace"
+
+
+class MisfirePolicy(models.TextChoices):
+    SKIP = "skip"
+    RUN_ONCE = "run_once"
+    RUN_ALL = "run_all"
+
+
+class JobStatus(models.TextChoices):
+    UNTRIGGERED = "", "untriggered"
+    SUCCESS = "success"
+    FAILED = "failed"
+    PARTIALLY_FAILED = "partially_failed"
+    RUNNING = "running"
+
+
+class Job(models.Model):
+    """A scheduled job, identified by `name`; the single source of truth for job timing."""
+
+    name = models.CharField(max_length=255, unique=True, help_text="Dkron slug: a-z, 0-9, _ and -")
+    displayname = models.CharField(max_length=255, blank=True, default="")
+    schedule = models.CharField(max_length=255, blank=True, default="", help_text="Dkron spec")
+    timezone = models.CharField(max_length=64, blank=True, default="", help_text="IANA zone")
+    owner = models.CharField(max_length=255, blank=True, default="")
+    owner_email = models.CharField(max_length=255, blank=True, default="")
+    disabled = models.BooleanField(default=False)
+    tags = models.JSONField(default=dict, blank=True, help_text="Node targeting k -> v[:count]")
+    metadata = models.JSONField(default=dict, blank=True, help_text="Free labels")
+    retries = models.PositiveIntegerField(default=0, help_text="Extra attempts after failure")
+    retry_backoff = models.FloatField(default=1.0, help_text="Base seconds, doubled per attempt")
+    concurrency = models.CharField(max_length=16, choices=Concurrency, default=Concurrency.ALLOW)
+    executor = models.CharField(max_length=64, blank=True, default="")
+    executor_config = models.JSONField(default=dict, blank=True, help_text="Validated by executor")
+    processors = models.JSONField(default=dict, blank=True)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="dependents",
+        help_text="Runs after the parent's successful run",
+    )
+    ephemeral = models.BooleanField(default=False, help_text="Delete after first success")
+    starts_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    misfire_policy = models.CharField(max_length=16, choices=MisfirePolicy, default="skip")
+    catchup_window = models.FloatField(default=3600.0, help_text="Seconds of catch-up look-back")
+    history_limit = models.PositiveIntegerField(null=True, blank=True)
+    notify = models.JSONField(default=dict, blank=True)
+
+    # Server-maintained.
+    status = models.CharField(max_length=32, choices=JobStatus, default="", blank=True)
+    success_count = models.PositiveBigIntegerField(default=0)
+    error_count = models.PositiveBigIntegerField(default=0)
+    last_success = models.DateTimeField(null=True, blank=True)
+    last_error = models.DateTimeField(null=True, blank=True)
+    next_run = models.DateTimeField(
+        null=True, blank=True, help_text="Next fire time (UTC); null when none"
+    )
+    anchor = models.DateTimeField(null=True, blank=True, help_text="Phase of @every schedules")
+    missed_count = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            # The scheduler's only per-tick query: due, enabled jobs by time.
+            models.Index(
+                fields=["next_run"],
+                name="job_due_idx",
+                condition=models.Q(disabled=False, next_run__isnull=False),
+            ),
+        ]
+        permissions = [
+            ("run_code_jobs", "Can create or change jobs that run code on hosts (shell, docker)"),
+            ("operate_job", "Can run, toggle and kill jobs"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Run(models.Model):
+    """One fire of a job (Dkron's execution `group`): the executions of all nodes and attempts.
+
+    The unique (job, scheduled_at) constraint is the fence that makes a scheduled time fire
+    at most once, whatever the number of schedulers or redelivered messages.
+    """
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule"
+        MANUAL = "manual"
+        PARENT = "parent"
+        CATCHUP = "catchup"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="runs")
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    trigger = models.CharField(max_length=16, choices=Trigger, default=Trigger.SCHEDULE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Job config at fire time, so edits do not affect running work and retries.
+    snapshot = models.JSONField(default=dict)
+    status = models.CharField(max_length=32, blank=True, default="")
+    finished = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "scheduled_at"],
+                name="unique_fire_key",
+                condition=models.Q(scheduled_at__isnull=False),
+            )
+        ]
+        indexes = [models.Index(fields=["job", "-id"], name="run_job_idx")]
+
+
+class ExecutionStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    KILLED = "killed"
+    SKIPPED = "skipped"
+
+
+ACTIVE_STATUSES = (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)
+
+
+class Execution(models.Model):
+    """One attempt of a run on one node."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="executions")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="executions")
+    job_name = models.CharField(max_length=255)
+    attempt = models.PositiveIntegerField(default=1)
+    node_name = models.CharField(max_length=255, blank=True, default="")
+    # "node" when the run targets every matching node (retries stay there); "any" when the
+    # run asked for a count of nodes, so a retry may go to another matching node.
+    placement = models.CharField(max_length=8, default="node")
+    queue = models.CharField(max_length=255, blank=True, default="")
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True, help_text="Retry backoff until")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=ExecutionStatus, default="queued")
+    success = models.BooleanField(default=False)
+    output = models.TextField(blank=True, default="")
+    output_truncated = models.BooleanField(default=False)
+    reason = models.CharField(max_length=255, blank=True, default="")
+    retryable = models.BooleanField(default=True)
+    kill_requested = models.BooleanField(default=False)
+    final = models.BooleanField(default=False, help_text="Last attempt of this node in its run")
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["job", "-id"], name="exec_job_idx"),
+            models.Index(
+                fields=["status", "node_name"],
+                name="exec_active_idx",
+                condition=models.Q(status__in=["queued", "running"]),
+            ),
+        ]
+
+
+class Agent(models.Model):
+    """A registered agent (Celery worker with node tags), refreshed by its heartbeat."""
+
+    name = models.CharField(max_length=255, unique=True)
+    instance_id = models.CharField(max_length=64, blank=True, default="")
+    tags = models.JSONField(default=dict)
+    address = models.CharField(max_length=255, blank=True, default="")
+    port = models.PositiveIntegerField(default=0)
+    version = models.CharField(max_length=32, blank=True, default="")
+    concurrency = models.PositiveIntegerField(default=1)
+    running = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+    left = models.BooleanField(default=False, help_text="Left the cluster gracefully")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Lease(models.Model):
+    """A named lease (the active scheduler); expiry is judged by the database clock."""
+
+    name = models.CharField(max_length=64, unique=True)
+    holder = models.CharField(max_length=255, blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    changes = models.PositiveBigIntegerField(default=0, help_text="Leadership changes")
+
+
+class ApiToken(models.Model):
+    """An API token; only its SHA-256 is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    name = models.CharField(max_length=255)
+    prefix = models.CharField(max_length=12, help_text="First characters, to recognise it")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -1,0 +1,172 @@
+"""Runs one execution on an agent: claim it, run the executor, stream output, record the end.
+
+The output so far is written to the execution row every flush interval; the same write tells
+the agent whether someone asked for a kill (or deleted the job), which sets the cancel token.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections
+
+from executors.base import CancelToken, ConfigError, ExecutionContext, ExecutorError
+from executors.output import OutputSink
+from executors.registry import UnknownExecutor, get_executor
+from jobs.models import Execution, ExecutionStatus
+from jobs.services.executions import execution_claim, execution_finish, execution_progress
+
+log = logging.getLogger("dkronweb.runner")
+T = TypeVar("T")
+
+_running = 0
+_running_lock = threading.Lock()
+
+
+def running_count() -> int:
+    return _running
+
+
+def _track(delta: int) -> None:
+    global _running
+    with _running_lock:
+        _running += delta
+
+
+def with_db_retry(fn: Callable[[], T], *, what: str, deadline: float = 600.0) -> T:
+    """Retry a database write while the database restarts; results are never dropped."""
+    started = time.monotonic()
+    delay = 0.5
+    while True:
+        try:
+            return fn()
+        except (OperationalError, InterfaceError):
+            if time.monotonic() - started > deadline:
+                raise
+            log.warning("database unavailable while %s; retrying in %.1fs", what, delay)
+            close_old_connections()
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+class _Flusher(threading.Thread):
+    """Pushes live output and heartbeats; turns a kill request into a cancel."""
+
+    def __init__(self, execution_id: int, sink: OutputSink, cancel: CancelToken) -> None:
+        super().__init__(name=f"flush-{execution_id}", daemon=True)
+        self.execution_id = execution_id
+        self.sink = sink
+        self.cancel = cancel
+        self.stopped = threading.Event()
+        self.seen = -1
+
+    def run(self) -> None:
+        interval = settings.DKRON["OUTPUT_FLUSH_INTERVAL"]
+        try:
+            while not self.stopped.wait(interval):
+                self.flush()
+        finally:
+            close_old_connections()
+
+    def flush(self) -> None:
+        version = self.sink.version
+        output = self.sink.text() if version != self.seen else None
+        try:
+            alive = execution_progress(
+                execution_id=self.execution_id, output=output, truncated=self.sink.truncated
+            )
+        except (OperationalError, InterfaceError):
+            close_old_connections()
+            return  # next flush retries; the executor keeps running meanwhile
+        self.seen = version
+        if not alive:
+            self.cancel.cancel("killed")
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)
+
+
+def _final_output(reason: str, sink: OutputSink, limit: int) -> tuple[str, bool]:
+    """Dkron stores `<error text>\\n` followed by the executor's output; keep the tail."""
+    text = sink.text()
+    if reason:
+        text = f"{reason}\n{text}" if not text.startswith(reason) else text
+    data = text.encode("utf-8", "replace")
+    truncated = sink.truncated
+    if len(data) > limit:
+        data, truncated = data[-limit:], True
+    return data.decode("utf-8", "ignore"), truncated
+
+
+def run_execution(execution_id: int, *, node_name: str) -> Execution | None:
+    """Run one execution here; returns the next attempt when the run must be retried."""
+    execution = with_db_retry(
+        lambda: execution_claim(execution_id=execution_id, node_name=node_name), what="claiming"
+    )
+    if execution is None:
+        return None  # taken by another delivery, killed while queued, or deleted
+    _track(+1)
+    try:
+        return _run_claimed(execution)
+    finally:
+        _track(-1)
+
+
+def _run_claimed(execution: Execution) -> Execution | None:
+    limit = settings.DKRON["OUTPUT_LIMIT"]
+    snapshot = execution.run.snapshot
+    sink = OutputSink(limit)
+    cancel = CancelToken()
+    status, reason, retryable = ExecutionStatus.SUCCESS, "", True
+    flusher: _Flusher | None = None
+    try:
+        executor = get_executor(snapshot["executor"])
+        config = executor.validate(snapshot.get("executor_config") or {})
+        ctx = ExecutionContext(
+            job_name=execution.job_name,
+            config=config,
+            output=sink,
+            cancel=cancel,
+            execution_id=str(execution.pk),
+            attempt=execution.attempt,
+            scheduled_at=execution.scheduled_at,
+            default_timeout=settings.DKRON["DEFAULT_MAX_RUNTIME"],
+        )
+        flusher = _Flusher(execution.pk, sink, cancel)
+        flusher.start()
+        log.info("job=%s execution=%s attempt=%s started", execution.job_name, execution.pk,
+                 execution.attempt)
+        executor.execute(ctx)
+    except (UnknownExecutor, ConfigError) as exc:
+        status, reason, retryable = ExecutionStatus.FAILED, f"invalid job: {exc}", False
+    except ExecutorError as exc:
+        status, reason, retryable = exc.status, exc.message, exc.retryable
+    except SoftTimeLimitExceeded:
+        cancel.cancel("timeout")
+        status, reason = ExecutionStatus.TIMEOUT, "timeout: the run exceeded its time limit"
+    except Exception as exc:  # an executor bug must still close the execution
+        log.exception("executor crashed on execution %s", execution.pk)
+        status, reason = ExecutionStatus.FAILED, f"executor error: {exc!r}"
+    finally:
+        if flusher is not None:
+            flusher.stop()
+    output, truncated = _final_output(reason, sink, limit)
+    log.info("job=%s execution=%s finished status=%s", execution.job_name, execution.pk, status)
+    return with_db_retry(
+        lambda: execution_finish(
+            execution_id=execution.pk,
+            status=status,
+            output=output,
+            truncated=truncated,
+            reason=reason,
+            retryable=retryable,
+        ),
+        what="recording the result",
+    )

@@ -1,0 +1,89 @@
+"""The scheduler role: `celery beat -S jobs.scheduler:JobScheduler`.
+
+Built on django-celery-beat's DatabaseScheduler, so system periodic tasks stay editable in
+the admin; jobs are fired straight from the `Job` table by their indexed `next_run`, never
+mirrored into PeriodicTask rows. Each tick:
+1. takes or renews the database lease; a standby only waits (and retries within a second);
+2. fires the due jobs (each fire key unique in the database: the lease is not the fence);
+3. every few seconds, sweeps dead agents' runs and lost messages;
+4. runs the inherited system periodic tasks;
+5. sleeps until the next due job, at most TICK_MAX.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django_celery_beat.schedulers import DatabaseScheduler
+
+from jobs.services import lease, maintenance, runs
+
+log = logging.getLogger("dkronweb.scheduler")
+
+SWEEP_EVERY = 5.0
+
+
+def scheduler_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class JobScheduler(DatabaseScheduler):
+    """django-celery-beat's scheduler plus Dkron jobs, leadership and the maintenance sweep."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.holder = scheduler_id()
+        self.is_leader = False
+        self.last_sweep = 0.0
+        super().__init__(*args, **kwargs)
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        tick_max = settings.DKRON["TICK_MAX"]
+        try:
+            return self._tick(tick_max)
+        except Exception:
+            # A database or broker restart must not kill the scheduler: wait and retry.
+            log.exception("scheduler tick failed; retrying")
+            close_old_connections()
+            self.is_leader = False
+            return tick_max
+
+    def _tick(self, tick_max: float) -> float:
+        was_leader = self.is_leader
+        self.is_leader = lease.lease_acquire(
+            holder=self.holder, ttl=settings.DKRON["LEASE_TTL"]
+        )
+        if self.is_leader != was_leader:
+            log.info("scheduler %s is now %s", self.holder,
+                     "active" if self.is_leader else "standby")
+        if not self.is_leader:
+            return min(tick_max, settings.DKRON["LEASE_TTL"] / 4)
+        report = runs.fire_due_jobs()
+        if report.fired or report.missed:
+            log.info("fired %d run(s), %d missed fire(s)", report.fired, report.missed)
+        now = time.monotonic()
+        if now - self.last_sweep >= SWEEP_EVERY:
+            self.last_sweep = now
+            maintenance.sweep()
+        system_interval = super().tick()
+        if report.fired >= settings.DKRON["FIRE_BATCH"]:
+            return 0.001  # more are due: go again at once
+        until_due = runs.seconds_until_next_due()
+        interval = min(tick_max, system_interval or tick_max)
+        if until_due is not None:
+            interval = min(interval, until_due)
+        return max(interval, 0.001)
+
+    def close(self) -> None:
+        try:
+            if self.is_leader:
+                lease.lease_release(holder=self.holder)
+        except Exception:
+            log.warning("could not release the scheduler lease", exc_info=True)
+        super().close()

@@ -1,0 +1,105 @@
+"""Reads: job and execution queries with Dkron's filters, sorting and paging."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
+
+from jobs.errors import DomainError
+from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job
+
+JOB_SORTS = {
+    "name": "name",
+    "id": "name",
+    "displayname": "displayname",
+    "schedule": "schedule",
+    "success_count": "success_count",
+    "error_count": "error_count",
+    "last_success": "last_success",
+    "last_error": "last_error",
+    "next": "next_run",
+    "status": "status",
+}
+EXECUTION_SORTS = {
+    "id": "id",
+    "started_at": "started_at",
+    "finished_at": "finished_at",
+    "attempt": "attempt",
+    "group": "run_id",
+}
+
+
+def _order(field: str, order: str) -> list[str]:
+    desc = order.upper() == "DESC"
+    primary = f"-{field}" if desc else field
+    tiebreak = "-id" if desc else "id"
+    return [primary, tiebreak] if field != "id" else [primary]
+
+
+def job_list(params: Mapping[str, Any]) -> QuerySet[Job]:
+    """Dkron's GET /v1/jobs filters: metadata[k]=v (AND), q, status, disabled, _sort/_order."""
+    qs = Job.objects.select_related("parent").prefetch_related("dependents")
+    n = 0
+    for key in params:
+        if key.startswith("metadata[") and key.endswith("]"):
+            name = key[len("metadata[") : -1]
+            for value in params.getlist(key) if hasattr(params, "getlist") else [params[key]]:
+                # A key transform, not a `metadata__<key>` lookup: a key may contain "__".
+                n += 1
+                alias = f"meta_{n}"
+                qs = qs.alias(**{alias: KeyTextTransform(name, "metadata")})
+                qs = qs.filter(**{alias: value})
+    q = params.get("q")
+    if q:
+        qs = qs.filter(Q(name__contains=q) | Q(displayname__contains=q))
+    status = params.get("status")
+    if status:
+        if status not in {"success", "failed", "partially_failed", "untriggered", "running"}:
+            raise DomainError(
+                "status must be success, failed, partially_failed, running or untriggered"
+            )
+        qs = qs.filter(status="" if status == "untriggered" else status)
+    disabled = params.get("disabled")
+    if disabled not in (None, ""):
+        if disabled not in {"true", "false"}:
+            raise DomainError("disabled must be true or false")
+        qs = qs.filter(disabled=disabled == "true")
+    executor = params.get("executor")
+    if executor:
+        qs = qs.filter(executor=executor)
+    sort = params.get("_sort") or "name"
+    if sort not in JOB_SORTS:
+        raise DomainError(f"cannot sort by '{sort}'; use one of {', '.join(sorted(JOB_SORTS))}")
+    return qs.order_by(*_order(JOB_SORTS[sort], params.get("_order", "ASC")))
+
+
+def page_bounds(params: Mapping[str, Any], total: int) -> tuple[int, int]:
+    """react-admin's _start/_end slice ([start, end)), clamped; bad numbers are a 400."""
+    try:
+        start = int(params.get("_start") or 0)
+        end = int(params.get("_end") or total)
+    except ValueError:
+        raise DomainError("_start and _end must be integers") from None
+    if start < 0 or end < 0:
+        raise DomainError("_start and _end must not be negative")
+    return start, max(start, min(end, total))
+
+
+def execution_list(job: Job, params: Mapping[str, Any]) -> QuerySet[Execution]:
+    sort = params.get("_sort") or "id"
+    if sort not in EXECUTION_SORTS:
+        raise DomainError(f"cannot sort executions by '{sort}'")
+    return Execution.objects.filter(job=job).order_by(
+        *_order(EXECUTION_SORTS[sort], params.get("_order", "DESC"))
+    )
+
+
+def running_executions() -> QuerySet[Execution]:
+    return Execution.objects.filter(status=ExecutionStatus.RUNNING).order_by("started_at")
+
+
+def active_executions() -> QuerySet[Execution]:
+    return Execution.objects.filter(status__in=ACTIVE_STATUSES)

@@ -1,0 +1,1 @@
+"""Services: every state change goes through here (API, UI, admin, tasks and commands call them)."""

@@ -1,0 +1,100 @@
+"""Agent membership: registration, heartbeats, leaving, and who is alive."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+from jobs import timeutil
+from jobs.models import Agent
+from jobs.targeting import NodeInfo
+
+
+def builtin_tags(*, server: bool = True) -> dict[str, str]:
+    """Dkron's built-in node tags, so `"server": "true:1"` and `role=dkron` work unchanged."""
+    from dkronweb import __version__
+
+    tags = {
+        "role": "dkron",
+        "dc": settings.DKRON["DC"],
+        "region": settings.DKRON["REGION"],
+        "version": __version__,
+    }
+    if server:
+        tags["server"] = "true"
+    return tags
+
+
+def agent_register(
+    *,
+    name: str,
+    instance_id: str,
+    tags: dict[str, str],
+    address: str = "",
+    port: int = 0,
+    concurrency: int = 1,
+) -> Agent:
+    from dkronweb import __version__
+
+    now = timeutil.now()
+    agent, _ = Agent.objects.update_or_create(
+        name=name,
+        defaults={
+            "instance_id": instance_id,
+            "tags": tags,
+            "address": address,
+            "port": port,
+            "version": __version__,
+            "concurrency": concurrency,
+            "running": 0,
+            "started_at": now,
+            "last_heartbeat": now,
+            "left": False,
+        },
+    )
+    return agent
+
+
+def agent_heartbeat(*, name: str, instance_id: str, running: int) -> bool:
+    """Refresh the heartbeat; False if another instance took the name (re-register then)."""
+    return bool(
+        Agent.objects.filter(name=name, instance_id=instance_id).update(
+            last_heartbeat=timeutil.now(), running=running, left=False
+        )
+    )
+
+
+def agent_leave(*, name: str, instance_id: str = "") -> int:
+    qs = Agent.objects.filter(name=name)
+    if instance_id:
+        qs = qs.filter(instance_id=instance_id)
+    return qs.update(left=True, running=0)
+
+
+def alive_cutoff(now: datetime | None = None) -> datetime:
+    return (now or timeutil.now()) - timedelta(seconds=settings.DKRON["AGENT_DEAD_AFTER"])
+
+
+def agent_state(agent: Agent, *, now: datetime | None = None) -> str:
+    """Dkron's statusText: alive, failed (heartbeat too old) or left."""
+    if agent.left:
+        return "left"
+    if agent.last_heartbeat is None or agent.last_heartbeat < alive_cutoff(now):
+        return "failed"
+    return "alive"
+
+
+def alive_nodes(*, now: datetime | None = None) -> list[NodeInfo]:
+    rows = Agent.objects.filter(left=False, last_heartbeat__gte=alive_cutoff(now)).values(
+        "name", "tags", "running", "concurrency"
+    )
+    return [
+        NodeInfo(
+            name=r["name"],
+            tags={k: str(v) for k, v in (r["tags"] or {}).items()},
+            running=r["running"],
+            concurrency=r["concurrency"],
+        )
+        for r in rows
+    ]

@@ -1,0 +1,239 @@
+"""Execution lifecycle: claim, progress, finish (with retries), kill, and settling a run.
+
+Every transition is a conditional UPDATE on the current status, so a redelivered message,
+a second agent or the dead-agent sweep racing the agent changes a row at most once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+
+from jobs import dispatch, timeutil
+from jobs.errors import Conflict
+from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job, Run
+from jobs.services import agents as agent_services
+from jobs.targeting import parse_tags, select_nodes
+
+log = logging.getLogger("dkronweb.executions")
+
+FINAL_STATUSES = (
+    ExecutionStatus.SUCCESS,
+    ExecutionStatus.FAILED,
+    ExecutionStatus.TIMEOUT,
+    ExecutionStatus.KILLED,
+)
+
+
+def execution_claim(*, execution_id: int, node_name: str) -> Execution | None:
+    """Take a queued execution for this agent; None when someone else has (or it is gone)."""
+    now = timeutil.now()
+    taken = Execution.objects.filter(pk=execution_id, status=ExecutionStatus.QUEUED).update(
+        status=ExecutionStatus.RUNNING,
+        node_name=node_name,
+        queue=dispatch.node_queue(node_name),
+        started_at=now,
+        heartbeat_at=now,
+    )
+    if not taken:
+        return None
+    return Execution.objects.select_related("run").get(pk=execution_id)
+
+
+def execution_progress(*, execution_id: int, output: str | None, truncated: bool) -> bool:
+    """Store live output and the heartbeat; False when the run must stop (killed or gone)."""
+    fields: dict[str, object] = {"heartbeat_at": timeutil.now()}
+    if output is not None:
+        fields.update(output=output, output_truncated=truncated)
+    updated = Execution.objects.filter(
+        pk=execution_id, status=ExecutionStatus.RUNNING, kill_requested=False
+    ).update(**fields)
+    return bool(updated)
+
+
+def retry_delay(*, base: float, attempt: int) -> float:
+    """Exponential backoff: base, 2*base, 4*base... capped (attempt = the one that failed)."""
+    return float(min(base * (2 ** (attempt - 1)), settings.DKRON["RETRY_BACKOFF_MAX"]))
+
+
+def _retry_node(execution: Execution) -> str:
+    if execution.placement != "any":
+        return execution.node_name
+    target = parse_tags(execution.run.snapshot.get("tags") or {})
+    target = type(target)(required=target.required, count=1)
+    nodes = select_nodes(target, agent_services.alive_nodes())
+    return nodes[0].name if nodes else execution.node_name
+
+
+@transaction.atomic
+def execution_finish(
+    *,
+    execution_id: int,
+    status: str,
+    output: str,
+    truncated: bool = False,
+    reason: str = "",
+    retryable: bool = True,
+) -> Execution | None:
+    """Close an execution; returns the next attempt (queued, not yet published) if any."""
+    now = timeutil.now()
+    execution = (
+        Execution.objects.select_for_update()
+        .select_related("run")
+        .filter(pk=execution_id, status__in=ACTIVE_STATUSES)
+        .first()
+    )
+    if execution is None:
+        return None  # deleted with its job, or already closed by the dead-agent sweep
+    if execution.kill_requested and status != ExecutionStatus.SUCCESS:
+        status, retryable = ExecutionStatus.KILLED, False
+    success = status == ExecutionStatus.SUCCESS
+    snapshot = execution.run.snapshot
+    attempts = int(snapshot.get("retries") or 0) + 1
+    retry = (
+        not success
+        and retryable
+        and status != ExecutionStatus.KILLED
+        and execution.attempt < attempts
+    )
+    Execution.objects.filter(pk=execution.pk).update(
+        status=status,
+        success=success,
+        output=output,
+        output_truncated=truncated,
+        reason=reason[:255],
+        retryable=retryable,
+        finished_at=now,
+        started_at=execution.started_at or now,
+        final=not retry,
+    )
+    counter = {"success_count": F("success_count") + 1, "last_success": now}
+    if not success:
+        counter = {"error_count": F("error_count") + 1, "last_error": now}
+    Job.objects.filter(pk=execution.job_id).update(**counter)
+    if not retry:
+        transaction.on_commit(lambda: run_settle(run_id=execution.run_id))
+        return None
+    node = _retry_node(execution)
+    delay = retry_delay(base=float(snapshot.get("retry_backoff", 1.0)), attempt=execution.attempt)
+    return Execution.objects.create(
+        run=execution.run,
+        job_id=execution.job_id,
+        job_name=execution.job_name,
+        attempt=execution.attempt + 1,
+        node_name=node,
+        placement=execution.placement,
+        queue=dispatch.node_queue(node),
+        scheduled_at=execution.scheduled_at,
+        not_before=now + timedelta(seconds=delay),
+        status=ExecutionStatus.QUEUED,
+    )
+
+
+def execution_kill(*, execution: Execution, reason: str = "killed by user") -> Execution:
+    """Kill a queued execution at once, or ask its agent to stop a running one."""
+    now = timeutil.now()
+    if execution.status == ExecutionStatus.QUEUED:
+        done = Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.QUEUED).update(
+            status=ExecutionStatus.KILLED,
+            reason=reason,
+            started_at=now,
+            finished_at=now,
+            final=True,
+        )
+        if done:
+            transaction.on_commit(lambda: run_settle(run_id=execution.run_id))
+    elif execution.status == ExecutionStatus.RUNNING:
+        Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.RUNNING).update(
+            kill_requested=True, reason=reason
+        )
+    else:
+        raise Conflict(f"execution {execution.pk} is not running (status {execution.status})")
+    execution.refresh_from_db()
+    return execution
+
+
+def _group_status(run: Run) -> str:
+    finals = list(run.executions.filter(final=True).values_list("status", flat=True))
+    if not finals or all(s == ExecutionStatus.SKIPPED for s in finals):
+        return ExecutionStatus.SKIPPED
+    finals = [s for s in finals if s != ExecutionStatus.SKIPPED]
+    ok = sum(1 for s in finals if s == ExecutionStatus.SUCCESS)
+    if ok == len(finals):
+        return "success"
+    if ok == 0:
+        return "failed"
+    return "partially_failed"
+
+
+def run_settle(*, run_id: int) -> None:
+    """When the last execution of a run is final: job status, dependents, ephemeral, history.
+
+    The `finished=False -> True` update happens once per run, so dependents fire once per
+    run (not once per node) even when several agents finish at the same moment.
+    """
+    from jobs.services.runs import fire_dependents, has_active_run
+
+    run = Run.objects.filter(pk=run_id).select_related("job").first()
+    if run is None or run.executions.filter(status__in=ACTIVE_STATUSES).exists():
+        return
+    status = _group_status(run)
+    if not Run.objects.filter(pk=run_id, finished=False).update(finished=True, status=status):
+        return
+    job = run.job
+    if status != ExecutionStatus.SKIPPED:
+        job_status = "running" if has_active_run(job) else status
+        Job.objects.filter(pk=job.pk).update(status=job_status)
+    trim_history(job=job)
+    if status == "success":
+        fire_dependents(job=job)
+        if job.ephemeral:
+            from jobs.services.jobs import job_delete
+
+            try:
+                job_delete(job=job)
+            except Conflict:
+                log.warning("ephemeral job %s kept: it has dependents", job.name)
+
+
+def trim_history(*, job: Job) -> int:
+    """Keep the newest `history_limit` finished executions of a job (setting by default)."""
+    limit = job.history_limit or settings.DKRON["HISTORY_LIMIT"]
+    cutoff = (
+        Execution.objects.filter(job=job).order_by("-id").values_list("id", flat=True)[limit : limit + 1]
+    )
+    ids = list(cutoff)
+    if not ids:
+        return 0
+    deleted, _ = (
+        Execution.objects.filter(job=job, id__lte=ids[0])
+        .filter(~Q(status__in=ACTIVE_STATUSES))
+        .delete()
+    )
+    Run.objects.filter(job=job, finished=True, executions__isnull=True).delete()
+    return deleted
+
+
+def close_orphaned_runs(*, node_name: str) -> int:
+    """A starting agent closes what its dead predecessor of the same name left running."""
+    now = timeutil.now()
+    ids = list(
+        Execution.objects.filter(status=ExecutionStatus.RUNNING, node_name=node_name).values_list(
+            "pk", flat=True
+        )
+    )
+    for pk in ids:
+        retry = execution_finish(
+            execution_id=pk,
+            status=ExecutionStatus.FAILED,
+            output=f"agent {node_name} restarted while this execution was running\n",
+            reason=f"agent {node_name} restarted",
+        )
+        if retry is not None:
+            delay = max(0.0, ((retry.not_before or now) - now).total_seconds())
+            dispatch.publish_on_commit(retry, countdown=delay)
+    return len(ids)

@@ -1,0 +1,271 @@
+"""Job services: validate and upsert (Dkron's create/update), delete, toggle, clear history."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+
+from executors.base import ConfigError
+from executors.registry import UnknownExecutor, get_executor, merge_secrets
+from jobs import schedule as sched
+from jobs import timeutil
+from jobs.errors import Conflict, InvalidJob, NotFound
+from jobs.models import Concurrency, Execution, ExecutionStatus, Job, MisfirePolicy, Run
+from jobs.targeting import TagError, parse_tags
+
+# Fields a client sets; everything else on Job is maintained by the server.
+USER_FIELDS = {
+    "displayname": "",
+    "schedule": "",
+    "timezone": "",
+    "owner": "",
+    "owner_email": "",
+    "disabled": False,
+    "tags": dict,
+    "metadata": dict,
+    "retries": 0,
+    "retry_backoff": 1.0,
+    "concurrency": Concurrency.ALLOW,
+    "executor": "",
+    "executor_config": dict,
+    "processors": dict,
+    "ephemeral": False,
+    "starts_at": None,
+    "expires_at": None,
+    "misfire_policy": MisfirePolicy.SKIP,
+    "catchup_window": 3600.0,
+    "history_limit": None,
+    "notify": dict,
+}
+
+
+@dataclass
+class Actor:
+    """Who asks for a change: permission checks that belong to the domain (code-running jobs)."""
+
+    can_run_code: bool = True
+    name: str = "system"
+
+    @classmethod
+    def from_user(cls, user: Any) -> Actor:
+        if user is None or not settings.AUTH_ENABLED:
+            return cls()
+        allowed = bool(user.is_authenticated and user.has_perm("jobs.run_code_jobs"))
+        return cls(can_run_code=allowed, name=getattr(user, "username", "") or "anonymous")
+
+
+SYSTEM = Actor()
+
+
+def validate_name(name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidJob("name is required", {"name": "required"})
+    if len(name) > 255:
+        raise InvalidJob("name is longer than 255 characters", {"name": "too long"})
+    for ch in name:
+        if not (unicodedata.category(ch) == "Ll" or ch in "0123456789_-"):
+            msg = f"name contains illegal character '{ch}'"
+            raise InvalidJob(msg, {"name": msg + " (allowed: lowercase letters, 0-9, _ and -)"})
+    return name
+
+
+def parse_job_schedule(job: Job) -> sched.Schedule | None:
+    if not job.schedule:
+        return None
+    return sched.parse(
+        job.schedule, job_name=job.name, timezone=job.timezone, default_tz=settings.TIME_ZONE
+    )
+
+
+def compute_next_run(job: Job, *, after: datetime) -> datetime | None:
+    """The true next fire time after `after`, honouring the start/expiry window."""
+    if job.parent_id is not None and not job.schedule:
+        return None
+    schedule = parse_job_schedule(job)
+    if schedule is None:
+        return None
+    if schedule.kind == "at":
+        # Kept even when past: the scheduler treats a past @at as a misfire (policy decides).
+        candidate = schedule.at
+    else:
+        base = after
+        if job.starts_at and job.starts_at > after:
+            base = job.starts_at - timedelta(microseconds=1)
+        candidate = schedule.next_after(base, anchor=job.anchor)
+    if candidate is not None and job.expires_at and candidate > job.expires_at:
+        return None
+    return candidate
+
+
+def _validate(job: Job, *, parent_name: str, actor: Actor, old_config: dict[str, Any]) -> None:
+    errors: dict[str, Any] = {}
+    if not job.schedule and not parent_name:
+        errors["schedule"] = "schedule is required unless parent_job is set"
+    if job.timezone:
+        try:
+            sched.validate_timezone(job.timezone)
+        except sched.ScheduleError as exc:
+            errors["timezone"] = str(exc)
+    if job.schedule and "timezone" not in errors:
+        try:
+            parse_job_schedule(job)
+        except sched.ScheduleError as exc:
+            errors["schedule"] = f"can't parse job schedule: {exc}"
+    if job.concurrency not in Concurrency.values:
+        errors["concurrency"] = "invalid concurrency policy value, use allow, forbid or replace"
+    if job.misfire_policy not in MisfirePolicy.values:
+        errors["misfire_policy"] = "use skip, run_once or run_all"
+    if job.owner_email:
+        try:
+            validate_email(job.owner_email)
+        except DjangoValidationError:
+            errors["owner_email"] = "not a valid email address"
+    if job.starts_at and job.expires_at and job.expires_at <= job.starts_at:
+        errors["expires_at"] = "must be after starts_at"
+    if job.retry_backoff < 0 or job.catchup_window < 0:
+        errors["retry_backoff"] = "must not be negative"
+    try:
+        parse_tags(job.tags)
+    except TagError as exc:
+        errors["tags"] = str(exc)
+    if not job.executor:
+        errors["executor"] = "executor is required"
+    elif job.executor in settings.DKRON["DISABLED_EXECUTORS"]:
+        errors["executor"] = f"executor '{job.executor}' is disabled on this server"
+    else:
+        try:
+            executor = get_executor(job.executor)
+        except UnknownExecutor as exc:
+            errors["executor"] = str(exc)
+        else:
+            job.executor_config = merge_secrets(job.executor, job.executor_config, old_config)
+            try:
+                executor.validate(job.executor_config)
+            except ConfigError as exc:
+                errors["executor_config"] = exc.errors
+            if executor.runs_code and not actor.can_run_code:
+                raise InvalidJob(
+                    f"you may not create '{job.executor}' jobs: they need the "
+                    "'run code jobs' permission",
+                    {"executor": "permission required"},
+                )
+    if errors:
+        first = next(iter(errors.items()))
+        detail = first[1] if isinstance(first[1], str) else f"{first[0]}: {first[1]}"
+        raise InvalidJob(f"Job validation failed: {detail}", errors)
+
+
+def _check_parent(name: str, parent_name: str) -> Job | None:
+    if not parent_name:
+        return None
+    if parent_name == name:
+        raise InvalidJob("the job can not have itself as parent", {"parent_job": "self"})
+    try:
+        parent = Job.objects.get(name=parent_name)
+    except Job.DoesNotExist:
+        raise NotFound(
+            "specified parent job not found", {"parent_job": f"no job named '{parent_name}'"}
+        ) from None
+    # Walk up from the parent: meeting this job again means the edge would close a cycle.
+    seen = {parent.name}
+    ancestor = parent
+    while ancestor.parent_id is not None:
+        ancestor = Job.objects.only("name", "parent_id").get(pk=ancestor.parent_id)
+        if ancestor.name == name:
+            raise InvalidJob(
+                "parent_job would create a cycle", {"parent_job": " -> ".join([name, *seen])}
+            )
+        seen.add(ancestor.name)
+    return parent
+
+
+@transaction.atomic
+def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, bool]:
+    """Create or fully replace a job by name (Dkron's upsert); server fields are kept."""
+    name = validate_name(data.get("name"))
+    parent_name = data.get("parent_job") or ""
+    job = Job.objects.select_for_update().filter(name=name).first()
+    created = job is None
+    if job is None:
+        job = Job(name=name)
+    old = {
+        "schedule": job.schedule,
+        "timezone": job.timezone,
+        "starts_at": job.starts_at,
+        "expires_at": job.expires_at,
+        "parent_id": job.parent_id,
+        "config": dict(job.executor_config or {}),
+    }
+    for field, default in USER_FIELDS.items():
+        value = data.get(field)
+        if value is None:
+            value = default() if callable(default) else default
+        setattr(job, field, value)
+    _validate(job, parent_name=parent_name, actor=actor, old_config=old["config"])
+    parent = _check_parent(name, parent_name)
+    job.parent = parent
+    now = timeutil.now()
+    if created or job.schedule != old["schedule"]:
+        job.anchor = now  # @every phase resets only when the schedule changes
+        schedule = parse_job_schedule(job)
+        if schedule is not None and schedule.interval and job.starts_at and job.starts_at > now:
+            job.anchor = job.starts_at - schedule.interval
+    timing_changed = created or any(
+        getattr(job, f) != old[f] for f in ("schedule", "timezone", "starts_at", "expires_at")
+    )
+    if timing_changed or job.parent_id != old["parent_id"]:
+        job.next_run = compute_next_run(job, after=now)
+    job.save()
+    return job, created
+
+
+def job_get(name: str) -> Job:
+    try:
+        return Job.objects.select_related("parent").get(name=name)
+    except Job.DoesNotExist:
+        raise NotFound(f"job '{name}' not found") from None
+
+
+@transaction.atomic
+def job_delete(*, job: Job) -> Job:
+    """Delete a job; its queued executions are cancelled and running ones get a kill request.
+
+    The rows go with the job; an agent whose execution row disappears stops the work.
+    """
+    if job.dependents.exists():
+        names = ", ".join(job.dependents.values_list("name", flat=True))
+        raise Conflict(
+            f"could not delete job with dependent jobs, delete children first ({names})",
+            {"dependent_jobs": names},
+        )
+    Execution.objects.filter(job=job, status=ExecutionStatus.RUNNING).update(kill_requested=True)
+    snapshot = Job.objects.get(pk=job.pk)
+    job.delete()
+    return snapshot
+
+
+def job_toggle(*, job: Job) -> Job:
+    Job.objects.filter(pk=job.pk).update(disabled=not job.disabled)
+    job.refresh_from_db()
+    return job
+
+
+@transaction.atomic
+def job_clear_executions(*, job: Job) -> Job:
+    """Dkron's DELETE /executions: remove finished history and reset counters."""
+    Execution.objects.filter(job=job).exclude(
+        status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]
+    ).delete()
+    Run.objects.filter(job=job, finished=True).delete()
+    Job.objects.filter(pk=job.pk).update(
+        success_count=0, error_count=0, last_success=None, last_error=None
+    )
+    job.refresh_from_db()
+    return job

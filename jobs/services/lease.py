@@ -1,0 +1,48 @@
+"""A lease in the database that keeps one scheduler active; expiry uses the database clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q
+from django.db.models.functions import Now
+
+from jobs.models import Lease
+
+SCHEDULER = "scheduler"
+
+
+def lease_acquire(*, holder: str, ttl: float, name: str = SCHEDULER) -> bool:
+    """Take or renew the lease; True when `holder` holds it until now + ttl (database time).
+
+    1. Renew: one UPDATE that succeeds only if we hold it or it has expired.
+    2. A first-ever lease row is created; a racing creator hits the unique name and loses.
+    The lease keeps standbys idle; it is not the guarantee (fire keys are).
+    """
+    expires = ExpressionWrapper(Now() + timedelta(seconds=ttl), output_field=DateTimeField())
+    renewed = Lease.objects.filter(name=name, holder=holder).update(expires_at=expires)
+    if renewed:
+        return True
+    taken = Lease.objects.filter(name=name).filter(
+        Q(expires_at__lt=Now()) | Q(expires_at__isnull=True) | Q(holder="")
+    ).update(holder=holder, expires_at=expires, acquired_at=Now(), changes=F("changes") + 1)
+    if taken:
+        return True
+    if Lease.objects.filter(name=name).exists():
+        return False
+    try:
+        with transaction.atomic():
+            Lease.objects.create(name=name, holder=holder, expires_at=expires, acquired_at=Now())
+    except IntegrityError:
+        return False
+    return True
+
+
+def lease_release(*, holder: str, name: str = SCHEDULER) -> None:
+    Lease.objects.filter(name=name, holder=holder).update(holder="", expires_at=None)
+
+
+def lease_holder(*, name: str = SCHEDULER) -> Lease | None:
+    """The current, unexpired holder (None when no scheduler is active)."""
+    return Lease.objects.filter(name=name, expires_at__gte=Now()).exclude(holder="").first()

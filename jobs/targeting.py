@@ -1,0 +1,69 @@
+"""Node targeting by tags (Dkron's `"key": "value[:count]"` rules), as pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+
+class TagError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    tags: Mapping[str, str]
+    running: int = 0
+    concurrency: int = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a job asks for: tags that must match, and how many nodes (None = all)."""
+
+    required: dict[str, str] = field(default_factory=dict)
+    count: int | None = None
+
+
+def parse_tags(tags: Mapping[str, object] | None) -> Target:
+    """Split `value:count`; the effective count is the smallest count among the tags."""
+    required: dict[str, str] = {}
+    counts: list[int] = []
+    for key, raw in (tags or {}).items():
+        value = str(raw)
+        parts = value.split(":")
+        if len(parts) == 2:
+            value, count_text = parts
+            try:
+                count = int(count_text)
+            except ValueError:
+                raise TagError(f"tag {key!r}: count {count_text!r} is not an integer") from None
+            if count < 1:
+                raise TagError(f"tag {key!r}: count must be at least 1")
+            counts.append(count)
+        required[str(key)] = value
+    return Target(required=required, count=min(counts) if counts else None)
+
+
+def matches(node: NodeInfo, target: Target) -> bool:
+    return all(node.tags.get(k) == v for k, v in target.required.items())
+
+
+def select_nodes(
+    target: Target, nodes: Iterable[NodeInfo], *, untagged_default: str = "all"
+) -> list[NodeInfo]:
+    """Choose the nodes for one run.
+
+    All matching nodes when no count is given (Dkron's rule; untagged jobs run everywhere
+    unless `untagged_default` is "one"); otherwise `count` distinct nodes, least busy first
+    (Dkron picks at random, even busy ones), ties broken by name so the choice is stable.
+    """
+    candidates = [n for n in nodes if matches(n, target)]
+    count = target.count
+    if count is None and not target.required and untagged_default == "one":
+        count = 1
+    if count is None:
+        return sorted(candidates, key=lambda n: n.name)
+    ranked = sorted(candidates, key=lambda n: (n.running / max(n.concurrency, 1), n.name))
+    return ranked[:count]
