@@ -190,7 +190,7 @@ def _death_signal_hook(parent_pid: int) -> Callable[[], None] | None:
     prctl = _prctl
 
     def hook() -> None:
-        pass
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         # The parent may have died between fork and prctl; then nobody will send the signal.
         if os.getppid() != parent_pid:
             os.kill(os.getpid(), signal.SIGKILL)

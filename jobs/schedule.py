@@ -295,7 +295,10 @@ def _first_pass(cron: _Cron, tz: ZoneInfo, after: datetime, last_year: int) -> d
             early, late = sorted((first, second))
             if early > after:
                 return early
-            if cron.hour_repeats and late > after:
+            # The second pass counts here only once after is in it; while after is still in
+            # the first pass, the next first-pass wall comes sooner and _second_pass covers
+            # the rest.
+            if cron.hour_repeats and late > after and _offset(tz, after) == _offset(tz, late):
                 return late
             if not cron.hour_repeats:
                 change = _transition(tz, early, late)

@@ -1,0 +1,39 @@
+# One entry point for contributors and CI.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 8080
+
+.PHONY: install run test test-fast lint format clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the embedded default: web + API + scheduler + agent in one process, on SQLite.
+run: $(STAMP)
+	$(BIN)/python manage.py serve --port $(PORT)
+
+## The whole test suite (real PostgreSQL, Redis, Celery workers). CI runs exactly this.
+test: $(STAMP)
+	$(BIN)/pytest
+
+## The quick subset (no agent/scheduler processes), about a minute.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not e2e"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""Test settings: real PostgreSQL and Redis on loopback, with short leases and heartbeats."""
+
+import os
+import socket
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+# Real PostgreSQL when it answers. Run by hand without it, the unit tests fall back to a SQLite
+# file and the tests that need PostgreSQL or Redis skip (with CI set they fail instead).
+POSTGRES_AVAILABLE = _reachable("127.0.0.1", 5432)
+if POSTGRES_AVAILABLE or os.environ.get("CI"):
+    os.environ.setdefault("DKRON_DATABASE_URL", "postgres://root@127.0.0.1:5432/dkronweb")
+else:
+    os.environ.setdefault("DKRON_DATABASE_URL", "sqlite:////tmp/dkronweb-test/db.sqlite3")
+os.environ.setdefault("DKRON_BROKER_URL", "redis://127.0.0.1:6379/7")
+os.environ.setdefault("DKRON_DATA_DIR", "/tmp/dkronweb-test")
+os.environ.setdefault("DKRON_SECRET_KEY", "test-secret-key-not-for-production")
+
+from dkronweb.settings import *  # noqa: E402,F403
+from dkronweb.settings import DKRON  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DKRON.update(
+    {
+        "LEASE_TTL": float(os.environ.get("DKRON_LEASE_TTL", 3.0)),
+        "HEARTBEAT_INTERVAL": float(os.environ.get("DKRON_HEARTBEAT_INTERVAL", 0.5)),
+        "AGENT_DEAD_AFTER": float(os.environ.get("DKRON_AGENT_DEAD_AFTER", 3.0)),
+        "OUTPUT_FLUSH_INTERVAL": float(os.environ.get("DKRON_OUTPUT_FLUSH_INTERVAL", 0.2)),
+        "QUEUED_REPUBLISH_AFTER": float(os.environ.get("DKRON_QUEUED_REPUBLISH_AFTER", 10.0)),
+        "HARD_LIMIT_GRACE": 5.0,
+    }
+)
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {"NAME": "/tmp/dkronweb-test/test.sqlite3"}

@@ -1,0 +1,156 @@
+"""Test harness: real agent and scheduler processes against the test database and Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+CI = bool(os.environ.get("CI"))
+
+
+def require(ok: bool, reason: str) -> None:
+    """Skip with the reason when run by hand; fail when CI is set (CI must never skip)."""
+    if ok:
+        return
+    if CI:
+        pytest.fail(f"{reason} (CI is set, so a missing service fails the run)")
+    pytest.skip(reason)
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def wait_for(cond: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.1,
+             what: str = "condition") -> Any:
+    """Poll until `cond()` is truthy; fail with `what` after the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def database_url() -> str:
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    user = s.get("USER") or "root"
+    return f"postgres://{user}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+
+
+class Proc:
+    """A child process in its own process group, with its log kept for assertions."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.popen.pid, sig)
+
+    def kill_group(self) -> None:
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill_group()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Cluster:
+    """Starts agents and schedulers that share the test database and a private Redis db."""
+
+    def __init__(self, log_dir: Path, broker_url: str) -> None:
+        self.log_dir = log_dir
+        self.broker_url = broker_url
+        self.procs: list[Proc] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            DJANGO_SETTINGS_MODULE="dkronweb.settings_test",
+            DKRON_DATABASE_URL=database_url(),
+            DKRON_BROKER_URL=self.broker_url,
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    def agent(self, name: str, *tags: str, pool: str = "threads", concurrency: int = 4,
+              wait: bool = True, **env: str) -> Proc:
+        from jobs.models import Agent
+
+        args = [sys.executable, "manage.py", "agent", "--node-name", name, "--pool", pool,
+                "-c", str(concurrency), "-l", "INFO"]
+        for tag in tags:
+            args += ["--tag", tag]
+        proc = Proc(f"agent-{name}", args, self.env(DKRON_NODE_NAME=name, **env), self.log_dir)
+        self.procs.append(proc)
+        if wait:
+            started = time.monotonic()
+
+            def registered() -> bool:
+                if not proc.alive():
+                    raise AssertionError(f"agent {name} exited:\n{proc.log()[-3000:]}")
+                agent = Agent.objects.filter(name=name, left=False).first()
+                return bool(agent and agent.started_at and agent.started_at.timestamp() > 0
+                            and agent.instance_id and "ready" in proc.log())
+
+            wait_for(registered, timeout=30, what=f"agent {name} to register")
+            proc.started_in = time.monotonic() - started  # type: ignore[attr-defined]
+        return proc
+
+    def scheduler(self, name: str = "scheduler", **env: str) -> Proc:
+        args = [sys.executable, "manage.py", "scheduler", "-l", "INFO"]
+        proc = Proc(name, args, self.env(**env), self.log_dir)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
