@@ -188,6 +188,8 @@ CELERY_BEAT_MAX_LOOP_INTERVAL = 1
 NODE_NAME = env("DKRON_NODE_NAME", socket.gethostname().split(".")[0].lower())
 DKRON = {
     "LEASE_TTL": env_float("DKRON_LEASE_TTL", 10.0),
+    # Off only to prove that fire keys alone prevent duplicates (every scheduler fires).
+    "LEASE_ENABLED": env_bool("DKRON_SCHEDULER_LEASE", True),
     "TICK_MAX": env_float("DKRON_TICK_MAX", 1.0),
     "FIRE_BATCH": int(env_float("DKRON_FIRE_BATCH", 500)),
     "MISFIRE_GRACE": env_float("DKRON_MISFIRE_GRACE", 60.0),

@@ -258,15 +258,19 @@ async def _supervise(
             status="timeout",
         ) from None
     except httpx.ConnectError as exc:
-        reason = str(exc) or type(exc).__name__
+        reason = _reason(exc)
         if _is_tls_error(exc):
             raise ExecutorError(
                 f"http: TLS handshake with {_where(config.url)} failed: {reason}"
             ) from None
         raise ExecutorError(f"http: cannot connect to {_where(config.url)}: {reason}") from None
-    except httpx.HTTPError as exc:
+    except ssl.SSLError as exc:
+        # With TLS 1.3 a server refusing our client certificate says so only after the
+        # handshake, at the first read, and httpcore passes that error through unwrapped.
+        raise ExecutorError(f"http: TLS error with {_where(config.url)}: {exc}") from None
+    except (httpx.HTTPError, OSError) as exc:
         raise ExecutorError(
-            f"http: {config.method} {_where(config.url)} failed: {exc or type(exc).__name__}"
+            f"http: {config.method} {_where(config.url)} failed: {_reason(exc)}"
         ) from None
 
 
@@ -299,7 +303,8 @@ def _where(url: str) -> str:
     """host:port of a URL, for messages: never the path, query or credentials it may hold."""
     parsed = httpx.URL(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    return f"{parsed.host}:{port}"
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    return f"{host}:{port}"
 
 
 def _is_tls_error(exc: BaseException) -> bool:
@@ -309,3 +314,13 @@ def _is_tls_error(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _reason(exc: BaseException) -> str:
+    """The first non-empty message along the cause chain (httpx often wraps an empty one)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if str(seen):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__

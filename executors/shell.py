@@ -175,7 +175,9 @@ def _resolve_su(su: str) -> _Credentials | None:
 # prctl, getppid and kill. The alternative, exec'ing through a wrapper such as
 # `setpriv --pdeathsig`, costs an extra exec per run and an external binary. CPython applies
 # `user`/`group` before preexec_fn, which matters: the kernel clears the death signal on a
-# uid/gid change, so it must be set after it.
+# uid/gid change, so it must be set after it. Linux sends the signal when the *thread* that
+# forked exits, not the process; `execute` blocks in that thread until the child is gone, so
+# the two coincide here.
 _PR_SET_PDEATHSIG = 1
 _libc_name = ctypes.util.find_library("c")
 _prctl: Callable[..., int] | None = None
@@ -378,6 +380,11 @@ class ShellExecutor(Executor):
             DKRON_ATTEMPT=str(ctx.attempt),
             DKRON_SCHEDULED_AT=_rfc3339(ctx.scheduled_at),
         )
+        for key in (AGENT_NAME_ENV, AGENT_ID_ENV):  # the agent's identity, not the job's
+            if key in os.environ:
+                env[key] = os.environ[key]
+            else:
+                env.pop(key, None)
         env[SPAWNER_ENV] = _spawner_stamp()
         env[RUN_TOKEN_ENV] = token
         return env

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from cron_descriptor import (  # type: ignore[import-untyped]
+from cron_descriptor import (
     CasingTypeEnum,
     ExpressionDescriptor,
     Options,
@@ -173,7 +173,9 @@ class _Cron:
 
     @classmethod
     def from_fields(cls, fields: list[str], originals: list[str]) -> _Cron:
-        parsed = [_parse_field(f, o, k) for f, o, k in zip(fields, originals, _FIELD_KINDS)]
+        parsed = [
+            _parse_field(f, o, k) for f, o, k in zip(fields, originals, _FIELD_KINDS, strict=True)
+        ]
         sec, minute, hour, dom, month, dow = parsed
         return cls(
             text=tuple(fields),
@@ -295,15 +297,18 @@ def _first_pass(cron: _Cron, tz: ZoneInfo, after: datetime, last_year: int) -> d
             early, late = sorted((first, second))
             if early > after:
                 return early
-            # The second pass counts here only once after is in it; while after is still in
-            # the first pass, the next first-pass wall comes sooner and _second_pass covers
-            # the rest.
-            if cron.hour_repeats and late > after and _offset(tz, after) == _offset(tz, late):
-                return late
-            if not cron.hour_repeats:
-                change = _transition(tz, early, late)
-                wall = _wall(tz, change - _ONE_SECOND) + _ONE_SECOND
-                continue
+            # Only walls at or below after's own wall time get here. While after is still in
+            # the first pass that is just its own wall (the second pass is _second_pass's job);
+            # once after is in the second pass, the repeated walls fire (again) only if the
+            # hour field repeats, else skip to the end of the overlap.
+            if _offset(tz, after) == _offset(tz, late):
+                if cron.hour_repeats:
+                    if late > after:
+                        return late
+                else:
+                    change = _transition(tz, early, late)
+                    wall = _wall(tz, change - _ONE_SECOND) + _ONE_SECOND
+                    continue
         wall += _ONE_SECOND
     return None
 
@@ -352,7 +357,7 @@ _GO_UNITS_NS = {
     "m": 60 * 1_000_000_000,
     "h": 3600 * 1_000_000_000,
 }
-_GO_COMPONENT = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]+)")
+_GO_COMPONENT = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]+)")
 _GO_MAX_NS = 2**63 - 1
 
 
@@ -414,7 +419,8 @@ def _format_duration(interval: timedelta) -> str:
 # --- @at ---------------------------------------------------------------------------------------
 
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|([+-])(\d{2}):(\d{2}))"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"([Zz]|([+-])([0-9]{2}):([0-9]{2}))"
 )
 
 
@@ -573,7 +579,7 @@ def _parse(spec: str, job_name: str, job_tz: str, default_tz: str) -> Schedule:
     h = name_hash(job_name)
     fields = [
         f.replace("~", str(h % k.hash_modulo + k.hash_offset)) if "~" in f else f
-        for f, k in zip(originals, _FIELD_KINDS)
+        for f, k in zip(originals, _FIELD_KINDS, strict=True)
     ]
     return Schedule(spec, "cron", tz, _cron=_Cron.from_fields(fields, originals))
 

@@ -56,7 +56,7 @@ class JobScheduler(DatabaseScheduler):
 
     def _tick(self, tick_max: float) -> float:
         was_leader = self.is_leader
-        self.is_leader = lease.lease_acquire(
+        self.is_leader = not settings.DKRON["LEASE_ENABLED"] or lease.lease_acquire(
             holder=self.holder, ttl=settings.DKRON["LEASE_TTL"]
         )
         if self.is_leader != was_leader:

@@ -86,8 +86,8 @@ def parse_job_schedule(job: Job) -> sched.Schedule | None:
 
 def compute_next_run(job: Job, *, after: datetime) -> datetime | None:
     """The true next fire time after `after`, honouring the start/expiry window."""
-    if job.parent_id is not None and not job.schedule:
-        return None
+    if job.parent_id is not None:
+        return None  # Dkron never schedules a child: it runs only after its parent succeeds
     schedule = parse_job_schedule(job)
     if schedule is None:
         return None
@@ -213,7 +213,9 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
     job.parent = parent
     now = timeutil.now()
     if created or job.schedule != old["schedule"]:
-        job.anchor = now  # @every phase resets only when the schedule changes
+        # @every phase resets only when the schedule changes; whole seconds, as Dkron's
+        # ConstantDelaySchedule rounds, so `next` has no fraction on the wire.
+        job.anchor = now.replace(microsecond=0)
         schedule = parse_job_schedule(job)
         if schedule is not None and schedule.interval and job.starts_at and job.starts_at > now:
             job.anchor = job.starts_at - schedule.interval

@@ -121,7 +121,7 @@ def test_env_is_appended_to_the_agents_environment(monkeypatch: pytest.MonkeyPat
 
 def test_the_job_sees_its_name_execution_attempt_and_scheduled_time() -> None:
     names = ["DKRON_JOB_NAME", "ENV_JOB_NAME", "DKRON_EXECUTION_ID", "DKRON_ATTEMPT"]
-    command = "echo " + "|".join(f"${name}" for name in [*names, "DKRON_SCHEDULED_AT"])
+    command = 'echo "' + "|".join(f"${name}" for name in [*names, "DKRON_SCHEDULED_AT"]) + '"'
     ctx, error = run(
         {"command": command, "shell": True},
         job_name="backup",
@@ -135,9 +135,17 @@ def test_the_job_sees_its_name_execution_attempt_and_scheduled_time() -> None:
     assert ctx.output.text() == "manual|manual||1|\n"  # a manual run has no scheduled time
 
 
-def test_a_job_cannot_override_the_dkron_variables_through_env() -> None:
-    ctx, _ = run({"command": "sh -c 'echo $DKRON_JOB_NAME'", "env": "DKRON_JOB_NAME=fake"})
-    assert ctx.output.text() == "job\n"
+def test_a_job_cannot_override_the_dkron_variables_through_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(AGENT_NAME_ENV, "agent-1")
+    ctx, _ = run(
+        {
+            "command": "sh -c 'echo $DKRON_JOB_NAME $DKRON_AGENT_NAME'",
+            "env": "DKRON_JOB_NAME=fake,DKRON_AGENT_NAME=fake",
+        }
+    )
+    assert ctx.output.text() == "job agent-1\n"
 
 
 def test_cwd_sets_the_working_directory(tmp_path: Path) -> None:
