@@ -220,5 +220,7 @@ LOGGING = {
         "django.server": {"level": "WARNING"},
         "celery.worker.strategy": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},
+        # httpx logs full URLs (query strings may carry tokens) at INFO.
+        "httpx": {"level": "WARNING"},
     },
 }

@@ -88,7 +88,7 @@ class Proc:
             pass
         self.popen.wait(timeout=10)
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         if self.alive():
             self.signal(signal.SIGTERM)
             try:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Q
 
 from executors.base import ConfigError
 from executors.registry import UnknownExecutor, get_executor, merge_secrets
@@ -201,6 +202,7 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
         "starts_at": job.starts_at,
         "expires_at": job.expires_at,
         "parent_id": job.parent_id,
+        "disabled": job.disabled,
         "config": dict(job.executor_config or {}),
     }
     for field, default in USER_FIELDS.items():
@@ -222,7 +224,10 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
     timing_changed = created or any(
         getattr(job, f) != old[f] for f in ("schedule", "timezone", "starts_at", "expires_at")
     )
-    if timing_changed or job.parent_id != old["parent_id"]:
+    # Fire times that passed while the job was disabled are not misfires: re-enabling a job
+    # looks forward from now, so a catch-up policy does not replay the disabled period.
+    enabled_again = old["disabled"] and not job.disabled
+    if timing_changed or enabled_again or job.parent_id != old["parent_id"]:
         job.next_run = compute_next_run(job, after=now)
     job.save()
     return job, created
@@ -253,10 +258,18 @@ def job_delete(*, job: Job) -> Job:
     return snapshot
 
 
+@transaction.atomic
 def job_toggle(*, job: Job) -> Job:
-    Job.objects.filter(pk=job.pk).update(disabled=not job.disabled)
-    job.refresh_from_db()
-    return job
+    """Flip `disabled`; enabling looks forward from now (times missed while disabled are not
+    misfires, so a catch-up policy does not replay the disabled period)."""
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    job.disabled = not job.disabled
+    fields = ["disabled", "updated_at"]
+    if not job.disabled:
+        job.next_run = compute_next_run(job, after=timeutil.now())
+        fields.append("next_run")
+    job.save(update_fields=fields)
+    return Job.objects.select_related("parent").get(pk=job.pk)
 
 
 @transaction.atomic
@@ -265,7 +278,10 @@ def job_clear_executions(*, job: Job) -> Job:
     Execution.objects.filter(job=job).exclude(
         status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]
     ).delete()
-    Run.objects.filter(job=job, finished=True).delete()
+    # Runs left without executions go too (a finished run's executions may all be gone).
+    Run.objects.filter(job=job).filter(Q(finished=True) | Q(executions__isnull=True)).exclude(
+        executions__status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]
+    ).delete()
     Job.objects.filter(pk=job.pk).update(
         success_count=0, error_count=0, last_success=None, last_error=None
     )

@@ -91,9 +91,15 @@ def add_execution(
 ) -> Execution:
     """An execution row in the given state (and its run unless one is given)."""
     job = Job.objects.get(name=job_name)
-    if run is None:
-        run = Run.objects.create(job=job, trigger=Run.Trigger.MANUAL, snapshot={"retries": 0})
     active = status in ("queued", "running")
+    if run is None:
+        run = Run.objects.create(
+            job=job,
+            trigger=Run.Trigger.MANUAL,
+            snapshot={"retries": 0},
+            finished=not active,
+            status="" if active else status,
+        )
     if status != "queued" and started is None:
         started = now() - timedelta(seconds=5)
     if not active and finished is None:

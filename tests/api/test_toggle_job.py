@@ -1,0 +1,68 @@
+"""POST /v1/jobs/{name}/toggle flips `disabled`."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.models import Job
+from tests.api.helpers import assert_error, create
+
+pytestmark = pytest.mark.django_db
+
+
+def test_toggle_disables_an_enabled_job_and_returns_it(api):
+    create(api, "job1")
+
+    response = api.post("/v1/jobs/job1/toggle")
+
+    assert response.status_code == 200
+    assert response.json()["disabled"] is True
+    assert Job.objects.get(name="job1").disabled is True
+
+
+def test_toggling_twice_enables_the_job_again(api):
+    create(api, "job1")
+
+    api.post("/v1/jobs/job1/toggle")
+    response = api.post("/v1/jobs/job1/toggle/")
+
+    assert response.json()["disabled"] is False
+
+
+def test_toggle_keeps_everything_else(api):
+    before = create(api, "job1", displayname="One", tags={"role": "web"})
+
+    after = api.post("/v1/jobs/job1/toggle").json()
+
+    assert after == {**before, "disabled": True}
+
+
+def test_toggling_an_unknown_job_is_a_404(api):
+    assert_error(api.post("/v1/jobs/ghost/toggle"), 404)
+
+
+def test_enabling_a_job_looks_forward_from_now_not_at_times_missed_while_disabled(api):
+    from datetime import timedelta
+
+    from tests.api.helpers import now, parse_time
+
+    create(api, "job1", schedule="@every 1m", misfire_policy="run_all", disabled=True)
+    Job.objects.filter(name="job1").update(next_run=now() - timedelta(minutes=30))
+
+    body = api.post("/v1/jobs/job1/toggle").json()
+
+    assert body["disabled"] is False
+    assert parse_time(body["next"]) > now()
+
+
+def test_enabling_a_job_through_an_update_also_looks_forward_from_now(api):
+    from datetime import timedelta
+
+    from tests.api.helpers import job_body, now, parse_time
+
+    create(api, "job1", schedule="@every 1m", disabled=True)
+    Job.objects.filter(name="job1").update(next_run=now() - timedelta(minutes=30))
+
+    body = api.post("/v1/jobs", job_body("job1", schedule="@every 1m"), format="json").json()
+
+    assert parse_time(body["next"]) > now()
