@@ -10,6 +10,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -186,7 +187,7 @@ CELERY_BEAT_MAX_LOOP_INTERVAL = 1
 
 # --- Scheduling and agents (seconds) ---------------------------------------------------
 NODE_NAME = env("DKRON_NODE_NAME", socket.gethostname().split(".")[0].lower())
-DKRON = {
+DKRON: dict[str, Any] = {
     "LEASE_TTL": env_float("DKRON_LEASE_TTL", 10.0),
     # Off only to prove that fire keys alone prevent duplicates (every scheduler fires).
     "LEASE_ENABLED": env_bool("DKRON_SCHEDULER_LEASE", True),
@@ -196,7 +197,6 @@ DKRON = {
     "HEARTBEAT_INTERVAL": env_float("DKRON_HEARTBEAT_INTERVAL", 5.0),
     "AGENT_DEAD_AFTER": env_float("DKRON_AGENT_DEAD_AFTER", 20.0),
     "QUEUED_REPUBLISH_AFTER": env_float("DKRON_QUEUED_REPUBLISH_AFTER", 60.0),
-    "QUEUED_FAIL_AFTER": env_float("DKRON_QUEUED_FAIL_AFTER", 3600.0),
     "OUTPUT_FLUSH_INTERVAL": env_float("DKRON_OUTPUT_FLUSH_INTERVAL", 1.0),
     "DEFAULT_MAX_RUNTIME": env_float("DKRON_DEFAULT_MAX_RUNTIME", 24 * 3600.0),
     "HARD_LIMIT_GRACE": env_float("DKRON_HARD_LIMIT_GRACE", 30.0),

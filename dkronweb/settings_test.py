@@ -24,7 +24,7 @@ os.environ.setdefault("DKRON_DATA_DIR", "/tmp/dkronweb-test")
 os.environ.setdefault("DKRON_SECRET_KEY", "test-secret-key-not-for-production")
 
 from dkronweb.settings import *  # noqa: E402,F403
-from dkronweb.settings import DKRON  # noqa: E402
+from dkronweb.settings import DATABASES, DKRON  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DKRON.update(

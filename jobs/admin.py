@@ -17,14 +17,30 @@ from jobs.services import runs as run_services
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = (
-        "name", "schedule", "executor", "status", "disabled", "next_run",
-        "success_count", "error_count", "last_success", "last_error",
+        "name",
+        "schedule",
+        "executor",
+        "status",
+        "disabled",
+        "next_run",
+        "success_count",
+        "error_count",
+        "last_success",
+        "last_error",
     )
     list_filter = ("status", "disabled", "executor", "concurrency")
     search_fields = ("name", "displayname", "owner")
     readonly_fields = (
-        "status", "success_count", "error_count", "last_success", "last_error",
-        "next_run", "anchor", "missed_count", "created_at", "updated_at",
+        "status",
+        "success_count",
+        "error_count",
+        "last_success",
+        "last_error",
+        "next_run",
+        "anchor",
+        "missed_count",
+        "created_at",
+        "updated_at",
     )
     actions = ("run_now", "enable", "disable")
 
@@ -64,8 +80,15 @@ class JobAdmin(admin.ModelAdmin):
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
     list_display = (
-        "id", "job_name", "run_id", "attempt", "node_name", "status",
-        "scheduled_at", "started_at", "finished_at",
+        "id",
+        "job_name",
+        "run_id",
+        "attempt",
+        "node_name",
+        "status",
+        "scheduled_at",
+        "started_at",
+        "finished_at",
     )
     list_filter = ("status", "node_name")
     search_fields = ("job_name", "node_name", "reason")

@@ -117,8 +117,9 @@ def start_agent(ident: Identity, concurrency: int) -> Heartbeat:
     with_db_retry(lambda: register(ident, concurrency), what="registering the agent")
     closed = with_db_retry(lambda: close_orphaned_runs(node_name=ident.name), what="cleanup")
     if closed:
-        log.warning("closed %d execution(s) left running by a previous agent %s", closed,
-                    ident.name)
+        log.warning(
+            "closed %d execution(s) left running by a previous agent %s", closed, ident.name
+        )
     reaped = len(reap_orphans(ident.name))
     if reaped:
         log.warning("killed %d process(es) left by a previous agent %s", reaped, ident.name)
@@ -131,7 +132,7 @@ def start_agent(ident: Identity, concurrency: int) -> Heartbeat:
 class AgentStep(bootsteps.StartStopStep):
     """Worker bootstep: node identity, node queue, registration and heartbeat."""
 
-    requires = {"celery.worker.components:Pool"}
+    requires = ("celery.worker.components:Pool",)
 
     def __init__(self, worker: Any, tag: Any = (), node_name: str | None = None, **kw: Any):
         super().__init__(worker, **kw)

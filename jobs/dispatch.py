@@ -35,9 +35,9 @@ def publish(execution: Execution, *, countdown: float = 0.0) -> None:
     run_execution.apply_async(
         kwargs={"execution_id": execution.pk, "v": MESSAGE_VERSION},
         queue=execution.queue,
-        countdown=countdown or None,
-        soft_time_limit=soft,
-        time_limit=hard,
+        countdown=countdown,
+        soft_time_limit=int(soft),
+        time_limit=int(hard),
     )
     Execution.objects.filter(pk=execution.pk).update(published_at=timeutil.now())
 

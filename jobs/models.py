@@ -118,6 +118,9 @@ class Run(models.Model):
     status = models.CharField(max_length=32, blank=True, default="")
     finished = models.BooleanField(default=False)
 
+    def __str__(self) -> str:
+        return f"run {self.pk} of job {self.job_id}"
+
     class Meta:
         constraints = [
             models.UniqueConstraint(
@@ -170,6 +173,9 @@ class Execution(models.Model):
     kill_requested = models.BooleanField(default=False)
     final = models.BooleanField(default=False, help_text="Last attempt of this node in its run")
 
+    def __str__(self) -> str:
+        return f"{self.job_name} #{self.pk} attempt {self.attempt}"
+
     class Meta:
         ordering = ["-id"]
         indexes = [
@@ -212,6 +218,9 @@ class Lease(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     acquired_at = models.DateTimeField(null=True, blank=True)
     changes = models.PositiveBigIntegerField(default=0, help_text="Leadership changes")
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder or 'free'}"
 
 
 class ApiToken(models.Model):

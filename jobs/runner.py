@@ -124,7 +124,8 @@ def _run_claimed(execution: Execution) -> Execution | None:
     snapshot = execution.run.snapshot
     sink = OutputSink(limit)
     cancel = CancelToken()
-    status, reason, retryable = ExecutionStatus.SUCCESS, "", True
+    status: str = ExecutionStatus.SUCCESS
+    reason, retryable = "", True
     flusher: _Flusher | None = None
     try:
         executor = get_executor(snapshot["executor"])
@@ -141,8 +142,12 @@ def _run_claimed(execution: Execution) -> Execution | None:
         )
         flusher = _Flusher(execution.pk, sink, cancel)
         flusher.start()
-        log.info("job=%s execution=%s attempt=%s started", execution.job_name, execution.pk,
-                 execution.attempt)
+        log.info(
+            "job=%s execution=%s attempt=%s started",
+            execution.job_name,
+            execution.pk,
+            execution.attempt,
+        )
         executor.execute(ctx)
     except (UnknownExecutor, ConfigError) as exc:
         status, reason, retryable = ExecutionStatus.FAILED, f"invalid job: {exc}", False

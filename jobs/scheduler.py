@@ -30,6 +30,11 @@ log = logging.getLogger("dkronweb.scheduler")
 SWEEP_EVERY = 5.0
 
 
+def _conf() -> dict[str, Any]:
+    conf: dict[str, Any] = settings.DKRON
+    return conf
+
+
 def scheduler_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -44,7 +49,7 @@ class JobScheduler(DatabaseScheduler):
         super().__init__(*args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        tick_max = settings.DKRON["TICK_MAX"]
+        tick_max = _conf()["TICK_MAX"]
         try:
             return self._tick(tick_max)
         except Exception:
@@ -56,14 +61,15 @@ class JobScheduler(DatabaseScheduler):
 
     def _tick(self, tick_max: float) -> float:
         was_leader = self.is_leader
-        self.is_leader = not settings.DKRON["LEASE_ENABLED"] or lease.lease_acquire(
-            holder=self.holder, ttl=settings.DKRON["LEASE_TTL"]
+        self.is_leader = not _conf()["LEASE_ENABLED"] or lease.lease_acquire(
+            holder=self.holder, ttl=_conf()["LEASE_TTL"]
         )
         if self.is_leader != was_leader:
-            log.info("scheduler %s is now %s", self.holder,
-                     "active" if self.is_leader else "standby")
+            log.info(
+                "scheduler %s is now %s", self.holder, "active" if self.is_leader else "standby"
+            )
         if not self.is_leader:
-            return min(tick_max, settings.DKRON["LEASE_TTL"] / 4)
+            return min(tick_max, _conf()["LEASE_TTL"] / 4)
         report = runs.fire_due_jobs()
         if report.fired or report.missed:
             log.info("fired %d run(s), %d missed fire(s)", report.fired, report.missed)
@@ -72,7 +78,7 @@ class JobScheduler(DatabaseScheduler):
             self.last_sweep = now
             maintenance.sweep()
         system_interval = super().tick()
-        if report.fired >= settings.DKRON["FIRE_BATCH"]:
+        if report.fired >= _conf()["FIRE_BATCH"]:
             return 0.001  # more are due: go again at once
         until_due = runs.seconds_until_next_due()
         interval = min(tick_max, system_interval or tick_max)

@@ -22,8 +22,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _skipped:
-        terminalreporter.write_line(f"SKIPPED {len(_skipped)} test(s); CI fails instead of "
-                                    "skipping. See the reasons above (-ra).")
+        terminalreporter.write_line(
+            f"SKIPPED {len(_skipped)} test(s); CI fails instead of "
+            "skipping. See the reasons above (-ra)."
+        )
 
 
 @pytest.fixture
@@ -61,8 +63,10 @@ def broker_url() -> str:
 @pytest.fixture
 def cluster(transactional_db, tmp_path: Path, broker_url: str) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
     """Real agents and schedulers (subprocesses) on the test database and Redis db 7."""
-    require(settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
-            "PostgreSQL at 127.0.0.1:5432 is needed for multi-process tests")
+    require(
+        settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+        "PostgreSQL at 127.0.0.1:5432 is needed for multi-process tests",
+    )
     require(reachable("127.0.0.1", 6379), "Redis at 127.0.0.1:6379 is needed")
     import redis
 

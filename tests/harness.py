@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,8 +37,13 @@ def reachable(host: str, port: int) -> bool:
     return True
 
 
-def wait_for(cond: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.1,
-             what: str = "condition") -> Any:
+def wait_for(
+    cond: Callable[[], Any],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.1,
+    what: str = "condition",
+) -> Any:
     """Poll until `cond()` is truthy; fail with `what` after the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -66,7 +71,11 @@ class Proc:
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -82,10 +91,8 @@ class Proc:
             os.kill(self.popen.pid, sig)
 
     def kill_group(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.popen.wait(timeout=10)
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -120,12 +127,30 @@ class Cluster:
         env.update(extra)
         return env
 
-    def agent(self, name: str, *tags: str, pool: str = "threads", concurrency: int = 4,
-              wait: bool = True, **env: str) -> Proc:
+    def agent(
+        self,
+        name: str,
+        *tags: str,
+        pool: str = "threads",
+        concurrency: int = 4,
+        wait: bool = True,
+        **env: str,
+    ) -> Proc:
         from jobs.models import Agent
 
-        args = [sys.executable, "manage.py", "agent", "--node-name", name, "--pool", pool,
-                "-c", str(concurrency), "-l", "INFO"]
+        args = [
+            sys.executable,
+            "manage.py",
+            "agent",
+            "--node-name",
+            name,
+            "--pool",
+            pool,
+            "-c",
+            str(concurrency),
+            "-l",
+            "INFO",
+        ]
         for tag in tags:
             args += ["--tag", tag]
         proc = Proc(f"agent-{name}", args, self.env(DKRON_NODE_NAME=name, **env), self.log_dir)
@@ -137,8 +162,13 @@ class Cluster:
                 if not proc.alive():
                     raise AssertionError(f"agent {name} exited:\n{proc.log()[-3000:]}")
                 agent = Agent.objects.filter(name=name, left=False).first()
-                return bool(agent and agent.started_at and agent.started_at.timestamp() > 0
-                            and agent.instance_id and "ready" in proc.log())
+                return bool(
+                    agent
+                    and agent.started_at
+                    and agent.started_at.timestamp() > 0
+                    and agent.instance_id
+                    and "ready" in proc.log()
+                )
 
             wait_for(registered, timeout=30, what=f"agent {name} to register")
             proc.started_in = time.monotonic() - started  # type: ignore[attr-defined]

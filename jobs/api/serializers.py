@@ -59,7 +59,8 @@ def _text(**kw: Any) -> serializers.CharField:
 
 
 class JobInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=255, allow_blank=True)
+    # Not trimmed: " job1" has an illegal character and is refused, as in Dkron.
+    name = serializers.CharField(max_length=255, allow_blank=True, trim_whitespace=False)
     displayname = _text(max_length=255)
     schedule = _text(max_length=255)
     timezone = _text(max_length=64)
@@ -96,7 +97,27 @@ class JobInputSerializer(serializers.Serializer):
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
             raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
+        # The database cannot store NUL characters (PostgreSQL refuses them in text and JSON).
+        nul = {k: ["must not contain NUL characters"] for k, v in data.items() if _has_nul(v)}
+        if nul:
+            raise serializers.ValidationError(nul)
         return super().to_internal_value(data)
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a parsed JSON value holds a NUL character in any string or key (iterative)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def job_to_dict(job: Job, *, dependents: list[str] | None = None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import selectors
+from jobs.api.parsers import JSONParser
 from jobs.api.serializers import JobInputSerializer, execution_to_dict, job_to_dict
 from jobs.errors import DomainError, NotFound
 from jobs.models import Agent, Execution
@@ -25,6 +26,12 @@ from jobs.services import runs as run_services
 from jobs.services.executions import execution_kill
 
 SERF_STATUS = {"alive": 1, "left": 3, "failed": 4}
+
+
+class ApiView(APIView):
+    """Base of every /v1 view: JSON bodies through the hardened parser."""
+
+    parser_classes = [JSONParser]
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -51,7 +58,7 @@ def _edit_perm(request: Request) -> str:
     return "jobs.change_job"
 
 
-class StatusView(APIView):
+class StatusView(ApiView):
     @extend_schema(summary="Agent and cluster status")
     def get(self, request: Request) -> Response:
         from dkronweb import __version__
@@ -94,7 +101,7 @@ def member_to_dict(agent: Agent) -> dict[str, Any]:
     }
 
 
-class MembersView(APIView):
+class MembersView(ApiView):
     def get(self, request: Request) -> Response:
         agents = Agent.objects.all()
         response = Response([member_to_dict(a) for a in agents])
@@ -119,7 +126,7 @@ def _leader_member() -> dict[str, Any] | None:
     }
 
 
-class LeaderView(APIView):
+class LeaderView(ApiView):
     def get(self, request: Request) -> Response:
         member = _leader_member()
         if member is None:
@@ -127,7 +134,7 @@ class LeaderView(APIView):
         return Response(member)
 
 
-class IsLeaderView(APIView):
+class IsLeaderView(ApiView):
     def get(self, request: Request) -> Response:
         holder = lease_services.lease_holder()
         mine = f"{socket.gethostname()}:{os.getpid()}:"
@@ -136,7 +143,7 @@ class IsLeaderView(APIView):
         return Response("I am a follower", status=404)
 
 
-class JobsView(APIView):
+class JobsView(ApiView):
     write_perm = "jobs.add_job"
 
     def get(self, request: Request) -> Response:
@@ -156,7 +163,7 @@ class JobsView(APIView):
         return _upsert(request)
 
 
-class JobView(APIView):
+class JobView(ApiView):
     def write_perm(self, request: Request) -> str:
         return {"PUT": "jobs.change_job", "DELETE": "jobs.delete_job"}.get(
             request.method or "", "jobs.operate_job"
@@ -188,14 +195,14 @@ def run_job(request: Request, name: str) -> Response:
     return response
 
 
-class JobRunView(APIView):
+class JobRunView(ApiView):
     write_perm = "jobs.operate_job"
 
     def post(self, request: Request, name: str) -> Response:
         return run_job(request, name)
 
 
-class JobToggleView(APIView):
+class JobToggleView(ApiView):
     write_perm = "jobs.operate_job"
 
     def post(self, request: Request, name: str) -> Response:
@@ -216,7 +223,7 @@ def _output_limit(request: Request) -> int | None:
     return value
 
 
-class ExecutionsView(APIView):
+class ExecutionsView(ApiView):
     write_perm = "jobs.delete_job"
 
     def get(self, request: Request, name: str) -> Response:
@@ -249,13 +256,13 @@ def _execution(name: str, execution_id: str) -> Execution:
         raise NotFound(f"execution '{execution_id}' not found for job '{name}'") from None
 
 
-class ExecutionView(APIView):
+class ExecutionView(ApiView):
     def get(self, request: Request, name: str, execution_id: str) -> Response:
         job_services.job_get(name)
         return Response(execution_to_dict(_execution(name, execution_id)))
 
 
-class ExecutionKillView(APIView):
+class ExecutionKillView(ApiView):
     write_perm = "jobs.operate_job"
 
     def post(self, request: Request, name: str, execution_id: str) -> Response:
@@ -263,7 +270,7 @@ class ExecutionKillView(APIView):
         return Response(execution_to_dict(execution), status=202)
 
 
-class BusyView(APIView):
+class BusyView(ApiView):
     def get(self, request: Request) -> Response:
         data = [execution_to_dict(e) for e in selectors.running_executions()]
         response = Response(data)

@@ -15,7 +15,7 @@ def builtin_tags(*, server: bool = True) -> dict[str, str]:
     """Dkron's built-in node tags, so `"server": "true:1"` and `role=dkron` work unchanged."""
     from dkronweb import __version__
 
-    tags = {
+    tags: dict[str, str] = {
         "role": "dkron",
         "dc": settings.DKRON["DC"],
         "region": settings.DKRON["REGION"],

@@ -204,7 +204,9 @@ def trim_history(*, job: Job) -> int:
     """Keep the newest `history_limit` finished executions of a job (setting by default)."""
     limit = job.history_limit or settings.DKRON["HISTORY_LIMIT"]
     cutoff = (
-        Execution.objects.filter(job=job).order_by("-id").values_list("id", flat=True)[limit : limit + 1]
+        Execution.objects.filter(job=job)
+        .order_by("-id")
+        .values_list("id", flat=True)[limit : limit + 1]
     )
     ids = list(cutoff)
     if not ids:

@@ -24,9 +24,11 @@ def lease_acquire(*, holder: str, ttl: float, name: str = SCHEDULER) -> bool:
     renewed = Lease.objects.filter(name=name, holder=holder).update(expires_at=expires)
     if renewed:
         return True
-    taken = Lease.objects.filter(name=name).filter(
-        Q(expires_at__lt=Now()) | Q(expires_at__isnull=True) | Q(holder="")
-    ).update(holder=holder, expires_at=expires, acquired_at=Now(), changes=F("changes") + 1)
+    taken = (
+        Lease.objects.filter(name=name)
+        .filter(Q(expires_at__lt=Now()) | Q(expires_at__isnull=True) | Q(holder=""))
+        .update(holder=holder, expires_at=expires, acquired_at=Now(), changes=F("changes") + 1)
+    )
     if taken:
         return True
     if Lease.objects.filter(name=name).exists():

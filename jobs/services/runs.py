@@ -25,6 +25,9 @@ from jobs.targeting import parse_tags, select_nodes
 
 log = logging.getLogger("dkronweb.runs")
 
+# Missed fires counted (and caught up) per job and tick at most.
+MAX_COUNTED = 10_000
+
 SNAPSHOT_FIELDS = ("executor", "executor_config", "retries", "retry_backoff", "concurrency", "tags")
 
 
@@ -158,6 +161,7 @@ def _plan(job: Job, now: datetime) -> tuple[list[tuple[datetime, str]], int, dat
     3. Fire times outside starts_at/expires_at never run and are not misfires.
     """
     due = job.next_run
+    times: list[tuple[datetime, str]]
     assert due is not None
     schedule = parse_job_schedule(job)
     grace = timedelta(seconds=settings.DKRON["MISFIRE_GRACE"])
@@ -167,17 +171,26 @@ def _plan(job: Job, now: datetime) -> tuple[list[tuple[datetime, str]], int, dat
         times, missed = [(due, Run.Trigger.SCHEDULE)], 0
         upto = due
     else:
-        late = [due, *schedule.fires_between(due, now - grace, anchor=job.anchor, limit=10_000)]
+        # Late fire times, split at the catch-up window. Both lists are bounded (MAX_COUNTED)
+        # so a per-second job that was down for days costs no more than a few ms here.
+        window_start = max(due, now - timedelta(seconds=job.catchup_window))
+        head = [
+            due,
+            *schedule.fires_between(due, window_start, anchor=job.anchor, limit=MAX_COUNTED),
+        ]
+        before = [t for t in head if t < window_start]
+        catchable = [t for t in head if t >= window_start]
+        catchable += schedule.fires_between(
+            window_start, now - grace, anchor=job.anchor, limit=MAX_COUNTED
+        )
         recent = schedule.fires_between(now - grace, now, anchor=job.anchor)
-        window_start = now - timedelta(seconds=job.catchup_window)
-        catchable = [t for t in late if t >= window_start]
         if job.misfire_policy == "run_all":
             chosen = catchable
         elif job.misfire_policy == "run_once":
             chosen = catchable[-1:]
         else:
             chosen = []
-        missed = len(late) - len(chosen)
+        missed = len(before) + len(catchable) - len(chosen)
         times = [(t, Run.Trigger.CATCHUP) for t in chosen]
         times += [(t, Run.Trigger.SCHEDULE) for t in recent]
         upto = now

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
@@ -16,11 +18,11 @@ from jobs.services import lease as lease_services
 from jobs.services.jobs import parse_job_schedule
 
 
-def _maybe_login(view):  # type: ignore[no-untyped-def]
+def _maybe_login(view: Any) -> Any:
     """Login is required unless auth is explicitly off."""
     protected = login_required(view)
 
-    def wrapper(request: HttpRequest, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not settings.AUTH_ENABLED:
             return view(request, *args, **kwargs)
         return protected(request, *args, **kwargs)
@@ -30,8 +32,10 @@ def _maybe_login(view):  # type: ignore[no-untyped-def]
 
 @_maybe_login
 def dashboard(request: HttpRequest) -> HttpResponse:
-    counts = {row["status"] or "untriggered": row["n"] for row in
-              Job.objects.values("status").annotate(n=Count("id"))}
+    counts = {
+        row["status"] or "untriggered": row["n"]
+        for row in Job.objects.values("status").annotate(n=Count("id"))
+    }
     agents = [(a, agent_services.agent_state(a)) for a in Agent.objects.all()]
     return render(
         request,

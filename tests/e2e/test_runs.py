@@ -105,7 +105,7 @@ def test_a_timeout_kills_the_job_with_its_children_and_grandchildren(cluster, ap
     cluster.agent("agent-a")
     script = (
         f"sh -c 'echo $$ > {tmp_path}/child; "
-        f"sh -c \"echo \\$\\$ > {tmp_path}/grandchild; sleep 300\" & sleep 300' & "
+        f'sh -c "echo \\$\\$ > {tmp_path}/grandchild; sleep 300" & sleep 300\' & '
         f"echo $$ > {tmp_path}/parent; sleep 300"
     )
     create(api, "overrun", script, config={"timeout": "2s"})
@@ -115,9 +115,13 @@ def test_a_timeout_kills_the_job_with_its_children_and_grandchildren(cluster, ap
     assert "timeout" in execution.output
     for name in ("parent", "child", "grandchild"):
         pid = int((tmp_path / name).read_text())
-        wait_for(lambda pid=pid: not psutil.pid_exists(pid) or
-                 psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-                 timeout=5, what=f"{name} ({pid}) to be gone")
+        wait_for(
+            lambda pid=pid: (
+                not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            ),
+            timeout=5,
+            what=f"{name} ({pid}) to be gone",
+        )
 
 
 def test_retries_make_attempts_in_one_group_and_the_job_ends_success(cluster, api, tmp_path):
@@ -145,8 +149,11 @@ def test_forbid_skips_scheduled_runs_while_one_is_still_going(cluster, api):
     cluster.agent("agent-a")
     cluster.scheduler()
     create(api, "exclusive", "sleep 3", schedule="* * * * * *", concurrency="forbid")
-    wait_for(lambda: Execution.objects.filter(job_name="exclusive", status="skipped").count() >= 2,
-             timeout=20, what="skipped fires")
+    wait_for(
+        lambda: Execution.objects.filter(job_name="exclusive", status="skipped").count() >= 2,
+        timeout=20,
+        what="skipped fires",
+    )
     running = Execution.objects.filter(job_name="exclusive", status__in=["queued", "running"])
     assert running.count() <= 1
     skipped = Execution.objects.filter(job_name="exclusive", status="skipped").first()
@@ -158,12 +165,19 @@ def test_replace_kills_the_running_execution_and_starts_the_new_one(cluster, api
     cluster.agent("agent-a")
     create(api, "newest", "sleep 300", concurrency="replace")
     api.post("/v1/jobs/newest/run")
-    wait_for(lambda: Execution.objects.filter(job_name="newest", status="running").exists(),
-             what="the first run to start")
+    wait_for(
+        lambda: Execution.objects.filter(job_name="newest", status="running").exists(),
+        what="the first run to start",
+    )
     api.post("/v1/jobs/newest/run")
-    wait_for(lambda: Execution.objects.filter(job_name="newest", status="killed").count() == 1
-             and Execution.objects.filter(job_name="newest", status="running").count() == 1,
-             timeout=20, what="the first run to be replaced")
+    wait_for(
+        lambda: (
+            Execution.objects.filter(job_name="newest", status="killed").count() == 1
+            and Execution.objects.filter(job_name="newest", status="running").count() == 1
+        ),
+        timeout=20,
+        what="the first run to be replaced",
+    )
 
 
 def test_tags_choose_agents_and_untagged_jobs_run_on_every_agent(cluster, api):
@@ -189,8 +203,13 @@ def test_a_dependent_job_fires_once_after_its_parent_succeeds_on_two_nodes(clust
     cluster.agent("agent-1")
     cluster.agent("agent-2")
     create(api, "parent", "echo parent")
-    body = {"name": "child", "parent_job": "parent", "executor": "shell",
-            "executor_config": {"command": "echo child"}, "tags": {"server": "true:1"}}
+    body = {
+        "name": "child",
+        "parent_job": "parent",
+        "executor": "shell",
+        "executor_config": {"command": "echo child"},
+        "tags": {"server": "true:1"},
+    }
     assert api.post("/v1/jobs", body, format="json").status_code == 201
     assert api.get("/v1/jobs/parent").json()["dependent_jobs"] == ["child"]
     api.post("/v1/jobs/parent/run")
@@ -204,8 +223,10 @@ def test_an_agent_killed_mid_run_is_failed_in_members_and_its_run_is_closed(clus
     victim = cluster.agent("agent-victim")
     create(api, "orphan", "sleep 300", retries=0)
     api.post("/v1/jobs/orphan/run")
-    wait_for(lambda: Execution.objects.filter(job_name="orphan", status="running").exists(),
-             what="the run to start")
+    wait_for(
+        lambda: Execution.objects.filter(job_name="orphan", status="running").exists(),
+        what="the run to start",
+    )
     cluster.scheduler()
     started = time.monotonic()
     victim.kill_group()
@@ -222,8 +243,12 @@ def test_two_schedulers_at_once_never_fire_a_time_twice(cluster, api, tmp_path):
     out = tmp_path / "fires"
     out.mkdir()
     for i in range(10):
-        create(api, f"dup-{i}", f"echo $DKRON_SCHEDULED_AT >> {out}/$DKRON_JOB_NAME",
-               schedule="* * * * * *")
+        create(
+            api,
+            f"dup-{i}",
+            f"echo $DKRON_SCHEDULED_AT >> {out}/$DKRON_JOB_NAME",
+            schedule="* * * * * *",
+        )
     # Both schedulers fire (no lease): only the unique fire key stands between them.
     cluster.scheduler("scheduler-1", DKRON_SCHEDULER_LEASE="false")
     cluster.scheduler("scheduler-2", DKRON_SCHEDULER_LEASE="false")
@@ -231,8 +256,11 @@ def test_two_schedulers_at_once_never_fire_a_time_twice(cluster, api, tmp_path):
     for proc in list(cluster.procs):
         if proc.name.startswith("scheduler"):
             proc.stop()
-    wait_for(lambda: not Execution.objects.filter(status__in=["queued", "running"]).exists(),
-             timeout=20, what="the queued runs to drain")
+    wait_for(
+        lambda: not Execution.objects.filter(status__in=["queued", "running"]).exists(),
+        timeout=20,
+        what="the queued runs to drain",
+    )
     total = 0
     for path in out.iterdir():
         lines = path.read_text().split()

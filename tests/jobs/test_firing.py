@@ -72,8 +72,9 @@ def test_a_fire_late_by_less_than_the_grace_period_still_runs(agent):
 )
 def test_misfire_policy_decides_what_happens_to_missed_fires(agent, policy, fired, missed):
     with time_machine.travel(T0, tick=False):
-        job = make_job(name=f"mf-{policy.replace('_', '-')}", schedule="0 */5 * * * *",
-                       misfire_policy=policy)
+        job = make_job(
+            name=f"mf-{policy.replace('_', '-')}", schedule="0 */5 * * * *", misfire_policy=policy
+        )
     # No scheduler ran from 10:00 to 10:32:30: the fires of 10:05 ... 10:30 are all later
     # than the 60 s grace period.
     now = T0 + timedelta(minutes=32, seconds=30)
@@ -88,8 +89,9 @@ def test_misfire_policy_decides_what_happens_to_missed_fires(agent, policy, fire
 
 def test_catch_up_looks_back_no_further_than_the_catchup_window(agent):
     with time_machine.travel(T0, tick=False):
-        make_job(name="window", schedule="0 * * * * *", misfire_policy="run_all",
-                 catchup_window=300)
+        make_job(
+            name="window", schedule="0 * * * * *", misfire_policy="run_all", catchup_window=300
+        )
     # Missed: 10:01 ... 10:19 (19 fires); 10:20 is within the grace period and just runs.
     report = fire_due_jobs(now=T0 + timedelta(minutes=20, seconds=30))
     window_fires = 5  # 10:15:30 ... 10:20:30 holds 10:16, 10:17, 10:18, 10:19 and 10:20
@@ -195,8 +197,9 @@ def test_tags_target_matching_nodes_and_a_count_limits_them(db):
 
 def test_a_dead_agent_is_not_targeted(db):
     make_agent("alive-1")
-    Agent.objects.create(name="dead-1", tags={"role": "dkron"},
-                         last_heartbeat=datetime(2000, 1, 1, tzinfo=UTC))
+    Agent.objects.create(
+        name="dead-1", tags={"role": "dkron"}, last_heartbeat=datetime(2000, 1, 1, tzinfo=UTC)
+    )
     with time_machine.travel(T0, tick=False):
         job = make_job(name="alive-only", schedule="@manually")
     run_now(job=job)

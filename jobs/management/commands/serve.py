@@ -41,13 +41,13 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         creds = bootstrap_admin()
 
-        worker = None
+        worker: Any = None
         if not opts["no_agent"]:
-            from jobs.dispatch import node_queue
             from jobs.agent import configure, parse_tag_options
+            from jobs.dispatch import node_queue
 
             ident = configure(name=opts["node_name"], tags=parse_tag_options(opts["tag"]))
-            worker = app.WorkController(
+            worker = app.WorkController(  # type: ignore[call-arg]
                 hostname=f"{ident.name}@dkronweb",
                 pool_cls="threads",
                 concurrency=opts["concurrency"],
@@ -61,9 +61,9 @@ class Command(BaseCommand):
             )
             threading.Thread(target=worker.start, name="agent", daemon=True).start()
 
-        service = None
+        service: Any = None
         if not opts["no_scheduler"]:
-            service = beat.Service(app, scheduler_cls="jobs.scheduler:JobScheduler")
+            service = beat.Service(app, scheduler_cls="jobs.scheduler:JobScheduler")  # type: ignore[call-arg]
             threading.Thread(target=service.start, name="scheduler", daemon=True).start()
 
         server = create_server(application, host=opts["host"], port=opts["port"], threads=8)
