@@ -39,8 +39,17 @@ def _order(field: str, order: str) -> list[str]:
     return [primary, tiebreak] if field != "id" else [primary]
 
 
+def _refuse_nul(params: Mapping[str, Any]) -> None:
+    """The database cannot compare with NUL characters; such a parameter is a 400."""
+    for key in params:
+        values = params.getlist(key) if hasattr(params, "getlist") else [params[key]]
+        if "\x00" in key or any("\x00" in str(v) for v in values):
+            raise DomainError("query parameters must not contain NUL characters", {key: "NUL"})
+
+
 def job_list(params: Mapping[str, Any]) -> QuerySet[Job]:
     """Dkron's GET /v1/jobs filters: metadata[k]=v (AND), q, status, disabled, _sort/_order."""
+    _refuse_nul(params)
     qs = Job.objects.select_related("parent").prefetch_related("dependents")
     n = 0
     for key in params:

@@ -266,6 +266,7 @@ class ExecutionKillView(ApiView):
     write_perm = "jobs.operate_job"
 
     def post(self, request: Request, name: str, execution_id: str) -> Response:
+        job_services.job_get(name)
         execution = execution_kill(execution=_execution(name, execution_id))
         return Response(execution_to_dict(execution), status=202)
 

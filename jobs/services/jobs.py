@@ -234,6 +234,8 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
 
 
 def job_get(name: str) -> Job:
+    if "\x00" in name or len(name) > 255:
+        raise NotFound(f"job {name[:255]!r} not found")  # never a valid name; spare the query
     try:
         return Job.objects.select_related("parent").get(name=name)
     except Job.DoesNotExist:

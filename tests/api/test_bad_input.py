@@ -303,3 +303,37 @@ def test_a_nul_character_in_a_string_is_refused_without_a_crash(api):
 )
 def test_a_nul_character_inside_a_map_is_refused_without_a_crash(api, fields):
     refused(api, job_body("job1", **fields))
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/v1/jobs/a%00b"),
+        ("delete", "/v1/jobs/a%00b"),
+        ("post", "/v1/jobs/a%00b/run"),
+        ("post", "/v1/jobs/a%00b/toggle"),
+        ("get", "/v1/jobs/a%00b/executions"),
+        ("get", "/v1/jobs/job1/executions/1%00"),
+        ("get", "/v1/jobs/" + "n" * 5000),
+        ("get", "/v1/jobs/job1/executions/99999999999999999999999"),
+        ("post", "/v1/jobs/job1/executions/99999999999999999999999/kill"),
+    ],
+)
+def test_odd_names_and_ids_in_the_url_are_a_404_not_a_crash(api, method, path):
+    create(api, "job1")
+
+    assert_error(getattr(api, method)(path), 404)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["q=a%00b", "metadata[team]=a%00", "metadata[a%00]=b", "status=%00", "_sort=%00", "_start=%00"],
+)
+def test_odd_query_values_never_crash_the_job_list(api, query):
+    create(api, "job1")
+
+    response = api.get(f"/v1/jobs?{query}")
+
+    assert response.status_code in (200, 400)
+    if response.status_code == 200:
+        assert response.json() == []
