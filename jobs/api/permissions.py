@@ -9,7 +9,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 
 class ApiAccess(BasePermission):
-    """Views name the permission for their unsafe methods in `write_perm`."""
+    """Views name the permission for their unsafe methods in `write_perm` (a tuple: any)."""
 
     def has_permission(self, request: Any, view: Any) -> bool:
         if not settings.AUTH_ENABLED:
@@ -22,4 +22,8 @@ class ApiAccess(BasePermission):
         perm = getattr(view, "write_perm", None)
         if callable(perm):
             perm = perm(request)
-        return perm is None or bool(user.has_perm(perm))
+        if perm is None:
+            return True
+        if isinstance(perm, (tuple, list)):  # any one of them (the view checks further)
+            return any(user.has_perm(p) for p in perm)
+        return bool(user.has_perm(perm))

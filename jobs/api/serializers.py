@@ -193,3 +193,91 @@ def execution_to_dict(
     if output:
         data["output"] = output
     return data
+
+
+# --- Response shapes, for the OpenAPI document (the views render with the functions above) ---
+
+
+def _map(help_text: str) -> serializers.DictField:
+    return serializers.DictField(
+        child=serializers.CharField(), allow_null=True, help_text=help_text
+    )
+
+
+class JobSerializer(serializers.Serializer):
+    """A job as the API returns it (Dkron's fields, then dkronweb's optional ones)."""
+
+    id = serializers.CharField(help_text="Always equal to name")
+    name = serializers.CharField(help_text="Lowercase letters, digits, _ and -; at most 255")
+    displayname = serializers.CharField()
+    timezone = serializers.CharField(help_text="IANA zone; empty means the server's zone")
+    schedule = serializers.CharField(help_text="6-field cron (seconds first) or a descriptor")
+    owner = serializers.CharField()
+    owner_email = serializers.CharField()
+    success_count = serializers.IntegerField()
+    error_count = serializers.IntegerField()
+    last_success = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.DateTimeField(allow_null=True)
+    disabled = serializers.BooleanField()
+    tags = _map("Node targeting: tag -> value[:count]")
+    metadata = _map("Free labels, filterable with metadata[key]=value")
+    retries = serializers.IntegerField()
+    dependent_jobs = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, help_text="Children (server-maintained)"
+    )
+    parent_job = serializers.CharField()
+    processors = serializers.DictField(child=serializers.DictField())
+    concurrency = serializers.ChoiceField(choices=["allow", "forbid", "replace"])
+    executor = serializers.CharField()
+    executor_config = serializers.DictField(help_text="Executor keys; secrets are masked")
+    status = serializers.ChoiceField(
+        choices=["", "success", "failed", "partially_failed", "running"]
+    )
+    next = serializers.DateTimeField(help_text="Next fire time; 0001-01-01T00:00:00Z if none")
+    ephemeral = serializers.BooleanField()
+    starts_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    misfire_policy = serializers.ChoiceField(choices=["skip", "run_once", "run_all"])
+    catchup_window = serializers.FloatField(help_text="Seconds")
+    retry_backoff = serializers.FloatField(help_text="Seconds, doubled per attempt")
+    history_limit = serializers.IntegerField(allow_null=True)
+    notify = serializers.DictField()
+    missed_count = serializers.IntegerField()
+
+
+class ExecutionSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="Execution id, as a string")
+    job_name = serializers.CharField()
+    started_at = serializers.DateTimeField(help_text="Zero time while queued")
+    finished_at = serializers.DateTimeField(help_text="Zero time while queued or running")
+    success = serializers.BooleanField()
+    node_name = serializers.CharField()
+    group = serializers.IntegerField(help_text="The run (fire) this execution belongs to")
+    attempt = serializers.IntegerField()
+    output_truncated = serializers.BooleanField()
+    status = serializers.ChoiceField(
+        choices=["queued", "running", "success", "failed", "timeout", "killed", "skipped"]
+    )
+    scheduled_at = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField()
+    output = serializers.CharField(required=False, help_text="Omitted when empty")
+
+
+class MemberSerializer(serializers.Serializer):
+    Name = serializers.CharField()
+    Addr = serializers.CharField()
+    Port = serializers.IntegerField()
+    Tags = serializers.DictField(child=serializers.CharField())
+    Status = serializers.IntegerField(help_text="Serf status: 1 alive, 3 left, 4 failed")
+    statusText = serializers.ChoiceField(choices=["alive", "failed", "left"])
+
+
+class StatusSerializer(serializers.Serializer):
+    agent = serializers.DictField(child=serializers.CharField())
+    serf = serializers.DictField(child=serializers.CharField())
+    tags = serializers.DictField(child=serializers.CharField())
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    details = serializers.DictField()

@@ -1,15 +1,29 @@
 """Routes of the /v1 API (with and without the trailing slash, as Dkron's router allows)."""
 
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
+from drf_spectacular.views import SpectacularJSONAPIView
 
-from jobs.api import views
+from jobs.api import schema, views  # schema: registers the token auth scheme
+from jobs.api.permissions import ApiAccess
 
 NAME = r"(?P<name>[^/]+)"
 
 urlpatterns = [
     re_path(r"^$", views.StatusView.as_view()),
-    path("openapi.json", SpectacularAPIView.as_view(), name="openapi"),
+    path(
+        "openapi.json",
+        SpectacularJSONAPIView.as_view(
+            # application/json first: the document (and its 401) is plain JSON.
+            renderer_classes=[OpenApiJsonRenderer2, OpenApiJsonRenderer],
+            permission_classes=[ApiAccess],
+            custom_settings={
+                "PREPROCESSING_HOOKS": [f"{schema.__name__}.dkron_paths"],
+                "COMPONENT_SPLIT_PATCH": False,  # Dkron's PATCH is a full upsert, like POST
+            },
+        ),
+        name="openapi",
+    ),
     path("members", views.MembersView.as_view()),
     path("leader", views.LeaderView.as_view()),
     path("isleader", views.IsLeaderView.as_view()),

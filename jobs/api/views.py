@@ -9,16 +9,28 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
-from drf_spectacular.utils import extend_schema
+from django.utils.encoding import iri_to_uri
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import selectors
 from jobs.api.parsers import JSONParser
-from jobs.api.serializers import JobInputSerializer, execution_to_dict, job_to_dict
+from jobs.api.serializers import (
+    ErrorSerializer,
+    ExecutionSerializer,
+    JobInputSerializer,
+    JobSerializer,
+    MemberSerializer,
+    StatusSerializer,
+    execution_to_dict,
+    job_to_dict,
+)
 from jobs.errors import DomainError, NotFound
-from jobs.models import Agent, Execution
+from jobs.models import Agent, Execution, Job
 from jobs.services import agents as agent_services
 from jobs.services import jobs as job_services
 from jobs.services import lease as lease_services
@@ -29,8 +41,8 @@ SERF_STATUS = {"alive": 1, "left": 3, "failed": 4}
 
 
 class ApiView(APIView):
-    """Base of every /v1 view: JSON bodies through the hardened parser."""
-
+    # Base of every /v1 view: JSON bodies through the hardened parser. (A comment, not a
+    # docstring: the OpenAPI document would show it as every operation's description.)
     parser_classes = [JSONParser]
 
 
@@ -41,25 +53,83 @@ def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "").lower() not in {"false", "0", "no"}
 
 
+def _job_location(name: str) -> str:
+    return iri_to_uri(f"/v1/jobs/{name}")
+
+
 def _upsert(request: Request) -> Response:
     serializer = JobInputSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
+    data = dict(serializer.validated_data)
+    if settings.AUTH_ENABLED:
+        # Dkron's upsert is one endpoint: creating needs `add`, replacing needs `change`.
+        exists = Job.objects.filter(name=data.get("name") or "").exists()
+        needed = "jobs.change_job" if exists else "jobs.add_job"
+        if not request.user.has_perm(needed):
+            verb = "change" if exists else "create"
+            raise PermissionDenied(f"you do not have permission to {verb} jobs")
     actor = job_services.Actor.from_user(request.user)
-    job, _created = job_services.job_upsert(data=dict(serializer.validated_data), actor=actor)
+    job, _created = job_services.job_upsert(data=data, actor=actor)
     if _flag(request, "runoncreate"):
         run_services.run_now(job=job, force=True)
         job.refresh_from_db()
     response = Response(job_to_dict(job), status=201)
-    response["Location"] = f"/v1/jobs/{job.name}"
+    response["Location"] = _job_location(job.name)
     return response
 
 
-def _edit_perm(request: Request) -> str:
-    return "jobs.change_job"
+UPSERT_PERMS = ("jobs.add_job", "jobs.change_job")  # either; `_upsert` checks which applies
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, "Invalid input"),
+    401: OpenApiResponse(ErrorSerializer, "Not authenticated"),
+    403: OpenApiResponse(ErrorSerializer, "Not allowed"),
+}
+NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, "No such job or execution")}
+CONFLICT = {409: OpenApiResponse(ErrorSerializer, "Conflict")}
+
+
+def _query(name: str, type_: Any, description: str, **kw: Any) -> OpenApiParameter:
+    return OpenApiParameter(name, type_, OpenApiParameter.QUERY, description=description, **kw)
+
+
+PAGING = [
+    _query("_order", str, "ASC or DESC", enum=["ASC", "DESC"]),
+    _query("_start", int, "First index of the page (react-admin); unpaged when absent"),
+    _query("_end", int, "Index after the last of the page"),
+]
+JOB_LIST_PARAMS = [
+    _query(
+        "metadata",
+        OpenApiTypes.OBJECT,
+        "metadata[key]=value; repeatable, every pair must match",
+        style="deepObject",
+        explode=True,
+    ),
+    _query("q", str, "Substring of the name or the displayname (case-sensitive)"),
+    _query(
+        "status",
+        str,
+        "Job status",
+        enum=["success", "failed", "partially_failed", "running", "untriggered"],
+    ),
+    _query("disabled", str, "true or false", enum=["true", "false"]),
+    _query("_sort", str, "Sort field", enum=sorted(selectors.JOB_SORTS)),
+    *PAGING,
+]
+EXECUTION_LIST_PARAMS = [
+    _query("_sort", str, "Sort field", enum=sorted(selectors.EXECUTION_SORTS)),
+    *PAGING,
+    _query("output_size_limit", int, "Keep the last N bytes of each output"),
+    _query("group", int, "Only the executions of this run"),
+]
+RUNONCREATE = _query("runoncreate", bool, "Run the job right after saving it (by presence)")
+FORCE = _query("force", bool, "Run even if a forbid job is still running")
 
 
 class StatusView(ApiView):
-    @extend_schema(summary="Agent and cluster status")
+    @extend_schema(
+        operation_id="status", summary="Agent and cluster status", responses=StatusSerializer
+    )
     def get(self, request: Request) -> Response:
         from dkronweb import __version__
 
@@ -102,6 +172,11 @@ def member_to_dict(agent: Agent) -> dict[str, Any]:
 
 
 class MembersView(ApiView):
+    @extend_schema(
+        operation_id="getMember",
+        summary="Registered agents",
+        responses=MemberSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         agents = Agent.objects.all()
         response = Response([member_to_dict(a) for a in agents])
@@ -127,6 +202,11 @@ def _leader_member() -> dict[str, Any] | None:
 
 
 class LeaderView(ApiView):
+    @extend_schema(
+        operation_id="getLeader",
+        summary="The active scheduler",
+        responses={200: MemberSerializer, **NOT_FOUND},
+    )
     def get(self, request: Request) -> Response:
         member = _leader_member()
         if member is None:
@@ -135,6 +215,11 @@ class LeaderView(ApiView):
 
 
 class IsLeaderView(ApiView):
+    @extend_schema(
+        operation_id="getIsLeader",
+        summary="Whether this node runs the active scheduler",
+        responses={200: OpenApiTypes.STR, 404: OpenApiTypes.STR},
+    )
     def get(self, request: Request) -> Response:
         holder = lease_services.lease_holder()
         mine = f"{socket.gethostname()}:{os.getpid()}:"
@@ -144,8 +229,15 @@ class IsLeaderView(ApiView):
 
 
 class JobsView(ApiView):
-    write_perm = "jobs.add_job"
+    write_perm = UPSERT_PERMS
 
+    @extend_schema(
+        operation_id="getJobs",
+        summary="List jobs",
+        parameters=JOB_LIST_PARAMS,
+        responses={200: JobSerializer(many=True), **ERRORS},
+        tags=["jobs"],
+    )
     def get(self, request: Request) -> Response:
         qs = selectors.job_list(request.query_params)
         total = qs.count()
@@ -156,31 +248,75 @@ class JobsView(ApiView):
         response["X-Total-Count"] = str(total)
         return response
 
+    @extend_schema(
+        operation_id="createOrUpdateJob",
+        summary="Create or replace a job (upsert by the body's name)",
+        parameters=[RUNONCREATE],
+        request=JobInputSerializer,
+        responses={201: JobSerializer, **ERRORS, **NOT_FOUND},
+        tags=["jobs"],
+    )
     def post(self, request: Request) -> Response:
         return _upsert(request)
 
+    @extend_schema(
+        operation_id="createOrUpdateJobPatch",
+        summary="Create or replace a job (same as POST)",
+        parameters=[RUNONCREATE],
+        request=JobInputSerializer,
+        responses={201: JobSerializer, **ERRORS, **NOT_FOUND},
+        tags=["jobs"],
+    )
     def patch(self, request: Request) -> Response:
         return _upsert(request)
 
 
 class JobView(ApiView):
-    def write_perm(self, request: Request) -> str:
-        return {"PUT": "jobs.change_job", "DELETE": "jobs.delete_job"}.get(
+    def write_perm(self, request: Request) -> str | tuple[str, ...]:
+        return {"PUT": UPSERT_PERMS, "DELETE": "jobs.delete_job"}.get(
             request.method or "", "jobs.operate_job"
         )
 
+    @extend_schema(
+        operation_id="showJobByName",
+        summary="One job",
+        responses={200: JobSerializer, **NOT_FOUND},
+        tags=["jobs"],
+    )
     def get(self, request: Request, name: str) -> Response:
         return Response(job_to_dict(job_services.job_get(name)))
 
+    @extend_schema(
+        operation_id="putJob",
+        summary="Create or replace a job (the body's name wins over the URL's)",
+        parameters=[RUNONCREATE],
+        request=JobInputSerializer,
+        responses={201: JobSerializer, **ERRORS, **NOT_FOUND},
+        tags=["jobs"],
+    )
     def put(self, request: Request, name: str) -> Response:
         return _upsert(request)
 
+    @extend_schema(
+        operation_id="deleteJob",
+        summary="Delete a job (refused while it has dependent jobs)",
+        responses={200: JobSerializer, **ERRORS, **NOT_FOUND, **CONFLICT},
+        tags=["jobs"],
+    )
     def delete(self, request: Request, name: str) -> Response:
         job = job_services.job_get(name)
         data = job_to_dict(job)
         job_services.job_delete(job=job)
         return Response(data)
 
+    @extend_schema(
+        operation_id="runJob",
+        summary="Run a job now",
+        request=None,
+        parameters=[FORCE],
+        responses={202: JobSerializer, **ERRORS, **NOT_FOUND, **CONFLICT},
+        tags=["jobs"],
+    )
     def post(self, request: Request, name: str) -> Response:
         return run_job(request, name)
 
@@ -190,7 +326,7 @@ def run_job(request: Request, name: str) -> Response:
     run = run_services.run_now(job=job, force=_flag(request, "force"))
     job.refresh_from_db()
     response = Response(job_to_dict(job), status=202)
-    response["Location"] = f"/v1/jobs/{job.name}/executions?group={run.pk}"
+    response["Location"] = f"{_job_location(job.name)}/executions?group={run.pk}"
     response["X-Run-Group"] = str(run.pk)
     return response
 
@@ -198,6 +334,14 @@ def run_job(request: Request, name: str) -> Response:
 class JobRunView(ApiView):
     write_perm = "jobs.operate_job"
 
+    @extend_schema(
+        operation_id="runJobNow",
+        summary="Run a job now (same as POST /jobs/{name})",
+        request=None,
+        parameters=[FORCE],
+        responses={202: JobSerializer, **ERRORS, **NOT_FOUND, **CONFLICT},
+        tags=["jobs"],
+    )
     def post(self, request: Request, name: str) -> Response:
         return run_job(request, name)
 
@@ -205,6 +349,13 @@ class JobRunView(ApiView):
 class JobToggleView(ApiView):
     write_perm = "jobs.operate_job"
 
+    @extend_schema(
+        operation_id="toggleJob",
+        summary="Flip the job's disabled flag",
+        request=None,
+        responses={200: JobSerializer, **ERRORS, **NOT_FOUND},
+        tags=["jobs"],
+    )
     def post(self, request: Request, name: str) -> Response:
         job = job_services.job_toggle(job=job_services.job_get(name))
         return Response(job_to_dict(job))
@@ -226,6 +377,13 @@ def _output_limit(request: Request) -> int | None:
 class ExecutionsView(ApiView):
     write_perm = "jobs.delete_job"
 
+    @extend_schema(
+        operation_id="listExecutionsByJob",
+        summary="The job's executions, newest first",
+        parameters=EXECUTION_LIST_PARAMS,
+        responses={200: ExecutionSerializer(many=True), **ERRORS, **NOT_FOUND},
+        tags=["executions"],
+    )
     def get(self, request: Request, name: str) -> Response:
         job = job_services.job_get(name)
         qs = selectors.execution_list(job, request.query_params)
@@ -242,6 +400,12 @@ class ExecutionsView(ApiView):
         response["X-Total-Count"] = str(total)
         return response
 
+    @extend_schema(
+        operation_id="deleteExecutionsByJob",
+        summary="Clear the job's finished executions and reset its counters",
+        responses={200: JobSerializer, **ERRORS, **NOT_FOUND},
+        tags=["executions"],
+    )
     def delete(self, request: Request, name: str) -> Response:
         job = job_services.job_clear_executions(job=job_services.job_get(name))
         return Response(job_to_dict(job))
@@ -257,6 +421,12 @@ def _execution(name: str, execution_id: str) -> Execution:
 
 
 class ExecutionView(ApiView):
+    @extend_schema(
+        operation_id="showExecutionByID",
+        summary="One execution with its full output",
+        responses={200: ExecutionSerializer, **NOT_FOUND},
+        tags=["executions"],
+    )
     def get(self, request: Request, name: str, execution_id: str) -> Response:
         job_services.job_get(name)
         return Response(execution_to_dict(_execution(name, execution_id)))
@@ -265,6 +435,13 @@ class ExecutionView(ApiView):
 class ExecutionKillView(ApiView):
     write_perm = "jobs.operate_job"
 
+    @extend_schema(
+        operation_id="killExecution",
+        summary="Kill a queued or running execution",
+        request=None,
+        responses={202: ExecutionSerializer, **ERRORS, **NOT_FOUND, **CONFLICT},
+        tags=["executions"],
+    )
     def post(self, request: Request, name: str, execution_id: str) -> Response:
         job_services.job_get(name)
         execution = execution_kill(execution=_execution(name, execution_id))
@@ -272,6 +449,11 @@ class ExecutionKillView(ApiView):
 
 
 class BusyView(ApiView):
+    @extend_schema(
+        operation_id="busy",
+        summary="Running executions with their live output",
+        responses=ExecutionSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         data = [execution_to_dict(e) for e in selectors.running_executions()]
         response = Response(data)

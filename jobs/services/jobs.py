@@ -17,7 +17,7 @@ from executors.base import ConfigError
 from executors.registry import UnknownExecutor, get_executor, merge_secrets
 from jobs import schedule as sched
 from jobs import timeutil
-from jobs.errors import Conflict, InvalidJob, NotFound
+from jobs.errors import Conflict, DomainError, InvalidJob, NotFound
 from jobs.models import Concurrency, Execution, ExecutionStatus, Job, MisfirePolicy, Run
 from jobs.targeting import TagError, parse_tags
 
@@ -45,6 +45,12 @@ USER_FIELDS = {
     "history_limit": None,
     "notify": dict,
 }
+
+
+class Forbidden(DomainError):
+    """The caller may not do this (a domain rule, such as the run-code permission)."""
+
+    status_code = 403
 
 
 @dataclass
@@ -152,9 +158,9 @@ def _validate(job: Job, *, parent_name: str, actor: Actor, old_config: dict[str,
             except ConfigError as exc:
                 errors["executor_config"] = exc.errors
             if executor.runs_code and not actor.can_run_code:
-                raise InvalidJob(
-                    f"you may not create '{job.executor}' jobs: they need the "
-                    "'run code jobs' permission",
+                raise Forbidden(
+                    f"you may not create or change '{job.executor}' jobs: they run code on "
+                    "hosts and need the 'run code jobs' permission (jobs.run_code_jobs)",
                     {"executor": "permission required"},
                 )
     if errors:

@@ -337,3 +337,15 @@ def test_odd_query_values_never_crash_the_job_list(api, query):
     assert response.status_code in (200, 400)
     if response.status_code == 200:
         assert response.json() == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("put", "/v1/jobs"), ("delete", "/v1/jobs"), ("get", "/v1/jobs/job1/run"),
+     ("patch", "/v1/jobs/job1"), ("get", "/v1/jobs/job1/toggle")],
+)  # fmt: skip
+def test_an_unsupported_method_is_a_405_json_error(api, method, path):
+    create(api, "job1")
+
+    assert_error(getattr(api, method)(path, {}, format="json"), 405)
+    assert Job.objects.count() == 1

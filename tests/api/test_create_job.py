@@ -275,3 +275,28 @@ def test_starts_at_accepts_dkron_short_time_format(api):
 
 def test_replace_concurrency_beyond_dkron_is_accepted(api):
     assert create(api, "replacing", concurrency="replace")["concurrency"] == "replace"
+
+
+def test_the_location_of_a_unicode_name_is_percent_encoded(api):
+    response = api.post("/v1/jobs", job_body("tâche"), format="json")
+
+    assert response["Location"] == "/v1/jobs/t%C3%A2che"
+    assert api.get(response["Location"]).json()["name"] == "tâche"
+
+
+def test_a_tz_prefix_in_the_schedule_sets_the_zone_of_that_schedule(api):
+    nxt = parse_time(create(api, "tokyo", schedule="TZ=Asia/Tokyo 0 0 12 * * *")["next"])
+
+    assert (nxt.hour, nxt.minute) == (3, 0)  # noon in Tokyo (no DST) is 03:00Z
+
+
+def test_the_local_timezone_is_accepted_as_the_server_zone(api):
+    nxt = parse_time(create(api, "local", schedule="@daily", timezone="Local")["next"])
+
+    assert (nxt.hour, nxt.minute) == (0, 0)  # the test server's zone is UTC
+
+
+def test_next_of_a_future_at_schedule_is_that_time(api):
+    body = create(api, "once", schedule="@at 2099-05-01T10:00:00Z")
+
+    assert body["next"] == "2099-05-01T10:00:00Z"

@@ -36,11 +36,64 @@ def test_health_is_503_and_names_the_broker_when_it_does_not_answer(anon, settin
     assert body["broker"].startswith("error")
 
 
-def test_the_openapi_document_is_json_and_describes_the_jobs_api(api):
+@pytest.fixture
+def document(api) -> dict:
     response = api.get("/v1/openapi.json")
-
     assert response.status_code == 200
-    assert "json" in response["Content-Type"]
-    document = json.loads(response.content)
+    assert response["Content-Type"].startswith("application/json")
+    return json.loads(response.content)
+
+
+def test_the_openapi_document_is_json_and_lists_the_dkron_paths(document):
     assert document["openapi"].startswith("3.")
-    assert "/v1/jobs" in {p.rstrip("/") for p in document["paths"]}
+    assert {
+        "/v1",
+        "/v1/members",
+        "/v1/leader",
+        "/v1/isleader",
+        "/v1/busy",
+        "/v1/jobs",
+        "/v1/jobs/{name}",
+        "/v1/jobs/{name}/run",
+        "/v1/jobs/{name}/toggle",
+        "/v1/jobs/{name}/executions",
+        "/v1/jobs/{name}/executions/{execution_id}",
+        "/v1/jobs/{name}/executions/{execution_id}/kill",
+    } <= document["paths"].keys()
+    assert not [p for p in document["paths"] if p.endswith("/")]
+
+
+def test_the_openapi_document_uses_dkron_operation_ids(document):
+    ids = {op["operationId"] for item in document["paths"].values() for op in item.values()}
+
+    assert {
+        "status", "getJobs", "createOrUpdateJob", "createOrUpdateJobPatch", "showJobByName",
+        "runJob", "deleteJob", "toggleJob", "getMember", "getLeader", "getIsLeader",
+        "listExecutionsByJob", "deleteExecutionsByJob", "showExecutionByID", "busy",
+    } <= ids  # fmt: skip
+
+
+def test_the_documented_job_schema_covers_every_field_the_api_returns(api, document):
+    from tests.api.helpers import create
+
+    job = create(api, "job1")
+
+    assert set(job) <= set(document["components"]["schemas"]["Job"]["properties"])
+
+
+def test_the_documented_execution_schema_covers_every_field_the_api_returns(api, document):
+    from tests.api.helpers import add_execution, create
+
+    create(api, "job1")
+    add_execution("job1", status="success", output="x")
+    [execution] = api.get("/v1/jobs/job1/executions").json()
+
+    assert set(execution) <= set(document["components"]["schemas"]["Execution"]["properties"])
+
+
+def test_the_openapi_document_describes_token_and_basic_authentication(document):
+    schemes = document["components"]["securitySchemes"]
+
+    assert schemes["BearerAuth"] == {**schemes["BearerAuth"], "type": "http", "scheme": "bearer"}
+    assert schemes["TokenAuth"]["name"] == "X-Dkron-Token"
+    assert any(s.get("scheme") == "basic" for s in schemes.values())
