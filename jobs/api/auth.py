@@ -21,9 +21,7 @@ def hash_token(raw: str) -> str:
 def token_create(*, user: Any, name: str) -> tuple[ApiToken, str]:
     """Create a token; the raw value is returned once and only its hash is stored."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(
-        user=user, name=name, prefix=raw[:10], key_hash=hash_token(raw)
-    )
+    token = ApiToken.objects.create(user=user, name=name, prefix=raw[:10], key_hash=hash_token(raw))
     return token, raw
 
 

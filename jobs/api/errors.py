@@ -49,7 +49,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message = "Job validation failed: " + _first_message(detail)
         details = detail if isinstance(detail, dict) else {"non_field_errors": detail}
     else:
-        message = _first_message(detail.get("detail", detail) if isinstance(detail, dict) else detail)
+        message = _first_message(
+            detail.get("detail", detail) if isinstance(detail, dict) else detail
+        )
         details = {}
     response.data = {"error": message, "details": details}
     return response

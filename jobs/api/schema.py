@@ -19,7 +19,7 @@ def dkron_paths(endpoints: list[Any]) -> list[Any]:
     return result
 
 
-class TokenAuthScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class TokenAuthScheme(OpenApiAuthenticationExtension):
     target_class = "jobs.api.auth.TokenAuthentication"
     name = ["BearerAuth", "TokenAuth"]
 

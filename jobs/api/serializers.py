@@ -69,9 +69,7 @@ class JobInputSerializer(serializers.Serializer):
     disabled = serializers.BooleanField(required=False, allow_null=True)
     tags = serializers.DictField(child=StringValueField(), required=False, allow_null=True)
     metadata = serializers.DictField(child=StringValueField(), required=False, allow_null=True)
-    retries = serializers.IntegerField(
-        min_value=0, max_value=1000, required=False, allow_null=True
-    )
+    retries = serializers.IntegerField(min_value=0, max_value=1000, required=False, allow_null=True)
     retry_backoff = SecondsField(required=False, allow_null=True)
     concurrency = _text(max_length=16)
     executor = _text(max_length=64)

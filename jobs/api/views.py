@@ -273,9 +273,8 @@ class JobsView(ApiView):
 
 class JobView(ApiView):
     def write_perm(self, request: Request) -> str | tuple[str, ...]:
-        return {"PUT": UPSERT_PERMS, "DELETE": "jobs.delete_job"}.get(
-            request.method or "", "jobs.operate_job"
-        )
+        perms: dict[str, str | tuple[str, ...]] = {"PUT": UPSERT_PERMS, "DELETE": "jobs.delete_job"}
+        return perms.get(request.method or "", "jobs.operate_job")
 
     @extend_schema(
         operation_id="showJobByName",

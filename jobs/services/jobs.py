@@ -202,7 +202,7 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
     created = job is None
     if job is None:
         job = Job(name=name)
-    old = {
+    old: dict[str, Any] = {
         "schedule": job.schedule,
         "timezone": job.timezone,
         "starts_at": job.starts_at,

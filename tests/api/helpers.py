@@ -64,8 +64,9 @@ def make_user(username: str, *perms: str, **extra: Any) -> Any:
     """A user holding the named `jobs.*` permissions (codenames without the app label)."""
     user = get_user_model().objects.create_user(username, f"{username}@example.com", PASSWORD)
     for codename in perms:
-        user.user_permissions.add(Permission.objects.get(content_type__app_label="jobs",
-                                                         codename=codename))
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label="jobs", codename=codename)
+        )
     for key, value in extra.items():
         setattr(user, key, value)
     user.save()

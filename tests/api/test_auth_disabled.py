@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from rest_framework.test import APIClient
 
 from jobs.models import Job, Run
 from tests.api.helpers import job_body
@@ -30,8 +31,6 @@ def test_anonymous_requests_can_create_a_shell_job_run_toggle_and_delete_it(anon
 
 
 def test_bad_credentials_are_still_refused(db):
-    from rest_framework.test import APIClient
-
     client = APIClient(HTTP_AUTHORIZATION="Bearer dkw_wrong")
 
     assert client.get("/v1/jobs").status_code == 401

@@ -110,7 +110,9 @@ def test_an_empty_name_is_a_400(api):
     refused(api, job_body(""))
 
 
-@pytest.mark.parametrize("name", ["Job1", "my job", "a/b", "job.1", "job:1", "jöb\u00c9", "x\n", " job1"])
+@pytest.mark.parametrize(
+    "name", ["Job1", "my job", "a/b", "job.1", "job:1", "jöb\u00c9", "x\n", " job1"]
+)
 def test_an_illegal_name_is_a_400_naming_the_character(api, name):
     body = refused(api, job_body(name))
 
@@ -157,9 +159,7 @@ def test_a_disabled_executor_is_a_400(api, settings):
 
 
 def test_an_unknown_executor_config_key_is_a_400_naming_the_key(api):
-    body = refused(
-        api, job_body("job1", executor_config={"command": "echo", "comand_typo": "x"})
-    )
+    body = refused(api, job_body("job1", executor_config={"command": "echo", "comand_typo": "x"}))
 
     assert "comand_typo" in body["details"]["executor_config"]
 
@@ -256,8 +256,9 @@ def test_a_failed_update_leaves_the_stored_job_unchanged(api):
 def test_a_body_above_the_upload_limit_is_refused_without_storing_anything(api):
     huge = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1024)
 
-    response = api.post("/v1/jobs", job_body("job1", displayname="", metadata={"blob": huge}),
-                        format="json")
+    response = api.post(
+        "/v1/jobs", job_body("job1", displayname="", metadata={"blob": huge}), format="json"
+    )
 
     assert response.status_code in (400, 413), response.status_code
     assert_error(response, response.status_code)

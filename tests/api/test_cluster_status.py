@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from datetime import timedelta
+
 import pytest
 
+from jobs.models import Lease
 from jobs.services.lease import lease_acquire
-from tests.api.helpers import add_agent, add_execution, assert_error, create
+from tests.api.helpers import add_agent, add_execution, assert_error, create, now
 
 pytestmark = pytest.mark.django_db
 
@@ -80,8 +85,6 @@ def test_leader_shows_the_scheduler_holding_the_lease(api):
 
 
 def test_an_expired_lease_means_no_leader(api):
-    from jobs.models import Lease
-
     assert lease_acquire(holder="old-host:1:x", ttl=60)
     Lease.objects.update(expires_at="2000-01-01T00:00:00Z")
 
@@ -97,11 +100,20 @@ def test_isleader_answers_i_am_a_follower_with_a_404(api):
     assert response.json() == "I am a follower"
 
 
+def test_isleader_answers_i_am_a_leader_when_this_process_holds_the_lease(api):
+    lease_acquire(holder=f"{socket.gethostname()}:{os.getpid()}:abc", ttl=60)
+
+    response = api.get("/v1/isleader")
+
+    assert response.status_code == 200
+    assert response.json() == "I am a leader"
+
+
+def test_isleader_is_a_follower_when_no_scheduler_runs(api):
+    assert api.get("/v1/isleader").status_code == 404
+
+
 def test_busy_lists_only_running_executions_oldest_first(api):
-    from datetime import timedelta
-
-    from tests.api.helpers import now
-
     create(api, "job1")
     create(api, "job2")
     newer = add_execution("job1", status="running", output="partial", started=now())

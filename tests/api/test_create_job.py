@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from jobs.models import Execution, Job, Run
-from tests.api.helpers import ZERO_TIME, create, job_body, now, parse_time
+from tests.api.helpers import ZERO_TIME, add_agent, create, job_body, now, parse_time
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +25,7 @@ def test_post_creates_a_job_and_answers_201_with_the_job_and_its_location(api):
     assert response.status_code == 201
     assert response["Location"] == "/v1/jobs/backup"
     body = response.json()
-    assert DKRON_JOB_KEYS <= body.keys()
+    assert body.keys() >= DKRON_JOB_KEYS
     assert body["id"] == body["name"] == "backup"
     assert body["schedule"] == "@every 1m"
     assert body["executor"] == "shell"
@@ -170,8 +170,6 @@ def test_runoncreate_also_works_on_put(api):
 
 
 def test_runoncreate_with_an_alive_agent_queues_an_execution_on_it(api):
-    from tests.api.helpers import add_agent
-
     add_agent("agent-1")
 
     api.post("/v1/jobs?runoncreate", job_body("queued"), format="json")

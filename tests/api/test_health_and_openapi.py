@@ -6,6 +6,9 @@ import json
 
 import pytest
 
+from dkronweb.celery import app
+from tests.api.helpers import add_execution, create
+
 pytestmark = pytest.mark.django_db
 
 
@@ -19,9 +22,7 @@ def test_health_is_200_when_the_database_and_the_broker_answer(anon):
     assert body["broker"] == "ok"
 
 
-def test_health_is_503_and_names_the_broker_when_it_does_not_answer(anon, settings):
-    from dkronweb.celery import app
-
+def test_health_is_503_and_names_the_broker_when_it_does_not_answer(anon):
     original = app.conf.broker_url
     app.conf.broker_url = "redis://127.0.0.1:1/0"
     try:
@@ -74,16 +75,12 @@ def test_the_openapi_document_uses_dkron_operation_ids(document):
 
 
 def test_the_documented_job_schema_covers_every_field_the_api_returns(api, document):
-    from tests.api.helpers import create
-
     job = create(api, "job1")
 
     assert set(job) <= set(document["components"]["schemas"]["Job"]["properties"])
 
 
 def test_the_documented_execution_schema_covers_every_field_the_api_returns(api, document):
-    from tests.api.helpers import add_execution, create
-
     create(api, "job1")
     add_execution("job1", status="success", output="x")
     [execution] = api.get("/v1/jobs/job1/executions").json()

@@ -24,9 +24,7 @@ def test_killing_a_queued_execution_marks_it_killed_at_once(api):
     assert Execution.objects.get(pk=execution.pk).status == "killed"
 
 
-def test_killing_the_last_queued_execution_settles_its_run(
-    api, django_capture_on_commit_callbacks
-):
+def test_killing_the_last_queued_execution_settles_its_run(api, django_capture_on_commit_callbacks):
     create(api, "job1")
     execution = add_execution("job1", status="queued")
 

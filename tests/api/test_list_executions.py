@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from jobs.models import Execution
 from tests.api.helpers import ZERO_TIME, add_execution, assert_error, create, parse_time
 
 pytestmark = pytest.mark.django_db
@@ -128,8 +129,6 @@ def test_output_size_limit_counts_bytes_and_never_splits_a_character(api, job):
 
 
 def test_an_output_truncated_by_the_agent_stays_marked_truncated(api, job):
-    from jobs.models import Execution
-
     execution = add_execution("job1", status="success", output="tail")
     Execution.objects.filter(pk=execution.pk).update(output_truncated=True)
 

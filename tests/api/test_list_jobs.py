@@ -100,9 +100,7 @@ def test_disabled_filters_enabled_or_disabled_jobs(api, jobs):
 
 
 def test_filters_combine(api, jobs):
-    assert names(api.get("/v1/jobs?metadata[env]=prod&status=success&disabled=false")) == [
-        "alpha"
-    ]
+    assert names(api.get("/v1/jobs?metadata[env]=prod&status=success&disabled=false")) == ["alpha"]
 
 
 def test_sort_descending_by_a_counter(api, jobs):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from jobs.models import Job
-from tests.api.helpers import assert_error, create
+from tests.api.helpers import assert_error, create, job_body, now, parse_time
 
 pytestmark = pytest.mark.django_db
 
@@ -42,10 +44,6 @@ def test_toggling_an_unknown_job_is_a_404(api):
 
 
 def test_enabling_a_job_looks_forward_from_now_not_at_times_missed_while_disabled(api):
-    from datetime import timedelta
-
-    from tests.api.helpers import now, parse_time
-
     create(api, "job1", schedule="@every 1m", misfire_policy="run_all", disabled=True)
     Job.objects.filter(name="job1").update(next_run=now() - timedelta(minutes=30))
 
@@ -56,10 +54,6 @@ def test_enabling_a_job_looks_forward_from_now_not_at_times_missed_while_disable
 
 
 def test_enabling_a_job_through_an_update_also_looks_forward_from_now(api):
-    from datetime import timedelta
-
-    from tests.api.helpers import job_body, now, parse_time
-
     create(api, "job1", schedule="@every 1m", disabled=True)
     Job.objects.filter(name="job1").update(next_run=now() - timedelta(minutes=30))
 
