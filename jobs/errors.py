@@ -18,6 +18,12 @@ class InvalidJob(DomainError):
     """The job failed validation; `details` maps field (or executor_config key) to message."""
 
 
+class Forbidden(DomainError):
+    """The caller may not do this (a domain rule, such as the run-code permission)."""
+
+    status_code = 403
+
+
 class NotFound(DomainError):
     status_code = 404
 

@@ -118,9 +118,6 @@ class Run(models.Model):
     status = models.CharField(max_length=32, blank=True, default="")
     finished = models.BooleanField(default=False)
 
-    def __str__(self) -> str:
-        return f"run {self.pk} of job {self.job_id}"
-
     class Meta:
         constraints = [
             models.UniqueConstraint(
@@ -130,6 +127,9 @@ class Run(models.Model):
             )
         ]
         indexes = [models.Index(fields=["job", "-id"], name="run_job_idx")]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of job {self.job_id}"
 
 
 class ExecutionStatus(models.TextChoices):
@@ -173,9 +173,6 @@ class Execution(models.Model):
     kill_requested = models.BooleanField(default=False)
     final = models.BooleanField(default=False, help_text="Last attempt of this node in its run")
 
-    def __str__(self) -> str:
-        return f"{self.job_name} #{self.pk} attempt {self.attempt}"
-
     class Meta:
         ordering = ["-id"]
         indexes = [
@@ -186,6 +183,9 @@ class Execution(models.Model):
                 condition=models.Q(status__in=["queued", "running"]),
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.job_name} #{self.pk} attempt {self.attempt}"
 
 
 class Agent(models.Model):

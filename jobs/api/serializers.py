@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from rest_framework import serializers
 from executors.registry import mask_secrets
 from executors.values import parse_go_duration
 from jobs.models import Execution, Job
-from jobs.timeutil import rfc3339
+from jobs.timeutil import ZERO_TIME, rfc3339
 
 DATETIME_FORMATS = ["iso-8601", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
 
@@ -27,6 +28,9 @@ class StringValueField(serializers.Field):
 
     def to_representation(self, value: Any) -> Any:
         return value
+
+
+MAX_SECONDS = 10 * 366 * 24 * 3600.0  # ten years: far beyond any sane backoff or window
 
 
 class SecondsField(serializers.Field):
@@ -48,6 +52,8 @@ class SecondsField(serializers.Field):
                     raise serializers.ValidationError(str(exc)) from None
         if value < 0:
             raise serializers.ValidationError("must not be negative")
+        if value > MAX_SECONDS:
+            raise serializers.ValidationError(f"must be at most {MAX_SECONDS:.0f} seconds")
         return value
 
     def to_representation(self, value: Any) -> Any:
@@ -95,27 +101,35 @@ class JobInputSerializer(serializers.Serializer):
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
             raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
-        # The database cannot store NUL characters (PostgreSQL refuses them in text and JSON).
-        nul = {k: ["must not contain NUL characters"] for k, v in data.items() if _has_nul(v)}
-        if nul:
-            raise serializers.ValidationError(nul)
+        # Neither the database nor JSON can hold these; refuse them before any field sees them.
+        bad = {k: [reason] for k, v in data.items() if (reason := _unstorable(v))}
+        if bad:
+            raise serializers.ValidationError(bad)
+        data = {**data}
+        for key in ("starts_at", "expires_at"):
+            if data.get(key) == ZERO_TIME:
+                data[key] = None  # Dkron's zero time means "not set"
         return super().to_internal_value(data)
 
 
-def _has_nul(value: Any) -> bool:
-    """Whether a parsed JSON value holds a NUL character in any string or key (iterative)."""
+def _unstorable(value: Any) -> str:
+    """Why a parsed JSON value cannot be stored ("" if it can): a NUL character in a string or
+    key (PostgreSQL refuses it), or a float overflowing to infinity (JSON cannot encode it)."""
     stack = [value]
-    while stack:
+    while stack:  # iterative: the parser accepts nesting deeper than a recursive walk would
         item = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                return True
+                return "must not contain NUL characters"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "numbers must be finite"
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    return False
+    return ""
 
 
 def job_to_dict(job: Job, *, dependents: list[str] | None = None) -> dict[str, Any]:

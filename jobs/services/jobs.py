@@ -17,7 +17,7 @@ from executors.base import ConfigError
 from executors.registry import UnknownExecutor, get_executor, merge_secrets
 from jobs import schedule as sched
 from jobs import timeutil
-from jobs.errors import Conflict, DomainError, InvalidJob, NotFound
+from jobs.errors import Conflict, Forbidden, InvalidJob, NotFound
 from jobs.models import Concurrency, Execution, ExecutionStatus, Job, MisfirePolicy, Run
 from jobs.targeting import TagError, parse_tags
 
@@ -45,12 +45,6 @@ USER_FIELDS = {
     "history_limit": None,
     "notify": dict,
 }
-
-
-class Forbidden(DomainError):
-    """The caller may not do this (a domain rule, such as the run-code permission)."""
-
-    status_code = 403
 
 
 @dataclass
@@ -208,7 +202,6 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
         "starts_at": job.starts_at,
         "expires_at": job.expires_at,
         "parent_id": job.parent_id,
-        "disabled": job.disabled,
         "config": dict(job.executor_config or {}),
     }
     for field, default in USER_FIELDS.items():
@@ -230,10 +223,9 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
     timing_changed = created or any(
         getattr(job, f) != old[f] for f in ("schedule", "timezone", "starts_at", "expires_at")
     )
-    # Fire times that passed while the job was disabled are not misfires: re-enabling a job
-    # looks forward from now, so a catch-up policy does not replay the disabled period.
-    enabled_again = old["disabled"] and not job.disabled
-    if timing_changed or enabled_again or job.parent_id != old["parent_id"]:
+    # Re-enabling keeps next_run: fires missed while disabled follow the misfire policy
+    # (SPEC 10: maintenance disables jobs, and missed fires follow the misfire rules).
+    if timing_changed or job.parent_id != old["parent_id"]:
         job.next_run = compute_next_run(job, after=now)
     job.save()
     return job, created
@@ -268,15 +260,11 @@ def job_delete(*, job: Job) -> Job:
 
 @transaction.atomic
 def job_toggle(*, job: Job) -> Job:
-    """Flip `disabled`; enabling looks forward from now (times missed while disabled are not
-    misfires, so a catch-up policy does not replay the disabled period)."""
+    """Flip `disabled`. Enabling keeps next_run, so fires missed while the job was disabled
+    follow its misfire policy (skip by default)."""
     job = Job.objects.select_for_update().get(pk=job.pk)
     job.disabled = not job.disabled
-    fields = ["disabled", "updated_at"]
-    if not job.disabled:
-        job.next_run = compute_next_run(job, after=timeutil.now())
-        fields.append("next_run")
-    job.save(update_fields=fields)
+    job.save(update_fields=["disabled", "updated_at"])
     return Job.objects.select_related("parent").get(pk=job.pk)
 
 

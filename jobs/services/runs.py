@@ -53,6 +53,8 @@ def _record_execution(
 ) -> Execution:
     now = timeutil.now()
     finished = status not in ACTIVE_STATUSES
+    if status == ExecutionStatus.FAILED:  # counted like any failed execution record
+        Job.objects.filter(pk=job.pk).update(error_count=F("error_count") + 1, last_error=now)
     return Execution.objects.create(
         run=run,
         job=job,

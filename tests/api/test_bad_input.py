@@ -253,15 +253,13 @@ def test_a_failed_update_leaves_the_stored_job_unchanged(api):
     assert api.get("/v1/jobs/job1").json() == before
 
 
-def test_a_body_above_the_upload_limit_is_refused_without_storing_anything(api):
+def test_a_body_above_the_upload_limit_is_a_413_and_nothing_is_stored(api):
     huge = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1024)
 
-    response = api.post(
-        "/v1/jobs", job_body("job1", displayname="", metadata={"blob": huge}), format="json"
-    )
+    response = api.post("/v1/jobs", job_body("job1", metadata={"blob": huge}), format="json")
 
-    assert response.status_code in (400, 413), response.status_code
-    assert_error(response, response.status_code)
+    body = assert_error(response, 413)
+    assert "too large" in body["error"]
     assert Job.objects.count() == 0
 
 
@@ -270,8 +268,16 @@ def test_an_oversized_put_is_refused_too(api):
 
     response = api.put("/v1/jobs/job1", job_body("job1", metadata={"blob": huge}), format="json")
 
-    assert response.status_code in (400, 413)
+    assert_error(response, 413)
     assert Job.objects.count() == 0
+
+
+def test_a_body_just_under_the_upload_limit_is_accepted(api):
+    blob = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 2)
+
+    response = api.post("/v1/jobs", job_body("job1", metadata={"blob": blob}), format="json")
+
+    assert response.status_code == 201
 
 
 def test_deeply_nested_json_is_refused_without_a_crash(api):
@@ -350,3 +356,36 @@ def test_an_unsupported_method_is_a_405_json_error(api, method, path):
 
     assert_error(getattr(api, method)(path, {}, format="json"), 405)
     assert Job.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '"retries": NaN',
+        '"catchup_window": Infinity',
+        '"catchup_window": 1e400',
+        '"tags": {"rack": 1e400}',
+        '"metadata": {"cost": -1e400}',
+        '"executor_config": {"command": "echo", "timeout": 1e400}',
+        '"processors": {"log": {"level": 1e999}}',
+    ],
+)
+def test_a_number_that_is_not_finite_is_a_400_and_never_breaks_later_reads(api, raw):
+    body = '{"name": "job1", "schedule": "@every 1m", "executor": "shell", ' + raw + "}"
+    if '"executor_config"' not in raw:
+        body = body[:-1] + ', "executor_config": {"command": "echo"}}'
+
+    assert_error(post_raw(api, body), 400)
+    assert Job.objects.count() == 0
+    assert api.get("/v1/jobs").status_code == 200
+
+
+def test_a_retry_backoff_beyond_ten_years_is_a_400(api):
+    assert "retry_backoff" in refused(api, job_body("job1", retry_backoff="100000h"))["details"]
+
+
+def test_a_date_outside_the_representable_range_is_a_400(api):
+    assert (
+        "starts_at"
+        in refused(api, job_body("job1", starts_at="0001-01-01T00:00:00+01:00"))["details"]
+    )

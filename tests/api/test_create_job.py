@@ -298,3 +298,22 @@ def test_next_of_a_future_at_schedule_is_that_time(api):
     body = create(api, "once", schedule="@at 2099-05-01T10:00:00Z")
 
     assert body["next"] == "2099-05-01T10:00:00Z"
+
+
+def test_dkron_zero_time_for_starts_at_and_expires_at_means_not_set(api):
+    body = create(api, "zero", starts_at=ZERO_TIME, expires_at=ZERO_TIME)
+
+    assert body["starts_at"] is None
+    assert body["expires_at"] is None
+    assert parse_time(body["next"]) > now()
+
+
+def test_durations_may_be_seconds_or_go_duration_strings(api):
+    body = create(api, "durations", retry_backoff="1m30s", catchup_window=7200)
+
+    assert body["retry_backoff"] == 90.0
+    assert body["catchup_window"] == 7200.0
+
+
+def test_a_cron_that_never_fires_has_zero_time_as_next(api):
+    assert create(api, "never", schedule="0 0 0 30 2 *")["next"] == ZERO_TIME

@@ -35,6 +35,32 @@ def test_it_lists_every_job_unpaged_sorted_by_name(api, jobs):
     assert response["X-Total-Count"] == "5"
 
 
+def test_without_start_and_end_the_list_is_not_paged_however_long(api):
+    Job.objects.bulk_create(
+        Job(name=f"bulk-{i:03d}", schedule="@manually", executor="shell") for i in range(150)
+    )
+
+    response = api.get("/v1/jobs")
+
+    assert len(response.json()) == 150
+    assert response["X-Total-Count"] == "150"
+
+
+def test_listing_costs_the_same_few_queries_however_many_jobs_and_children(
+    api, django_assert_max_num_queries
+):
+    create(api, "root")
+    Job.objects.bulk_create(
+        Job(name=f"kid-{i:03d}", parent=Job.objects.get(name="root"), executor="shell")
+        for i in range(50)
+    )
+
+    with django_assert_max_num_queries(6):
+        response = api.get("/v1/jobs")
+
+    assert len(response.json()) == 51
+
+
 def test_an_empty_list_is_an_empty_array_with_a_zero_count(api):
     response = api.get("/v1/jobs")
 

@@ -43,20 +43,23 @@ def test_toggling_an_unknown_job_is_a_404(api):
     assert_error(api.post("/v1/jobs/ghost/toggle"), 404)
 
 
-def test_enabling_a_job_looks_forward_from_now_not_at_times_missed_while_disabled(api):
-    create(api, "job1", schedule="@every 1m", misfire_policy="run_all", disabled=True)
-    Job.objects.filter(name="job1").update(next_run=now() - timedelta(minutes=30))
+def test_enabling_a_job_keeps_its_due_time_so_missed_fires_follow_the_misfire_policy(api):
+    # SPEC 10: maintenance disables jobs; fires missed meanwhile follow the misfire rules.
+    create(api, "job1", schedule="@every 1m", misfire_policy="run_once", disabled=True)
+    due = now() - timedelta(minutes=30)
+    Job.objects.filter(name="job1").update(next_run=due)
 
     body = api.post("/v1/jobs/job1/toggle").json()
 
     assert body["disabled"] is False
-    assert parse_time(body["next"]) > now()
+    assert parse_time(body["next"]) == due
 
 
-def test_enabling_a_job_through_an_update_also_looks_forward_from_now(api):
+def test_enabling_a_job_through_an_update_also_keeps_its_due_time(api):
     create(api, "job1", schedule="@every 1m", disabled=True)
-    Job.objects.filter(name="job1").update(next_run=now() - timedelta(minutes=30))
+    due = now() - timedelta(minutes=30)
+    Job.objects.filter(name="job1").update(next_run=due)
 
     body = api.post("/v1/jobs", job_body("job1", schedule="@every 1m"), format="json").json()
 
-    assert parse_time(body["next"]) > now()
+    assert parse_time(body["next"]) == due
