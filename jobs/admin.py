@@ -4,18 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from executors import registry
 from jobs.errors import DomainError
 from jobs.models import Agent, ApiToken, Execution, Job, Lease
 from jobs.services import jobs as job_services
 from jobs.services import runs as run_services
 
 
+def executor_choices() -> list[tuple[str, str]]:
+    names = registry.available(settings.DKRON["DISABLED_EXECUTORS"])
+    return [(name, name) for name in names]
+
+
+class JobForm(forms.ModelForm):
+    """The executor is picked from the registry (built-ins and installed plugins)."""
+
+    executor = forms.ChoiceField(choices=executor_choices)
+
+    class Meta:
+        model = Job
+        fields = "__all__"
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
+    form = JobForm
     list_display = (
         "name",
         "schedule",

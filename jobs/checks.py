@@ -3,12 +3,37 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.core.checks import CheckMessage, Warning, register
+
+from executors import registry
 
 
 @register()
-def check_untagged_target(app_configs: Any, **kwargs: Any) -> list[Warning]:
+def check_untagged_target(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     value = settings.DKRON["UNTAGGED_TARGET"]
     if value not in {"all", "one"}:
         return [Warning(f"DKRON_UNTAGGED_TARGET={value!r} is not 'all' or 'one'", id="dkron.W001")]
     return []
+
+
+@register()
+def check_executors_load(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """An enabled executor whose client library is missing would fail every run: say so now.
+
+    A warning, not an error: the other executors keep working, and its jobs fail with the
+    same message at run time.
+    """
+    problems: list[CheckMessage] = []
+    disabled = settings.DKRON["DISABLED_EXECUTORS"]
+    for name in registry.available(disabled):
+        try:
+            registry.executor_class(name, disabled)
+        except (ImportError, TypeError) as exc:
+            problems.append(
+                Warning(
+                    f"executor {name!r} is enabled but cannot be loaded: {exc}",
+                    hint=f"install its client library, or add {name} to DKRON_DISABLED_EXECUTORS",
+                    id="dkron.W002",
+                )
+            )
+    return problems
