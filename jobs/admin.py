@@ -29,7 +29,7 @@ class JobForm(forms.ModelForm):
 
     class Meta:
         model = Job
-        fields = "__all__"
+        exclude: list[str] = []  # every editable field; server fields are read-only below
 
 
 @admin.register(Job)
