@@ -41,6 +41,13 @@ SECRET_MASK = "********"
 BUILTIN_EXECUTORS: dict[str, str] = {
     "shell": "executors.shell.ShellExecutor",
     "http": "executors.http.HttpExecutor",
+    "kafka": "executors.kafka.KafkaExecutor",
+    "nats": "executors.nats.NatsExecutor",
+    "rabbitmq": "executors.rabbitmq.RabbitMQExecutor",
+    "grpc": "executors.grpc.GrpcExecutor",
+    "gcppubsub": "executors.gcppubsub.PubSubExecutor",
+    "docker": "executors.docker.DockerExecutor",
+    "ecs": "executors.ecs.EcsExecutor",
 }
 
 

@@ -1,0 +1,333 @@
+"""The `gcppubsub` executor: publish one message to a Google Cloud Pub/Sub topic.
+
+Dkron's keys (`project`, `topic`, `data`, `attributes`) plus `orderingKey` and `timeout`. The
+output is the message id the server assigned, as in Dkron. Credentials come from Google's
+usual chain (Application Default Credentials); `PUBSUB_EMULATOR_HOST` points the client at an
+emulator instead, as every Google client library does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import os
+import re
+import threading
+import time
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BeforeValidator, Field, field_validator
+
+from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.values import config_error
+
+__all__ = ["PubSubConfig", "PubSubExecutor"]
+
+DEFAULT_TIMEOUT = 15  # seconds; Dkron's publish timeout
+POLL_INTERVAL = 0.1  # how often cancel and the deadline are checked
+# Pub/Sub's rule for topic ids: 3-255 characters, a letter first, not starting with "goog".
+_TOPIC_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
+# Project ids (and the legacy "domain.com:project" form); anything with '/' would change the path.
+_PROJECT_ID = re.compile(r"[a-z0-9][a-z0-9.:\-]*[a-z0-9]")
+
+
+def _parse_data(value: Any) -> Any:
+    if value is None or value == "":
+        return b""
+    if not isinstance(value, str):
+        raise config_error("gcppubsub", "data must be a base64 string")
+    try:
+        # Go's StdEncoding (Dkron's) skips newlines; anything else outside the alphabet fails.
+        return base64.b64decode(re.sub(r"[\r\n]", "", value), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise config_error("gcppubsub", f"data is not valid base64: {exc}") from None
+
+
+def _parse_attributes(value: Any) -> Any:
+    """A JSON object of string values, as Dkron's string, or an object sent as JSON."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise config_error(
+                "gcppubsub", f'attributes must be a JSON object such as {{"key": "value"}}: {exc}'
+            ) from None
+    if not isinstance(value, dict):
+        raise config_error("gcppubsub", 'attributes must be a JSON object such as {"key": "value"}')
+    for key, item in value.items():
+        if not key:
+            raise config_error("gcppubsub", "an attribute name is empty")
+        if not isinstance(item, str):
+            raise config_error("gcppubsub", f"the value of attribute {key!r} must be a string")
+    return value
+
+
+def _parse_timeout(value: Any) -> Any:
+    if value is None or value == "":
+        return DEFAULT_TIMEOUT
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise config_error(
+            "gcppubsub", f"timeout {value!r} must be whole seconds, e.g. {DEFAULT_TIMEOUT}"
+        )
+    return int(text)
+
+
+class PubSubConfig(ExecutorConfig):
+    """Dkron's gcppubsub keys; values may be Dkron's strings (attributes as a JSON string)."""
+
+    project: str = Field(description="Google Cloud project id.")
+    topic: str = Field(description="Topic id within the project (not the full path).")
+    data: Annotated[bytes, BeforeValidator(_parse_data)] = Field(
+        b"", description="Message data, base64."
+    )
+    attributes: Annotated[dict[str, str], BeforeValidator(_parse_attributes)] = Field(
+        default_factory=dict, description='JSON object of string values, e.g. {"k": "v"}.'
+    )
+    ordering_key: str = Field("", alias="orderingKey", description="Message ordering key.")
+    timeout: Annotated[int, BeforeValidator(_parse_timeout)] = Field(
+        DEFAULT_TIMEOUT, description="Seconds for the publish, retries included."
+    )
+
+    @field_validator("project")
+    @classmethod
+    def _project_id(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise config_error("gcppubsub", "missing project")
+        if not _PROJECT_ID.fullmatch(value):
+            raise config_error("gcppubsub", f"project {value!r} is not a Google Cloud project id")
+        return value
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_id(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise config_error("gcppubsub", "missing topic")
+        if value.startswith("projects/"):
+            raise config_error(
+                "gcppubsub",
+                "topic takes the topic's id (e.g. my-topic), not its full path; "
+                "the project goes in project",
+            )
+        if not _TOPIC_ID.fullmatch(value) or value.lower().startswith("goog"):
+            raise config_error(
+                "gcppubsub",
+                f"topic {value!r} is not a valid topic id (3-255 characters: letters, digits "
+                "and - _ . ~ + %, starting with a letter and not with 'goog')",
+            )
+        return value
+
+
+class PubSubExecutor(Executor):
+    name = "gcppubsub"
+    description = "Publish a message to a Google Cloud Pub/Sub topic; output is its message id."
+    config_schema = PubSubConfig
+    secret_keys: ClassVar[frozenset[str]] = frozenset()
+
+    def validate(self, raw: dict[str, Any]) -> PubSubConfig:
+        config = super().validate(raw)
+        assert isinstance(config, PubSubConfig)
+        if not config.data and not config.attributes:
+            # Pub/Sub rejects a message with neither (Dkron checks this too).
+            raise ConfigError({"data": "at least one of data and attributes must be set"})
+        return config
+
+    def timeout_seconds(self, config: Any) -> float | None:
+        return float(getattr(config, "timeout", DEFAULT_TIMEOUT))
+
+    def execute(self, ctx: ExecutionContext) -> None:
+        config = ctx.config
+        if not isinstance(config, PubSubConfig):
+            try:
+                config = self.validate(config)
+            except ConfigError as exc:
+                raise ExecutorError(f"invalid gcppubsub config: {exc}", retryable=False) from None
+        timeout = float(config.timeout)
+        if ctx.default_timeout:
+            timeout = min(timeout, ctx.default_timeout)
+        publish = _Publish(config, timeout)
+        message_id = publish.run(ctx)
+        # Dkron's output is the message id alone; processors may rely on that.
+        ctx.output.write(f"{message_id}\n")
+
+
+class _Publish:
+    """One Publish RPC in a worker thread, so that a kill or the deadline is seen at once.
+
+    This uses the generated client (`google.pubsub_v1.PublisherClient`), the one underneath
+    `google.cloud.pubsub_v1.PublisherClient`, and not that batching wrapper: the wrapper takes
+    attributes as keyword arguments (an attribute named `data`, `timeout` or `ordering_key`
+    collides with its parameters), and with an ordering key it retries forever, whereas one
+    RPC with our own retry and deadline is all a single message needs. The ordering key is a
+    field of the message; client-side ordering only matters across several messages.
+    """
+
+    def __init__(self, config: PubSubConfig, timeout: float) -> None:
+        self.config = config
+        self.timeout = timeout
+        self.topic = f"projects/{config.project}/topics/{config.topic}"
+        self.target = os.environ.get("PUBSUB_EMULATOR_HOST") or "pubsub.googleapis.com:443"
+        self.client: Any = None
+        self.message_id = ""
+        self.error: BaseException | None = None
+        self.last_error: BaseException | None = None  # the last retried error, if any
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.abandoned = False
+
+    def run(self, ctx: ExecutionContext) -> str:
+        deadline = time.monotonic() + self.timeout
+        worker = threading.Thread(target=self._work, name="gcppubsub-publish", daemon=True)
+        worker.start()
+        # api_core's retry gives up at `timeout`; the grace lets it report its last error.
+        hard_deadline = deadline + 1.0
+        try:
+            while not self.done.wait(POLL_INTERVAL):
+                if ctx.cancel.is_set():
+                    if ctx.cancel.reason == "timeout":
+                        raise self._timeout()
+                    raise ExecutorError(
+                        f"gcppubsub: publish to {self.topic} was killed",
+                        retryable=False,
+                        status="killed",
+                    )
+                if time.monotonic() >= hard_deadline:
+                    raise self._timeout()
+        finally:
+            if not self.done.is_set():
+                self._abandon()
+        if self.error is not None:
+            raise self._failure(self.error) from None
+        return self.message_id
+
+    def _work(self) -> None:
+        # Google's libraries are imported on first run (about 0.25 s), not when the API
+        # validates a job's config at save time.
+        from google.api_core import retry as retries
+        from google.pubsub_v1 import PublisherClient, PubsubMessage
+
+        try:
+            client = PublisherClient()
+            with self.lock:
+                if self.abandoned:
+                    _close(client)
+                    return
+                self.client = client
+            retry = retries.Retry(
+                predicate=retries.if_exception_type(*_retryable()),
+                initial=0.1,
+                maximum=2.0,
+                multiplier=2.0,
+                timeout=self.timeout,
+                on_error=self._note,
+            )
+            message = PubsubMessage(
+                data=self.config.data,
+                attributes=self.config.attributes,
+                ordering_key=self.config.ordering_key,
+            )
+            response = client.publish(
+                topic=self.topic, messages=[message], retry=retry, timeout=self.timeout
+            )
+            self.message_id = response.message_ids[0]
+        except BaseException as exc:  # handed to the supervising thread
+            self.error = exc
+        finally:
+            with self.lock:
+                if self.client is not None:
+                    _close(self.client)
+            self.done.set()
+
+    def _note(self, exc: BaseException) -> None:
+        self.last_error = exc
+
+    def _abandon(self) -> None:
+        """Close the channel so the RPC in flight fails and the worker thread ends."""
+        with self.lock:
+            self.abandoned = True
+            if self.client is not None:
+                _close(self.client)
+
+    def _timeout(self) -> ExecutorError:
+        from google.api_core import exceptions as gexc
+
+        last = self.last_error
+        detail = ""
+        if last is not None and not isinstance(last, gexc.DeadlineExceeded):
+            detail = f" (last error: {_describe(last)})"
+        return ExecutorError(
+            f"gcppubsub: timeout after {self.timeout:g}s publishing to {self.topic} "
+            f"at {self.target}{detail}",
+            status="timeout",
+        )
+
+    def _failure(self, exc: BaseException) -> ExecutorError:
+        from google.api_core import exceptions as gexc
+        from google.auth import exceptions as auth_exc
+
+        if isinstance(exc, gexc.RetryError):
+            cause = exc.cause or self.last_error
+            if isinstance(cause, gexc.ServiceUnavailable):
+                return ExecutorError(
+                    f"gcppubsub: cannot connect to {self.target}: {_describe(cause)} "
+                    f"(gave up after {self.timeout:g}s)"
+                )
+            return self._timeout()
+        if isinstance(exc, gexc.NotFound):
+            return ExecutorError(f"gcppubsub: topic {self.topic} does not exist")
+        if isinstance(exc, gexc.PermissionDenied | gexc.Unauthenticated):
+            return ExecutorError(
+                f"gcppubsub: permission denied publishing to {self.topic}: {_describe(exc)}",
+                retryable=False,
+            )
+        if isinstance(exc, gexc.DeadlineExceeded):
+            return self._timeout()
+        if isinstance(exc, gexc.ServiceUnavailable):
+            return ExecutorError(f"gcppubsub: cannot connect to {self.target}: {_describe(exc)}")
+        if isinstance(exc, gexc.InvalidArgument):
+            return ExecutorError(
+                f"gcppubsub: the server rejected the message for {self.topic}: {_describe(exc)}",
+                retryable=False,
+            )
+        if isinstance(exc, gexc.GoogleAPICallError):
+            return ExecutorError(
+                f"gcppubsub: publish to {self.topic} failed: {exc.code}: {_describe(exc)}"
+            )
+        if isinstance(exc, auth_exc.GoogleAuthError):
+            reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+            return ExecutorError(
+                f"gcppubsub: no usable Google credentials on this agent ({reason}); set "
+                "GOOGLE_APPLICATION_CREDENTIALS, run on Google Cloud, or set "
+                "PUBSUB_EMULATOR_HOST for an emulator"
+            )
+        return ExecutorError(f"gcppubsub: publish to {self.topic} failed: {exc!r}")
+
+
+def _retryable() -> tuple[type[Exception], ...]:
+    """The errors Google's own Publish retry settings retry."""
+    from google.api_core import exceptions as gexc
+
+    return (
+        gexc.Aborted,
+        gexc.DeadlineExceeded,
+        gexc.InternalServerError,
+        gexc.ResourceExhausted,
+        gexc.ServiceUnavailable,
+        gexc.Unknown,
+    )
+
+
+def _close(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        client.transport.close()
+
+
+def _describe(exc: BaseException) -> str:
+    message = getattr(exc, "message", None)
+    return str(message or exc) or type(exc).__name__
