@@ -29,25 +29,42 @@ def time_limits(snapshot: dict[str, Any]) -> tuple[float, float]:
 
 def publish(execution: Execution, *, countdown: float = 0.0) -> None:
     """Send the run task to the execution's queue (call after the row is committed)."""
+    publish_many([execution], countdown=countdown)
+
+
+def publish_many(executions: list[Execution], *, countdown: float = 0.0) -> None:
+    """Send many run tasks over one broker connection, then mark them published in one UPDATE.
+
+    `execution.run` must be loaded (the batch path sets it) for the time limits.
+    """
+    from dkronweb.celery import app
     from jobs.tasks import run_execution
 
-    soft, hard = time_limits(execution.run.snapshot)
-    run_execution.apply_async(
-        kwargs={"execution_id": execution.pk, "v": MESSAGE_VERSION},
-        queue=execution.queue,
-        countdown=countdown,
-        soft_time_limit=int(soft),
-        time_limit=int(hard),
-    )
-    Execution.objects.filter(pk=execution.pk).update(published_at=timeutil.now())
+    if not executions:
+        return
+    with app.producer_or_acquire() as producer:  # type: ignore[attr-defined]
+        for execution in executions:
+            soft, hard = time_limits(execution.run.snapshot)
+            run_execution.apply_async(
+                kwargs={"execution_id": execution.pk, "v": MESSAGE_VERSION},
+                queue=execution.queue,
+                countdown=countdown,
+                soft_time_limit=int(soft),
+                time_limit=int(hard),
+                producer=producer,
+            )
+    Execution.objects.filter(pk__in=[e.pk for e in executions]).update(published_at=timeutil.now())
 
 
-def publish_on_commit(execution: Execution, *, countdown: float = 0.0) -> None:
+def publish_on_commit(executions: Execution | list[Execution], *, countdown: float = 0.0) -> None:
+    """Publish once the rows are committed; a failure leaves them queued for the sweep."""
+    batch = executions if isinstance(executions, list) else [executions]
+
     def send() -> None:
         try:
-            publish(execution, countdown=countdown)
+            publish_many(batch, countdown=countdown)
         except Exception:
-            # The row stays queued; the maintenance sweep republishes it.
-            log.exception("publish failed for execution %s; it will be republished", execution.pk)
+            # The rows stay queued; the maintenance sweep republishes them.
+            log.exception("publish failed for %d execution(s); the sweep will retry", len(batch))
 
     transaction.on_commit(send)

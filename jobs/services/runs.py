@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
 from executors.registry import get_executor
@@ -48,14 +48,13 @@ def has_active_run(job: Job) -> bool:
     return Execution.objects.filter(job=job, status__in=ACTIVE_STATUSES).exists()
 
 
-def _record_execution(
+def _execution(
     run: Run, job: Job, *, node: str, status: str, reason: str = "", placement: str = "node"
 ) -> Execution:
+    """An unsaved execution row; closed at once unless it is queued."""
     now = timeutil.now()
     finished = status not in ACTIVE_STATUSES
-    if status == ExecutionStatus.FAILED:  # counted like any failed execution record
-        Job.objects.filter(pk=job.pk).update(error_count=F("error_count") + 1, last_error=now)
-    return Execution.objects.create(
+    return Execution(
         run=run,
         job=job,
         job_name=job.name,
@@ -72,59 +71,111 @@ def _record_execution(
     )
 
 
-def _start(job: Job, *, scheduled_at: datetime | None, trigger: str) -> Run | None:
-    """Create the run and its executions; None when this fire key already exists."""
-    from jobs.services import executions as execution_services
+@dataclass
+class Fire:
+    """One run to start: a job and its scheduled time (None for manual and dependent runs)."""
 
+    job: Job
+    scheduled_at: datetime | None
+    trigger: str
+
+
+def active_job_ids(job_ids: list[int]) -> set[int]:
+    """Jobs with a queued, running or retry-pending execution (forbid and replace ask this)."""
+    if not job_ids:
+        return set()
+    return set(
+        Execution.objects.filter(job_id__in=job_ids, status__in=ACTIVE_STATUSES)
+        .values_list("job_id", flat=True)
+        .distinct()
+    )
+
+
+def _insert_runs(fires: list[Fire]) -> list[tuple[Fire, Run]]:
+    """Insert the runs in one statement; on a fire-key clash, one by one, dropping the clashes."""
+    runs = [
+        Run(job=f.job, scheduled_at=f.scheduled_at, trigger=f.trigger, snapshot=snapshot_of(f.job))
+        for f in fires
+    ]
     try:
         with transaction.atomic():
-            run = Run.objects.create(
-                job=job, scheduled_at=scheduled_at, trigger=trigger, snapshot=snapshot_of(job)
-            )
+            return list(zip(fires, Run.objects.bulk_create(runs), strict=True))
     except IntegrityError:
-        return None  # another scheduler (or an earlier tick) fired this key already
-    if trigger != Run.Trigger.MANUAL or job.concurrency == Concurrency.REPLACE:
-        active = has_active_run(job)
-        if active and job.concurrency == Concurrency.FORBID:
-            _record_execution(
-                run,
-                job,
-                node="",
-                status=ExecutionStatus.SKIPPED,
-                reason="skipped: concurrency is forbid and the previous run is still going",
+        pass
+    created = []
+    for fire, run in zip(fires, runs, strict=True):
+        try:
+            with transaction.atomic():
+                run.save(force_insert=True)
+        except IntegrityError:
+            continue  # another scheduler (or an earlier tick) fired this key already
+        created.append((fire, run))
+    return created
+
+
+def start_runs(fires: list[Fire]) -> list[Run]:
+    """Create runs and their executions in a few statements; publish the queued ones on commit.
+
+    Call inside a transaction. Forbid and replace are decided from the database (active
+    executions), targets from the live agents, both read once for the whole batch.
+    """
+    from jobs.services import executions as execution_services
+
+    if not fires:
+        return []
+    created = _insert_runs(fires)
+    nodes = agent_services.alive_nodes()
+    guarded = [f.job.pk for f, _ in created if f.job.concurrency != Concurrency.ALLOW]
+    active = active_job_ids(guarded)
+    untagged = settings.DKRON["UNTAGGED_TARGET"]
+    executions: list[Execution] = []
+    settle: list[int] = []
+    started_jobs: set[int] = set()
+    failed_jobs: dict[int, int] = {}
+    for fire, run in created:
+        job = fire.job
+        checks = fire.trigger != Run.Trigger.MANUAL or job.concurrency == Concurrency.REPLACE
+        if checks and job.pk in active and job.concurrency == Concurrency.FORBID:
+            reason = "skipped: concurrency is forbid and the previous run is still going"
+            executions.append(_execution(run, job, node="", status="skipped", reason=reason))
+            settle.append(run.pk)
+            continue
+        if checks and job.pk in active and job.concurrency == Concurrency.REPLACE:
+            others = Execution.objects.filter(job=job, status__in=ACTIVE_STATUSES)
+            for execution in others.exclude(run=run):
+                execution_services.execution_kill(execution=execution, reason="replaced")
+        target = parse_tags(job.tags)
+        chosen = select_nodes(target, nodes, untagged_default=untagged)
+        if not chosen:
+            wanted = ", ".join(f"{k}={v}" for k, v in target.required.items()) or "any"
+            reason = f"no target nodes found to run job {job.name} (tags: {wanted})"
+            executions.append(_execution(run, job, node="", status="failed", reason=reason))
+            failed_jobs[job.pk] = failed_jobs.get(job.pk, 0) + 1
+            settle.append(run.pk)
+            continue
+        placement = "any" if target.count is not None else "node"
+        for node in chosen:
+            executions.append(
+                _execution(run, job, node=node.name, status="queued", placement=placement)
             )
-            execution_services.run_settle(run_id=run.pk)
-            return run
-        if active and job.concurrency == Concurrency.REPLACE:
-            for execution in Execution.objects.filter(job=job, status__in=ACTIVE_STATUSES):
-                if execution.run_id != run.pk:
-                    execution_services.execution_kill(execution=execution, reason="replaced")
-    target = parse_tags(job.tags)
-    nodes = select_nodes(
-        target,
-        agent_services.alive_nodes(),
-        untagged_default=settings.DKRON["UNTAGGED_TARGET"],
-    )
-    if not nodes:
-        wanted = ", ".join(f"{k}={v}" for k, v in target.required.items()) or "any"
-        _record_execution(
-            run,
-            job,
-            node="",
-            status=ExecutionStatus.FAILED,
-            reason=f"no target nodes found to run job {job.name} (tags: {wanted})",
-        )
-        execution_services.run_settle(run_id=run.pk)
-        return run
-    placement = "any" if target.count is not None else "node"
-    for node in nodes:
-        execution = _record_execution(
-            run, job, node=node.name, status=ExecutionStatus.QUEUED, placement=placement
-        )
-        dispatch.publish_on_commit(execution)
-    if job.status != "running":
-        Job.objects.filter(pk=job.pk).update(status="running")
-    return run
+        started_jobs.add(job.pk)
+        active.add(job.pk)  # a second fire of this job in the batch (run_all) sees this one
+    Execution.objects.bulk_create(executions)
+    if started_jobs:
+        Job.objects.filter(pk__in=started_jobs).exclude(status="running").update(status="running")
+    now = timeutil.now()
+    for job_id, count in failed_jobs.items():  # counted like any failed execution record
+        Job.objects.filter(pk=job_id).update(error_count=F("error_count") + count, last_error=now)
+    for run_id in settle:
+        execution_services.run_settle(run_id=run_id)
+    dispatch.publish_on_commit([e for e in executions if e.status == ExecutionStatus.QUEUED])
+    return [run for _, run in created]
+
+
+def _start(job: Job, *, scheduled_at: datetime | None, trigger: str) -> Run | None:
+    """Start one run; None when this fire key already exists."""
+    runs = start_runs([Fire(job=job, scheduled_at=scheduled_at, trigger=trigger)])
+    return runs[0] if runs else None
 
 
 @transaction.atomic
@@ -209,11 +260,47 @@ def _plan(job: Job, now: datetime) -> tuple[list[tuple[datetime, str]], int, dat
     return times, missed, next_run
 
 
+def _advance(moves: list[tuple[Job, datetime | None, int]]) -> set[int]:
+    """Move each job's next_run from its old value to the new one, if nobody did it first.
+
+    One statement on PostgreSQL (UPDATE ... FROM VALUES ... RETURNING); a loop elsewhere
+    (the embedded SQLite mode fires few jobs at a time).
+    """
+    if not moves:
+        return set()
+    if connection.vendor == "postgresql":
+        table = Job._meta.db_table
+        rows = ", ".join(
+            ["(%s::bigint, %s::timestamptz, %s::timestamptz, %s::bigint)"] * len(moves)
+        )
+        params: list[Any] = []
+        for job, next_run, missed in moves:
+            params += [job.pk, job.next_run, next_run, missed]
+        sql = (
+            f"UPDATE {table} AS j SET next_run = v.new, missed_count = j.missed_count + v.missed "
+            f"FROM (VALUES {rows}) AS v(id, old, new, missed) "
+            "WHERE j.id = v.id AND j.next_run = v.old RETURNING j.id"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return {row[0] for row in cursor.fetchall()}
+    claimed = set()
+    for job, next_run, missed in moves:
+        if Job.objects.filter(pk=job.pk, next_run=job.next_run).update(
+            next_run=next_run, missed_count=F("missed_count") + missed
+        ):
+            claimed.add(job.pk)
+    return claimed
+
+
 def fire_due_jobs(*, now: datetime | None = None, limit: int | None = None) -> FireReport:
     """Fire every enabled job whose next_run has come; the per-tick cost follows due jobs only.
 
-    Advancing `next_run` is a conditional update on its old value, and each fire is a unique
-    (job, scheduled_at) row, so two schedulers running this at once fire each key once.
+    1. Read up to `limit` due jobs by the indexed next_run, and plan their fires in memory.
+    2. Advance their next_run with one conditional UPDATE: a job another scheduler advanced
+       first is dropped, so two schedulers never both fire it.
+    3. Insert the runs (unique (job, scheduled_at): the fence if step 2 were ever bypassed),
+       their executions, and publish the queued ones after commit, all in batches.
     """
     now = now or timeutil.now()
     limit = limit or settings.DKRON["FIRE_BATCH"]
@@ -223,6 +310,8 @@ def fire_due_jobs(*, now: datetime | None = None, limit: int | None = None) -> F
             "next_run"
         )[:limit]
     )
+    moves: list[tuple[Job, datetime | None, int]] = []
+    fires: list[Fire] = []
     for job in due:
         try:
             times, missed, next_run = _plan(job, now)
@@ -230,21 +319,16 @@ def fire_due_jobs(*, now: datetime | None = None, limit: int | None = None) -> F
             log.exception("job %s: cannot compute its schedule; not firing it", job.name)
             Job.objects.filter(pk=job.pk, next_run=job.next_run).update(next_run=None)
             continue
-        with transaction.atomic():
-            claimed = Job.objects.filter(pk=job.pk, next_run=job.next_run).update(
-                next_run=next_run, missed_count=F("missed_count") + missed
-            )
-            if not claimed:
-                report.skipped_keys += 1
-                continue
-            report.missed += missed
-            for scheduled_at, trigger in times:
-                run = _start(job, scheduled_at=scheduled_at, trigger=trigger)
-                if run is None:
-                    report.skipped_keys += 1
-                else:
-                    report.fired += 1
-                    report.runs.append(run.pk)
+        moves.append((job, next_run, missed))
+        fires += [Fire(job=job, scheduled_at=t, trigger=trig) for t, trig in times]
+    with transaction.atomic():
+        claimed = _advance(moves)
+        report.skipped_keys += len(moves) - len(claimed)
+        report.missed += sum(missed for job, _, missed in moves if job.pk in claimed)
+        runs = start_runs([f for f in fires if f.job.pk in claimed])
+    report.fired = len(runs)
+    report.skipped_keys += sum(1 for f in fires if f.job.pk in claimed) - len(runs)
+    report.runs = [r.pk for r in runs]
     return report
 
 
