@@ -222,5 +222,7 @@ LOGGING = {
         "celery.app.trace": {"level": "WARNING"},
         # httpx logs full URLs (query strings may carry tokens) at INFO.
         "httpx": {"level": "WARNING"},
+        # kafka-python logs SASL PLAIN login bytes (the password) at DEBUG.
+        "kafka": {"level": "WARNING"},
     },
 }

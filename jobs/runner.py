@@ -172,6 +172,7 @@ def _run_claimed(execution: Execution) -> Execution | None:
             truncated=truncated,
             reason=reason,
             retryable=retryable,
+            claimed=execution,
         ),
         what="recording the result",
     )

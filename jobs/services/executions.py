@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 
 from jobs import dispatch, timeutil
 from jobs.errors import Conflict
@@ -69,7 +69,6 @@ def _retry_node(execution: Execution) -> str:
     return nodes[0].name if nodes else execution.node_name
 
 
-@transaction.atomic
 def execution_finish(
     *,
     execution_id: int,
@@ -78,29 +77,83 @@ def execution_finish(
     truncated: bool = False,
     reason: str = "",
     retryable: bool = True,
+    claimed: Execution | None = None,
 ) -> Execution | None:
-    """Close an execution; returns the next attempt (queued, not yet published) if any."""
-    now = timeutil.now()
-    execution = (
-        Execution.objects.select_for_update()
-        .select_related("run")
-        .filter(pk=execution_id, status__in=ACTIVE_STATUSES)
-        .first()
-    )
-    if execution is None:
-        return None  # deleted with its job, or already closed by the dead-agent sweep
-    if execution.kill_requested and status != ExecutionStatus.SUCCESS:
-        status, retryable = ExecutionStatus.KILLED, False
-    success = status == ExecutionStatus.SUCCESS
-    snapshot = execution.run.snapshot
-    attempts = int(snapshot.get("retries") or 0) + 1
-    retry = (
-        not success
+    """Close an execution; returns the next attempt (queued, not yet published) if any.
+
+    `claimed` is the row as the agent claimed it (with its run): then the usual case costs one
+    conditional UPDATE. Without it, or when the row changed meanwhile (a kill request, the
+    dead-agent sweep), the row is locked and read first.
+    """
+    # The common case needs no transaction: one guarded UPDATE closes the row for good.
+    fast = claimed is not None and not _needs_retry(claimed, status=status, retryable=retryable)
+    if (
+        fast
+        and claimed is not None
+        and _close(
+            claimed,
+            status=status,
+            output=output,
+            truncated=truncated,
+            reason=reason,
+            retryable=retryable,
+            retry=False,
+            guard=True,
+        )
+    ):
+        return _after_close(claimed, status=status, retry=False)
+    with transaction.atomic():
+        execution = (
+            Execution.objects.select_for_update(of=("self",))
+            .select_related("run")
+            .filter(pk=execution_id, status__in=ACTIVE_STATUSES)
+            .first()
+        )
+        if execution is None:
+            return None  # deleted with its job, or already closed by the dead-agent sweep
+        if execution.kill_requested and status != ExecutionStatus.SUCCESS:
+            status, retryable = ExecutionStatus.KILLED, False
+        retry = _needs_retry(execution, status=status, retryable=retryable)
+        _close(
+            execution,
+            status=status,
+            output=output,
+            truncated=truncated,
+            reason=reason,
+            retryable=retryable,
+            retry=retry,
+            guard=False,
+        )
+        return _after_close(execution, status=status, retry=retry)
+
+
+def _needs_retry(execution: Execution, *, status: str, retryable: bool) -> bool:
+    attempts = int(execution.run.snapshot.get("retries") or 0) + 1
+    return (
+        status not in (ExecutionStatus.SUCCESS, ExecutionStatus.KILLED)
         and retryable
-        and status != ExecutionStatus.KILLED
         and execution.attempt < attempts
     )
-    Execution.objects.filter(pk=execution.pk).update(
+
+
+def _close(
+    execution: Execution,
+    *,
+    status: str,
+    output: str,
+    truncated: bool,
+    reason: str,
+    retryable: bool,
+    retry: bool,
+    guard: bool,
+) -> bool:
+    """Write the result; with `guard`, only if still running and nobody asked for a kill."""
+    now = timeutil.now()
+    rows = Execution.objects.filter(pk=execution.pk)
+    if guard:
+        rows = rows.filter(status=ExecutionStatus.RUNNING, kill_requested=False)
+    success = status == ExecutionStatus.SUCCESS
+    closed = rows.update(
         status=status,
         success=success,
         output=output,
@@ -111,13 +164,21 @@ def execution_finish(
         started_at=execution.started_at or now,
         final=not retry,
     )
+    if not closed:
+        return False
     counter = {"success_count": F("success_count") + 1, "last_success": now}
     if not success:
         counter = {"error_count": F("error_count") + 1, "last_error": now}
     Job.objects.filter(pk=execution.job_id).update(**counter)
+    return True
+
+
+def _after_close(execution: Execution, *, status: str, retry: bool) -> Execution | None:
     if not retry:
-        transaction.on_commit(lambda: run_settle(run_id=execution.run_id))
+        run = execution.run
+        transaction.on_commit(lambda: run_settle(run_id=run.pk, run=run))
         return None
+    snapshot = execution.run.snapshot
     node = _retry_node(execution)
     delay = retry_delay(base=float(snapshot.get("retry_backoff", 1.0)), attempt=execution.attempt)
     return Execution.objects.create(
@@ -129,7 +190,7 @@ def execution_finish(
         placement=execution.placement,
         queue=dispatch.node_queue(node),
         scheduled_at=execution.scheduled_at,
-        not_before=now + timedelta(seconds=delay),
+        not_before=timeutil.now() + timedelta(seconds=delay),
         status=ExecutionStatus.QUEUED,
     )
 
@@ -157,11 +218,11 @@ def execution_kill(*, execution: Execution, reason: str = "killed by user") -> E
     return execution
 
 
-def _group_status(run: Run) -> str:
-    finals = list(run.executions.filter(final=True).values_list("status", flat=True))
-    if not finals or all(s == ExecutionStatus.SKIPPED for s in finals):
-        return ExecutionStatus.SKIPPED
+def group_status(finals: list[str]) -> str:
+    """A run's status from the final attempt of each node (skipped rows aside)."""
     finals = [s for s in finals if s != ExecutionStatus.SKIPPED]
+    if not finals:
+        return ExecutionStatus.SKIPPED
     ok = sum(1 for s in finals if s == ExecutionStatus.SUCCESS)
     if ok == len(finals):
         return "success"
@@ -170,34 +231,56 @@ def _group_status(run: Run) -> str:
     return "partially_failed"
 
 
-def run_settle(*, run_id: int) -> None:
+# History is trimmed on every TRIM_EVERY-th run of a job, not on each one: a job may briefly
+# hold a few runs more than its limit, and the common path saves two queries.
+TRIM_EVERY = 10
+
+
+def run_settle(*, run_id: int, run: Run | None = None) -> None:
     """When the last execution of a run is final: job status, dependents, ephemeral, history.
 
     The `finished=False -> True` update happens once per run, so dependents fire once per
-    run (not once per node) even when several agents finish at the same moment.
+    run (not once per node) even when several agents finish at the same moment. Whether the
+    job has dependents and is ephemeral is read from the run's snapshot (taken at fire time).
     """
-    from jobs.services.runs import fire_dependents, has_active_run
+    from jobs.services.runs import fire_dependents
 
-    run = Run.objects.filter(pk=run_id).select_related("job").first()
-    if run is None or run.executions.filter(status__in=ACTIVE_STATUSES).exists():
+    rows = list(Execution.objects.filter(run_id=run_id).values_list("status", "final"))
+    if any(s in ACTIVE_STATUSES for s, _ in rows):
         return
-    status = _group_status(run)
+    if run is None:
+        run = Run.objects.filter(pk=run_id).first()
+        if run is None:
+            return
+    status = group_status([s for s, final in rows if final])
     if not Run.objects.filter(pk=run_id, finished=False).update(finished=True, status=status):
         return
-    job = run.job
     if status != ExecutionStatus.SKIPPED:
-        job_status = "running" if has_active_run(job) else status
-        Job.objects.filter(pk=job.pk).update(status=job_status)
-    trim_history(job=job)
-    if status == "success":
+        still_active = Exists(
+            Execution.objects.filter(job_id=OuterRef("pk"), status__in=ACTIVE_STATUSES)
+        )
+        Job.objects.filter(pk=run.job_id).update(
+            status=Case(When(still_active, then=Value("running")), default=Value(status))
+        )
+    snapshot = run.snapshot
+    chained = status == "success" and snapshot.get("has_dependents", True)
+    ephemeral = status == "success" and snapshot.get("ephemeral", True)
+    if not (chained or ephemeral or run_id % TRIM_EVERY == 0):
+        return
+    job = Job.objects.filter(pk=run.job_id).first()
+    if job is None:
+        return
+    if run_id % TRIM_EVERY == 0:
+        trim_history(job=job)
+    if chained:
         fire_dependents(job=job)
-        if job.ephemeral:
-            from jobs.services.jobs import job_delete
+    if ephemeral and job.ephemeral:
+        from jobs.services.jobs import job_delete
 
-            try:
-                job_delete(job=job)
-            except Conflict:
-                log.warning("ephemeral job %s kept: it has dependents", job.name)
+        try:
+            job_delete(job=job)
+        except Conflict:
+            log.warning("ephemeral job %s kept: it has dependents", job.name)
 
 
 def trim_history(*, job: Job) -> int:

@@ -34,6 +34,7 @@ SNAPSHOT_FIELDS = ("executor", "executor_config", "retries", "retry_backoff", "c
 def snapshot_of(job: Job) -> dict[str, Any]:
     snap: dict[str, Any] = {f: getattr(job, f) for f in SNAPSHOT_FIELDS}
     snap["processors"] = job.processors
+    snap["ephemeral"] = job.ephemeral
     try:
         executor = get_executor(job.executor)
         timeout = executor.timeout_seconds(executor.validate(job.executor_config))
@@ -93,10 +94,20 @@ def active_job_ids(job_ids: list[int]) -> set[int]:
 
 def _insert_runs(fires: list[Fire]) -> list[tuple[Fire, Run]]:
     """Insert the runs in one statement; on a fire-key clash, one by one, dropping the clashes."""
-    runs = [
-        Run(job=f.job, scheduled_at=f.scheduled_at, trigger=f.trigger, snapshot=snapshot_of(f.job))
-        for f in fires
-    ]
+    job_ids = {f.job.pk for f in fires}
+    parents = set(Job.objects.filter(parent_id__in=job_ids).values_list("parent_id", flat=True))
+    runs = []
+    for fire in fires:
+        snapshot = snapshot_of(fire.job)
+        snapshot["has_dependents"] = fire.job.pk in parents
+        runs.append(
+            Run(
+                job=fire.job,
+                scheduled_at=fire.scheduled_at,
+                trigger=fire.trigger,
+                snapshot=snapshot,
+            )
+        )
     try:
         with transaction.atomic():
             return list(zip(fires, Run.objects.bulk_create(runs), strict=True))

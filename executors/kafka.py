@@ -1,0 +1,539 @@
+"""The `kafka` executor: produce one message to an existing Kafka topic and wait for acks=all.
+
+Dkron's keys and success rule (the broker acknowledged the message with acks=all), without
+Dkron's quirks: a missing topic is reported instead of silently created, bad values are rejected
+at save time, the SASL password never reaches the output or the logs, and a kill or the job's
+timeout stops the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import ssl
+import threading
+import time
+import uuid
+from typing import Annotated, Any, ClassVar
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka import errors as kerrors
+from pydantic import BeforeValidator, Field, field_validator
+
+from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.values import GoBool, config_error, parse_go_duration
+
+__all__ = ["KafkaConfig", "KafkaExecutor", "debug_config"]
+
+DEFAULT_TIMEOUT = 30.0  # seconds; Dkron has no timeout key (Sarama's own limits are ~30 s)
+CANCEL_POLL_INTERVAL = 0.1
+MASK = "********"
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_HOST_PORT = re.compile(
+    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]/]+)):(?P<port>\d{1,5})"
+)
+_MECHANISMS = {
+    "sha256": "SCRAM-SHA-256",
+    "scram-sha-256": "SCRAM-SHA-256",
+    "sha512": "SCRAM-SHA-512",
+    "scram-sha-512": "SCRAM-SHA-512",
+    "plain": "PLAIN",
+}
+_HEADERS_HINT = 'a JSON array such as ["Name: value"] or a JSON object such as {"Name": "value"}'
+
+
+def _parse_brokers(value: Any) -> Any:
+    """Dkron's comma list of host:port; every entry needs a port (Sarama cannot dial without)."""
+    if isinstance(value, list):
+        value = ",".join(str(v) for v in value)
+    if not isinstance(value, str):
+        raise config_error("broker_address", 'brokerAddress must be a string "host:port,..."')
+    brokers: list[str] = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        match = _HOST_PORT.fullmatch(item)
+        if not match or not 1 <= int(match.group("port")) <= 65535:
+            raise config_error(
+                "broker_address",
+                f"broker {item!r} is not host:port (e.g. kafka-1:9092 or [::1]:9092)",
+            )
+        brokers.append(item)
+    if not brokers:
+        raise config_error("missing", "brokerAddress is empty")
+    return brokers
+
+
+def _parse_headers(value: Any) -> Any:
+    """Record headers: Dkron's http form (JSON array of "Name: value", split on the first ':')
+    or a JSON object of name to value. Kafka allows repeated names; the array form keeps them."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise config_error("headers", f"headers must be {_HEADERS_HINT}: {exc}") from None
+    pairs: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        for name, val in value.items():
+            if not isinstance(val, str):
+                raise config_error("headers", f"header {name!r} must have a string value")
+            if not name.strip():
+                raise config_error("headers", "header names must not be empty")
+            pairs.append((name.strip(), val))
+        return pairs
+    if not isinstance(value, list):
+        raise config_error("headers", f"headers must be {_HEADERS_HINT}")
+    for item in value:
+        if not isinstance(item, str):
+            raise config_error("headers", f'header {item!r} must be a string "Name: value"')
+        name, sep, val = item.partition(":")
+        if not sep or not name.strip():
+            raise config_error("headers", f'header {item!r} is not of the form "Name: value"')
+        pairs.append((name.strip(), val.strip()))
+    return pairs
+
+
+def _parse_mechanism(value: Any) -> Any:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise config_error("sasl_mechanism", "saslMechanism must be sha256, sha512 or plain")
+    text = value.strip().lower()
+    if not text:
+        return ""
+    if text not in _MECHANISMS:
+        raise config_error(
+            "sasl_mechanism",
+            f"invalid SASL mechanism {value!r}: must be 'sha256', 'sha512' or 'plain'",
+        )
+    return _MECHANISMS[text]
+
+
+def _parse_timeout(value: Any) -> Any:
+    """Seconds as a number or digits, or a Go duration ("10s", "1m30s"); must be positive."""
+    if value is None or value == "":
+        return DEFAULT_TIMEOUT
+    if isinstance(value, bool):
+        raise config_error("timeout", f"timeout {value!r} must be a duration such as 30s")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        seconds = float(value.strip())
+    elif isinstance(value, str):
+        try:
+            seconds = parse_go_duration(value).total_seconds()
+        except ValueError as exc:
+            raise config_error("timeout", str(exc)) from None
+    else:
+        raise config_error("timeout", f"timeout {value!r} must be a duration such as 30s")
+    if seconds <= 0:
+        raise config_error("timeout", "timeout must be greater than zero")
+    return seconds
+
+
+class KafkaConfig(ExecutorConfig):
+    """Dkron's kafka keys (camelCase as in Dkron); values may be Dkron's strings."""
+
+    broker_address: Annotated[list[str], BeforeValidator(_parse_brokers)] = Field(
+        alias="brokerAddress", description="Comma list of bootstrap brokers, host:port."
+    )
+    topic: str = Field(description="Existing topic to produce to (never created).")
+    key: str = Field("", description="Record key; empty sends no key (null).")
+    message: str = Field("", description="Record value (UTF-8).")
+    headers: Annotated[list[tuple[str, str]], BeforeValidator(_parse_headers)] = Field(
+        default_factory=list, description='["Name: value"] or {"Name": "value"}.'
+    )
+    tls_enable: GoBool = Field(False, alias="tlsEnable", description="Connect with TLS.")
+    tls_insecure_skip_verify: GoBool = Field(
+        False, alias="tlsInsecureSkipVerify", description="Do not verify the broker certificate."
+    )
+    sasl_username: str = Field("", alias="saslUsername")
+    sasl_password: str = Field("", alias="saslPassword", description="Write-only.", repr=False)
+    sasl_mechanism: Annotated[str, BeforeValidator(_parse_mechanism)] = Field(
+        "", alias="saslMechanism", description="sha256, sha512 (SCRAM) or plain."
+    )
+    debug: GoBool = Field(False, description="Prepend the config (password masked) to output.")
+    timeout: Annotated[float, BeforeValidator(_parse_timeout)] = Field(
+        DEFAULT_TIMEOUT, description="Limit for connect + produce + ack; not a Dkron key."
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise config_error("missing", "topic is empty")
+        if not _TOPIC.fullmatch(value) or value in (".", ".."):
+            raise config_error(
+                "topic",
+                f"topic {value!r} is not a valid Kafka topic name "
+                "(up to 249 of a-z, A-Z, 0-9, '.', '_', '-')",
+            )
+        return value
+
+
+class KafkaExecutor(Executor):
+    name = "kafka"
+    description = "Produce a message to a Kafka topic; success is the broker's acks=all."
+    config_schema = KafkaConfig
+    secret_keys: ClassVar[frozenset[str]] = frozenset({"saslPassword"})
+
+    def validate(self, raw: dict[str, Any]) -> KafkaConfig:
+        config = super().validate(raw)
+        assert isinstance(config, KafkaConfig)
+        errors: dict[str, str] = {}
+        if config.sasl_username and not config.sasl_password:
+            errors["saslPassword"] = "needed with saslUsername"
+        if config.sasl_password and not config.sasl_username:
+            errors["saslUsername"] = "needed with saslPassword"
+        if config.sasl_username and config.sasl_password and not config.sasl_mechanism:
+            errors["saslMechanism"] = (
+                "invalid SASL mechanism: must be 'sha256', 'sha512' or 'plain' when "
+                "saslUsername and saslPassword are set"
+            )
+        if config.sasl_mechanism and not (config.sasl_username or config.sasl_password):
+            errors["saslMechanism"] = "needs saslUsername and saslPassword"
+        if config.tls_insecure_skip_verify and not config.tls_enable:
+            errors["tlsInsecureSkipVerify"] = "needs tlsEnable"
+        if errors:
+            raise ConfigError(errors)
+        return config
+
+    def timeout_seconds(self, config: Any) -> float | None:
+        return float(getattr(config, "timeout", DEFAULT_TIMEOUT))
+
+    def execute(self, ctx: ExecutionContext) -> None:
+        config = ctx.config
+        if not isinstance(config, KafkaConfig):
+            try:
+                config = self.validate(config)
+            except ConfigError as exc:
+                raise ExecutorError(f"invalid kafka config: {exc}", retryable=False) from None
+        timeout = config.timeout
+        if ctx.default_timeout:
+            timeout = min(timeout, ctx.default_timeout)
+        if config.debug:
+            ctx.output.write(f"Config: {json.dumps(debug_config(config))}\n")
+        if config.sasl_mechanism == "PLAIN" and not config.tls_enable:
+            ctx.output.write("Warning: SASL PLAIN without tlsEnable sends the password in clear\n")
+        run = _Produce(config, ctx, timeout)
+        run.supervise()
+
+
+def debug_config(config: KafkaConfig) -> dict[str, Any]:
+    """The config as Dkron's keys, with the SASL password masked."""
+    shown = config.model_dump(by_alias=True)
+    shown["brokerAddress"] = ",".join(config.broker_address)
+    shown["headers"] = [f"{name}: {value}" for name, value in config.headers]
+    shown["timeout"] = _seconds(config.timeout)
+    if shown.get("saslPassword"):
+        shown["saslPassword"] = MASK
+    return shown
+
+
+class _ClientErrors(logging.Handler):
+    """Collects the connection errors kafka-python only logs while it retries a bootstrap.
+
+    kafka-python retries a refused connection, a failed TLS handshake or a refused SASL login
+    until its bootstrap timeout and then raises only "Unable to bootstrap"; the cause is in its
+    log records. Records from this run's threads (the worker, named after the run's unique
+    client id, and the clients' I/O threads, which kafka-python names after it too) are kept
+    so the failure can say what went wrong.
+    """
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.client_id = client_id
+        self.errors: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.client_id not in (record.threadName or ""):
+            return
+        args = record.args if isinstance(record.args, tuple) else ()
+        for arg in args:
+            if isinstance(arg, BaseException) and not isinstance(arg, kerrors.KafkaTimeoutError):
+                self.errors.append(arg)
+
+
+class _Produce:
+    """One produce: a worker thread does the blocking client calls, the caller watches it.
+
+    kafka-python's calls block (bootstrap, metadata, the ack future) and cannot be interrupted,
+    so they run in a daemon thread with every client timeout set to what is left of the job's
+    timeout; the caller polls for a kill or the deadline and returns at once. An abandoned
+    worker ends on its own within the same deadline and closes its clients.
+    """
+
+    def __init__(self, config: KafkaConfig, ctx: ExecutionContext, timeout: float) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.client_id = f"dkronweb-kafka-{uuid.uuid4().hex[:12]}"
+        self.phase = "connect"
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+        self.errors = _ClientErrors(self.client_id)
+
+    @property
+    def where(self) -> str:
+        return ",".join(self.config.broker_address)
+
+    def supervise(self) -> None:
+        kafka_log = logging.getLogger("kafka")
+        worker = threading.Thread(target=self._work, name=self.client_id, daemon=True)
+        kafka_log.addHandler(self.errors)
+        try:
+            worker.start()
+            while worker.is_alive():
+                if self.ctx.cancel.is_set():
+                    self.abandoned = True
+                    raise self._cancelled()
+                refused = self._auth_failure()
+                if refused is not None:
+                    # kafka-python retries a refused login until its timeout; it will not pass.
+                    self.abandoned = True
+                    raise refused
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    self.abandoned = True
+                    raise self._timed_out()
+                worker.join(min(CANCEL_POLL_INTERVAL, remaining))
+        finally:
+            kafka_log.removeHandler(self.errors)
+        if self.error is not None:
+            raise self._failure(self.error)
+        if self.result is None:  # the worker saw the cancel before sending
+            raise self._cancelled()
+        meta = self.result
+        self.ctx.output.write(
+            "Result: successfully produced the message on Kafka broker "
+            f"(topic {meta.topic!r}, partition {meta.partition}, offset {meta.offset})\n"
+        )
+
+    def _remaining_ms(self) -> int:
+        return max(1, int((self.deadline - time.monotonic()) * 1000))
+
+    def _common(self) -> dict[str, Any]:
+        config = self.config
+        options: dict[str, Any] = {
+            "bootstrap_servers": config.broker_address,
+            "client_id": self.client_id,
+            "security_protocol": "PLAINTEXT",
+            "reconnect_backoff_max_ms": 1000,
+        }
+        if config.tls_enable:
+            tls = ssl.create_default_context()
+            if config.tls_insecure_skip_verify:
+                tls.check_hostname = False
+                tls.verify_mode = ssl.CERT_NONE
+            options["ssl_context"] = tls
+            options["security_protocol"] = "SSL"
+        if config.sasl_mechanism:
+            options["security_protocol"] = "SASL_SSL" if config.tls_enable else "SASL_PLAINTEXT"
+            options["sasl_mechanism"] = config.sasl_mechanism
+            options["sasl_plain_username"] = config.sasl_username
+            options["sasl_plain_password"] = config.sasl_password
+        return options
+
+    def _work(self) -> None:
+        try:
+            self.result = self._produce()
+        except BaseException as exc:  # reported by the supervising thread
+            self.error = exc
+
+    def _produce(self) -> Any:
+        config = self.config
+        # 1. Look the topic up with auto-creation off. kafka-python 3.0.12 does not pass the
+        #    producer's allow_auto_create_topics to its metadata requests, so a producer alone
+        #    would create a missing topic on brokers with auto.create.topics.enable.
+        admin = KafkaAdminClient(
+            **self._common(),
+            bootstrap_timeout_ms=self._remaining_ms(),
+            request_timeout_ms=self._remaining_ms(),
+        )
+        try:
+            self.phase = "metadata"
+            [described] = admin.describe_topics([config.topic])
+        finally:
+            admin.close()
+        error = kerrors.for_code(described["error_code"])
+        if error in (kerrors.UnknownTopicOrPartitionError, kerrors.TopicAuthorizationFailedError):
+            raise error()
+        if error is not kerrors.NoError:
+            raise ExecutorError(
+                f"kafka: topic {config.topic!r} is not available on {self.where}: "
+                f"{_reason(error())}"
+            )
+        if self._stopped():
+            return None
+        if config.debug:
+            partitions = len(described.get("partitions") or [])
+            self.ctx.output.write(f"Topic {config.topic!r} has {partitions} partition(s)\n")
+        # 2. Produce and wait for the acknowledgement of all in-sync replicas.
+        self.phase = "connect"
+        remaining = self._remaining_ms()
+        producer = KafkaProducer(
+            **self._common(),
+            acks="all",
+            allow_auto_create_topics=False,
+            linger_ms=0,
+            bootstrap_timeout_ms=remaining,
+            max_block_ms=remaining,
+            request_timeout_ms=remaining,
+            delivery_timeout_ms=remaining,
+        )
+        delivered = False
+        try:
+            if self._stopped():  # never send after the run was reported killed or timed out
+                return None
+            self.phase = "send"
+            future = producer.send(
+                config.topic,
+                value=config.message.encode(),
+                key=config.key.encode() if config.key else None,
+                headers=[(name, value.encode()) for name, value in config.headers],
+            )
+            self.phase = "ack"
+            meta = future.get(timeout=self._remaining_ms() / 1000)
+            delivered = True
+            return meta
+        finally:
+            # kafka-python cannot drop a queued record (close(0) raises while one is pending),
+            # so wait for it to expire: its delivery timeout ends at this run's deadline.
+            wait = 1.0 if delivered else self._remaining_ms() / 1000 + 1
+            with contextlib.suppress(Exception):
+                producer.close(timeout=wait)
+
+    def _stopped(self) -> bool:
+        return self.abandoned or self.ctx.cancel.is_set()
+
+    def _cancelled(self) -> ExecutorError:
+        if self.ctx.cancel.reason == "timeout":
+            return self._timed_out()
+        note = " (it may still have been delivered)" if self.phase == "ack" else ""
+        return ExecutorError(
+            f"kafka: producing to {self.config.topic!r} was killed{note}",
+            retryable=False,
+            status="killed",
+        )
+
+    def _timed_out(self) -> ExecutorError:
+        cause = self._connection_failure()
+        if cause is not None and self.phase in ("connect", "metadata"):
+            return cause
+        limit = _seconds(self.timeout)
+        if self.phase == "ack":
+            text = f"the broker did not confirm the message within {limit} (acks=all)"
+        elif self.phase in ("metadata", "send"):
+            text = f"no metadata for topic {self.config.topic!r} within {limit}"
+        else:
+            text = f"no broker of {self.where} answered within {limit}"
+        return ExecutorError(f"kafka: {text}", status="timeout")
+
+    def _auth_failure(self) -> ExecutorError | None:
+        for exc in self.errors.errors:
+            if isinstance(exc, _AUTH_ERRORS):
+                return _auth_refused(self.where, exc)
+        return None
+
+    def _connection_failure(self) -> ExecutorError | None:
+        """The last connection error the client logged, as a clear failure; None if none."""
+        for exc in reversed(self.errors.errors):
+            if isinstance(exc, _AUTH_ERRORS):
+                return _auth_refused(self.where, exc)
+            if isinstance(exc, TimeoutError):
+                continue  # says nothing the deadline does not
+            if isinstance(exc, kerrors.KafkaConnectionError | OSError):
+                reason = _reason(exc)
+                if "ECONNREFUSED" in reason or isinstance(exc, ConnectionRefusedError):
+                    reason = "connection refused"
+                if "Handshake failed" in reason or "SSL" in reason:
+                    return ExecutorError(f"kafka: TLS handshake with {self.where} failed: {reason}")
+                return ExecutorError(f"kafka: cannot connect to {self.where}: {reason}")
+        return None
+
+    def _failure(self, exc: BaseException) -> ExecutorError:
+        topic = self.config.topic
+        limit = _seconds(self.timeout)
+        if isinstance(exc, ExecutorError):
+            return exc
+        if isinstance(exc, kerrors.UnknownTopicOrPartitionError):
+            return ExecutorError(
+                f"kafka: topic {topic!r} does not exist on {self.where} "
+                "(dkronweb does not create topics)"
+            )
+        if isinstance(exc, kerrors.TopicAuthorizationFailedError):
+            return ExecutorError(
+                f"kafka: not authorized to use topic {topic!r} on {self.where}", retryable=False
+            )
+        if isinstance(exc, _AUTH_ERRORS):
+            return _auth_refused(self.where, exc)
+        if isinstance(exc, kerrors.AuthorizationError):
+            # e.g. no IDEMPOTENT_WRITE on a pre-3.0 cluster with ACLs
+            return ExecutorError(
+                f"kafka: not authorized on {self.where}: {_reason(exc)}", retryable=False
+            )
+        if isinstance(exc, kerrors.KafkaTimeoutError):
+            if self.phase in ("connect", "metadata"):
+                cause = self._connection_failure()
+                if cause is not None:
+                    return cause
+                return ExecutorError(
+                    f"kafka: no broker of {self.where} answered within {limit}", status="timeout"
+                )
+            if self.phase == "send":
+                return ExecutorError(
+                    f"kafka: no metadata for topic {topic!r} within {limit}", status="timeout"
+                )
+            return ExecutorError(
+                f"kafka: the broker did not confirm the message within {limit} (acks=all)",
+                status="timeout",
+            )
+        if isinstance(exc, kerrors.KafkaConnectionError):
+            cause = self._connection_failure()
+            return cause or ExecutorError(f"kafka: cannot connect to {self.where}: {_reason(exc)}")
+        if isinstance(exc, kerrors.BrokerResponseError):
+            return ExecutorError(
+                f"kafka: the broker refused the message for topic {topic!r}: {_reason(exc)}",
+                retryable=bool(getattr(exc, "retriable", True)),
+            )
+        return ExecutorError(f"kafka: producing to {topic!r} failed: {_reason(exc)}")
+
+
+_AUTH_ERRORS = (
+    kerrors.SaslAuthenticationFailedError,
+    kerrors.UnsupportedSaslMechanismError,
+    kerrors.IllegalSaslStateError,
+)
+
+
+def _auth_refused(where: str, exc: BaseException) -> ExecutorError:
+    # A wrong password or a missing ACL does not fix itself on retry.
+    return ExecutorError(
+        f"kafka: authentication refused by {where}: {_reason(exc)}", retryable=False
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _reason(exc: BaseException) -> str:
+    """The error's own words: kafka-python nests "Name: " prefixes and "[Error N]" tags."""
+    if isinstance(exc, kerrors.KafkaError):
+        text = str(exc.args[0]) if exc.args else ""
+        if not text and isinstance(exc, kerrors.BrokerResponseError):
+            text = f"{exc.message or type(exc).__name__}: {exc.description or ''}".rstrip(": ")
+        prefix = re.compile(r"^(?:\[Error -?\d+\] )?[A-Z][A-Za-z]+(?:Error|Exception): ")
+        while prefix.match(text):
+            text = prefix.sub("", text, count=1)
+    else:
+        text = str(exc)
+    return text.strip() or type(exc).__name__

@@ -1,0 +1,302 @@
+"""The `nats` executor: publish one message on a NATS subject and flush it to the server.
+
+Dkron's keys, with a stricter success rule: Dkron ignores the publish error and reports success
+as soon as it connected; here success means the message was published and the server answered
+the flush (PING/PONG), and a permissions violation the server reports for the publish fails the
+run. Plain NATS cannot tell whether anybody listens on a subject, so that is not checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
+
+import nats
+from nats import errors as nerrors
+from pydantic import BeforeValidator, Field, field_validator
+
+from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.values import GoBool, config_error, parse_go_duration
+
+__all__ = ["NatsConfig", "NatsExecutor", "debug_config"]
+
+DEFAULT_TIMEOUT = 30.0  # seconds; Dkron has no timeout key
+CANCEL_POLL_INTERVAL = 0.1
+MASK = "********"
+_SCHEMES = ("nats", "tls")
+_SUBJECT_TOKEN = re.compile(r"[^\s.*>]+")
+
+
+def _parse_url(value: Any) -> Any:
+    """One NATS URL or a comma list (as nats.go's Connect takes); nats:// is assumed if absent.
+
+    Credentials in the URL are refused: the URL is shown in the job, only `password` is
+    write-only.
+    """
+    if not isinstance(value, str):
+        raise config_error("url", 'url must be a string such as "nats://127.0.0.1:4222"')
+    servers: list[str] = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "://" not in item:
+            item = f"nats://{item}"
+        try:
+            parts = urlsplit(item)
+            port = parts.port
+        except ValueError as exc:
+            raise config_error("url", f"url {item!r} is not valid: {exc}") from None
+        if parts.scheme not in _SCHEMES or not parts.hostname:
+            raise config_error("url", f"url {item!r} must be nats://host:port or tls://host:port")
+        if parts.username or parts.password:
+            raise config_error(
+                "url", "url must not hold credentials; use userName and password (write-only)"
+            )
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise config_error("url", f"url {item!r} must be only scheme://host:port")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        servers.append(f"{parts.scheme}://{host}:{port or 4222}")
+    if not servers:
+        raise config_error("missing", "url is empty")
+    return servers
+
+
+def _parse_timeout(value: Any) -> Any:
+    """Seconds as a number or digits, or a Go duration ("10s", "1m30s"); must be positive."""
+    if value is None or value == "":
+        return DEFAULT_TIMEOUT
+    if isinstance(value, bool):
+        raise config_error("timeout", f"timeout {value!r} must be a duration such as 10s")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        seconds = float(value.strip())
+    elif isinstance(value, str):
+        try:
+            seconds = parse_go_duration(value).total_seconds()
+        except ValueError as exc:
+            raise config_error("timeout", str(exc)) from None
+    else:
+        raise config_error("timeout", f"timeout {value!r} must be a duration such as 10s")
+    if seconds <= 0:
+        raise config_error("timeout", "timeout must be greater than zero")
+    return seconds
+
+
+class NatsConfig(ExecutorConfig):
+    """Dkron's nats keys (camelCase as in Dkron); values may be Dkron's strings."""
+
+    url: Annotated[list[str], BeforeValidator(_parse_url)] = Field(
+        description="nats://host:port or tls://host:port; a comma list for a cluster."
+    )
+    subject: str = Field(description="Subject to publish on (no wildcards).")
+    message: str = Field("", description="Message body (UTF-8).")
+    user_name: str = Field("", alias="userName")
+    password: str = Field("", description="Write-only.", repr=False)
+    debug: GoBool = Field(False, description="Prepend the config (password masked) to output.")
+    timeout: Annotated[float, BeforeValidator(_parse_timeout)] = Field(
+        DEFAULT_TIMEOUT, description="Limit for connect + publish + flush; not a Dkron key."
+    )
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        if not value.strip():
+            raise config_error("missing", "subject is empty")
+        if not all(_SUBJECT_TOKEN.fullmatch(token) for token in value.split(".")):
+            raise config_error(
+                "subject",
+                f"subject {value!r} is not a valid NATS subject to publish on: tokens separated "
+                "by '.', no spaces, no empty tokens, no wildcards (* or >)",
+            )
+        return value
+
+
+class NatsExecutor(Executor):
+    name = "nats"
+    description = "Publish a message on a NATS subject; success is the server's flush reply."
+    config_schema = NatsConfig
+    secret_keys: ClassVar[frozenset[str]] = frozenset({"password"})
+
+    def validate(self, raw: dict[str, Any]) -> NatsConfig:
+        config = super().validate(raw)
+        assert isinstance(config, NatsConfig)
+        if config.password and not config.user_name:
+            raise ConfigError({"userName": "needed with password"})
+        return config
+
+    def timeout_seconds(self, config: Any) -> float | None:
+        return float(getattr(config, "timeout", DEFAULT_TIMEOUT))
+
+    def execute(self, ctx: ExecutionContext) -> None:
+        config = ctx.config
+        if not isinstance(config, NatsConfig):
+            try:
+                config = self.validate(config)
+            except ConfigError as exc:
+                raise ExecutorError(f"invalid nats config: {exc}", retryable=False) from None
+        timeout = config.timeout
+        if ctx.default_timeout:
+            timeout = min(timeout, ctx.default_timeout)
+        if config.debug:
+            ctx.output.write(f"Config: {json.dumps(debug_config(config))}\n")
+        server = asyncio.run(_supervise(config, ctx, timeout))
+        ctx.output.write(
+            f"Result: Message successfully sent (subject {config.subject!r}, "
+            f"{len(config.message.encode())} bytes, flushed to {server})\n"
+        )
+
+
+def debug_config(config: NatsConfig) -> dict[str, Any]:
+    """The config as Dkron's keys, with the password masked."""
+    shown = config.model_dump(by_alias=True)
+    shown["url"] = ",".join(config.url)
+    shown["timeout"] = f"{config.timeout:g}s"
+    if shown.get("password"):
+        shown["password"] = MASK
+    return shown
+
+
+class _Progress:
+    """What the publish got to, and the asynchronous errors the server reported meanwhile."""
+
+    def __init__(self) -> None:
+        self.phase = "connect"
+        self.errors: list[Exception] = []
+        self.server = ""
+
+
+async def _supervise(config: NatsConfig, ctx: ExecutionContext, timeout: float) -> str:
+    """Run the publish as a task so that the deadline and a kill can abort it at any step."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    progress = _Progress()
+    task = asyncio.create_task(_publish(config, progress, deadline))
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0 or ctx.cancel.is_set():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            if remaining > 0 and ctx.cancel.reason != "timeout":
+                note = " (it may still have been delivered)" if progress.phase == "flush" else ""
+                raise ExecutorError(
+                    f"nats: publishing on {config.subject!r} was killed{note}",
+                    retryable=False,
+                    status="killed",
+                )
+            raise _timed_out(config, progress, timeout)
+        await asyncio.wait({task}, timeout=min(CANCEL_POLL_INTERVAL, remaining))
+    try:
+        return task.result()
+    except ExecutorError:
+        raise
+    except (TimeoutError, nerrors.FlushTimeoutError, nerrors.TimeoutError):
+        raise _timed_out(config, progress, timeout) from None
+    except nerrors.NoServersError:
+        raise _connect_failure(config, progress) from None
+    except (OSError, nerrors.Error) as exc:
+        if progress.phase == "connect":
+            progress.errors.append(exc)
+            raise _connect_failure(config, progress) from None
+        raise ExecutorError(
+            f"nats: publishing on {config.subject!r} failed: {_reason(exc)}"
+        ) from None
+
+
+async def _publish(config: NatsConfig, progress: _Progress, deadline: float) -> str:
+    loop = asyncio.get_running_loop()
+
+    def remaining() -> float:
+        return max(0.001, deadline - loop.time())
+
+    async def on_error(exc: Exception) -> None:
+        progress.errors.append(exc)
+
+    client = await nats.connect(
+        servers=config.url,
+        user=config.user_name or None,
+        password=config.password or None,
+        name="dkronweb",
+        connect_timeout=remaining(),
+        allow_reconnect=False,
+        # nats-py retries a refused server forever with 0; 1 tries each server twice.
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.1,
+        error_cb=on_error,
+    )
+    try:
+        url = client.connected_url
+        progress.server = f"{url.hostname}:{url.port}" if url else ",".join(config.url)
+        progress.phase = "publish"
+        try:
+            await client.publish(config.subject, config.message.encode())
+        except nerrors.MaxPayloadError:
+            raise ExecutorError(
+                f"nats: the message ({len(config.message.encode())} bytes) is larger than "
+                f"the server's max_payload ({client.max_payload} bytes)",
+                retryable=False,
+            ) from None
+        progress.phase = "flush"
+        # nats-py 2.16 writes a flush's PING straight to the socket, ahead of a PUB still in
+        # its buffer, so one PONG does not vouch for the PUB. The first flush pushes the PUB
+        # out; the second PING follows it, and the server answers in order.
+        await client.flush(timeout=remaining())  # type: ignore[arg-type]  # float is fine
+        await client.flush(timeout=remaining())  # type: ignore[arg-type]  # float is fine
+        # The server answers a refused PUB with -ERR before that PONG.
+        for exc in progress.errors:
+            if "permissions violation" in str(exc).lower():
+                raise ExecutorError(
+                    f"nats: the server refused the publish on {config.subject!r}: {_reason(exc)}",
+                    retryable=False,
+                )
+        return progress.server
+    finally:
+        await client.close()
+
+
+def _timed_out(config: NatsConfig, progress: _Progress, timeout: float) -> ExecutorError:
+    limit = f"{timeout:g}s"
+    if progress.phase == "connect":
+        return _connect_failure(config, progress, limit)
+    if progress.phase == "flush":
+        text = f"the server {progress.server} did not confirm the flush within {limit}"
+    else:
+        text = f"publishing on {config.subject!r} did not finish within {limit}"
+    return ExecutorError(f"nats: {text}", status="timeout")
+
+
+def _connect_failure(
+    config: NatsConfig, progress: _Progress, limit: str | None = None
+) -> ExecutorError:
+    where = ",".join(config.url)
+    for exc in reversed(progress.errors):
+        text = _reason(exc)
+        if "authorization violation" in text.lower() or isinstance(exc, nerrors.AuthorizationError):
+            # A wrong user or password does not fix itself on retry.
+            return ExecutorError(
+                f"nats: authorization violation: {where} refused user "
+                f"{config.user_name or '(none)'!r}",
+                retryable=False,
+            )
+        if isinstance(exc, TimeoutError | nerrors.NoServersError):
+            continue  # says nothing the deadline does not
+        if isinstance(exc, OSError | nerrors.Error):
+            return ExecutorError(f"nats: cannot connect to {where}: {text}")
+    if limit is not None:
+        return ExecutorError(
+            f"nats: no server of {where} answered within {limit}", status="timeout"
+        )
+    return ExecutorError(f"nats: cannot connect to {where}")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    text = str(exc).strip()
+    if text.startswith("nats: "):
+        text = text[len("nats: ") :]
+    return text or type(exc).__name__
