@@ -188,7 +188,7 @@ CELERY_BEAT_MAX_LOOP_INTERVAL = 1
 # --- Scheduling and agents (seconds) ---------------------------------------------------
 NODE_NAME = env("DKRON_NODE_NAME", socket.gethostname().split(".")[0].lower())
 DKRON: dict[str, Any] = {
-    "LEASE_TTL": env_float("DKRON_LEASE_TTL", 10.0),
+    "LEASE_TTL": env_float("DKRON_LEASE_TTL", 4.0),
     # Off only to prove that fire keys alone prevent duplicates (every scheduler fires).
     "LEASE_ENABLED": env_bool("DKRON_SCHEDULER_LEASE", True),
     "TICK_MAX": env_float("DKRON_TICK_MAX", 1.0),

@@ -69,7 +69,8 @@ class JobScheduler(DatabaseScheduler):
                 "scheduler %s is now %s", self.holder, "active" if self.is_leader else "standby"
             )
         if not self.is_leader:
-            return min(tick_max, _conf()["LEASE_TTL"] / 4)
+            # Standbys retry often so one takes over within TTL + 0.5 s of the leader's death.
+            return min(tick_max, 0.5)
         report = runs.fire_due_jobs()
         if report.fired or report.missed:
             log.info("fired %d run(s), %d missed fire(s)", report.fired, report.missed)

@@ -198,6 +198,7 @@ def _leader_member() -> dict[str, Any] | None:
         "id": holder.holder,
         "statusText": "alive",
         "since": holder.acquired_at.isoformat() if holder.acquired_at else None,
+        "leadership_changes": holder.changes,
     }
 
 

@@ -35,7 +35,9 @@ def lease_acquire(*, holder: str, ttl: float, name: str = SCHEDULER) -> bool:
         return False
     try:
         with transaction.atomic():
-            Lease.objects.create(name=name, holder=holder, expires_at=expires, acquired_at=Now())
+            Lease.objects.create(
+                name=name, holder=holder, expires_at=expires, acquired_at=Now(), changes=1
+            )
     except IntegrityError:
         return False
     return True
