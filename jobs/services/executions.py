@@ -85,23 +85,22 @@ def execution_finish(
     conditional UPDATE. Without it, or when the row changed meanwhile (a kill request, the
     dead-agent sweep), the row is locked and read first.
     """
-    # The common case needs no transaction: one guarded UPDATE closes the row for good.
-    fast = claimed is not None and not _needs_retry(claimed, status=status, retryable=retryable)
-    if (
-        fast
-        and claimed is not None
-        and _close(
-            claimed,
-            status=status,
-            output=output,
-            truncated=truncated,
-            reason=reason,
-            retryable=retryable,
-            retry=False,
-            guard=True,
-        )
-    ):
-        return _after_close(claimed, status=status, retry=False)
+    # The common case: a guarded UPDATE closes the row (no lock, no read), and the run is
+    # settled in the same transaction, so the whole result costs one commit.
+    if claimed is not None and not _needs_retry(claimed, status=status, retryable=retryable):
+        with transaction.atomic():
+            closed = _close(
+                claimed,
+                status=status,
+                output=output,
+                truncated=truncated,
+                reason=reason,
+                retryable=retryable,
+                retry=False,
+                guard=True,
+            )
+            if closed:
+                return _after_close(claimed, status=status, retry=False)
     with transaction.atomic():
         execution = (
             Execution.objects.select_for_update(of=("self",))
@@ -176,7 +175,10 @@ def _close(
 def _after_close(execution: Execution, *, status: str, retry: bool) -> Execution | None:
     if not retry:
         run = execution.run
-        transaction.on_commit(lambda: run_settle(run_id=run.pk, run=run))
+        if not run_settle(run_id=run.pk, run=run):
+            # Another node's execution looked active from inside this transaction: check
+            # again once committed (whoever commits last sees every result).
+            transaction.on_commit(lambda: run_settle(run_id=run.pk, run=run))
         return None
     snapshot = execution.run.snapshot
     node = _retry_node(execution)
@@ -236,25 +238,26 @@ def group_status(finals: list[str]) -> str:
 TRIM_EVERY = 10
 
 
-def run_settle(*, run_id: int, run: Run | None = None) -> None:
+def run_settle(*, run_id: int, run: Run | None = None) -> bool:
     """When the last execution of a run is final: job status, dependents, ephemeral, history.
 
     The `finished=False -> True` update happens once per run, so dependents fire once per
     run (not once per node) even when several agents finish at the same moment. Whether the
     job has dependents and is ephemeral is read from the run's snapshot (taken at fire time).
+    Returns False while some execution of the run is still active.
     """
     from jobs.services.runs import fire_dependents
 
     rows = list(Execution.objects.filter(run_id=run_id).values_list("status", "final"))
     if any(s in ACTIVE_STATUSES for s, _ in rows):
-        return
+        return False
     if run is None:
         run = Run.objects.filter(pk=run_id).first()
         if run is None:
-            return
+            return True
     status = group_status([s for s, final in rows if final])
     if not Run.objects.filter(pk=run_id, finished=False).update(finished=True, status=status):
-        return
+        return True
     if status != ExecutionStatus.SKIPPED:
         still_active = Exists(
             Execution.objects.filter(job_id=OuterRef("pk"), status__in=ACTIVE_STATUSES)
@@ -266,10 +269,10 @@ def run_settle(*, run_id: int, run: Run | None = None) -> None:
     chained = status == "success" and snapshot.get("has_dependents", True)
     ephemeral = status == "success" and snapshot.get("ephemeral", True)
     if not (chained or ephemeral or run_id % TRIM_EVERY == 0):
-        return
+        return True
     job = Job.objects.filter(pk=run.job_id).first()
     if job is None:
-        return
+        return True
     if run_id % TRIM_EVERY == 0:
         trim_history(job=job)
     if chained:
@@ -281,6 +284,7 @@ def run_settle(*, run_id: int, run: Run | None = None) -> None:
             job_delete(job=job)
         except Conflict:
             log.warning("ephemeral job %s kept: it has dependents", job.name)
+    return True
 
 
 def trim_history(*, job: Job) -> int:

@@ -8,11 +8,13 @@ import pytest
 
 from jobs.models import Agent, Execution, Job, Run
 from jobs.services.executions import (
+    TRIM_EVERY,
     execution_claim,
     execution_finish,
     execution_kill,
     retry_delay,
     run_settle,
+    trim_history,
 )
 from jobs.services.jobs import job_upsert
 from jobs.services.maintenance import sweep
@@ -155,13 +157,17 @@ def test_an_ephemeral_job_is_deleted_after_its_first_success(transactional_db):
 def test_history_keeps_the_newest_executions_up_to_the_limit(transactional_db):
     agent("n1")
     j = job("short-memory", history_limit=3)
-    for _ in range(5):
+    for _ in range(25):
         run_now(job=j)
         [execution] = claim_all()
         execution_finish(execution_id=execution.pk, status="success", output="")
-    kept = list(Execution.objects.filter(job=j).order_by("id").values_list("id", flat=True))
-    assert len(kept) == 3
-    assert Job.objects.get(pk=j.pk).success_count == 5
+    # Trimming runs on every TRIM_EVERY-th run, so the job is at most that far over its limit.
+    assert Execution.objects.filter(job=j).count() < 3 + TRIM_EVERY
+    trim_history(job=j)
+    newest = list(Execution.objects.filter(job=j).order_by("-id").values_list("id", flat=True))
+    assert newest == sorted(newest, reverse=True) and len(newest) == 3
+    assert newest[0] == Execution.objects.filter(job_name="short-memory").latest("id").pk
+    assert Job.objects.get(pk=j.pk).success_count == 25
 
 
 def test_the_sweep_closes_runs_whose_agent_stopped_heartbeating(transactional_db):
