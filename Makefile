@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 
-.PHONY: install run test test-fast lint format clean
+.PHONY: install run test test-fast bench lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: $(STAMP)
 ## The quick subset (no agent/scheduler processes), about a minute.
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not e2e"
+
+## The scheduler benchmark beside its baselines (stock django-celery-beat, raw Celery).
+## MODE=micro (~20 s), quick (< 2 min, default) or full (the issue's sizes, ~15 min).
+MODE ?= quick
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --mode $(MODE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
