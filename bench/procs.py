@@ -75,14 +75,21 @@ class Proc:
                 f"{self.name} exited with {self.popen.returncode}; log tail:\n{self.log()[-3000:]}"
             )
 
-    def stop(self, timeout: float = 8.0) -> None:
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM: Celery's warm shutdown, gunicorn's graceful stop)."""
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.popen.pid, signal.SIGTERM)
-            try:
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once."""
+        self.stop(timeout=0)
+
+    def stop(self, timeout: float = 8.0) -> None:
+        if timeout > 0:
+            self.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         # Whatever is left in the group (prefork children, a stuck parent) goes too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)

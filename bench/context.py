@@ -1,0 +1,55 @@
+"""State shared by the phases of one benchmark run: sizes, infrastructure, processes, results."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.config import Mode
+from bench.infra import Infra
+from bench.procs import Proc
+from bench.report import Row
+
+
+@dataclass
+class Context:
+    mode: Mode
+    infra: Infra
+    log_dir: Path
+    verbose: bool = True
+    procs: dict[str, Proc] = field(default_factory=dict)
+    rows: dict[str, Row] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=lambda: random.Random(12345))
+    started: float = field(default_factory=time.monotonic)
+
+    def say(self, message: str) -> None:
+        if self.verbose:
+            print(
+                f"[{time.monotonic() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True
+            )
+
+    def start(self, name: str, args: list[str], **env: str) -> Proc:
+        proc = Proc(name, args, self.infra.env(**env), self.log_dir)
+        self.procs[name] = proc
+        return proc
+
+    def stop(self, *names: str) -> None:
+        """Stop these processes, all at once (SIGTERM to each first, then wait for each)."""
+        procs = [self.procs.pop(name) for name in names if name in self.procs]
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.stop()
+
+    def stop_all(self) -> None:
+        self.stop(*reversed(list(self.procs)))
+
+    def row(self, key: str, label: str) -> Row:
+        if key not in self.rows:
+            self.rows[key] = Row(key=key, label=label)
+        return self.rows[key]
