@@ -1,1 +1,0 @@
-"""Example dkronweb executor plugin."""
