@@ -7,6 +7,7 @@ a second agent or the dead-agent sweep racing the agent changes a row at most on
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from datetime import timedelta
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from jobs import dispatch, timeutil
 from jobs.errors import Conflict
 from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job, Run
 from jobs.services import agents as agent_services
+from jobs.services import execution_sql
 from jobs.targeting import parse_tags, select_nodes
 
 log = logging.getLogger("dkronweb.executions")
@@ -32,6 +34,13 @@ FINAL_STATUSES = (
 def execution_claim(*, execution_id: int, node_name: str) -> Execution | None:
     """Take a queued execution for this agent; None when someone else has (or it is gone)."""
     now = timeutil.now()
+    if execution_sql.available():
+        return execution_sql.claim(
+            execution_id=execution_id,
+            node_name=node_name,
+            queue=dispatch.node_queue(node_name),
+            now=now,
+        )
     taken = Execution.objects.filter(pk=execution_id, status=ExecutionStatus.QUEUED).update(
         status=ExecutionStatus.RUNNING,
         node_name=node_name,
@@ -86,8 +95,20 @@ def execution_finish(
     dead-agent sweep), the row is locked and read first.
     """
     # The common case: a guarded UPDATE closes the row (no lock, no read), and the run is
-    # settled in the same transaction, so the whole result costs one commit.
-    if claimed is not None and not _needs_retry(claimed, status=status, retryable=retryable):
+    # settled in the same transaction, so the whole result costs one commit (on PostgreSQL
+    # one statement).
+    fast = claimed is not None and not _needs_retry(claimed, status=status, retryable=retryable)
+    if fast and claimed is not None and execution_sql.available():
+        if _finish_in_one_statement(
+            claimed,
+            status=status,
+            output=output,
+            truncated=truncated,
+            reason=reason,
+            retryable=retryable,
+        ):
+            return None
+    elif fast and claimed is not None:
         with transaction.atomic():
             closed = _close(
                 claimed,
@@ -124,6 +145,37 @@ def execution_finish(
             guard=False,
         )
         return _after_close(execution, status=status, retry=retry)
+
+
+def _finish_in_one_statement(
+    claimed: Execution, *, status: str, output: str, truncated: bool, reason: str, retryable: bool
+) -> bool:
+    """PostgreSQL's fast path; False when the row changed since the claim (use the ORM path).
+
+    Without dependents or ephemeral deletion to follow, the statement commits on its own; with
+    them, it shares one transaction with the follow-up so a crash cannot lose a dependent fire.
+    """
+    snapshot = claimed.run.snapshot
+    follow_up = snapshot.get("has_dependents", True) or snapshot.get("ephemeral", True)
+    with transaction.atomic() if follow_up else nullcontext():
+        done = execution_sql.finish(
+            execution=claimed,
+            status=status,
+            output=output,
+            truncated=truncated,
+            reason=reason,
+            retryable=retryable,
+            now=timeutil.now(),
+        )
+        if not done.closed:
+            return False
+        if done.settled:
+            with transaction.atomic():
+                _after_settle(claimed.run, done.run_status)
+    if done.active_siblings:
+        with transaction.atomic():  # committed now: whoever finishes last settles the run
+            run_settle(run_id=claimed.run_id)
+    return True
 
 
 def _needs_retry(execution: Execution, *, status: str, retryable: bool) -> bool:
@@ -246,8 +298,6 @@ def run_settle(*, run_id: int, run: Run | None = None) -> bool:
     job has dependents and is ephemeral is read from the run's snapshot (taken at fire time).
     Returns False while some execution of the run is still active.
     """
-    from jobs.services.runs import fire_dependents
-
     rows = list(Execution.objects.filter(run_id=run_id).values_list("status", "final"))
     if any(s in ACTIVE_STATUSES for s, _ in rows):
         return False
@@ -265,14 +315,23 @@ def run_settle(*, run_id: int, run: Run | None = None) -> bool:
         Job.objects.filter(pk=run.job_id).update(
             status=Case(When(still_active, then=Value("running")), default=Value(status))
         )
+    _after_settle(run, status)
+    return True
+
+
+def _after_settle(run: Run, status: str) -> None:
+    """Dependents, ephemeral deletion and history trimming once a run has settled."""
+    from jobs.services.runs import fire_dependents
+
+    run_id = run.pk
     snapshot = run.snapshot
     chained = status == "success" and snapshot.get("has_dependents", True)
     ephemeral = status == "success" and snapshot.get("ephemeral", True)
     if not (chained or ephemeral or run_id % TRIM_EVERY == 0):
-        return True
+        return
     job = Job.objects.filter(pk=run.job_id).first()
     if job is None:
-        return True
+        return
     if run_id % TRIM_EVERY == 0:
         trim_history(job=job)
     if chained:
@@ -284,7 +343,6 @@ def run_settle(*, run_id: int, run: Run | None = None) -> bool:
             job_delete(job=job)
         except Conflict:
             log.warning("ephemeral job %s kept: it has dependents", job.name)
-    return True
 
 
 def trim_history(*, job: Job) -> int:

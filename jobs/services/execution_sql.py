@@ -1,0 +1,154 @@
+"""One-statement claim and finish for PostgreSQL: the agent's hot path.
+
+An execution's own cost on an agent is almost all database round trips (0.2-0.4 ms each on
+the benchmark machine, where the ORM path took 11-14 of them per execution). Here a claim is
+one `UPDATE ... RETURNING` and the usual finish (no retry, no kill request) is one statement
+whose data-modifying CTEs close the execution, count the result on the job and settle the
+run when this was its last active execution. The ORM path in `executions` stays the
+reference: it handles SQLite, retries, kills and everything this statement leaves alone.
+
+All CTEs of a statement see the same snapshot, taken before any of its updates; that is why
+the sibling checks below exclude the row being closed. Two executions of one run finishing
+at the same moment both see the other as running and leave the run unsettled; the caller
+then settles it with `run_settle` after commit, as the ORM path does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+
+from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job, Run
+
+_ACTIVE = [str(s) for s in ACTIVE_STATUSES]
+_EXEC_FIELDS = [f for f in Execution._meta.concrete_fields]
+_RUN_FIELDS = [f for f in Run._meta.concrete_fields]
+
+
+def available() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def claim(*, execution_id: int, node_name: str, queue: str, now: datetime) -> Execution | None:
+    """queued -> running in one statement; returns the row with its run, or None."""
+    e_cols = ", ".join(f'e."{f.column}"' for f in _EXEC_FIELDS)
+    r_cols = ", ".join(f'r."{f.column}"' for f in _RUN_FIELDS)
+    sql = (
+        f'UPDATE "{Execution._meta.db_table}" e SET status = %s, node_name = %s, queue = %s, '
+        f"started_at = %s, heartbeat_at = %s "
+        f'FROM "{Run._meta.db_table}" r '
+        f"WHERE e.id = %s AND e.status = %s AND r.id = e.run_id "
+        f"RETURNING {e_cols}, {r_cols}"
+    )
+    params = [
+        ExecutionStatus.RUNNING,
+        node_name,
+        queue,
+        now,
+        now,
+        execution_id,
+        ExecutionStatus.QUEUED,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    n = len(_EXEC_FIELDS)
+    execution = Execution.from_db("default", [f.attname for f in _EXEC_FIELDS], row[:n])
+    run_values = list(row[n:])
+    for i, f in enumerate(_RUN_FIELDS):
+        if f.name == "snapshot" and isinstance(run_values[i], str):
+            run_values[i] = json.loads(run_values[i])
+    execution.run = Run.from_db("default", [f.attname for f in _RUN_FIELDS], run_values)
+    return execution
+
+
+@dataclass(frozen=True)
+class Finished:
+    closed: bool  # False: the row was not running, or a kill was requested (use the ORM path)
+    settled: bool  # the run's `finished` flag was set by this statement
+    active_siblings: bool  # another execution of the run looked active (settle after commit)
+    run_status: str
+
+
+def finish(
+    *,
+    execution: Execution,
+    status: str,
+    output: str,
+    truncated: bool,
+    reason: str,
+    retryable: bool,
+    now: datetime,
+) -> Finished:
+    """Close a running execution as final, count it on the job, settle its run if last."""
+    ex, run, job = Execution._meta.db_table, Run._meta.db_table, Job._meta.db_table
+    success = status == ExecutionStatus.SUCCESS
+    counter = (
+        "success_count = j.success_count + 1, last_success = %(now)s"
+        if success
+        else "error_count = j.error_count + 1, last_error = %(now)s"
+    )
+    sql = f"""
+WITH closed AS (
+    UPDATE "{ex}" SET status = %(status)s, success = %(success)s, output = %(output)s,
+        output_truncated = %(truncated)s, reason = %(reason)s, retryable = %(retryable)s,
+        finished_at = %(now)s, started_at = COALESCE(started_at, %(now)s), final = true
+    WHERE id = %(id)s AND status = %(running)s AND NOT kill_requested
+    RETURNING id, run_id, job_id
+), siblings AS (
+    SELECT e.status, e.final FROM "{ex}" e, closed c WHERE e.run_id = c.run_id AND e.id <> c.id
+), verdict AS (
+    SELECT
+        EXISTS (SELECT 1 FROM siblings WHERE status = ANY(%(active)s)) AS busy,
+        (SELECT count(*) FROM siblings WHERE final AND status = %(ok)s)
+            + (CASE WHEN %(success)s THEN 1 ELSE 0 END) AS ok,
+        (SELECT count(*) FROM siblings WHERE final AND status <> %(skipped)s) + 1 AS total
+), settled AS (
+    UPDATE "{run}" r SET finished = true, status = CASE
+            WHEN v.ok = v.total THEN 'success' WHEN v.ok = 0 THEN 'failed'
+            ELSE 'partially_failed' END
+    FROM closed c, verdict v
+    WHERE r.id = c.run_id AND NOT r.finished AND NOT v.busy
+    RETURNING r.status
+), counted AS (
+    UPDATE "{job}" j SET {counter}, status = CASE
+            WHEN NOT EXISTS (SELECT 1 FROM settled) THEN j.status
+            WHEN EXISTS (
+                SELECT 1 FROM "{ex}" x
+                WHERE x.job_id = j.id AND x.status = ANY(%(active)s) AND x.id <> c.id
+            ) THEN 'running'
+            ELSE (SELECT status FROM settled) END
+    FROM closed c WHERE j.id = c.job_id
+    RETURNING j.id
+)
+SELECT (SELECT count(*) FROM closed), (SELECT status FROM settled), (SELECT busy FROM verdict),
+    (SELECT count(*) FROM counted)
+"""
+    params = {
+        "status": status,
+        "success": success,
+        "output": output,
+        "truncated": truncated,
+        "reason": reason[:255],
+        "retryable": retryable,
+        "now": now,
+        "id": execution.pk,
+        "running": ExecutionStatus.RUNNING,
+        "active": _ACTIVE,
+        "ok": ExecutionStatus.SUCCESS,
+        "skipped": ExecutionStatus.SKIPPED,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        closed, run_status, busy, _ = cursor.fetchone()
+    return Finished(
+        closed=bool(closed),
+        settled=run_status is not None,
+        active_siblings=bool(busy),
+        run_status=run_status or "",
+    )
