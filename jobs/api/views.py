@@ -242,10 +242,11 @@ class JobsView(ApiView):
     def get(self, request: Request) -> Response:
         qs = selectors.job_list(request.query_params)
         total = qs.count()
+        start: int | None = None
+        end: int | None = None
         if "_start" in request.query_params or "_end" in request.query_params:
             start, end = selectors.page_bounds(request.query_params, total)
-            qs = qs[start:end]
-        response = Response([job_to_dict(j) for j in qs])
+        response = Response([job_to_dict(j) for j in selectors.job_page(qs, start, end)])
         response["X-Total-Count"] = str(total)
         return response
 

@@ -170,8 +170,7 @@ def _finish_in_one_statement(
         if not done.closed:
             return False
         if done.settled:
-            with transaction.atomic():
-                _after_settle(claimed.run, done.run_status)
+            _after_settle(claimed.run, done.run_status)
     if done.active_siblings:
         with transaction.atomic():  # committed now: whoever finishes last settles the run
             run_settle(run_id=claimed.run_id)
@@ -321,14 +320,20 @@ def run_settle(*, run_id: int, run: Run | None = None) -> bool:
 
 def _after_settle(run: Run, status: str) -> None:
     """Dependents, ephemeral deletion and history trimming once a run has settled."""
-    from jobs.services.runs import fire_dependents
-
     run_id = run.pk
     snapshot = run.snapshot
     chained = status == "success" and snapshot.get("has_dependents", True)
     ephemeral = status == "success" and snapshot.get("ephemeral", True)
     if not (chained or ephemeral or run_id % TRIM_EVERY == 0):
         return
+    with transaction.atomic(savepoint=False):
+        _follow_up(run, chained=chained, ephemeral=ephemeral)
+
+
+def _follow_up(run: Run, *, chained: bool, ephemeral: bool) -> None:
+    from jobs.services.runs import fire_dependents
+
+    run_id = run.pk
     job = Job.objects.filter(pk=run.job_id).first()
     if job is None:
         return
