@@ -1,10 +1,10 @@
-"""Top-level routes: /v1 API, /ui, /admin, /health."""
+"""Top-level routes: /v1 API, /ui, /admin, /health, /metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from jobs.api.views import StatusView, health
+from jobs.api.views import MetricsView, StatusView, health
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/ui/", permanent=False)),
@@ -13,4 +13,5 @@ urlpatterns = [
     path("ui/", include("jobs.ui.urls")),
     path("admin/", admin.site.urls),
     path("health", health),
+    path("metrics", MetricsView.as_view()),
 ]

@@ -8,16 +8,17 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils.encoding import iri_to_uri
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import selectors
+from jobs import metrics, selectors
 from jobs.api.parsers import JSONParser
 from jobs.api.serializers import (
     ErrorSerializer,
@@ -482,3 +483,12 @@ def health(request: Any) -> JsonResponse:
     healthy = all(v == "ok" for v in checks.values())
     body = {"status": "healthy" if healthy else "unhealthy", **checks}
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+class MetricsView(ApiView):
+    """Prometheus text format; scrape with `authorization: {credentials: <API token>}`."""
+
+    schema = None  # not part of Dkron's API document
+
+    def get(self, request: Request) -> HttpResponse:
+        return HttpResponse(generate_latest(metrics.registry()), content_type=CONTENT_TYPE_LATEST)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 
@@ -43,7 +44,7 @@ def claim(*, execution_id: int, node_name: str, queue: str, now: datetime) -> Ex
         f"WHERE e.id = %s AND e.status = %s AND r.id = e.run_id "
         f"RETURNING {e_cols}, {r_cols}"
     )
-    params = [
+    params: list[Any] = [
         ExecutionStatus.RUNNING,
         node_name,
         queue,
@@ -129,7 +130,7 @@ WITH closed AS (
 SELECT (SELECT count(*) FROM closed), (SELECT status FROM settled), (SELECT busy FROM verdict),
     (SELECT count(*) FROM counted)
 """
-    params = {
+    params: dict[str, Any] = {
         "status": status,
         "success": success,
         "output": output,

@@ -6,6 +6,7 @@ import signal
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.models import Execution, Lease
 from tests.harness import wait_for
@@ -51,6 +52,13 @@ def test_a_standby_takes_over_within_seconds_and_no_fire_time_runs_twice(cluster
     leader = api.get("/v1/leader").json()
     assert leader["Name"].split(":")[1] == str(second.pid)
     assert leader["leadership_changes"] >= 2
+    scraped = {
+        m.name: m for m in text_string_to_metric_families(api.get("/metrics").content.decode())
+    }
+    changes = scraped["dkronweb_scheduler_leadership_changes"].samples[0].value
+    assert changes == leader["leadership_changes"]
+    [active] = scraped["dkronweb_scheduler_active"].samples
+    assert active.value == 1 and f":{second.pid}:" in active.labels["holder"]
     time.sleep(3)
     second.stop()
     wait_for(
