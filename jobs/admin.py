@@ -9,10 +9,13 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from executors import registry
 from jobs.errors import DomainError
-from jobs.models import Agent, ApiToken, Execution, Job, Lease
+from jobs.models import ACTIVE_STATUSES, Agent, ApiToken, Execution, Job, Lease
+from jobs.services import executions as execution_services
 from jobs.services import jobs as job_services
 from jobs.services import runs as run_services
 
@@ -76,7 +79,10 @@ class JobAdmin(admin.ModelAdmin):
             return
         obj.pk = saved.pk
 
-    @admin.action(description="Run now")
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("jobs.operate_job"))
+
+    @admin.action(description="Run now", permissions=["operate"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         for job in queryset:
             try:
@@ -85,12 +91,12 @@ class JobAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{job.name}: {exc.message}", messages.ERROR)
         self.message_user(request, f"Started {queryset.count()} job(s).")
 
-    @admin.action(description="Enable")
+    @admin.action(description="Enable", permissions=["operate"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         for job in queryset.filter(disabled=True):
             job_services.job_toggle(job=job)
 
-    @admin.action(description="Disable")
+    @admin.action(description="Disable", permissions=["operate"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         for job in queryset.filter(disabled=False):
             job_services.job_toggle(job=job)
@@ -100,26 +106,58 @@ class JobAdmin(admin.ModelAdmin):
 class ExecutionAdmin(admin.ModelAdmin):
     list_display = (
         "id",
-        "job_name",
+        "job_link",
         "run_id",
         "attempt",
         "node_name",
         "status",
         "scheduled_at",
         "started_at",
-        "finished_at",
+        "took",
+        "reason",
     )
-    list_filter = ("status", "node_name")
-    search_fields = ("job_name", "node_name", "reason")
+    list_filter = ("status", "node_name", "attempt", ("started_at", admin.DateFieldListFilter))
+    search_fields = ("job_name", "node_name", "reason", "=run__id")
+    date_hierarchy = "started_at"
     readonly_fields = [f.name for f in Execution._meta.fields]
+    list_select_related = ("job",)
+    actions = ("kill",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("jobs.operate_job"))
+
+    @admin.display(description="job", ordering="job_name")
+    def job_link(self, obj: Execution) -> str:
+        return format_html(
+            '<a href="{}">{}</a>', reverse("ui-job", args=[obj.job_name]), obj.job_name
+        )
+
+    @admin.display(description="duration")
+    def took(self, obj: Execution) -> str:
+        if obj.started_at is None or obj.finished_at is None:
+            return "—"
+        return f"{(obj.finished_at - obj.started_at).total_seconds():.1f}s"
+
+    @admin.action(description="Kill", permissions=["operate"])
+    def kill(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
+        killed = 0
+        for execution in queryset.filter(status__in=ACTIVE_STATUSES):
+            try:
+                execution_services.execution_kill(execution=execution)
+                killed += 1
+            except DomainError as exc:
+                self.message_user(request, f"{execution.pk}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"Asked {killed} execution(s) to stop.")
+
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ("name", "address", "running", "last_heartbeat", "left", "version")
+    list_display = ("name", "address", "tags", "running", "concurrency", "last_heartbeat", "left")
+    list_filter = ("left",)
+    search_fields = ("name", "address")
 
 
 @admin.register(ApiToken)
