@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_beat",
     "jobs",
+    "jobs.ui",
 ]
 
 MIDDLEWARE = [
@@ -93,13 +94,14 @@ APPEND_SLASH = False
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "jobs.ui.access.permissions",
             ]
         },
     }
@@ -135,7 +137,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/ui/login/"
+LOGIN_REDIRECT_URL = "/ui/"
 
 # --- Auth ------------------------------------------------------------------------------
 # On by default. Turning it off is for trusted networks with Dkron OSS clients that send no

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -136,3 +136,16 @@ def running_executions() -> QuerySet[Execution]:
 
 def active_executions() -> QuerySet[Execution]:
     return Execution.objects.filter(status__in=ACTIVE_STATUSES)
+
+
+def job_tag_filter(qs: QuerySet[Job], tags: Iterable[tuple[str, str]]) -> QuerySet[Job]:
+    """Jobs whose targeting tags ask for `key` = `value` (stored as "value" or "value:count"),
+    every pair matching; an empty value matches any job that has the key."""
+    for n, (key, value) in enumerate(tags, 1):
+        if value == "":
+            qs = qs.filter(tags__has_key=key)
+            continue
+        alias = f"tag_{n}"
+        qs = qs.alias(**{alias: KeyTextTransform(key, "tags")})
+        qs = qs.filter(Q(**{alias: value}) | Q(**{f"{alias}__startswith": f"{value}:"}))
+    return qs

@@ -1,0 +1,679 @@
+"""The job form: Django fields for the job, and the executor's config fields from its schema.
+
+The form only turns what the browser sent into the dict the API would receive; every rule
+(names, schedules, executor configs, the run-code permission) is checked by
+`job_services.job_upsert`, whose errors `apply_service_error` places next to the fields.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from executors import registry
+from executors.values import parse_bool, parse_go_duration
+from jobs import schedule as sched
+from jobs.errors import DomainError
+from jobs.models import Concurrency, Job, MisfirePolicy
+
+SECRET_KEPT_HELP = "Stored; leave empty to keep the stored value."
+# String keys that usually hold more than a line: shown as a textarea.
+LONG_TEXT_KEYS = {
+    "command",
+    "body",
+    "message",
+    "message.body",
+    "message.base64Body",
+    "payload",
+    "data",
+}
+DATETIME_INPUT = "%Y-%m-%dT%H:%M:%S"
+DATETIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+
+
+def disabled_executors() -> set[str]:
+    return set(settings.DKRON["DISABLED_EXECUTORS"])
+
+
+def executor_names() -> list[str]:
+    return registry.available(disabled_executors())
+
+
+def job_zone(timezone: str) -> ZoneInfo:
+    """The zone a job's times are entered and shown in (the server's when the job has none)."""
+    try:
+        return sched.validate_timezone(timezone or "", default_tz=settings.TIME_ZONE)
+    except sched.ScheduleError:
+        return ZoneInfo("UTC")
+
+
+# --- executor config fields ------------------------------------------------------------------
+
+
+@dataclass
+class ConfigField:
+    """One input of the executor's config, described from its pydantic field."""
+
+    key: str  # Dkron's key (the alias), posted as `config.<key>`
+    attr: str  # the pydantic attribute name (also accepted as a key)
+    label: str
+    kind: str  # text, number, checkbox, select, textarea, password
+    required: bool
+    help: str
+    default: Any = None
+    choices: list[tuple[str, str]] = field(default_factory=list)
+    step: str = ""
+    value: str = ""
+    checked: bool = False
+    stored_secret: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def input_name(self) -> str:
+        return f"config.{self.key}"
+
+    @property
+    def input_id(self) -> str:
+        return "config-" + re.sub(r"[^A-Za-z0-9_-]", "-", self.key)
+
+    @property
+    def select_choices(self) -> list[tuple[str, str]]:
+        """The choices, plus a stored value that is none of them (shown as it is)."""
+        if self.value and self.value not in {v for v, _ in self.choices}:
+            return [*self.choices, (self.value, f"{self.value} (as stored)")]
+        return self.choices
+
+    @property
+    def placeholder(self) -> str:
+        if self.kind in ("checkbox", "select", "password") or not self.default:
+            return ""
+        return f"default: {_display(self.default)}"
+
+
+def _display(value: Any) -> str:
+    """A config value as the user sees and edits it; Dkron's strings stay as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, (int, float)):
+        return bool(value)
+    text = str(value).strip()
+    try:
+        return parse_bool(text)
+    except ValueError:
+        return text.lower() in {"yes", "y", "on"}
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The types of a field, Optional and unions unwrapped (None left out)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        out: list[Any] = []
+        for arg in typing.get_args(annotation):
+            if arg is not type(None):
+                out += _members(arg)
+        return out
+    if origin is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    return [annotation]
+
+
+def _describe(attr: str, info: FieldInfo, secret_keys: Iterable[str]) -> ConfigField:
+    key = info.alias or attr
+    members = _members(info.annotation)
+    origins = [typing.get_origin(m) or m for m in members]
+    default: Any = None
+    if info.default is not PydanticUndefined:
+        default = info.default
+    elif info.default_factory is not None:
+        default = info.default_factory()  # type: ignore[call-arg]
+    required = info.is_required()
+    has_parser = any(type(m).__name__ == "BeforeValidator" for m in info.metadata)
+    choices: list[tuple[str, str]] = []
+    step = ""
+    if key in secret_keys:
+        kind = "password"
+    elif bool in origins:
+        kind = "checkbox"
+    elif any(o in (dict, list, tuple, set) for o in origins):
+        kind = "textarea"
+    elif typing.Literal in origins:
+        kind = "select"
+        choices = [(str(v), str(v)) for m in members for v in typing.get_args(m)]
+    elif any(isinstance(o, type) and issubclass(o, enum.Enum) for o in origins):
+        kind = "select"
+        enum_type = next(o for o in origins if isinstance(o, type) and issubclass(o, enum.Enum))
+        choices = [(m.name, m.name) for m in enum_type]
+    elif not has_parser and origins and all(o in (int, float) for o in origins):
+        kind = "number"
+        step = "1" if origins == [int] else "any"
+    elif key in LONG_TEXT_KEYS:
+        kind = "textarea"
+    else:
+        kind = "text"
+    if kind == "select":
+        blank = "choose…" if required else f"default ({_display(default)})"
+        choices = [("", blank), *choices]
+    label = attr.replace("_", " ").capitalize()
+    return ConfigField(
+        key=key,
+        attr=attr,
+        label=label,
+        kind=kind,
+        required=required,
+        help=info.description or "",
+        default=default,
+        choices=choices,
+        step=step,
+    )
+
+
+def schema_fields(executor: str) -> list[ConfigField] | None:
+    """Blank fields of the executor's config schema; None when the executor is not available."""
+    try:
+        cls = registry.executor_class(executor, disabled_executors())
+    except (registry.UnknownExecutor, ImportError, TypeError):
+        return None
+    schema = cls.config_schema
+    return [_describe(attr, info, cls.secret_keys) for attr, info in schema.model_fields.items()]
+
+
+def executor_description(executor: str) -> str:
+    try:
+        return registry.executor_class(executor, disabled_executors()).description
+    except (registry.UnknownExecutor, ImportError, TypeError):
+        return ""
+
+
+def _field_for(fields: list[ConfigField], key: str) -> ConfigField | None:
+    for f in fields:
+        if key in (f.key, f.attr):
+            return f
+    return None
+
+
+def fill_from_config(
+    fields: list[ConfigField], config: Mapping[str, Any], *, keep_secrets: bool
+) -> dict[str, Any]:
+    """Show a stored config in the fields; returns the keys that have no field (extra)."""
+    extra: dict[str, Any] = {}
+    for key, value in config.items():
+        f = _field_for(fields, key)
+        if f is None:
+            extra[key] = value
+        elif f.kind == "password":
+            f.stored_secret = keep_secrets and value not in (None, "")
+        elif f.kind == "checkbox":
+            f.checked = _truthy(value)
+        else:
+            f.value = _display(value)
+    for f in fields:
+        if f.kind == "checkbox" and _field_for_key(config, f) is None:
+            f.checked = _truthy(f.default)
+        if f.kind == "password" and f.stored_secret:
+            f.help = f"{f.help} {SECRET_KEPT_HELP}".strip()
+    return extra
+
+
+def _field_for_key(config: Mapping[str, Any], f: ConfigField) -> Any:
+    if f.key in config:
+        return config[f.key]
+    return config.get(f.attr)
+
+
+def fill_defaults(fields: list[ConfigField]) -> None:
+    for f in fields:
+        if f.kind == "checkbox":
+            f.checked = _truthy(f.default)
+
+
+def fill_from_post(fields: list[ConfigField], post: Mapping[str, Any]) -> None:
+    for f in fields:
+        if f.kind == "checkbox":
+            f.checked = f.input_name in post
+        elif f.kind != "password":  # secrets are never echoed back
+            f.value = str(post.get(f.input_name, ""))
+
+
+def config_from_fields(fields: list[ConfigField], post: Mapping[str, Any]) -> dict[str, Any]:
+    """The executor_config the form means: empty inputs and unchanged flags are left out, so
+    the schema's defaults apply (and an empty secret keeps the stored one)."""
+    config: dict[str, Any] = {}
+    for f in fields:
+        if f.kind == "checkbox":
+            if f.checked != _truthy(f.default):
+                config[f.key] = f.checked
+            continue
+        raw = str(post.get(f.input_name, "")) if f.kind == "password" else f.value
+        if raw == "":
+            continue
+        if f.kind == "textarea" and f.key not in LONG_TEXT_KEYS:
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = None
+            config[f.key] = parsed if isinstance(parsed, (dict, list)) else raw
+        elif f.kind == "number":
+            config[f.key] = _number(raw, integer=f.step == "1")
+        else:
+            config[f.key] = raw
+    return config
+
+
+def _number(raw: str, *, integer: bool) -> Any:
+    text = raw.strip()
+    try:
+        return int(text) if integer else float(text)
+    except ValueError:
+        return raw  # the schema says what is wrong with it
+
+
+# --- the job form ----------------------------------------------------------------------------
+
+
+def _seconds(text: str, what: str) -> float:
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_go_duration(text).total_seconds()
+        except ValueError as exc:
+            raise forms.ValidationError(f"{what}: {exc}") from None
+    if value < 0:
+        raise forms.ValidationError("must not be negative")
+    return value
+
+
+def _parse_datetime(text: str, zone: ZoneInfo) -> datetime:
+    value: datetime | None = None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        for fmt in DATETIME_FORMATS:
+            try:
+                value = datetime.strptime(text, fmt)
+                break
+            except ValueError:
+                continue
+    if value is None:
+        raise forms.ValidationError("use YYYY-MM-DD HH:MM[:SS]")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+    return value
+
+
+def _rows(source: Mapping[str, Any] | None, prefix: str) -> list[tuple[str, str]]:
+    if source is None or not hasattr(source, "getlist"):
+        return []
+    keys = source.getlist(f"{prefix}_key")
+    values = source.getlist(f"{prefix}_value")
+    values += [""] * (len(keys) - len(values))
+    return [(str(k), str(v)) for k, v in zip(keys, values, strict=False)]
+
+
+def _text(label: str, help_text: str = "", **kw: Any) -> forms.CharField:
+    return forms.CharField(label=label, required=False, help_text=help_text, strip=False, **kw)
+
+
+class JobForm(forms.Form):
+    """The job's own fields; tags/metadata rows and the executor config ride along."""
+
+    name = forms.CharField(
+        label="Name",
+        max_length=255,
+        strip=False,
+        help_text="Lowercase letters, digits, _ and -.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    displayname = _text("Display name", max_length=255)
+    schedule = _text(
+        "Schedule",
+        "6 fields, seconds first (0 30 9 * * mon-fri), or @every 10m, @daily, @at <time>, "
+        "@manually. Leave empty for a job that runs only after its parent.",
+        max_length=255,
+        widget=forms.TextInput(attrs={"spellcheck": "false", "class": "mono"}),
+    )
+    timezone = _text(
+        "Time zone",
+        "IANA name, e.g. Europe/Berlin; empty means the server's zone.",
+        max_length=64,
+        widget=forms.TextInput(attrs={"list": "tz-list", "autocomplete": "off"}),
+    )
+    executor = forms.CharField(label="Executor", max_length=64)
+    owner = _text("Owner", max_length=255)
+    owner_email = _text(
+        "Owner email", max_length=255, widget=forms.EmailInput(attrs={"autocomplete": "off"})
+    )
+    retries = forms.IntegerField(
+        label="Retries",
+        required=False,
+        min_value=0,
+        max_value=1000,
+        help_text="Extra attempts after a failed attempt.",
+    )
+    retry_backoff = _text(
+        "Retry backoff", "Seconds (or 30s, 1m) before the first retry; doubled each attempt."
+    )
+    concurrency = forms.ChoiceField(
+        label="Concurrency",
+        choices=Concurrency.choices,
+        help_text="allow overlapping runs, forbid them (skip), or replace the running one.",
+    )
+    parent_job = _text(
+        "Parent job",
+        "Run after this job succeeds (a child is not scheduled on its own).",
+        max_length=255,
+        widget=forms.TextInput(attrs={"list": "job-names", "autocomplete": "off"}),
+    )
+    disabled = forms.BooleanField(label="Disabled", required=False)
+    ephemeral = forms.BooleanField(
+        label="Ephemeral", required=False, help_text="Delete the job after its first success."
+    )
+    misfire_policy = forms.ChoiceField(
+        label="Misfire policy",
+        choices=MisfirePolicy.choices,
+        help_text="Fire times missed while no scheduler ran: skip, run once, or run all.",
+    )
+    catchup_window = _text("Catch-up window", "How far back catch-up looks (seconds or 1h).")
+    history_limit = forms.IntegerField(
+        label="History limit",
+        required=False,
+        min_value=1,
+        max_value=1_000_000,
+        help_text="Executions kept; empty for the server's default.",
+    )
+    starts_at = _text(
+        "Starts at",
+        "In the job's time zone; no scheduled runs before.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}),
+    )
+    expires_at = _text(
+        "Expires at",
+        "In the job's time zone; no scheduled runs after.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}),
+    )
+    extra_json = _text(
+        "Other config keys (JSON)",
+        "A JSON object of executor_config keys the form has no field for.",
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+    )
+    processors_json = _text(
+        "Processors (JSON)",
+        'e.g. {"log": {"forward": "true"}}',
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+    )
+    notify_json = _text(
+        "Notifications (JSON)",
+        'e.g. {"on": "on_failure", "emails": ["ops@example.com"]}',
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+    )
+
+    ROW_LABELS = {"tags": "Tags", "metadata": "Metadata"}
+    # The service judges every rule; a browser's own checks would hide its messages.
+    use_required_attribute = False
+
+    def __init__(
+        self,
+        data: Any = None,
+        *,
+        initial: Mapping[str, Any] | None = None,
+        rows: Mapping[str, list[tuple[str, str]]] | None = None,
+        rows_from: Any = None,
+        name_readonly: bool = False,
+    ) -> None:
+        super().__init__(data, initial=dict(initial) if initial is not None else None)
+        self.name_readonly = name_readonly
+        if name_readonly:
+            self.fields["name"].required = False
+            self.fields["name"].widget.attrs["readonly"] = True
+            self.fields["name"].help_text = "The name of an existing job cannot change."
+        source = data if data is not None else rows_from
+        self.tag_rows = _rows(source, "tags") if source is not None else []
+        self.metadata_rows = _rows(source, "metadata") if source is not None else []
+        if source is None and rows:
+            self.tag_rows = list(rows.get("tags", []))
+            self.metadata_rows = list(rows.get("metadata", []))
+        self.row_errors: dict[str, list[str]] = {"tags": [], "metadata": []}
+        self.config_fields: list[ConfigField] = []
+
+    # -- validation of what only the form knows (types, JSON, rows) --
+
+    def _map(self, prefix: str) -> dict[str, str]:
+        rows = self.tag_rows if prefix == "tags" else self.metadata_rows
+        result: dict[str, str] = {}
+        for key, value in rows:
+            k = key.strip()
+            if not k and not value.strip():
+                continue
+            if not k:
+                self.row_errors[prefix].append(f"a value ({value!r}) has no key")
+            elif k in result:
+                self.row_errors[prefix].append(f"key {k!r} appears twice")
+            else:
+                result[k] = value.strip()
+        return result
+
+    def _json_object(self, field_name: str) -> dict[str, Any]:
+        text = (self.cleaned_data.get(field_name) or "").strip()
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("must be a JSON object ({...})")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        zone = job_zone(str(data.get("timezone") or ""))
+        for name in ("starts_at", "expires_at"):
+            text = (data.get(name) or "").strip()
+            try:
+                data[name] = _parse_datetime(text, zone) if text else None
+            except forms.ValidationError as exc:
+                self.add_error(name, exc)
+        for name, what in (("retry_backoff", "retry backoff"), ("catchup_window", "window")):
+            text = (data.get(name) or "").strip()
+            try:
+                data[name] = _seconds(text, what) if text else None
+            except forms.ValidationError as exc:
+                self.add_error(name, exc)
+        for name in ("extra_json", "processors_json", "notify_json"):
+            try:
+                data[name] = self._json_object(name)
+            except forms.ValidationError as exc:
+                self.add_error(name, exc)
+        data["tags"] = self._map("tags")
+        data["metadata"] = self._map("metadata")
+        if any(self.row_errors.values()):
+            raise forms.ValidationError("fix the tag and metadata rows")
+        return data
+
+    def has_problems(self) -> bool:
+        return bool(self.errors) or any(self.row_errors.values()) or self.config_has_errors()
+
+    def config_has_errors(self) -> bool:
+        return any(f.errors for f in self.config_fields)
+
+    def job_data(self, *, name: str) -> dict[str, Any]:
+        """The dict the API would hand to job_upsert."""
+        d = self.cleaned_data
+        config = config_from_fields(self.config_fields, self.data)
+        for key, value in d["extra_json"].items():
+            config.setdefault(key, value)
+        return {
+            "name": name,
+            "displayname": d.get("displayname") or "",
+            "schedule": (d.get("schedule") or "").strip(),
+            "timezone": (d.get("timezone") or "").strip(),
+            "owner": d.get("owner") or "",
+            "owner_email": (d.get("owner_email") or "").strip(),
+            "disabled": bool(d.get("disabled")),
+            "tags": d["tags"],
+            "metadata": d["metadata"],
+            "retries": d.get("retries"),
+            "retry_backoff": d.get("retry_backoff"),
+            "concurrency": d.get("concurrency"),
+            "executor": (d.get("executor") or "").strip(),
+            "executor_config": config,
+            "processors": d["processors_json"],
+            "parent_job": (d.get("parent_job") or "").strip(),
+            "ephemeral": bool(d.get("ephemeral")),
+            "starts_at": d.get("starts_at"),
+            "expires_at": d.get("expires_at"),
+            "misfire_policy": d.get("misfire_policy"),
+            "catchup_window": d.get("catchup_window"),
+            "history_limit": d.get("history_limit"),
+            "notify": d["notify_json"],
+        }
+
+    # -- the service's verdict, placed next to the fields --
+
+    def apply_service_error(self, exc: DomainError, *, extra_keys: Iterable[str] = ()) -> None:
+        extra = set(extra_keys)
+        placed = False
+        for key, message in exc.details.items():
+            if key == "executor_config" and isinstance(message, Mapping):
+                for config_key, config_message in message.items():
+                    f = _field_for(self.config_fields, str(config_key))
+                    if f is not None:
+                        f.errors.append(str(config_message))
+                    elif config_key in extra:
+                        self.add_error("extra_json", f"{config_key}: {config_message}")
+                    else:
+                        self.add_error(None, f"executor config {config_key}: {config_message}")
+                placed = True
+            elif key in self.row_errors:
+                self.row_errors[key].append(str(message))
+                placed = True
+            elif key in self.fields and not (key == "name" and self.name_readonly):
+                self.add_error(key, str(message))
+                placed = True
+            else:
+                self.add_error(None, f"{key}: {message}")
+                placed = True
+        if not placed or exc.status_code == 403:
+            self.add_error(None, exc.message)
+
+    def error_summary(self) -> list[dict[str, str]]:
+        """Every problem, for the summary at the top: label, message and the input's id."""
+        out: list[dict[str, str]] = []
+        for message in self.non_field_errors():
+            out.append({"label": "", "message": str(message), "anchor": ""})
+        for name, field_errors in self.errors.items():
+            if name == NON_FIELD_ERRORS:
+                continue
+            bound = self[name]
+            for message in field_errors:
+                out.append(
+                    {"label": str(bound.label), "message": str(message), "anchor": bound.auto_id}
+                )
+        for prefix, row_errors in self.row_errors.items():
+            for message in row_errors:
+                out.append({"label": self.ROW_LABELS[prefix], "message": message, "anchor": prefix})
+        for f in self.config_fields:
+            for message in f.errors:
+                out.append({"label": f.key, "message": message, "anchor": f.input_id})
+        return out
+
+
+def initial_from_job(job: Job, *, clone: bool = False) -> dict[str, Any]:
+    zone = job_zone(job.timezone)
+
+    def local(value: datetime | None) -> str:
+        return value.astimezone(zone).strftime(DATETIME_INPUT) if value else ""
+
+    def seconds(value: float) -> str:
+        return f"{value:g}"
+
+    def as_json(value: Any) -> str:
+        return json.dumps(value, indent=2) if value else ""
+
+    return {
+        "name": "" if clone else job.name,
+        "displayname": job.displayname,
+        "schedule": job.schedule,
+        "timezone": job.timezone,
+        "executor": job.executor,
+        "owner": job.owner,
+        "owner_email": job.owner_email,
+        "retries": job.retries,
+        "retry_backoff": seconds(job.retry_backoff),
+        "concurrency": job.concurrency,
+        "parent_job": job.parent.name if job.parent_id and job.parent else "",
+        "disabled": job.disabled,
+        "ephemeral": job.ephemeral,
+        "misfire_policy": job.misfire_policy,
+        "catchup_window": seconds(job.catchup_window),
+        "history_limit": job.history_limit,
+        "starts_at": local(job.starts_at),
+        "expires_at": local(job.expires_at),
+        "processors_json": as_json(job.processors),
+        "notify_json": as_json(job.notify),
+    }
+
+
+def rows_from_job(job: Job) -> dict[str, list[tuple[str, str]]]:
+    return {
+        "tags": [(str(k), _display(v)) for k, v in (job.tags or {}).items()],
+        "metadata": [(str(k), _display(v)) for k, v in (job.metadata or {}).items()],
+    }
+
+
+def default_initial() -> dict[str, Any]:
+    names = executor_names()
+    return {
+        "executor": "shell" if "shell" in names else (names[0] if names else ""),
+        "retries": 0,
+        "retry_backoff": "1",
+        "concurrency": Concurrency.ALLOW,
+        "misfire_policy": MisfirePolicy.SKIP,
+        "catchup_window": "3600",
+    }
+
+
+def extra_json_text(executor: str, extra: Mapping[str, Any]) -> str:
+    """Keys without a field, secrets masked (an uninstalled plugin's keys are guessed)."""
+    if not extra:
+        return ""
+    return json.dumps(registry.mask_secrets(executor, extra), indent=2)

@@ -1,0 +1,1 @@
+"""UI views, one module per page (thin: they read through selectors and change through services)."""

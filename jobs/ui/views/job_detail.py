@@ -1,0 +1,228 @@
+"""One job: its page, the live executions fragment, and its actions (run, toggle, delete, kill).
+
+Actions are POSTs that change state through the services only, then go back to the job page
+with a message; a refused action (a conflict) becomes an error message, never a 500.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib import messages
+from django.db.models import QuerySet
+from django.db.models.functions import Length, Right
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from executors.registry import mask_secrets
+from jobs import schedule as sched
+from jobs import timeutil
+from jobs.errors import DomainError, NotFound
+from jobs.models import ACTIVE_STATUSES, Execution, Job
+from jobs.services import executions as execution_services
+from jobs.services import jobs as job_services
+from jobs.services import runs as run_services
+from jobs.ui.access import DELETE, OPERATE, action, page
+
+EXECUTIONS_SHOWN = 50
+TAIL_BYTES = 4096
+NEXT_FIRES = 5
+
+
+def _job(name: str) -> Job:
+    try:
+        return job_services.job_get(name)
+    except NotFound:
+        raise Http404(f"job '{name}' not found") from None
+
+
+def _back(request: HttpRequest, name: str) -> HttpResponse:
+    """To `next` when it is a local URL (an action posted from another page), else the job."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect("ui-job", name=name)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ScheduleView:
+    """What the page says about when the job runs."""
+
+    description: str
+    zone: str
+    fires: list[dict[str, Any]]
+    note: str = ""
+    error: str = ""
+
+
+def schedule_view(job: Job, *, now: datetime | None = None) -> ScheduleView:
+    """The schedule in plain language and the next fire times, in the schedule's zone."""
+    now = now or timeutil.now()
+    if job.parent_id is not None:
+        parent = job.parent.name if job.parent else "its parent"
+        note = f"Runs after {parent} succeeds; it is never scheduled on its own."
+        if job.schedule:
+            note += f" (Its own schedule “{job.schedule}” is not used.)"
+        return ScheduleView(f"After {parent} succeeds", "", [], note=note)
+    try:
+        parsed = job_services.parse_job_schedule(job)
+    except sched.ScheduleError as exc:
+        return ScheduleView(job.schedule, "", [], error=f"The schedule cannot be used: {exc}")
+    if parsed is None:
+        return ScheduleView("No schedule", "", [], note="It runs only when started by hand.")
+    zone = parsed.tz.key
+    description = sched.describe(parsed)
+    if parsed.kind == "manual":
+        return ScheduleView(description, zone, [], note="It runs only when started by hand.")
+    times: list[datetime] = []
+    if parsed.kind == "at":
+        if parsed.at is not None and parsed.at > now:
+            times = [parsed.at]
+    else:
+        after = now
+        while len(times) < NEXT_FIRES:
+            moment = job_services.compute_next_run(job, after=after)
+            if moment is None or (times and moment <= times[-1]):
+                break
+            times.append(moment)
+            after = moment
+    fires = [
+        {"at": t, "local": t.astimezone(parsed.tz).strftime("%a %Y-%m-%d %H:%M:%S %Z")}
+        for t in times
+    ]
+    note = ""
+    if not fires:
+        note = "It will not fire again."
+    elif job.disabled:
+        note = "The job is disabled: these fire times are skipped until it is enabled."
+    return ScheduleView(description, zone, fires, note=note)
+
+
+def _tail(text: str, total_chars: int) -> tuple[str, bool]:
+    """The last TAIL_BYTES bytes of the output (whole characters) and whether that cut it."""
+    data = text.encode("utf-8", "replace")
+    cut = total_chars > len(text)
+    if len(data) > TAIL_BYTES:
+        data = data[-TAIL_BYTES:]
+        cut = True
+    return data.decode("utf-8", "ignore"), cut
+
+
+def _executions(job: Job) -> list[Execution]:
+    """The newest executions with only the tail of their output read from the database."""
+    rows: QuerySet[Execution] = (
+        Execution.objects.filter(job=job)
+        .defer("output")
+        .annotate(output_tail=Right("output", TAIL_BYTES), output_length=Length("output"))
+        .order_by("-id")[:EXECUTIONS_SHOWN]
+    )
+    executions = list(rows)
+    for e in executions:
+        tail, cut = _tail(e.output_tail or "", e.output_length or 0)  # type: ignore[attr-defined]
+        e.tail = tail  # type: ignore[attr-defined]
+        e.tail_cut = cut  # type: ignore[attr-defined]
+        e.active = e.status in ACTIVE_STATUSES  # type: ignore[attr-defined]
+    return executions
+
+
+def _executions_context(job: Job) -> dict[str, Any]:
+    executions = _executions(job)
+    return {
+        "job": job,
+        "executions": executions,
+        "shown": EXECUTIONS_SHOWN,
+        "zone": job.timezone or "UTC",
+    }
+
+
+@page
+def job_page(request: HttpRequest, name: str) -> HttpResponse:
+    job = _job(name)
+    config = mask_secrets(job.executor, job.executor_config or {})
+    context = {
+        **_executions_context(job),
+        "config": sorted(config.items()),
+        "schedule": schedule_view(job),
+        "dependents": list(job.dependents.order_by("name").values_list("name", flat=True)),
+    }
+    return render(request, "ui/job.html", context)
+
+
+@page
+def job_executions(request: HttpRequest, name: str) -> HttpResponse:
+    """The executions table alone: the page reloads it every second."""
+    return render(request, "ui/partials/job_executions.html", _executions_context(_job(name)))
+
+
+@page
+def execution_output(request: HttpRequest, pk: int) -> HttpResponse:
+    output = Execution.objects.filter(pk=pk).values_list("output", flat=True).first()
+    if output is None:
+        raise Http404("execution not found")
+    response = HttpResponse(output, content_type="text/plain; charset=utf-8")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+
+@action(OPERATE)
+def job_run(request: HttpRequest, name: str) -> HttpResponse:
+    """Run now. Running needs OPERATE only: the run-code permission guards changing code."""
+    job = _job(name)
+    try:
+        run = run_services.run_now(job=job, force=True)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Run started (group {run.pk})")
+    return _back(request, job.name)
+
+
+@action(OPERATE)
+def job_toggle(request: HttpRequest, name: str) -> HttpResponse:
+    job = job_services.job_toggle(job=_job(name))
+    messages.success(request, "Job disabled" if job.disabled else "Job enabled")
+    return _back(request, job.name)
+
+
+@action(DELETE, methods=("GET", "POST"))
+def job_delete(request: HttpRequest, name: str) -> HttpResponse:
+    job = _job(name)
+    dependents = list(job.dependents.order_by("name").values_list("name", flat=True))
+    if request.method == "GET":
+        return render(request, "ui/confirm_delete.html", {"job": job, "dependents": dependents})
+    try:
+        job_services.job_delete(job=job)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("ui-job", name=job.name)
+    messages.success(request, f"Job {job.name} deleted")
+    return redirect("ui-jobs")
+
+
+@action(OPERATE)
+def execution_kill(request: HttpRequest, pk: int) -> HttpResponse:
+    execution = Execution.objects.filter(pk=pk).first()
+    if execution is None:
+        raise Http404("execution not found")
+    try:
+        killed = execution_services.execution_kill(execution=execution)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        if killed.status == "killed":
+            messages.success(request, f"Execution {killed.pk} killed")
+        else:
+            messages.success(request, f"Kill requested for execution {killed.pk}")
+    return _back(request, execution.job_name)
