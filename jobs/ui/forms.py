@@ -346,7 +346,8 @@ def _rows(source: Mapping[str, Any] | None, prefix: str) -> list[tuple[str, str]
     keys = source.getlist(f"{prefix}_key")
     values = source.getlist(f"{prefix}_value")
     values += [""] * (len(keys) - len(values))
-    return [(str(k), str(v)) for k, v in zip(keys, values, strict=False)]
+    pairs = [(str(k), str(v)) for k, v in zip(keys, values, strict=False)]
+    return [(k, v) for k, v in pairs if k.strip() or v.strip()]  # the blank row is re-added
 
 
 def _text(label: str, help_text: str = "", **kw: Any) -> forms.CharField:

@@ -146,6 +146,8 @@ def _executions_context(job: Job) -> dict[str, Any]:
 @page
 def job_page(request: HttpRequest, name: str) -> HttpResponse:
     job = _job(name)
+    if request.GET.get("fragment") == "status":  # the header's live status and counts
+        return render(request, "ui/partials/job_status.html", {"job": job})
     config = mask_secrets(job.executor, job.executor_config or {})
     context = {
         **_executions_context(job),

@@ -7,6 +7,7 @@ button re-renders the form with the chosen executor's fields and saves nothing.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -24,6 +25,12 @@ from jobs.ui.access import ADD, EDIT, action, page
 
 JOB_NAMES_SHOWN = 500  # suggestions for parent_job (a datalist, not a closed list)
 
+
+
+@cache
+def _timezones() -> list[str]:
+    """IANA zone names for the time zone picker (reading them walks tzdata; once per process)."""
+    return sorted(available_timezones())
 
 def _job(name: str) -> Job:
     try:
@@ -82,7 +89,7 @@ def _render(
         "action_url": action_url,
         "cancel_url": cancel_url,
         "job_names": [n for n in names if job is None or mode != "edit" or n != job.name],
-        "timezones": sorted(available_timezones()),
+        "timezones": _timezones(),
         "errors": form.error_summary() if form.is_bound else [],
         "note": note,
     }

@@ -4,7 +4,7 @@
   "use strict";
 
   // <time datetime="ISO" data-local>: shown in the viewer's zone; the title keeps the job's zone.
-  const fmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  const fmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "long" });
   function localizeTimes(root) {
     root.querySelectorAll("time[data-local]").forEach(function (el) {
       const d = new Date(el.getAttribute("datetime"));
