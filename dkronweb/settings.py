@@ -6,6 +6,7 @@ sets DKRON_DATABASE_URL (PostgreSQL) and DKRON_BROKER_URL (Redis) and DKRON_SECR
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -210,11 +211,45 @@ DKRON: dict[str, Any] = {
     "HISTORY_LIMIT": int(env_float("DKRON_HISTORY_LIMIT", 100)),
     "RETRY_BACKOFF_MAX": env_float("DKRON_RETRY_BACKOFF_MAX", 600.0),
     "DISABLED_EXECUTORS": set(env_list("DKRON_DISABLED_EXECUTORS")),
+    # Processors (SPEC 8): directories the `files` processor may write under (the first is
+    # the default log_dir), the `fluent` defaults under Dkron's own variable names, and
+    # processors refused at save time.
+    "PROCESSOR_LOG_DIRS": env_list("DKRON_PROCESSOR_LOG_DIRS", str(DATA_DIR / "logs")),
+    "FLUENTBIT_HOST": env("FLUENTBIT_HOST", "127.0.0.1"),
+    "FLUENTBIT_PORT": int(env_float("FLUENTBIT_PORT", 24224)),
+    "FLUENTBIT_TAG": env("FLUENTBIT_TAG", "dkron"),
+    "DISABLED_PROCESSORS": set(env_list("DKRON_DISABLED_PROCESSORS")),
+    # Notifications (SPEC 8): the global rule (always, on_failure, on_success, on_change or
+    # never; a job's notify.on replaces it), email to owner_email (on when an SMTP host or a
+    # backend is set), a global webhook, and delivery limits. PUBLIC_URL builds UI links.
+    "NOTIFY_ON": env("DKRON_NOTIFY_ON", "never").strip().lower(),
+    "NOTIFY_EMAIL_ENABLED": env_bool(
+        "DKRON_NOTIFY_EMAIL_ENABLED", bool(env("DKRON_EMAIL_HOST") or env("DKRON_EMAIL_BACKEND"))
+    ),
+    "NOTIFY_WEBHOOK_URL": env("DKRON_NOTIFY_WEBHOOK_URL"),
+    "NOTIFY_WEBHOOK_HEADERS": json.loads(env("DKRON_NOTIFY_WEBHOOK_HEADERS") or "{}"),
+    "NOTIFY_WEBHOOK_BODY": env("DKRON_NOTIFY_WEBHOOK_BODY"),
+    "NOTIFY_TIMEOUT": env_float("DKRON_NOTIFY_TIMEOUT", 10.0),
+    "NOTIFY_RETRIES": int(env_float("DKRON_NOTIFY_RETRIES", 3)),
+    "NOTIFY_RETRY_BACKOFF": env_float("DKRON_NOTIFY_RETRY_BACKOFF", 1.0),
+    "PUBLIC_URL": env("DKRON_PUBLIC_URL", "http://127.0.0.1:8080"),
     # "all" (Dkron: untagged jobs run on every alive node) or "one".
     "UNTAGGED_TARGET": env("DKRON_UNTAGGED_TARGET", "all"),
     "DC": env("DKRON_DC", "dc1"),
     "REGION": env("DKRON_REGION", "global"),
 }
+
+# --- Email (notifications) -------------------------------------------------------------
+EMAIL_BACKEND = env("DKRON_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env("DKRON_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(env_float("DKRON_EMAIL_PORT", 25))
+EMAIL_HOST_USER = env("DKRON_EMAIL_USER")
+EMAIL_HOST_PASSWORD = env("DKRON_EMAIL_PASSWORD")
+EMAIL_USE_TLS = env_bool("DKRON_EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("DKRON_EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = int(DKRON["NOTIFY_TIMEOUT"])
+DEFAULT_FROM_EMAIL = env("DKRON_EMAIL_FROM", "dkronweb@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 LOGGING = {
     "version": 1,

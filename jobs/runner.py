@@ -21,8 +21,11 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from executors.base import CancelToken, ConfigError, ExecutionContext, ExecutorError
 from executors.output import OutputSink
 from executors.registry import UnknownExecutor, get_executor
+from jobs import timeutil
 from jobs.models import Execution, ExecutionStatus
 from jobs.services.executions import execution_claim, execution_finish, execution_progress
+from processors.base import ExecutionRecord, ProcessorOptions
+from processors.registry import run_processors
 
 log = logging.getLogger("dkronweb.runner")
 T = TypeVar("T")
@@ -132,6 +135,46 @@ def _final_output(reason: str, sink: OutputSink, limit: int) -> tuple[str, bool]
     return data.decode("utf-8", "ignore"), truncated
 
 
+def _process_output(
+    execution: Execution, status: str, output: str, reason: str, truncated: bool
+) -> str:
+    """Run the job's processors (SPEC 8) once; return the output to store.
+
+    Each processor runs in name order and a failing one is only logged. When a processor with
+    forward false delivered the output, the record keeps a pointer to it (after the error
+    line, if any) instead of the output, as Dkron does.
+    """
+    processors = execution.run.snapshot.get("processors") or {}
+    if not processors:
+        return output
+    record = ExecutionRecord(
+        job_name=execution.job_name,
+        execution_id=str(execution.pk),
+        output=output,
+        status=status,
+        node_name=execution.node_name,
+        attempt=execution.attempt,
+        scheduled_at=execution.scheduled_at,
+        started_at=execution.started_at,
+        finished_at=timeutil.now(),
+        truncated=truncated,
+    )
+    try:
+        result = run_processors(
+            processors,
+            record,
+            ProcessorOptions.from_settings(settings.DKRON),
+            settings.DKRON.get("DISABLED_PROCESSORS", ()),
+            log=log,
+        )
+    except Exception:  # each processor is guarded already; this covers bad settings
+        log.exception("processors failed on execution %s", execution.pk)
+        return output
+    if not result.replace_output:
+        return output
+    return (f"{reason}\n" if reason else "") + result.pointer() + "\n"
+
+
 def run_execution(execution_id: int, *, node_name: str) -> Execution | None:
     """Run one execution here; returns the next attempt when the run must be retried."""
     execution = with_db_retry(
@@ -190,6 +233,7 @@ def _run_claimed(execution: Execution) -> Execution | None:
         if flushing:
             _flusher.remove(execution.pk)
     output, truncated = _final_output(reason, sink, limit)
+    output = _process_output(execution, status, output, reason, truncated)
     log.info("job=%s execution=%s finished status=%s", execution.job_name, execution.pk, status)
     return with_db_retry(
         lambda: execution_finish(

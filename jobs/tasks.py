@@ -28,3 +28,11 @@ def run_execution(self: Any, execution_id: int, v: int = dispatch.MESSAGE_VERSIO
         queue=retry.queue,
         max_retries=None,
     )
+
+
+@shared_task(name="dkronweb.notify_run", ignore_result=True)
+def notify_run(run_id: int, v: int = dispatch.MESSAGE_VERSION) -> None:
+    """Email and webhooks about a settled run; failures are logged there, never raised."""
+    from jobs.services.notifications import notify_run as notify
+
+    notify(run_id=run_id)

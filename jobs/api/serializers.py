@@ -11,6 +11,7 @@ from rest_framework import serializers
 from executors.registry import mask_secrets
 from executors.values import parse_go_duration
 from jobs.models import Execution, Job
+from jobs.notifications import schema as notify_schema
 from jobs.timeutil import ZERO_TIME, rfc3339
 
 DATETIME_FORMATS = ["iso-8601", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
@@ -168,7 +169,7 @@ def job_to_dict(job: Job, *, dependents: list[str] | None = None) -> dict[str, A
         "catchup_window": job.catchup_window,
         "retry_backoff": job.retry_backoff,
         "history_limit": job.history_limit,
-        "notify": job.notify or {},
+        "notify": notify_schema.mask_headers(job.notify or {}),
         "missed_count": job.missed_count,
     }
 

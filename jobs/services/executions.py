@@ -18,7 +18,7 @@ from jobs import dispatch, timeutil
 from jobs.errors import Conflict
 from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job, Run
 from jobs.services import agents as agent_services
-from jobs.services import execution_sql
+from jobs.services import execution_sql, notifications
 from jobs.targeting import parse_tags, select_nodes
 
 log = logging.getLogger("dkronweb.executions")
@@ -319,7 +319,8 @@ def run_settle(*, run_id: int, run: Run | None = None) -> bool:
 
 
 def _after_settle(run: Run, status: str) -> None:
-    """Dependents, ephemeral deletion and history trimming once a run has settled."""
+    """Notifications, dependents, ephemeral deletion and history trimming once a run settled."""
+    notifications.notify_enqueue(run=run, status=status)
     run_id = run.pk
     snapshot = run.snapshot
     chained = status == "success" and snapshot.get("has_dependents", True)

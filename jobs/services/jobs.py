@@ -19,7 +19,10 @@ from jobs import schedule as sched
 from jobs import timeutil
 from jobs.errors import Conflict, Forbidden, InvalidJob, NotFound
 from jobs.models import Concurrency, Execution, ExecutionStatus, Job, MisfirePolicy, Run
+from jobs.notifications import schema as notify_schema
 from jobs.targeting import TagError, parse_tags
+from processors.base import ProcessorOptions
+from processors.registry import validate_processors
 
 # Fields a client sets; everything else on Job is maintained by the server.
 USER_FIELDS = {
@@ -128,6 +131,10 @@ def _validate(job: Job, *, parent_name: str, actor: Actor, old_config: dict[str,
             validate_email(job.owner_email)
         except DjangoValidationError:
             errors["owner_email"] = "not a valid email address"
+    try:
+        notify_schema.parse(job.notify)
+    except notify_schema.InvalidNotify as exc:
+        errors["notify"] = exc.errors
     if job.starts_at and job.expires_at and job.expires_at <= job.starts_at:
         errors["expires_at"] = "must be after starts_at"
     if job.retry_backoff < 0 or job.catchup_window < 0:
@@ -157,6 +164,13 @@ def _validate(job: Job, *, parent_name: str, actor: Actor, old_config: dict[str,
                     "hosts and need the 'run code jobs' permission (jobs.run_code_jobs)",
                     {"executor": "permission required"},
                 )
+    errors.update(
+        validate_processors(
+            job.processors,
+            ProcessorOptions.from_settings(settings.DKRON),
+            settings.DKRON.get("DISABLED_PROCESSORS", ()),
+        )
+    )
     if errors:
         first = next(iter(errors.items()))
         detail = first[1] if isinstance(first[1], str) else f"{first[0]}: {first[1]}"
@@ -203,12 +217,14 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
         "expires_at": job.expires_at,
         "parent_id": job.parent_id,
         "config": dict(job.executor_config or {}),
+        "notify": job.notify,
     }
     for field, default in USER_FIELDS.items():
         value = data.get(field)
         if value is None:
             value = default() if callable(default) else default
         setattr(job, field, value)
+    job.notify = notify_schema.keep_masked_headers(job.notify, old["notify"])
     _validate(job, parent_name=parent_name, actor=actor, old_config=old["config"])
     parent = _check_parent(name, parent_name)
     job.parent = parent

@@ -35,6 +35,9 @@ def snapshot_of(job: Job) -> dict[str, Any]:
     snap: dict[str, Any] = {f: getattr(job, f) for f in SNAPSHOT_FIELDS}
     snap["processors"] = job.processors
     snap["ephemeral"] = job.ephemeral
+    # Who to tell when the run settles (read there without a query when nothing is set).
+    snap["notify"] = job.notify or {}
+    snap["owner_email"] = job.owner_email
     try:
         executor = get_executor(job.executor)
         timeout = executor.timeout_seconds(executor.validate(job.executor_config))

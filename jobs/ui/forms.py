@@ -29,6 +29,7 @@ from executors.values import parse_bool, parse_go_duration
 from jobs import schedule as sched
 from jobs.errors import DomainError
 from jobs.models import Concurrency, Job, MisfirePolicy
+from jobs.notifications import schema as notify_schema
 
 SECRET_KEPT_HELP = "Stored; leave empty to keep the stored value."
 # String keys that usually hold more than a line: shown as a textarea.
@@ -650,7 +651,7 @@ def initial_from_job(job: Job, *, clone: bool = False) -> dict[str, Any]:
         "starts_at": local(job.starts_at),
         "expires_at": local(job.expires_at),
         "processors_json": as_json(job.processors),
-        "notify_json": as_json(job.notify),
+        "notify_json": as_json(notify_schema.mask_headers(job.notify)),
     }
 
 

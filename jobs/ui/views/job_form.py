@@ -26,11 +26,11 @@ from jobs.ui.access import ADD, EDIT, action, page
 JOB_NAMES_SHOWN = 500  # suggestions for parent_job (a datalist, not a closed list)
 
 
-
 @cache
 def _timezones() -> list[str]:
     """IANA zone names for the time zone picker (reading them walks tzdata; once per process)."""
     return sorted(available_timezones())
+
 
 def _job(name: str) -> Job:
     try:

@@ -1,0 +1,1 @@
+"""Output processors: ship an execution's output (log, files, syslog, fluent) after it ends."""
