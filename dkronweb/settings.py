@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 from pathlib import Path
@@ -37,6 +38,22 @@ def env_float(name: str, default: float) -> float:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def env_duration(name: str, default: float) -> float:
+    """Seconds from "90d", "12h", "1h30m", "45s" or a bare number of seconds ("0" is zero)."""
+    raw = env(name).strip().lower()
+    if not raw:
+        return default
+    if re.fullmatch(r"\d+(?:\.\d+)?", raw):
+        return float(raw)
+    if not re.fullmatch(f"(?:{_DURATION_PART.pattern})+", raw):
+        raise ImproperlyConfigured(f"{name}={raw!r}: expected a duration such as 30d, 12h or 90m")
+    return sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(raw))
 
 
 DATA_DIR = Path(env("DKRON_DATA_DIR", str(BASE_DIR / "var")))
@@ -237,6 +254,14 @@ DKRON: dict[str, Any] = {
     "UNTAGGED_TARGET": env("DKRON_UNTAGGED_TARGET", "all"),
     "DC": env("DKRON_DC", "dc1"),
     "REGION": env("DKRON_REGION", "global"),
+    # Retention (jobs.services.retention, the hourly `dkronweb.retention` periodic task):
+    # finished executions older than HISTORY_MAX_AGE seconds are deleted (0 = keep them),
+    # RETENTION_BATCH ids per DELETE, for at most RETENTION_TIME_BUDGET seconds per run.
+    "HISTORY_MAX_AGE": env_duration("DKRON_HISTORY_MAX_AGE", 90 * 86400.0),
+    "RETENTION_BATCH": int(env_float("DKRON_RETENTION_BATCH", 5000)),
+    "RETENTION_TIME_BUDGET": env_duration("DKRON_RETENTION_TIME_BUDGET", 120.0),
+    # /health reports executions queued for longer than this many seconds as a backlog.
+    "BACKLOG_ALERT_SECONDS": env_duration("DKRON_BACKLOG_ALERT_SECONDS", 60.0),
 }
 
 # --- Email (notifications) -------------------------------------------------------------
@@ -251,11 +276,34 @@ EMAIL_TIMEOUT = int(DKRON["NOTIFY_TIMEOUT"])
 DEFAULT_FROM_EMAIL = env("DKRON_EMAIL_FROM", "dkronweb@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
+# "text" (default) or "json" (one object a line: timestamp, level, logger, message, and `job`
+# and `execution` on lines about a run; jobs.logcontext adds them to both formats).
+LOG_FORMAT = env("DKRON_LOG_FORMAT", "text").strip().lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"DKRON_LOG_FORMAT={LOG_FORMAT!r}: expected text or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"execution": {"()": "jobs.logcontext.ExecutionFilter"}},
+    "formatters": {
+        "text": {
+            "()": "jobs.logcontext.TextFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s%(run_fields)s %(message)s",
+        },
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": True,
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["execution"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("DKRON_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.server": {"level": "WARNING"},

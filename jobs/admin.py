@@ -82,6 +82,17 @@ class JobAdmin(admin.ModelAdmin):
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("jobs.operate_job"))
 
+    def delete_model(self, request: HttpRequest, obj: Job) -> None:
+        """Through the service: refused while paused or while the job has dependents."""
+        try:
+            job_services.job_delete(job=obj)
+        except DomainError as exc:
+            self.message_user(request, f"{obj.name}: {exc.message}", messages.ERROR)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        for job in queryset:
+            self.delete_model(request, job)
+
     @admin.action(description="Run now", permissions=["operate"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         for job in queryset:

@@ -79,21 +79,36 @@ class Heartbeat(threading.Thread):
         from jobs.services import agents as svc
 
         interval = settings.DKRON["HEARTBEAT_INTERVAL"]
+        stored: dict[str, Any] | None = None  # the metrics snapshot the row holds
         while not self.stopped.wait(interval):
             try:
+                metrics = _metrics_snapshot()
                 ok = svc.agent_heartbeat(
                     name=self.node.name,
                     instance_id=self.node.instance_id,
                     running=running_count(),
+                    metrics=metrics if metrics != stored else None,  # unchanged: not rewritten
                 )
+                stored = metrics
                 if not ok:
                     register(self.node, self.concurrency)
+                    stored = None  # registering cleared it
             except Exception:
                 log.warning("heartbeat failed; retrying", exc_info=True)
                 close_old_connections()
 
     def stop(self) -> None:
         self.stopped.set()
+
+
+def _metrics_snapshot() -> dict[str, Any] | None:
+    from jobs import agent_metrics
+
+    try:
+        return agent_metrics.snapshot()
+    except Exception:
+        log.warning("could not collect the agent's metrics", exc_info=True)
+        return None
 
 
 def register(ident: Identity, concurrency: int) -> None:
@@ -138,6 +153,13 @@ class AgentStep(bootsteps.StartStopStep):
         super().__init__(worker, **kw)
         server = os.environ.get("DKRON_AGENT_SERVER", "true").lower() != "false"
         self.ident = configure(name=node_name, tags=parse_tag_options(tag), server=server)
+        from jobs import agent_metrics
+
+        # Here, in the main process before the pool forks its children, so they inherit it.
+        try:
+            agent_metrics.setup(self.ident.instance_id)
+        except Exception:
+            log.warning("agent metrics stay per process (no metrics directory)", exc_info=True)
         from jobs.dispatch import node_queue
 
         worker.app.amqp.queues.select_add(node_queue(self.ident.name))

@@ -34,3 +34,16 @@ class Conflict(DomainError):
 
 class Unavailable(DomainError):
     status_code = 503
+
+
+class ClusterPaused(Unavailable):
+    """Job submissions are paused cluster-wide (Dkron's 503 on create/update while paused).
+
+    No `details`: the message says it all, and the UI shows a detail-less error as is.
+    """
+
+    def __init__(self, action: str = "New job submissions are") -> None:
+        super().__init__(
+            f"{action} currently paused: the cluster is paused; "
+            "an editor resumes them with POST /v1/unpause"
+        )

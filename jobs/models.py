@@ -182,6 +182,13 @@ class Execution(models.Model):
                 name="exec_active_idx",
                 condition=models.Q(status__in=["queued", "running"]),
             ),
+            # Retention walks finished rows oldest first; queued and running rows (no
+            # finished_at) stay out of the index.
+            models.Index(
+                fields=["finished_at"],
+                name="exec_finished_idx",
+                condition=models.Q(finished_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -202,12 +209,32 @@ class Agent(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True)
     left = models.BooleanField(default=False, help_text="Left the cluster gracefully")
+    metrics = models.JSONField(
+        default=dict, blank=True, help_text="Metrics snapshot written with the heartbeat"
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+
+class ClusterFlag(models.Model):
+    """A cluster-wide switch kept in the database, so every web process sees the same value.
+
+    `paused` (see `jobs.services.cluster`) refuses job creation, changes and deletion.
+    """
+
+    name = models.CharField(max_length=64, unique=True, help_text="Flag name, e.g. paused")
+    value = models.BooleanField(default=False, help_text="Whether the flag is set")
+    changed_at = models.DateTimeField(null=True, blank=True, help_text="When it last changed")
+    changed_by = models.CharField(
+        max_length=255, blank=True, default="", help_text="Who changed it last (user or system)"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"
 
 
 class Lease(models.Model):

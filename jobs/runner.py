@@ -21,8 +21,9 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from executors.base import CancelToken, ConfigError, ExecutionContext, ExecutorError
 from executors.output import OutputSink
 from executors.registry import UnknownExecutor, get_executor
-from jobs import timeutil
-from jobs.models import Execution, ExecutionStatus
+from jobs import agent_metrics, timeutil
+from jobs.logcontext import execution_logging
+from jobs.models import Execution, ExecutionStatus, Run
 from jobs.services.executions import execution_claim, execution_finish, execution_progress
 from processors.base import ExecutionRecord, ProcessorOptions
 from processors.registry import run_processors
@@ -184,7 +185,8 @@ def run_execution(execution_id: int, *, node_name: str) -> Execution | None:
         return None  # taken by another delivery, killed while queued, or deleted
     _track(+1)
     try:
-        return _run_claimed(execution)
+        with execution_logging(job=execution.job_name, execution=execution.pk):
+            return _run_claimed(execution)
     finally:
         _track(-1)
 
@@ -212,12 +214,8 @@ def _run_claimed(execution: Execution) -> Execution | None:
         )
         _flusher.add(execution.pk, sink, cancel)
         flushing = True
-        log.info(
-            "job=%s execution=%s attempt=%s started",
-            execution.job_name,
-            execution.pk,
-            execution.attempt,
-        )
+        # job and execution come from execution_logging (jobs.logcontext), in both formats.
+        log.info("attempt %s started", execution.attempt)
         executor.execute(ctx)
     except (UnknownExecutor, ConfigError) as exc:
         status, reason, retryable = ExecutionStatus.FAILED, f"invalid job: {exc}", False
@@ -234,8 +232,8 @@ def _run_claimed(execution: Execution) -> Execution | None:
             _flusher.remove(execution.pk)
     output, truncated = _final_output(reason, sink, limit)
     output = _process_output(execution, status, output, reason, truncated)
-    log.info("job=%s execution=%s finished status=%s", execution.job_name, execution.pk, status)
-    return with_db_retry(
+    log.info("finished status=%s", status)
+    next_attempt = with_db_retry(
         lambda: execution_finish(
             execution_id=execution.pk,
             status=status,
@@ -247,3 +245,13 @@ def _run_claimed(execution: Execution) -> Execution | None:
         ),
         what="recording the result",
     )
+    # In process only (no query): the heartbeat carries the figures to the database.
+    agent_metrics.observe_execution(
+        job=execution.job_name,
+        status=status,
+        started_at=execution.started_at,
+        finished_at=timeutil.now(),
+        scheduled_at=execution.scheduled_at,
+        scheduled=execution.attempt == 1 and execution.run.trigger == Run.Trigger.SCHEDULE,
+    )
+    return next_attempt

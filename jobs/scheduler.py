@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from jobs.services import lease, maintenance, runs
+from jobs.services import lease, maintenance, retention, runs
 
 log = logging.getLogger("dkronweb.scheduler")
 
@@ -47,6 +47,18 @@ class JobScheduler(DatabaseScheduler):
         self.is_leader = False
         self.last_sweep = 0.0
         super().__init__(*args, **kwargs)
+
+    def setup_schedule(self) -> None:
+        # The system periodic tasks (retention) are created here, before the inherited setup
+        # reads the PeriodicTask table: they exist wherever a scheduler runs, never on
+        # machines that only migrate, and an operator's edits in the admin are kept.
+        try:
+            _, created = retention.retention_schedule_ensure()
+            if created:
+                log.info("created the retention periodic task (hourly; editable in the admin)")
+        except Exception:
+            log.warning("could not create the retention periodic task", exc_info=True)
+        super().setup_schedule()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         tick_max = _conf()["TICK_MAX"]

@@ -36,3 +36,11 @@ def notify_run(run_id: int, v: int = dispatch.MESSAGE_VERSION) -> None:
     from jobs.services.notifications import notify_run as notify
 
     notify(run_id=run_id)
+
+
+@shared_task(name="dkronweb.retention", ignore_result=True)
+def retention() -> None:
+    """Delete old and over-limit execution history (a django-celery-beat periodic task)."""
+    from jobs.services.retention import retention_apply
+
+    retention_apply()

@@ -4,7 +4,7 @@ from django.urls import path, re_path
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from jobs.api import schema, views  # schema: registers the token auth scheme
+from jobs.api import ops, schema, views  # schema: registers the token auth scheme
 from jobs.api.permissions import ApiAccess
 
 NAME = r"(?P<name>[^/]+)"
@@ -28,6 +28,10 @@ urlpatterns = [
     path("leader", views.LeaderView.as_view()),
     path("isleader", views.IsLeaderView.as_view()),
     path("busy", views.BusyView.as_view()),
+    path("leave", ops.LeaveView.as_view()),
+    path("pause", ops.PauseView.as_view()),
+    path("unpause", ops.UnpauseView.as_view()),
+    path("restore", ops.RestoreView.as_view()),
     re_path(r"^jobs/?$", views.JobsView.as_view()),
     re_path(rf"^jobs/{NAME}/?$", views.JobView.as_view()),
     re_path(rf"^jobs/{NAME}/run/?$", views.JobRunView.as_view()),

@@ -7,7 +7,6 @@ import socket
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.utils.encoding import iri_to_uri
 from drf_spectacular.types import OpenApiTypes
@@ -37,6 +36,7 @@ from jobs.services import jobs as job_services
 from jobs.services import lease as lease_services
 from jobs.services import runs as run_services
 from jobs.services.executions import execution_kill
+from jobs.services.health import health_report
 
 SERF_STATUS = {"alive": 1, "left": 3, "failed": 4}
 
@@ -134,7 +134,7 @@ class StatusView(ApiView):
     def get(self, request: Request) -> Response:
         from dkronweb import __version__
 
-        agents = list(Agent.objects.all())
+        agents = list(Agent.objects.defer("metrics"))
         states = [agent_services.agent_state(a) for a in agents]
         return Response(
             {
@@ -179,7 +179,7 @@ class MembersView(ApiView):
         responses=MemberSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        agents = Agent.objects.all()
+        agents = Agent.objects.defer("metrics")
         response = Response([member_to_dict(a) for a in agents])
         response["X-Total-Count"] = str(len(response.data))
         return response
@@ -464,25 +464,10 @@ class BusyView(ApiView):
 
 
 def health(request: Any) -> JsonResponse:
-    """200 only when the database and the broker answer; says which one failed otherwise."""
-    from dkronweb.celery import app
-
-    checks: dict[str, str] = {}
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"error: {exc.__class__.__name__}"
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-        checks["broker"] = "ok"
-    except Exception as exc:
-        checks["broker"] = f"error: {exc.__class__.__name__}"
-    healthy = all(v == "ok" for v in checks.values())
-    body = {"status": "healthy" if healthy else "unhealthy", **checks}
-    return JsonResponse(body, status=200 if healthy else 503)
+    """200 when the database and the broker answer (503 and which one otherwise); cluster
+    alerts (scheduler, agents, tags, backlog) are in the body and never fail the probe."""
+    report = health_report()
+    return JsonResponse(report.public(), status=200 if report.healthy else 503)
 
 
 class MetricsView(ApiView):

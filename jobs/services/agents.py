@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 
@@ -51,18 +52,24 @@ def agent_register(
             "started_at": now,
             "last_heartbeat": now,
             "left": False,
+            "metrics": {},  # a new instance counts from zero
         },
     )
     return agent
 
 
-def agent_heartbeat(*, name: str, instance_id: str, running: int) -> bool:
-    """Refresh the heartbeat; False if another instance took the name (re-register then)."""
-    return bool(
-        Agent.objects.filter(name=name, instance_id=instance_id).update(
-            last_heartbeat=timeutil.now(), running=running, left=False
-        )
-    )
+def agent_heartbeat(
+    *, name: str, instance_id: str, running: int, metrics: dict[str, Any] | None = None
+) -> bool:
+    """Refresh the heartbeat; False if another instance took the name (re-register then).
+
+    `metrics`, the agent's metrics snapshot (jobs.agent_metrics), is stored by the same UPDATE;
+    None leaves the stored one as it is.
+    """
+    fields: dict[str, Any] = {"last_heartbeat": timeutil.now(), "running": running, "left": False}
+    if metrics is not None:
+        fields["metrics"] = metrics
+    return bool(Agent.objects.filter(name=name, instance_id=instance_id).update(**fields))
 
 
 def agent_leave(*, name: str, instance_id: str = "") -> int:

@@ -20,6 +20,7 @@ from jobs import timeutil
 from jobs.errors import Conflict, Forbidden, InvalidJob, NotFound
 from jobs.models import Concurrency, Execution, ExecutionStatus, Job, MisfirePolicy, Run
 from jobs.notifications import schema as notify_schema
+from jobs.services.cluster import ensure_not_paused
 from jobs.targeting import TagError, parse_tags
 from processors.base import ProcessorOptions
 from processors.registry import validate_processors
@@ -204,6 +205,7 @@ def _check_parent(name: str, parent_name: str) -> Job | None:
 @transaction.atomic
 def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, bool]:
     """Create or fully replace a job by name (Dkron's upsert); server fields are kept."""
+    ensure_not_paused()  # Dkron's 503 while paused, for the API, the UI, the admin and restore
     name = validate_name(data.get("name"))
     parent_name = data.get("parent_job") or ""
     job = Job.objects.select_for_update().filter(name=name).first()
@@ -262,6 +264,10 @@ def job_delete(*, job: Job) -> Job:
 
     The rows go with the job; an agent whose execution row disappears stops the work.
     """
+    # Refused while paused, except the runner deleting an ephemeral job after its success
+    # (running continues while paused; such a job normally goes as soon as its run succeeds).
+    if not (job.ephemeral and job.last_success is not None):
+        ensure_not_paused("Job deletions are")
     if job.dependents.exists():
         names = ", ".join(job.dependents.values_list("name", flat=True))
         raise Conflict(

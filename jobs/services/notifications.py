@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from jobs import agent_metrics
 from jobs.models import Run
 from jobs.notifications import NotificationError, render, rules, schema
 from jobs.notifications import email as email_sender
@@ -63,6 +64,7 @@ def notify_enqueue(*, run: Run, status: str) -> None:
             task.apply_async(kwargs={"run_id": run_id}, queue=settings.CELERY_TASK_DEFAULT_QUEUE)
         except Exception:
             FAILURES["publish"] += 1
+            agent_metrics.count_notification_failure("publish")
             log.exception("run %s: could not publish its notification task", run_id)
 
     transaction.on_commit(publish)
@@ -190,5 +192,6 @@ def _deliver(label: str, channel: str, target: str, send: Callable[[], None]) ->
         log.info("%s: sent %s", label, target)
         return Outcome(channel, target, ok=True)
     FAILURES[channel] += 1
+    agent_metrics.count_notification_failure(channel)
     log.error("%s: notification failed: %s: %s", label, target, error)
     return Outcome(channel, target, ok=False, error=error)

@@ -15,6 +15,9 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
+from django.utils.functional import SimpleLazyObject
+
+from jobs.services import cluster
 
 EDIT = "jobs.change_job"
 ADD = "jobs.add_job"
@@ -33,7 +36,8 @@ def allowed(request: HttpRequest, perm: str) -> bool:
 
 
 def permissions(request: HttpRequest) -> dict[str, Any]:
-    """Template context: `can.add`, `can.edit`, `can.delete`, `can.operate`, `can.run_code`."""
+    """Template context: `can.add`, `can.edit`, `can.delete`, `can.operate`, `can.run_code`,
+    and `paused` (the cluster's pause flag, for the banner in base.html)."""
     if not hasattr(request, "user"):
         return {}
     return {
@@ -45,6 +49,8 @@ def permissions(request: HttpRequest) -> dict[str, Any]:
             "run_code": allowed(request, RUN_CODE),
         },
         "auth_enabled": settings.AUTH_ENABLED,
+        # Who paused job submissions and when, or None; lazy, so fragments cost no query.
+        "paused": SimpleLazyObject(cluster.pause_flag),
     }
 
 

@@ -78,3 +78,19 @@ def test_staff_without_the_operate_permission_get_no_run_or_kill_actions(client,
     assert 'value="run_now"' not in jobs_page.content.decode()
     executions_page = client.get("/admin/jobs/execution/").content.decode()
     assert 'value="kill"' not in executions_page
+
+
+def test_deleting_in_the_admin_goes_through_the_service(client, admin_user):
+    parent = make_job("parent-a")
+    make_job("child-a", parent_job="parent-a")
+    client.force_login(admin_user)
+    client.post(f"/admin/jobs/job/{parent.pk}/delete/", {"post": "yes"})
+    assert Job.objects.filter(name="parent-a").exists()  # refused: it has a dependent
+    child = Job.objects.get(name="child-a")
+    client.post(
+        "/admin/jobs/job/",
+        {"action": "delete_selected", "_selected_action": [child.pk], "post": "yes"},
+    )
+    assert not Job.objects.filter(name="child-a").exists()
+    client.post(f"/admin/jobs/job/{parent.pk}/delete/", {"post": "yes"})
+    assert not Job.objects.filter(name="parent-a").exists()

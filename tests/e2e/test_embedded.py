@@ -75,8 +75,8 @@ def test_serve_runs_web_scheduler_and_agent_in_one_process_and_stops_on_ctrl_c(t
         assert client.get("/v1/leader").status_code == 200
         assert client.get("/v1/isleader").json() == "I am a leader"
         ui = client.get("/ui/", follow_redirects=False)
-        assert ui.status_code == 302 and "/admin/login/" in ui.headers["location"]
-        assert httpx.get(f"{base}/admin/login/").status_code == 200
+        assert ui.status_code == 302 and "/ui/login/" in ui.headers["location"]
+        assert httpx.get(f"{base}/ui/login/").status_code == 200
     finally:
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)

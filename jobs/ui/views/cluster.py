@@ -60,7 +60,7 @@ def members(request: HttpRequest) -> HttpResponse:
             "state": agent_services.agent_state(agent),
             "executions": running.get(agent.name, []),
         }
-        for agent in Agent.objects.all()
+        for agent in Agent.objects.defer("metrics")
     ]
     known = {row["agent"].name for row in rows}
     orphans = {node: ex for node, ex in running.items() if node not in known}

@@ -104,7 +104,7 @@ def fire_skew() -> dict[str, Any]:
 def agents() -> list[dict[str, Any]]:
     return [
         {"agent": agent, "state": agent_services.agent_state(agent)}
-        for agent in Agent.objects.all()
+        for agent in Agent.objects.defer("metrics")
     ]
 
 

@@ -47,9 +47,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session (Debian's binary; never `playwright install`)."""
+    """One headless Chromium for the browser tests (Debian's binary; never
+    `playwright install`). Package scope, not session: Playwright's loop on the main thread
+    must be gone before tests that call asyncio.run() themselves (the nats executor)."""
     require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is needed: apt-get install chromium")
     try:
         from playwright.sync_api import expect, sync_playwright

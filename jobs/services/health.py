@@ -1,0 +1,150 @@
+"""What /health reports: the probe checks (database, broker) and the alert-worthy states.
+
+Only the database and the broker fail the probe (a load balancer or orchestrator should
+restart or drain a web process for those, and for nothing else). No active scheduler, no live
+agent, jobs whose tags no live agent matches and a queue backlog are cluster problems that a
+restart of this process cannot fix: they are reported in the body and in `alerts`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count, Q
+
+from jobs import timeutil
+from jobs.models import Execution, ExecutionStatus, Job
+from jobs.services import agents as agent_services
+from jobs.services import lease as lease_services
+from jobs.targeting import NodeInfo, TagError, parse_tags, select_nodes
+
+UNMATCHED_NAMES_SHOWN = 10
+
+
+@dataclass
+class HealthReport:
+    checks: dict[str, str] = field(default_factory=dict)
+    scheduler: str = "unknown"
+    agents_alive: int | None = None
+    unmatched_jobs: int | None = None
+    unmatched_names: list[str] = field(default_factory=list)  # the first few, by name
+    backlog: int | None = None
+    backlog_after: float = 0.0
+    alerts: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return all(v == "ok" for v in self.checks.values())
+
+    def public(self) -> dict[str, Any]:
+        """The /health body: counts only, no job names (it needs no credentials)."""
+        return {
+            "status": "healthy" if self.healthy else "unhealthy",
+            **self.checks,
+            "scheduler": self.scheduler,
+            "agents": {"alive": self.agents_alive},
+            "tags": {"unmatched_jobs": self.unmatched_jobs},
+            "backlog": {"queued": self.backlog, "older_than_seconds": self.backlog_after},
+            "alerts": self.alerts,
+        }
+
+
+def check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:
+        return f"error: {exc.__class__.__name__}"
+    return "ok"
+
+
+def check_broker() -> str:
+    from dkronweb.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        return f"error: {exc.__class__.__name__}"
+    return "ok"
+
+
+def health_report() -> HealthReport:
+    report = HealthReport(checks={"database": check_database(), "broker": check_broker()})
+    report.backlog_after = float(settings.DKRON["BACKLOG_ALERT_SECONDS"])
+    if report.checks["database"] != "ok":
+        report.alerts.append("database unavailable: cluster state unknown")
+    else:
+        _cluster_state(report)
+    if report.checks["broker"] != "ok":
+        report.alerts.append("broker unavailable: runs cannot be published")
+    return report
+
+
+def _cluster_state(report: HealthReport) -> None:
+    if not settings.DKRON["LEASE_ENABLED"]:
+        report.scheduler = "lease disabled"
+    elif lease_services.lease_holder() is None:
+        report.scheduler = "no active scheduler"
+        report.alerts.append("no active scheduler: no job is being fired")
+    else:
+        report.scheduler = "ok"
+
+    nodes = agent_services.alive_nodes()
+    report.agents_alive = len(nodes)
+    if not nodes:
+        report.alerts.append("no live agent: no execution can run")
+
+    report.unmatched_jobs, report.unmatched_names = unmatched_jobs(nodes)
+    if report.unmatched_jobs:
+        report.alerts.append(
+            f"{report.unmatched_jobs} enabled job(s) target tags that no live agent has"
+        )
+
+    report.backlog = queued_backlog(seconds=report.backlog_after)
+    if report.backlog:
+        report.alerts.append(
+            f"{report.backlog} execution(s) queued for more than {report.backlog_after:g} s"
+        )
+
+
+def unmatched_jobs(nodes: list[NodeInfo]) -> tuple[int, list[str]]:
+    """Enabled tagged jobs that no live agent matches: how many, and the first few names.
+
+    Jobs are grouped by their tags first, so the cost follows the number of distinct tag sets
+    (a handful), not the number of jobs. Untagged jobs run on any agent: "no live agent"
+    covers them.
+    """
+    enabled = Job.objects.filter(disabled=False).exclude(tags={})
+    groups = enabled.values("tags").annotate(n=Count("id")).order_by()
+    unmatched: list[dict[str, Any]] = []
+    count = 0
+    for group in groups:
+        try:
+            matched = bool(select_nodes(parse_tags(group["tags"]), nodes))
+        except TagError:
+            matched = False  # an invalid stored rule cannot match any node
+        if not matched:
+            unmatched.append(group["tags"])
+            count += group["n"]
+    if not unmatched:
+        return 0, []
+    match_any = Q()
+    for tags in unmatched:
+        match_any |= Q(tags=tags)
+    names = enabled.filter(match_any).order_by("name").values_list("name", flat=True)
+    return count, list(names[:UNMATCHED_NAMES_SHOWN])
+
+
+def queued_backlog(*, seconds: float) -> int:
+    """Executions queued (and due: a retry waiting out its backoff is not late) for too long."""
+    cutoff = timeutil.now() - timedelta(seconds=seconds)
+    return Execution.objects.filter(
+        Q(not_before__isnull=True) | Q(not_before__lt=cutoff),
+        status=ExecutionStatus.QUEUED,
+        queued_at__lt=cutoff,
+    ).count()

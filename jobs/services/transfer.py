@@ -1,0 +1,192 @@
+"""Job export and restore in Dkron's format (GET /v1/jobs output): /v1/restore and the CLI.
+
+Restore runs every job through `job_upsert` with the caller as actor, so it validates and
+checks permissions exactly as the API does. Parents go before children; a job that cannot be
+restored is reported and the others go on, as Dkron's restore does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from rest_framework import serializers
+
+from jobs.api.serializers import JobInputSerializer, job_to_dict
+from jobs.errors import DomainError
+from jobs.models import Job
+from jobs.services.cluster import ensure_not_paused
+from jobs.services.jobs import SYSTEM, Actor, job_upsert
+
+Named = tuple[str, dict[str, Any]]  # a job of the file and its name
+
+
+class InvalidExport(DomainError):
+    """The file is not a JSON array of job objects; nothing was stored."""
+
+
+@dataclass
+class RestoreResult:
+    """What happened to one job of the file."""
+
+    name: str
+    ok: bool
+    created: bool = False
+    error: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def dkron_line(self) -> str:
+        """Dkron's per-job line ("success create job1"); failures add the reason."""
+        if self.ok:
+            return f"success create {self.name}"
+        return f"fail create {self.name}: {self.error}"
+
+
+def jobs_export() -> list[dict[str, Any]]:
+    """Every job in Dkron's JSON, with the real secrets (masked in API responses) so that the
+    file restores to the same jobs. The caller must keep the result as secret as the database."""
+    jobs = Job.objects.select_related("parent").prefetch_related("dependents").order_by("name")
+    out = []
+    for job in jobs:
+        data = job_to_dict(job, dependents=[d.name for d in job.dependents.all()])
+        data["executor_config"] = dict(job.executor_config or {})
+        data["notify"] = job.notify or {}
+        out.append(data)
+    return out
+
+
+def parse_export(raw: bytes | str) -> list[dict[str, Any]]:
+    """The jobs of an export file; InvalidExport (400) unless it is a JSON array of objects."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise InvalidExport("Unable to parse payload: JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise InvalidExport(f"Unable to parse payload: {exc}") from None
+    if not isinstance(data, list):
+        raise InvalidExport(
+            "expected a JSON array of jobs (the output of GET /v1/jobs)",
+            {"file": f"got a JSON {type(data).__name__}"},
+        )
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise InvalidExport(
+                f"item {index} of the array is not a job object",
+                {"file": f"item {index}: got a JSON {type(item).__name__}"},
+            )
+    return data
+
+
+def _label(item: dict[str, Any], index: int) -> str:
+    name = item.get("name")
+    return name if isinstance(name, str) and name else f"#{index}"
+
+
+def _order(
+    items: list[dict[str, Any]],
+) -> tuple[list[Named], list[RestoreResult], set[str]]:
+    """Parents before children, in file order otherwise.
+
+    Returns the ordered jobs, the failures, and the names on cycles (whose children fail).
+
+    Failures are jobs without a usable name, later duplicates of a name, and every job on a
+    `parent_job` cycle within the file. A parent absent from the file may exist in the
+    database already; `job_upsert` answers for it.
+    """
+    failed: list[RestoreResult] = []
+    by_name: dict[str, dict[str, Any]] = {}
+    for index, item in enumerate(items):
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            failed.append(RestoreResult(_label(item, index), False, error="name is required"))
+        elif name in by_name:
+            failed.append(
+                RestoreResult(name, False, error="the file holds this job more than once")
+            )
+        else:
+            by_name[name] = item
+
+    def parent_of(name: str) -> str:
+        parent = by_name[name].get("parent_job")
+        return parent if isinstance(parent, str) and parent in by_name else ""
+
+    ordered: list[Named] = []
+    done: set[str] = set()
+    cyclic: set[str] = set()
+    for start in by_name:
+        # Walk up to the first ancestor already placed (or a root), then place the chain
+        # top-down. Meeting a job of the current walk again means a cycle.
+        chain: list[str] = []
+        name = start
+        while name and name not in done and name not in cyclic:
+            if name in chain:
+                loop = chain[chain.index(name) :]
+                path = " -> ".join([*loop, name])
+                for member in loop:
+                    cyclic.add(member)
+                    failed.append(
+                        RestoreResult(member, False, error=f"parent_job cycle in the file: {path}")
+                    )
+                chain = chain[: chain.index(name)]
+                break
+            chain.append(name)
+            name = parent_of(name)
+        for member in reversed(chain):
+            done.add(member)
+            ordered.append((member, by_name[member]))
+    return ordered, failed, cyclic
+
+
+def _validation_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            return f"{key}: {_validation_message(value)}"
+    if isinstance(detail, list) and detail:
+        return _validation_message(detail[0])
+    return str(detail)
+
+
+def _restore_one(name: str, item: dict[str, Any], actor: Actor) -> RestoreResult:
+    serializer = JobInputSerializer(data=item)
+    try:
+        serializer.is_valid(raise_exception=True)
+    except serializers.ValidationError as exc:
+        message = "Job validation failed: " + _validation_message(exc.detail)
+        details = exc.detail if isinstance(exc.detail, dict) else {}
+        return RestoreResult(name, False, error=message, details=dict(details))
+    try:
+        _, created = job_upsert(data=dict(serializer.validated_data), actor=actor)
+    except DomainError as exc:
+        return RestoreResult(name, False, error=exc.message, details=exc.details)
+    return RestoreResult(name, True, created=created)
+
+
+def jobs_restore(
+    *, items: list[dict[str, Any]], actor: Actor = SYSTEM, dry_run: bool = False
+) -> list[RestoreResult]:
+    """Create or replace each job of a Dkron export (see `parse_export`), parents first.
+
+    One transaction, each job in its own savepoint: a failing job is reported and does not
+    undo the others (as in Dkron), and a crash half-way stores nothing. A child whose parent
+    failed is not attempted. `dry_run` does all of it and rolls back. Refused as a whole (503)
+    while the cluster is paused.
+    """
+    ensure_not_paused()
+    ordered, results, failed_names = _order(items)
+    with transaction.atomic():
+        for name, item in ordered:
+            parent = item.get("parent_job")
+            if isinstance(parent, str) and parent in failed_names:
+                result = RestoreResult(
+                    name, False, error=f"not restored: its parent job '{parent}' failed"
+                )
+            else:
+                result = _restore_one(name, item, actor)
+            if not result.ok:
+                failed_names.add(name)
+            results.append(result)
+        if dry_run:
+            transaction.set_rollback(True)
+    return results

@@ -1,0 +1,112 @@
+"""/health: database and broker decide the status code; the cluster's alert-worthy states
+(no scheduler, no live agent, jobs whose tags no agent matches, a backlog) are in the body,
+as counts only, and never fail the probe."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from dkronweb.celery import app
+from jobs import timeutil
+from jobs.models import Agent, Execution, Run
+from jobs.services.health import health_report
+from jobs.services.lease import lease_acquire
+from tests.jobs.test_executions import agent, job
+
+pytestmark = pytest.mark.django_db
+
+
+def queued(name: str, *, waited: float, not_before_in: float | None = None) -> Execution:
+    j = job(name)
+    run = Run.objects.create(job=j, snapshot={})
+    row = Execution.objects.create(run=run, job=j, job_name=j.name, status="queued")
+    now = timeutil.now()
+    Execution.objects.filter(pk=row.pk).update(
+        queued_at=now - timedelta(seconds=waited),
+        not_before=None if not_before_in is None else now + timedelta(seconds=not_before_in),
+    )
+    return row
+
+
+def test_a_cluster_without_scheduler_or_agents_is_reported_but_still_healthy(anon):
+    response = anon.get("/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "healthy"
+    assert body["scheduler"] == "no active scheduler"
+    assert body["agents"] == {"alive": 0}
+    assert "no active scheduler: no job is being fired" in body["alerts"]
+    assert "no live agent: no execution can run" in body["alerts"]
+
+
+def test_an_active_scheduler_and_live_agents_raise_no_alert(anon):
+    assert lease_acquire(holder="sched-1", ttl=60)
+    agent("n1")
+    agent("n2")
+    Agent.objects.create(name="gone", tags={}, left=True, last_heartbeat=timeutil.now())
+    Agent.objects.create(name="silent", tags={}, last_heartbeat=timeutil.now() - timedelta(hours=1))
+
+    body = anon.get("/health").json()
+
+    assert body["scheduler"] == "ok"
+    assert body["agents"] == {"alive": 2}
+    assert body["alerts"] == []
+
+
+def test_jobs_whose_tags_no_live_agent_matches_are_counted_without_names(anon):
+    lease_acquire(holder="sched-1", ttl=60)
+    agent("web-1", role="web")
+    job("runs-on-web", tags={"role": "web"})
+    job("untagged")
+    job("wants-db", tags={"role": "db"})
+    job("wants-gpu", tags={"role": "web", "gpu": "true:1"})
+    job("disabled-db", tags={"role": "db"}, disabled=True)
+
+    response = anon.get("/health")
+
+    body = response.json()
+    assert body["tags"] == {"unmatched_jobs": 2}
+    assert "2 enabled job(s) target tags that no live agent has" in body["alerts"]
+    assert b"wants-db" not in response.content and b"wants-gpu" not in response.content
+    assert health_report().unmatched_names == ["wants-db", "wants-gpu"]
+
+
+def test_executions_queued_too_long_are_a_backlog(anon, settings):
+    settings.DKRON = {**settings.DKRON, "BACKLOG_ALERT_SECONDS": 60.0}
+    lease_acquire(holder="sched-1", ttl=60)
+    agent("n1")
+    queued("late-1", waited=300)
+    queued("late-2", waited=61)
+    queued("fresh", waited=5)
+    queued("backing-off", waited=300, not_before_in=30)  # a retry waiting out its backoff
+    Execution.objects.create(
+        run=Run.objects.create(job=job("busy"), snapshot={}),
+        job=job("busy"),
+        job_name="busy",
+        status="running",
+    )
+    Execution.objects.filter(job_name="busy").update(queued_at=timeutil.now() - timedelta(hours=1))
+
+    body = anon.get("/health").json()
+
+    assert body["backlog"] == {"queued": 2, "older_than_seconds": 60.0}
+    assert body["alerts"] == ["2 execution(s) queued for more than 60 s"]
+    assert anon.get("/health").status_code == 200
+
+
+def test_a_broker_failure_still_fails_the_probe_with_the_cluster_state(anon):
+    original = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens there
+    try:
+        response = anon.get("/health")
+    finally:
+        app.conf.broker_url = original
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unhealthy" and body["database"] == "ok"
+    assert body["scheduler"] == "no active scheduler"
+    assert "broker unavailable: runs cannot be published" in body["alerts"]
