@@ -151,3 +151,23 @@ def test_fire_skew_before_any_scheduled_run_says_so(client, admin_user):
     skew = section(client.get("/ui/").content.decode(), "skew")
     assert "No scheduled execution has started yet" in skew
     assert 'data-testid="missed-fires">0<' in skew
+
+
+def test_the_dashboard_shows_the_alerts_of_health_with_the_unmatched_job_names(client, admin_user):
+    from jobs.services.jobs import job_upsert
+
+    job_upsert(
+        data={
+            "name": "needs-gpu",
+            "schedule": "@manually",
+            "executor": "shell",
+            "executor_config": {"command": "true"},
+            "tags": {"gpu": "true"},
+        }
+    )
+    client.force_login(admin_user)
+    page = client.get("/ui/").content.decode()
+    assert 'id="alerts"' in page
+    assert "no active scheduler" in page
+    assert "no live agent" in page
+    assert 'href="/ui/jobs/needs-gpu/"' in page

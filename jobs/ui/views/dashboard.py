@@ -15,6 +15,7 @@ from django.shortcuts import render
 from jobs import selectors
 from jobs.models import Agent, Execution, ExecutionStatus, Job
 from jobs.services import agents as agent_services
+from jobs.services import health as health_services
 from jobs.services import lease as lease_services
 from jobs.ui import access
 
@@ -121,5 +122,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "alive_agents": sum(1 for row in agent_rows if row["state"] == "alive"),
         "scheduler": lease_services.lease_holder(),
         "skew": fire_skew(),
+        # The same alert-worthy states /health reports (no scheduler, no agent, jobs no
+        # agent matches, a queue backlog), with the unmatched job names for signed-in users.
+        "health": health_services.health_report(),
     }
     return render(request, "ui/dashboard.html", context)
