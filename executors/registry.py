@@ -9,15 +9,12 @@ an argument so `executors/` stays free of Django.
 
 from __future__ import annotations
 
-import difflib
-import functools
-import importlib
 import logging
 from collections.abc import Collection, Mapping
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from executors.base import Executor
+from plugins import PluginRegistry, UnknownPlugin, disabled_message
 
 __all__ = [
     "BUILTIN_EXECUTORS",
@@ -51,22 +48,10 @@ BUILTIN_EXECUTORS: dict[str, str] = {
 }
 
 
-class UnknownExecutor(LookupError):
+class UnknownExecutor(UnknownPlugin):
     """No executor of that name here; the message lists the known ones and a likely match."""
 
-    def __init__(self, name: str, known: Collection[str]) -> None:
-        self.name = name
-        self.known = sorted(known)
-        message = f"unknown executor {name!r}"
-        close = difflib.get_close_matches(name, self.known, n=1)
-        if close:
-            message += f"; did you mean {close[0]!r}?"
-        message += f" Known executors: {', '.join(self.known) or '(none)'}"
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+    kind = "executor"
 
 
 class DisabledExecutor(UnknownExecutor):
@@ -74,58 +59,27 @@ class DisabledExecutor(UnknownExecutor):
 
     def __init__(self, name: str, known: Collection[str]) -> None:
         super().__init__(name, known)
-        self.message = (
-            f"executor {name!r} is disabled on this server. "
-            f"Enabled executors: {', '.join(self.known) or '(none)'}"
-        )
+        self.message = disabled_message("executor", name, self.known)
 
 
-@functools.cache
-def _sources() -> dict[str, str | EntryPoint]:
-    """Name -> dotted path (built-in) or entry point (plugin). Built-ins win a name clash."""
-    found: dict[str, str | EntryPoint] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in BUILTIN_EXECUTORS:
-            logger.warning(
-                "executor plugin %r (%s) ignored: the name belongs to a built-in executor",
-                ep.name,
-                ep.value,
-            )
-            continue
-        found[ep.name] = ep
-    found.update(BUILTIN_EXECUTORS)
-    return found
-
-
-@functools.cache
-def _load(name: str) -> type[Executor]:
-    source = _sources()[name]
-    try:
-        if isinstance(source, str):
-            module_name, _, attr = source.rpartition(".")
-            cls = getattr(importlib.import_module(module_name), attr)
-        else:
-            cls = source.load()
-    except Exception as exc:  # report which plugin failed, not just the import error
-        where = source if isinstance(source, str) else source.value
-        raise ImportError(f"executor {name!r}: cannot load {where}: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Executor)):
-        raise TypeError(f"executor {name!r}: {cls!r} is not a subclass of executors.base.Executor")
-    return cls
+_registry: PluginRegistry[Executor] = PluginRegistry(
+    kind="executor",
+    group=ENTRY_POINT_GROUP,
+    builtins=BUILTIN_EXECUTORS,
+    base=Executor,
+    unknown=UnknownExecutor,
+    disabled=DisabledExecutor,
+)
 
 
 def available(disabled: Collection[str] = ()) -> list[str]:
     """Sorted names of the executors that can be used, leaving out `disabled` ones."""
-    return sorted(name for name in _sources() if name not in disabled)
+    return _registry.available(disabled)
 
 
 def executor_class(name: str, disabled: Collection[str] = ()) -> type[Executor]:
     """The class registered as `name`; raises `UnknownExecutor` / `DisabledExecutor`."""
-    if name not in _sources():
-        raise UnknownExecutor(name, available(disabled))
-    if name in disabled:
-        raise DisabledExecutor(name, available(disabled))
-    return _load(name)
+    return _registry.get_class(name, disabled)
 
 
 def get_executor(name: str, disabled: Collection[str] = ()) -> Executor:
@@ -135,8 +89,7 @@ def get_executor(name: str, disabled: Collection[str] = ()) -> Executor:
 
 def clear_cache() -> None:
     """Forget discovered plugins and loaded classes (tests; a plugin installed at run time)."""
-    _sources.cache_clear()
-    _load.cache_clear()
+    _registry.clear_cache()
 
 
 # Used for an executor whose class cannot be loaded (plugin uninstalled): its secret keys are
@@ -146,7 +99,9 @@ _SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "apikey"
 
 def _secret_keys(name: str, config: Mapping[str, Any]) -> set[str]:
     try:
-        return set(_load(name).secret_keys) if name in _sources() else _guess(config)
+        return (
+            set(_registry.load(name).secret_keys) if name in _registry.sources() else _guess(config)
+        )
     except (ImportError, TypeError):
         return _guess(config)
 

@@ -8,15 +8,12 @@ them as arguments so `processors/` stays free of Django and of `jobs/`.
 
 from __future__ import annotations
 
-import difflib
-import functools
-import importlib
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from plugins import PluginRegistry, UnknownPlugin, disabled_message
 from processors.base import (
     ExecutionRecord,
     Processor,
@@ -50,22 +47,10 @@ BUILTIN_PROCESSORS: dict[str, str] = {
 }
 
 
-class UnknownProcessor(LookupError):
+class UnknownProcessor(UnknownPlugin):
     """No processor of that name here; the message lists the known ones and a likely match."""
 
-    def __init__(self, name: str, known: Collection[str]) -> None:
-        self.name = name
-        self.known = sorted(known)
-        message = f"unknown processor {name!r}"
-        close = difflib.get_close_matches(name, self.known, n=1)
-        if close:
-            message += f"; did you mean {close[0]!r}?"
-        message += f" Known processors: {', '.join(self.known) or '(none)'}"
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+    kind = "processor"
 
 
 class DisabledProcessor(UnknownProcessor):
@@ -73,60 +58,27 @@ class DisabledProcessor(UnknownProcessor):
 
     def __init__(self, name: str, known: Collection[str]) -> None:
         super().__init__(name, known)
-        self.message = (
-            f"processor {name!r} is disabled on this server. "
-            f"Enabled processors: {', '.join(self.known) or '(none)'}"
-        )
+        self.message = disabled_message("processor", name, self.known)
 
 
-@functools.cache
-def _sources() -> dict[str, str | EntryPoint]:
-    """Name -> dotted path (built-in) or entry point (plugin). Built-ins win a name clash."""
-    found: dict[str, str | EntryPoint] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in BUILTIN_PROCESSORS:
-            logger.warning(
-                "processor plugin %r (%s) ignored: the name belongs to a built-in processor",
-                ep.name,
-                ep.value,
-            )
-            continue
-        found[ep.name] = ep
-    found.update(BUILTIN_PROCESSORS)
-    return found
-
-
-@functools.cache
-def _load(name: str) -> type[Processor]:
-    source = _sources()[name]
-    try:
-        if isinstance(source, str):
-            module_name, _, attr = source.rpartition(".")
-            cls = getattr(importlib.import_module(module_name), attr)
-        else:
-            cls = source.load()
-    except Exception as exc:  # report which plugin failed, not just the import error
-        where = source if isinstance(source, str) else source.value
-        raise ImportError(f"processor {name!r}: cannot load {where}: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Processor)):
-        raise TypeError(
-            f"processor {name!r}: {cls!r} is not a subclass of processors.base.Processor"
-        )
-    return cls
+_registry: PluginRegistry[Processor] = PluginRegistry(
+    kind="processor",
+    group=ENTRY_POINT_GROUP,
+    builtins=BUILTIN_PROCESSORS,
+    base=Processor,
+    unknown=UnknownProcessor,
+    disabled=DisabledProcessor,
+)
 
 
 def available(disabled: Collection[str] = ()) -> list[str]:
     """Sorted names of the processors that can be used, leaving out `disabled` ones."""
-    return sorted(name for name in _sources() if name not in disabled)
+    return _registry.available(disabled)
 
 
 def processor_class(name: str, disabled: Collection[str] = ()) -> type[Processor]:
     """The class registered as `name`; raises `UnknownProcessor` / `DisabledProcessor`."""
-    if name not in _sources():
-        raise UnknownProcessor(name, available(disabled))
-    if name in disabled:
-        raise DisabledProcessor(name, available(disabled))
-    return _load(name)
+    return _registry.get_class(name, disabled)
 
 
 def get_processor(
@@ -138,8 +90,7 @@ def get_processor(
 
 def clear_cache() -> None:
     """Forget discovered plugins and loaded classes (tests; a plugin installed at run time)."""
-    _sources.cache_clear()
-    _load.cache_clear()
+    _registry.clear_cache()
 
 
 def validate_processors(
