@@ -10,7 +10,7 @@ import pytest
 from jobs import agent_metrics, timeutil
 from jobs.agent_metrics import DURATION
 from jobs.models import Agent, Job
-from tests.harness import reachable
+from tests.harness import reachable, require
 from tests.jobs.test_executions import job
 from tests.metrics.conftest import samples, scrape, value
 
@@ -160,8 +160,10 @@ def test_the_existing_figures_are_still_there(api):
 
 @pytest.fixture
 def redis_broker(settings):
-    if not settings.CELERY_BROKER_URL.startswith("redis://") or not reachable("127.0.0.1", 6379):
-        pytest.skip("Redis at 127.0.0.1:6379 is needed")
+    require(
+        settings.CELERY_BROKER_URL.startswith("redis://") and reachable("127.0.0.1", 6379),
+        "Redis at 127.0.0.1:6379 (the test broker) is needed",
+    )
     import redis
 
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
