@@ -94,34 +94,21 @@ def execution_finish(
     conditional UPDATE. Without it, or when the row changed meanwhile (a kill request, the
     dead-agent sweep), the row is locked and read first.
     """
-    # The common case: a guarded UPDATE closes the row (no lock, no read), and the run is
-    # settled in the same transaction, so the whole result costs one commit (on PostgreSQL
-    # one statement).
-    fast = claimed is not None and not _needs_retry(claimed, status=status, retryable=retryable)
-    if fast and claimed is not None and execution_sql.available():
-        if _finish_in_one_statement(
+    # The common case: the row is closed without a lock or a read, and the run settled in the
+    # same commit (on PostgreSQL in one statement).
+    if (
+        claimed is not None
+        and not _needs_retry(claimed, status=status, retryable=retryable)
+        and _close_claimed(
             claimed,
             status=status,
             output=output,
             truncated=truncated,
             reason=reason,
             retryable=retryable,
-        ):
-            return None
-    elif fast and claimed is not None:
-        with transaction.atomic():
-            closed = _close(
-                claimed,
-                status=status,
-                output=output,
-                truncated=truncated,
-                reason=reason,
-                retryable=retryable,
-                retry=False,
-                guard=True,
-            )
-            if closed:
-                return _after_close(claimed, status=status, retry=False)
+        )
+    ):
+        return None
     with transaction.atomic():
         execution = (
             Execution.objects.select_for_update(of=("self",))
@@ -145,6 +132,35 @@ def execution_finish(
             guard=False,
         )
         return _after_close(execution, status=status, retry=retry)
+
+
+def _close_claimed(
+    claimed: Execution, *, status: str, output: str, truncated: bool, reason: str, retryable: bool
+) -> bool:
+    """Close a final result if the row is as claimed; False when it changed meanwhile."""
+    if execution_sql.available():
+        return _finish_in_one_statement(
+            claimed,
+            status=status,
+            output=output,
+            truncated=truncated,
+            reason=reason,
+            retryable=retryable,
+        )
+    with transaction.atomic():
+        closed = _close(
+            claimed,
+            status=status,
+            output=output,
+            truncated=truncated,
+            reason=reason,
+            retryable=retryable,
+            retry=False,
+            guard=True,
+        )
+        if closed:
+            _after_close(claimed, status=status, retry=False)
+    return closed
 
 
 def _finish_in_one_statement(

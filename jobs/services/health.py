@@ -85,6 +85,15 @@ def health_report() -> HealthReport:
     return report
 
 
+def cluster_report() -> HealthReport:
+    """The cluster's alert-worthy states alone, without probing the database and the broker
+    (for pages that have just used the database and must not wait on a broker timeout)."""
+    report = HealthReport(checks={})
+    report.backlog_after = float(settings.DKRON["BACKLOG_ALERT_SECONDS"])
+    _cluster_state(report)
+    return report
+
+
 def _cluster_state(report: HealthReport) -> None:
     if not settings.DKRON["LEASE_ENABLED"]:
         report.scheduler = "lease disabled"

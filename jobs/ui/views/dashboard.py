@@ -122,8 +122,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "alive_agents": sum(1 for row in agent_rows if row["state"] == "alive"),
         "scheduler": lease_services.lease_holder(),
         "skew": fire_skew(),
-        # The same alert-worthy states /health reports (no scheduler, no agent, jobs no
-        # agent matches, a queue backlog), with the unmatched job names for signed-in users.
-        "health": health_services.health_report(),
+        # The alert-worthy states /health reports (no scheduler, no agent, jobs no agent
+        # matches, a queue backlog), with the unmatched job names for signed-in users.
+        "health": health_services.cluster_report(),
     }
     return render(request, "ui/dashboard.html", context)
