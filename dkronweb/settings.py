@@ -126,7 +126,12 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env("DKRON_DATABASE_URL", f"sqlite:///{DATA_DIR / 'dkronweb.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# Persistent connections (60 s), checked before their first use in each request or task:
+# without the health check, every web thread's first request after a database restart fails
+# (500) on the connection the restart broke (tests/faults/test_server_restarts.py).
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     # WAL lets the web, scheduler and agent threads read while one writes; IMMEDIATE
@@ -262,6 +267,13 @@ DKRON: dict[str, Any] = {
     "RETENTION_TIME_BUDGET": env_duration("DKRON_RETENTION_TIME_BUDGET", 120.0),
     # /health reports executions queued for longer than this many seconds as a backlog.
     "BACKLOG_ALERT_SECONDS": env_duration("DKRON_BACKLOG_ALERT_SECONDS", 60.0),
+    # Secrets (jobs.secrets): comma-separated Fernet keys, the first encrypting; when set,
+    # executor secrets are stored encrypted. Unset: stored as given.
+    "ENCRYPTION_KEYS": env_list("DKRON_ENCRYPTION_KEY"),
+    # SSRF guard (executors.netguard) for the http executor and webhooks: refuse loopback,
+    # private, link-local (cloud metadata) and other non-public addresses. Recommended on in
+    # production; off by default so the embedded default can call local services.
+    "HTTP_BLOCK_PRIVATE": env_bool("DKRON_HTTP_BLOCK_PRIVATE", False),
 }
 
 # --- Email (notifications) -------------------------------------------------------------

@@ -7,6 +7,7 @@ output sink and a cancel signal; they return on success or raise `ExecutorError`
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -77,6 +78,9 @@ class ExecutionContext:
     scheduled_at: datetime | None = None
     # Used when the config has no timeout of its own (settings.DKRON_DEFAULT_MAX_RUNTIME).
     default_timeout: float | None = None
+    # Refuse connections to loopback, private, link-local... addresses (executors that make
+    # requests to a URL the job names; settings.DKRON["HTTP_BLOCK_PRIVATE"]).
+    block_private: bool = False
 
 
 class Executor:
@@ -87,6 +91,9 @@ class Executor:
     config_schema: ClassVar[type[ExecutorConfig]] = ExecutorConfig
     # Dkron key names whose values are write-only (masked in API output, never logged).
     secret_keys: ClassVar[frozenset[str]] = frozenset()
+    # Keys holding named entries whose every value is write-only, the names staying readable:
+    # key -> executors.secrets.ENV ("K=V,K2=V2") or HEADERS ('["Name: value"]').
+    secret_entries: ClassVar[Mapping[str, str]] = {}
     # True for executors that run code or touch hosts (gated by their own permission).
     runs_code: ClassVar[bool] = False
 

@@ -15,11 +15,13 @@ import re
 import shlex
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
+from executors import secrets
 from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.values import OptionalGoDuration, config_error, format_go_duration, parse_bool
 
@@ -308,6 +310,7 @@ class DockerExecutor(Executor):
     config_schema = DockerConfig
     runs_code = True
     secret_keys: ClassVar[frozenset[str]] = frozenset()
+    secret_entries: ClassVar[Mapping[str, str]] = {"env": secrets.ENV}
 
     def validate(self, raw: dict[str, Any]) -> DockerConfig:
         config = super().validate(raw)

@@ -16,12 +16,14 @@ import functools
 import json
 import re
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, field_validator
 
+from executors import secrets
 from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.output import OutputSink
 from executors.values import GoBool, OptionalGoDuration, config_error, format_go_duration
@@ -410,6 +412,7 @@ class EcsExecutor(Executor):
     runs_code = True
     # Credentials come from boto3's chain on the agent, never from the job.
     secret_keys: ClassVar[frozenset[str]] = frozenset()
+    secret_entries: ClassVar[Mapping[str, str]] = {"env": secrets.ENV}
 
     def validate(self, raw: dict[str, Any]) -> EcsConfig:
         config = super().validate(raw)

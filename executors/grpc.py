@@ -18,7 +18,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 
@@ -34,6 +34,7 @@ from grpc_reflection.v1alpha.reflection_pb2 import (
 )
 from pydantic import BeforeValidator, Field, field_validator
 
+from executors import secrets
 from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.values import GoBool, config_error, format_go_duration, parse_go_duration
 
@@ -253,9 +254,10 @@ class GrpcExecutor(Executor):
     name = "grpc"
     description = "Call a unary gRPC method found through server reflection; JSON in and out."
     config_schema = GrpcConfig
-    # Metadata may carry tokens, but like the http executor's headers it stays readable so a job
-    # can be edited; the executor never writes metadata values to the output.
+    # Metadata often carries tokens: every value is write-only (masked in responses, stored
+    # encrypted when a key is set), the names stay readable; see executors.secrets.
     secret_keys: ClassVar[frozenset[str]] = frozenset()
+    secret_entries: ClassVar[Mapping[str, str]] = {"headers": secrets.HEADERS}
 
     def validate(self, raw: dict[str, Any]) -> GrpcConfig:
         config = super().validate(raw)

@@ -11,11 +11,13 @@ import asyncio
 import json
 import re
 import ssl
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar
 
 import httpx
 from pydantic import BeforeValidator, Field, field_validator
 
+from executors import netguard, secrets
 from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.values import GoBool, config_error
 
@@ -23,12 +25,6 @@ __all__ = ["HttpConfig", "HttpExecutor"]
 
 CANCEL_POLL_INTERVAL = 0.1
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: method and header names
-# Header values never echoed by `debug` (Dkron printed them; see STYLE.md on Dkron's mistakes).
-_SENSITIVE_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "x-dkron-token", "x-api-key"}
-)
-_SENSITIVE_WORDS = ("token", "secret", "password", "apikey", "api-key", "auth")
-MASK = "********"
 
 
 def _parse_headers(value: Any) -> Any:
@@ -150,6 +146,7 @@ class HttpExecutor(Executor):
     description = "Make an HTTP request; success is the expected status code and body."
     config_schema = HttpConfig
     secret_keys: ClassVar[frozenset[str]] = frozenset()
+    secret_entries: ClassVar[Mapping[str, str]] = {"headers": secrets.HEADERS}
 
     def validate(self, raw: dict[str, Any]) -> HttpConfig:
         config = super().validate(raw)
@@ -184,18 +181,12 @@ class HttpExecutor(Executor):
 
 
 def debug_config(config: HttpConfig) -> dict[str, Any]:
-    """The config as Dkron's keys, with credential-bearing header values masked."""
+    """The config as Dkron's keys, every header value masked (Dkron printed them; header
+    values are write-only, executors.secrets)."""
     shown = config.model_dump(by_alias=True)
-    shown["headers"] = [
-        f"{name}: {MASK if _sensitive(name) else value}" for name, value in config.headers
-    ]
+    shown["headers"] = secrets.mask_header_pairs(config.headers)
     shown["expectCode"] = ",".join(str(c) for c in config.expect_code)
     return shown
-
-
-def _sensitive(header: str) -> bool:
-    lower = header.lower()
-    return lower in _SENSITIVE_HEADERS or any(word in lower for word in _SENSITIVE_WORDS)
 
 
 def _tls_context(config: HttpConfig) -> ssl.SSLContext:
@@ -252,6 +243,8 @@ async def _supervise(
         await asyncio.wait({task}, timeout=min(CANCEL_POLL_INTERVAL, remaining))
     try:
         return task.result()
+    except netguard.BlockedAddress as exc:
+        raise ExecutorError(f"http: {exc}", retryable=False) from None
     except httpx.TimeoutException:
         raise ExecutorError(
             f"http: {config.method} {_where(config.url)}: timeout after {config.timeout}s",
@@ -280,8 +273,12 @@ async def _request(
     """Send the request and stream the body into the output; return status and body tail."""
     tail = bytearray()
     limit = ctx.output.limit
+    # With the guard on, every connection (redirects included) goes through netguard.
+    transport = netguard.async_transport(verify=tls) if ctx.block_private else None
     async with (
-        httpx.AsyncClient(verify=tls, timeout=config.timeout, follow_redirects=True) as client,
+        httpx.AsyncClient(
+            verify=tls, timeout=config.timeout, follow_redirects=True, transport=transport
+        ) as client,
         client.stream(
             config.method,
             config.url,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
+
+from executors.secrets import redact
 
 DEFAULT_LIMIT = 256_000
 
@@ -16,6 +19,12 @@ class OutputSink:
         self._lock = threading.Lock()
         self.truncated = False
         self.version = 0  # bumps on every write so the agent only flushes when it changed
+        self._hidden: tuple[str, ...] = ()
+
+    def hide(self, secrets: Iterable[str]) -> None:
+        """Show these values (the job's secrets) as the mask in `text()`: a command that
+        echoes its password does not store it in the execution record."""
+        self._hidden = tuple(secrets)
 
     def write(self, data: bytes | str) -> None:
         if isinstance(data, str):
@@ -35,4 +44,6 @@ class OutputSink:
             return bytes(self._buf)
 
     def text(self) -> str:
-        return self.getvalue().decode("utf-8", "replace")
+        """The output as stored and shown: decoded, the hidden values masked."""
+        text = self.getvalue().decode("utf-8", "replace")
+        return redact(text, self._hidden) if self._hidden else text

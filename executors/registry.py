@@ -10,9 +10,10 @@ an argument so `executors/` stays free of Django.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from executors import secrets
 from executors.base import Executor
 from plugins import PluginRegistry, UnknownPlugin, disabled_message
 
@@ -28,12 +29,15 @@ __all__ = [
     "get_executor",
     "mask_secrets",
     "merge_secrets",
+    "secret_spec",
+    "secret_values",
+    "transform_secrets",
 ]
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "dkronweb.executors"
-SECRET_MASK = "********"
+SECRET_MASK = secrets.MASK
 
 BUILTIN_EXECUTORS: dict[str, str] = {
     "shell": "executors.shell.ShellExecutor",
@@ -92,47 +96,52 @@ def clear_cache() -> None:
     _registry.clear_cache()
 
 
-# Used for an executor whose class cannot be loaded (plugin uninstalled): its secret keys are
-# unknown, so mask anything whose name looks secret rather than risk showing a password.
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "apikey", "api_key")
+def secret_spec(name: str, config: Mapping[str, Any]) -> tuple[frozenset[str], dict[str, str]]:
+    """The executor's secret keys and entry keys (see executors.secrets).
 
-
-def _secret_keys(name: str, config: Mapping[str, Any]) -> set[str]:
+    For an executor whose class cannot be loaded (plugin uninstalled) they are unknown, so
+    anything whose key looks secret is treated as such rather than risk showing a password.
+    """
     try:
-        return (
-            set(_registry.load(name).secret_keys) if name in _registry.sources() else _guess(config)
-        )
+        if name in _registry.sources():
+            cls = _registry.load(name)
+            return frozenset(cls.secret_keys), dict(cls.secret_entries)
     except (ImportError, TypeError):
-        return _guess(config)
+        pass
+    return frozenset(secrets.guess_keys(config)), secrets.guess_entries(config)
 
 
-def _guess(config: Mapping[str, Any]) -> set[str]:
-    return {k for k in config if any(word in k.lower() for word in _SECRET_WORDS)}
+def transform_secrets(
+    name: str, config: Mapping[str, Any], fn: Callable[[secrets.Path, Any], Any]
+) -> dict[str, Any]:
+    """A copy of `config` with each secret value replaced by `fn(path, value)`."""
+    keys, entries = secret_spec(name, config)
+    return secrets.transform(config, keys=keys, entries=entries, fn=fn)
+
+
+def secret_values(name: str, config: Mapping[str, Any]) -> dict[secrets.Path, Any]:
+    """Every secret value of the config by where it sits (for redacting output)."""
+    keys, entries = secret_spec(name, config)
+    return secrets.secret_values(config, keys=keys, entries=entries)
 
 
 def mask_secrets(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `config` with each non-empty secret value replaced by `SECRET_MASK`.
 
-    For API responses and logs. An empty value stays empty so a client can tell "not set".
+    For API responses, exports, pages and logs: secret keys and the values of entry keys
+    (environment variables, headers, metadata) alike. An empty value stays empty so a client
+    can tell "not set".
     """
-    masked = dict(config)
-    for key in _secret_keys(name, config):
-        if masked.get(key) not in (None, ""):
-            masked[key] = SECRET_MASK
-    return masked
+    keys, entries = secret_spec(name, config)
+    return secrets.mask(config, keys=keys, entries=entries)
 
 
 def merge_secrets(name: str, new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
     """The config to store when a client sends `new` over a stored `old` (write-only secrets).
 
-    A secret key that `new` omits, or sends back as the mask it was shown, keeps its stored
-    value; sending any other value (including "") replaces it.
+    A secret key that `new` omits, or any secret value (a key's, an env var's, a header's)
+    sent back as the mask it was shown, keeps its stored value; sending any other value
+    (including "") replaces it. A mask with nothing stored behind it is left out.
     """
-    merged = dict(new)
-    for key in _secret_keys(name, {**old, **new}):
-        if key not in new or new[key] == SECRET_MASK:
-            if key in old:
-                merged[key] = old[key]
-            else:
-                merged.pop(key, None)  # a mask with nothing behind it means "not set"
-    return merged
+    keys, entries = secret_spec(name, {**old, **new})
+    return secrets.merge(new, old, keys=keys, entries=entries)

@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar
@@ -32,6 +32,7 @@ from typing import Annotated, Any, ClassVar
 import psutil
 from pydantic import BeforeValidator, Field, field_validator
 
+from executors import secrets
 from executors.base import (
     ConfigError,
     ExecutionContext,
@@ -315,6 +316,7 @@ class ShellExecutor(Executor):
     config_schema = ShellConfig
     runs_code = True
     secret_keys: ClassVar[frozenset[str]] = frozenset()
+    secret_entries: ClassVar[Mapping[str, str]] = {"env": secrets.ENV}
 
     def validate(self, raw: dict[str, Any]) -> ShellConfig:
         config = super().validate(raw)

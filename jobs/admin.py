@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -14,10 +15,17 @@ from django.utils.html import format_html
 
 from executors import registry
 from jobs.errors import DomainError
-from jobs.models import ACTIVE_STATUSES, Agent, ApiToken, Execution, Job, Lease
+from jobs.models import ACTIVE_STATUSES, Agent, ApiToken, AuditEntry, Execution, Job, Lease, Run
+from jobs.notifications import schema as notify_schema
 from jobs.services import executions as execution_services
 from jobs.services import jobs as job_services
 from jobs.services import runs as run_services
+from jobs.services import tokens as token_services
+from jobs.services.audit import Actor
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return Actor.from_user(request.user, via=AuditEntry.Via.ADMIN)
 
 
 def executor_choices() -> list[tuple[str, str]]:
@@ -33,6 +41,17 @@ class JobForm(forms.ModelForm):
     class Meta:
         model = Job
         exclude: list[str] = []  # every editable field; server fields are read-only below
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        job = self.instance
+        if job.pk:  # secrets shown masked; a mask saved back keeps the stored one (job_upsert)
+            self.initial["executor_config"] = _masked_config(job)
+            self.initial["notify"] = notify_schema.mask_headers(job.notify or {})
+
+
+def _masked_config(job: Job) -> dict[str, Any]:
+    return registry.mask_secrets(job.executor, job.executor_config or {})
 
 
 @admin.register(Job)
@@ -65,15 +84,29 @@ class JobAdmin(admin.ModelAdmin):
         "updated_at",
     )
     actions = ("run_now", "enable", "disable")
+    _MASKED = {"executor_config": "masked_executor_config", "notify": "masked_notify"}
+
+    def get_fields(self, request: HttpRequest, obj: Job | None = None) -> Any:
+        """A user who may only view sees the read-only config masked, never the raw JSON."""
+        fields = list(super().get_fields(request, obj))
+        if obj is not None and not self.has_change_permission(request, obj):
+            fields = [self._MASKED.get(f, f) if isinstance(f, str) else f for f in fields]
+        return fields
+
+    @admin.display(description="executor config")
+    def masked_executor_config(self, obj: Job) -> str:
+        return json.dumps(_masked_config(obj), indent=2)
+
+    @admin.display(description="notify")
+    def masked_notify(self, obj: Job) -> str:
+        return json.dumps(notify_schema.mask_headers(obj.notify or {}), indent=2)
 
     def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
         data = {f: getattr(obj, f) for f in job_services.USER_FIELDS}
         data["name"] = obj.name
         data["parent_job"] = obj.parent.name if obj.parent else ""
         try:
-            saved, _ = job_services.job_upsert(
-                data=data, actor=job_services.Actor.from_user(request.user)
-            )
+            saved, _ = job_services.job_upsert(data=data, actor=_actor(request))
         except DomainError as exc:
             self.message_user(request, f"{exc.message} {exc.details}", messages.ERROR)
             return
@@ -85,9 +118,16 @@ class JobAdmin(admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: Job) -> None:
         """Through the service: refused while paused or while the job has dependents."""
         try:
-            job_services.job_delete(job=obj)
+            job_services.job_delete(job=obj, actor=_actor(request))
         except DomainError as exc:
             self.message_user(request, f"{obj.name}: {exc.message}", messages.ERROR)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """A job's runs and executions go with it (as with DELETE /v1/jobs/{name}): deleting
+        the job needs delete_job only, not also the permission to delete history rows."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        history = {str(Run._meta.verbose_name), str(Execution._meta.verbose_name)}
+        return deleted, counts, perms_needed - history, protected
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         for job in queryset:
@@ -97,7 +137,7 @@ class JobAdmin(admin.ModelAdmin):
     def run_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         for job in queryset:
             try:
-                run_services.run_now(job=job, force=True)
+                run_services.run_now(job=job, force=True, actor=_actor(request))
             except DomainError as exc:
                 self.message_user(request, f"{job.name}: {exc.message}", messages.ERROR)
         self.message_user(request, f"Started {queryset.count()} job(s).")
@@ -105,12 +145,12 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description="Enable", permissions=["operate"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         for job in queryset.filter(disabled=True):
-            job_services.job_toggle(job=job)
+            job_services.job_toggle(job=job, actor=_actor(request))
 
     @admin.action(description="Disable", permissions=["operate"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         for job in queryset.filter(disabled=False):
-            job_services.job_toggle(job=job)
+            job_services.job_toggle(job=job, actor=_actor(request))
 
 
 @admin.register(Execution)
@@ -157,7 +197,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         killed = 0
         for execution in queryset.filter(status__in=ACTIVE_STATUSES):
             try:
-                execution_services.execution_kill(execution=execution)
+                execution_services.execution_kill(execution=execution, actor=_actor(request))
                 killed += 1
             except DomainError as exc:
                 self.message_user(request, f"{execution.pk}: {exc.message}", messages.ERROR)
@@ -173,8 +213,57 @@ class AgentAdmin(admin.ModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("name", "user", "prefix", "created_at", "last_used", "revoked")
-    readonly_fields = ("prefix", "key_hash", "created_at", "last_used")
+    """List and revoke. Tokens are made where the key can be shown once (the UI's Tokens page,
+    POST /v1/tokens, `manage.py createtoken`); the hash is never shown."""
+
+    list_display = (
+        "name",
+        "user",
+        "prefix",
+        "role",
+        "created_at",
+        "expires_at",
+        "last_used",
+        "revoked",
+    )
+    list_filter = ("revoked", "role")
+    search_fields = ("name", "prefix", "user__username")
+    fields = ("name", "user", "prefix", "role", "created_at", "expires_at", "last_used", "revoked")
+    readonly_fields = fields
+    list_select_related = ("user", "role")
+    actions = ("revoke",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoke instead: the row stays, for the audit trail
+
+    @admin.action(description="Revoke", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        for token in queryset.filter(revoked=False):
+            token_services.token_revoke(token=token, actor=_actor(request))
+        self.message_user(request, "Revoked; requests with these tokens now get a 401.")
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: the services write the log."""
+
+    list_display = ("at", "actor", "via", "action", "target")
+    list_filter = ("action", "via")
+    search_fields = ("actor", "target")
+    date_hierarchy = "at"
+    readonly_fields = ("at", "actor", "via", "action", "target", "detail")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Lease)

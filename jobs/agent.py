@@ -169,12 +169,21 @@ class AgentStep(bootsteps.StartStopStep):
         self.beat = start_agent(self.ident, int(worker.concurrency or 1))
 
     def stop(self, worker: Any) -> None:
+        from jobs.runner import with_db_retry
         from jobs.services.agents import agent_leave
 
         if self.beat is not None:
             self.beat.stop()
         try:
-            agent_leave(name=self.ident.name, instance_id=self.ident.instance_id)
+            # This thread's connection dates from start-up: a database restart since then
+            # broke it. Health-check it (CONN_HEALTH_CHECKS) and retry briefly, so a clean
+            # stop is still recorded as `left`, not `failed`.
+            close_old_connections()
+            with_db_retry(
+                lambda: agent_leave(name=self.ident.name, instance_id=self.ident.instance_id),
+                what="leaving the cluster",
+                deadline=10.0,
+            )
         except Exception:
             log.warning("could not mark agent %s as left", self.ident.name, exc_info=True)
 

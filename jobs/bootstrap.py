@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 
-from jobs.api.auth import token_create
+from jobs.services.tokens import token_create
 
 
 @dataclass

@@ -3,9 +3,10 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 from executors import registry
+from jobs.secrets import check_keys
 
 
 @register()
@@ -37,3 +38,14 @@ def check_executors_load(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
                 )
             )
     return problems
+
+
+@register()
+def check_encryption_key(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """A malformed DKRON_ENCRYPTION_KEY would fail every save of a job with secrets: stop now."""
+    problem = check_keys()
+    if problem is None:
+        return []
+    hint = 'generate one with: python -c "from cryptography.fernet import Fernet; '
+    hint += 'print(Fernet.generate_key().decode())"'
+    return [Error(problem, hint=hint, id="dkron.E001")]

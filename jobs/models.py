@@ -257,9 +257,44 @@ class ApiToken(models.Model):
     name = models.CharField(max_length=255)
     prefix = models.CharField(max_length=12, help_text="First characters, to recognise it")
     key_hash = models.CharField(max_length=64, unique=True)
+    role = models.ForeignKey(
+        "auth.Group",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Limits the token to this group's permissions (never beyond its user's); "
+        "empty: the user's own permissions",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused after this time")
     last_used = models.DateTimeField(null=True, blank=True)
     revoked = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class AuditEntry(models.Model):
+    """Who changed what and when: written by the services, read in the admin and /v1/audit."""
+
+    class Via(models.TextChoices):
+        API = "api"
+        UI = "ui"
+        ADMIN = "admin"
+        CLI = "cli"
+        SYSTEM = "system"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True, help_text="When it happened")
+    actor = models.CharField(max_length=150, help_text="Username, or 'system'")
+    via = models.CharField(max_length=8, choices=Via, help_text="Which door it came through")
+    action = models.CharField(max_length=32, db_index=True, help_text="create, run, kill, ...")
+    target = models.CharField(max_length=255, blank=True, default="", help_text="Job, token...")
+    detail = models.JSONField(default=dict, blank=True, help_text="Context; never secrets")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"

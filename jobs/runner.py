@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -21,9 +22,11 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from executors.base import CancelToken, ConfigError, ExecutionContext, ExecutorError
 from executors.output import OutputSink
 from executors.registry import UnknownExecutor, get_executor
+from executors.secrets import redact
 from jobs import agent_metrics, timeutil
 from jobs.logcontext import execution_logging
 from jobs.models import Execution, ExecutionStatus, Run
+from jobs.secrets import SecretError, run_config
 from jobs.services.executions import execution_claim, execution_finish, execution_progress
 from processors.base import ExecutionRecord, ProcessorOptions
 from processors.registry import run_processors
@@ -108,7 +111,7 @@ class _Flusher:
 
     def _flush(self, execution_id: int, entry: _Live) -> None:
         version = entry.sink.version
-        output = entry.sink.text() if version != entry.seen else None
+        output = _storable(entry.sink.text()) if version != entry.seen else None
         try:
             alive = execution_progress(
                 execution_id=execution_id, output=output, truncated=entry.sink.truncated
@@ -124,9 +127,14 @@ class _Flusher:
 _flusher = _Flusher()
 
 
+def _storable(text: str) -> str:
+    """PostgreSQL text refuses NUL: a job printing binary data must still be recorded."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _final_output(reason: str, sink: OutputSink, limit: int) -> tuple[str, bool]:
     """Dkron stores `<error text>\\n` followed by the executor's output; keep the tail."""
-    text = sink.text()
+    text = _storable(sink.text())
     if reason:
         text = f"{reason}\n{text}" if not text.startswith(reason) else text
     data = text.encode("utf-8", "replace")
@@ -199,9 +207,13 @@ def _run_claimed(execution: Execution) -> Execution | None:
     status: str = ExecutionStatus.SUCCESS
     reason, retryable = "", True
     flushing = False
+    hidden: list[str] = []
     try:
         executor = get_executor(snapshot["executor"])
-        config = executor.validate(snapshot.get("executor_config") or {})
+        # Secrets are decrypted here only, and masked in everything the run records.
+        plain, hidden = run_config(snapshot["executor"], snapshot.get("executor_config") or {})
+        sink.hide(hidden)
+        config = executor.validate(plain)
         ctx = ExecutionContext(
             job_name=execution.job_name,
             config=config,
@@ -211,6 +223,7 @@ def _run_claimed(execution: Execution) -> Execution | None:
             attempt=execution.attempt,
             scheduled_at=execution.scheduled_at,
             default_timeout=settings.DKRON["DEFAULT_MAX_RUNTIME"],
+            block_private=bool(settings.DKRON.get("HTTP_BLOCK_PRIVATE", False)),
         )
         _flusher.add(execution.pk, sink, cancel)
         flushing = True
@@ -219,17 +232,23 @@ def _run_claimed(execution: Execution) -> Execution | None:
         executor.execute(ctx)
     except (UnknownExecutor, ConfigError) as exc:
         status, reason, retryable = ExecutionStatus.FAILED, f"invalid job: {exc}", False
+    except SecretError as exc:
+        status, reason, retryable = ExecutionStatus.FAILED, f"secrets: {exc}", False
     except ExecutorError as exc:
         status, reason, retryable = exc.status, exc.message, exc.retryable
     except SoftTimeLimitExceeded:
         cancel.cancel("timeout")
         status, reason = ExecutionStatus.TIMEOUT, "timeout: the run exceeded its time limit"
     except Exception as exc:  # an executor bug must still close the execution
-        log.exception("executor crashed on execution %s", execution.pk)
+        # The traceback is logged with the job's secrets masked, like the output.
+        trace = redact(traceback.format_exc(), hidden)
+        log.error("executor crashed on execution %s\n%s", execution.pk, trace.rstrip())
         status, reason = ExecutionStatus.FAILED, f"executor error: {exc!r}"
     finally:
         if flushing:
             _flusher.remove(execution.pk)
+    reason = redact(reason, hidden)
+    reason = _storable(reason)
     output, truncated = _final_output(reason, sink, limit)
     output = _process_output(execution, status, output, reason, truncated)
     log.info("finished status=%s", status)

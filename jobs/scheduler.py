@@ -20,10 +20,12 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.db import Error as DatabaseError
 from django.db import close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from jobs.services import lease, maintenance, retention, runs
+from jobs import timeutil
+from jobs.services import agents, lease, maintenance, retention, runs
 
 log = logging.getLogger("dkronweb.scheduler")
 
@@ -46,6 +48,7 @@ class JobScheduler(DatabaseScheduler):
         self.holder = scheduler_id()
         self.is_leader = False
         self.last_sweep = 0.0
+        self.last_ok = timeutil.now()  # the database last answered a tick
         super().__init__(*args, **kwargs)
 
     def setup_schedule(self) -> None:
@@ -63,13 +66,19 @@ class JobScheduler(DatabaseScheduler):
     def tick(self, *args: Any, **kwargs: Any) -> float:
         tick_max = _conf()["TICK_MAX"]
         try:
-            return self._tick(tick_max)
-        except Exception:
+            interval = self._tick(tick_max)
+        except Exception as exc:
             # A database or broker restart must not kill the scheduler: wait and retry.
             log.exception("scheduler tick failed; retrying")
+            if isinstance(exc, DatabaseError):
+                # Agents cannot heartbeat meanwhile: liveness gets a grace once it is back.
+                agents.database_unreachable(last_ok=self.last_ok)
             close_old_connections()
             self.is_leader = False
             return tick_max
+        self.last_ok = timeutil.now()
+        agents.database_reachable(now=self.last_ok)
+        return interval
 
     def _tick(self, tick_max: float) -> float:
         was_leader = self.is_leader

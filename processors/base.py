@@ -103,6 +103,9 @@ class Processor:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # Writes on the host (files): creating or changing a job that uses it needs the
+    # run-code permission, as for shell jobs (SPEC 11).
+    touches_hosts: ClassVar[bool] = False
     config_schema: ClassVar[type[ProcessorConfig]] = ProcessorConfig
 
     def __init__(self, options: ProcessorOptions | None = None) -> None:

@@ -45,6 +45,7 @@ def _safe_component(value: str, what: str) -> str:
 class FilesProcessor(Processor):
     name = "files"
     description = "Write the output to <log_dir>/<job>/<execution id>.log"
+    touches_hosts = True
     config_schema = FilesConfig
 
     def validate(self, raw: Any) -> FilesConfig:

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-from datetime import timedelta
 from typing import Any
 
-from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from jobs.models import ApiToken
-
-TOKEN_PREFIX = "dkw_"
-LAST_USED_EVERY = timedelta(seconds=60)  # how stale a token's `last_used` may get
-
-
-def hash_token(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def token_create(*, user: Any, name: str) -> tuple[ApiToken, str]:
-    """Create a token; the raw value is returned once and only its hash is stored."""
-    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user=user, name=name, prefix=raw[:10], key_hash=hash_token(raw))
-    return token, raw
+from jobs.services.tokens import (  # noqa: F401  (re-exported: callers import them from here)
+    LAST_USED_EVERY,
+    TOKEN_PREFIX,
+    hash_token,
+    token_authenticate,
+    token_create,
+)
 
 
 class TokenAuthentication(authentication.BaseAuthentication):
@@ -40,18 +29,10 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raw = value.strip()
         if not raw:
             return None
-        token = (
-            ApiToken.objects.select_related("user")
-            .filter(key_hash=hash_token(raw), revoked=False)
-            .first()
-        )
-        if token is None or not token.user.is_active:
-            raise exceptions.AuthenticationFailed("invalid or revoked API token")
-        now = timezone.now()
-        if token.last_used is None or now - token.last_used > LAST_USED_EVERY:
-            # A write (and a commit) on every request would double a cheap GET's cost.
-            ApiToken.objects.filter(pk=token.pk).update(last_used=now)
-        return token.user, token
+        found = token_authenticate(raw)
+        if found is None:
+            raise exceptions.AuthenticationFailed("invalid, expired or revoked API token")
+        return found  # a role-scoped token's user is a ScopedUser: its has_perm honours the role
 
     def authenticate_header(self, request: Any) -> str:
         return 'Bearer realm="dkronweb"'

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
@@ -10,6 +9,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from jobs.api.permissions import can
 from jobs.api.serializers import ErrorSerializer, MemberSerializer
 from jobs.api.views import ERRORS, ApiView, member_to_dict
 from jobs.errors import DomainError
@@ -58,7 +58,7 @@ class PauseView(ApiView):
         responses={200: PAUSE_STATUS, **ERRORS},
     )
     def post(self, request: Request) -> Response:
-        cluster.cluster_set_paused(paused=True, actor=Actor.from_user(request.user).name)
+        cluster.cluster_set_paused(paused=True, actor=Actor.from_user(request.user))
         return _pause_response()
 
 
@@ -72,7 +72,7 @@ class UnpauseView(ApiView):
         responses={200: PAUSE_STATUS, **ERRORS},
     )
     def post(self, request: Request) -> Response:
-        cluster.cluster_set_paused(paused=False, actor=Actor.from_user(request.user).name)
+        cluster.cluster_set_paused(paused=False, actor=Actor.from_user(request.user))
         return _pause_response()
 
 
@@ -106,7 +106,7 @@ class RestoreView(ApiView):
         tags=["jobs"],
     )
     def post(self, request: Request) -> Response:
-        if settings.AUTH_ENABLED and not all(request.user.has_perm(p) for p in RESTORE_PERMS):
+        if not all(can(request, p) for p in RESTORE_PERMS):
             raise PermissionDenied("restoring jobs needs permission to create and change jobs")
         upload = request.FILES.get("file")
         if upload is None:

@@ -8,6 +8,15 @@ from django.conf import settings
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 
+def can(request: Any, perm: str) -> bool:
+    """Whether the caller holds `perm`: the one check views make beyond `write_perm`. A
+    role-scoped token's user answers within its role (see jobs.services.tokens.ScopedUser)."""
+    if not settings.AUTH_ENABLED:
+        return True
+    user = request.user
+    return bool(user and user.is_authenticated and user.has_perm(perm))
+
+
 class ApiAccess(BasePermission):
     """Views name the permission for their unsafe methods in `write_perm` (a tuple: any)."""
 

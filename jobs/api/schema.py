@@ -19,6 +19,20 @@ def dkron_paths(endpoints: list[Any]) -> list[Any]:
     return result
 
 
+def document_auth_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Every secured operation can answer 401 (no or a bad credential): say so in each one,
+    with the error shape, so clients and schema checks (tests/api/test_fuzz.py) expect it."""
+    unauthorized = {
+        "description": "Not authenticated",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and operation.get("security"):
+                operation.get("responses", {}).setdefault("401", unauthorized)
+    return result
+
+
 class TokenAuthScheme(OpenApiAuthenticationExtension):
     target_class = "jobs.api.auth.TokenAuthentication"
     name = ["BearerAuth", "TokenAuth"]

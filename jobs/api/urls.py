@@ -4,7 +4,7 @@ from django.urls import path, re_path
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from jobs.api import ops, schema, views  # schema: registers the token auth scheme
+from jobs.api import ops, schema, tokens, views  # schema: registers the token auth scheme
 from jobs.api.permissions import ApiAccess
 
 NAME = r"(?P<name>[^/]+)"
@@ -19,6 +19,10 @@ urlpatterns = [
             permission_classes=[ApiAccess],
             custom_settings={
                 "PREPROCESSING_HOOKS": [f"{schema.__name__}.dkron_paths"],
+                "POSTPROCESSING_HOOKS": [
+                    "drf_spectacular.hooks.postprocess_schema_enums",
+                    f"{schema.__name__}.document_auth_errors",
+                ],
                 "COMPONENT_SPLIT_PATCH": False,  # Dkron's PATCH is a full upsert, like POST
             },
         ),
@@ -32,6 +36,10 @@ urlpatterns = [
     path("pause", ops.PauseView.as_view()),
     path("unpause", ops.UnpauseView.as_view()),
     path("restore", ops.RestoreView.as_view()),
+    # dkronweb extensions: the caller's API tokens, and the audit log.
+    re_path(r"^tokens/?$", tokens.TokensView.as_view()),
+    re_path(r"^tokens/(?P<token_id>[^/]+)/?$", tokens.TokenView.as_view()),
+    re_path(r"^audit/?$", tokens.AuditView.as_view()),
     re_path(r"^jobs/?$", views.JobsView.as_view()),
     re_path(rf"^jobs/{NAME}/?$", views.JobView.as_view()),
     re_path(rf"^jobs/{NAME}/run/?$", views.JobRunView.as_view()),

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from jobs import metrics, selectors
 from jobs.api.parsers import JSONParser
+from jobs.api.permissions import can
 from jobs.api.serializers import (
     ErrorSerializer,
     ExecutionSerializer,
@@ -46,12 +47,23 @@ class ApiView(APIView):
     # docstring: the OpenAPI document would show it as every operation's description.)
     parser_classes = [JSONParser]
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # PostgreSQL cannot compare with NUL: refuse it in any filter, on every endpoint.
+        for key, values in request.query_params.lists():
+            if "\x00" in key or any("\x00" in v for v in values):
+                raise DomainError("query parameters must not contain NUL characters", {key: "NUL"})
+
 
 def _flag(request: Request, name: str) -> bool:
     """Dkron treats `?runoncreate` as true by presence; explicit false values are honoured."""
     if name not in request.query_params:
         return False
     return request.query_params.get(name, "").lower() not in {"false", "0", "no"}
+
+
+def _actor(request: Request) -> job_services.Actor:
+    return job_services.Actor.from_user(request.user)
 
 
 def _job_location(name: str) -> str:
@@ -66,13 +78,13 @@ def _upsert(request: Request) -> Response:
         # Dkron's upsert is one endpoint: creating needs `add`, replacing needs `change`.
         exists = Job.objects.filter(name=data.get("name") or "").exists()
         needed = "jobs.change_job" if exists else "jobs.add_job"
-        if not request.user.has_perm(needed):
+        if not can(request, needed):
             verb = "change" if exists else "create"
             raise PermissionDenied(f"you do not have permission to {verb} jobs")
     actor = job_services.Actor.from_user(request.user)
     job, _created = job_services.job_upsert(data=data, actor=actor)
     if _flag(request, "runoncreate"):
-        run_services.run_now(job=job, force=True)
+        run_services.run_now(job=job, force=True, actor=actor)
         job.refresh_from_db()
     response = Response(job_to_dict(job), status=201)
     response["Location"] = _job_location(job.name)
@@ -308,7 +320,7 @@ class JobView(ApiView):
     def delete(self, request: Request, name: str) -> Response:
         job = job_services.job_get(name)
         data = job_to_dict(job)
-        job_services.job_delete(job=job)
+        job_services.job_delete(job=job, actor=_actor(request))
         return Response(data)
 
     @extend_schema(
@@ -325,7 +337,7 @@ class JobView(ApiView):
 
 def run_job(request: Request, name: str) -> Response:
     job = job_services.job_get(name)
-    run = run_services.run_now(job=job, force=_flag(request, "force"))
+    run = run_services.run_now(job=job, force=_flag(request, "force"), actor=_actor(request))
     job.refresh_from_db()
     response = Response(job_to_dict(job), status=202)
     response["Location"] = f"{_job_location(job.name)}/executions?group={run.pk}"
@@ -359,7 +371,7 @@ class JobToggleView(ApiView):
         tags=["jobs"],
     )
     def post(self, request: Request, name: str) -> Response:
-        job = job_services.job_toggle(job=job_services.job_get(name))
+        job = job_services.job_toggle(job=job_services.job_get(name), actor=_actor(request))
         return Response(job_to_dict(job))
 
 
@@ -409,7 +421,9 @@ class ExecutionsView(ApiView):
         tags=["executions"],
     )
     def delete(self, request: Request, name: str) -> Response:
-        job = job_services.job_clear_executions(job=job_services.job_get(name))
+        job = job_services.job_clear_executions(
+            job=job_services.job_get(name), actor=_actor(request)
+        )
         return Response(job_to_dict(job))
 
 
@@ -446,7 +460,7 @@ class ExecutionKillView(ApiView):
     )
     def post(self, request: Request, name: str, execution_id: str) -> Response:
         job_services.job_get(name)
-        execution = execution_kill(execution=_execution(name, execution_id))
+        execution = execution_kill(execution=_execution(name, execution_id), actor=_actor(request))
         return Response(execution_to_dict(execution), status=202)
 
 

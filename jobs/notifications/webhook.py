@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from executors import netguard
 from jobs.notifications import NotificationError
 
 BACKOFF_CAP = 30.0
@@ -29,6 +30,8 @@ class Request:
     timeout: float = 10.0
     retries: int = 3
     backoff: float = 1.0
+    # The SSRF guard (DKRON_HTTP_BLOCK_PRIVATE): refuse non-public addresses (executors.netguard).
+    block_private: bool = False
 
     @property
     def target(self) -> str:
@@ -44,7 +47,10 @@ def send(request: Request, *, sleep: Callable[[float], None] = time.sleep) -> in
         headers["Content-Type"] = "application/json"
     attempts = request.retries + 1
     problem = ""
-    with httpx.Client(timeout=request.timeout, follow_redirects=False) as client:
+    transport = netguard.sync_transport() if request.block_private else None
+    with httpx.Client(
+        timeout=request.timeout, follow_redirects=False, transport=transport
+    ) as client:
         for attempt in range(1, attempts + 1):
             try:
                 response = client.request(
@@ -53,6 +59,8 @@ def send(request: Request, *, sleep: Callable[[float], None] = time.sleep) -> in
                     headers=headers,
                     content=request.body.encode() if request.body else None,
                 )
+            except netguard.BlockedAddress as exc:
+                raise NotificationError(str(exc), permanent=True) from None
             except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
                 raise NotificationError(
                     f"not a valid request ({type(exc).__name__})", permanent=True

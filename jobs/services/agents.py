@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,8 +80,53 @@ def agent_leave(*, name: str, instance_id: str = "") -> int:
     return qs.update(left=True, running=0)
 
 
+@dataclass
+class _Outage:
+    """The last database outage seen by this process (the scheduler, which judges liveness)."""
+
+    last_ok: datetime | None = None  # the last time the database answered before it
+    recovered: datetime | None = None  # when it answered again (None: not yet)
+
+
+_outage = _Outage()
+
+
+def _in_grace(now: datetime, dead_after: timedelta) -> bool:
+    return _outage.last_ok is not None and (
+        _outage.recovered is None or now < _outage.recovered + dead_after
+    )
+
+
+def database_unreachable(*, last_ok: datetime, now: datetime | None = None) -> None:
+    """Note that the database stopped answering (after answering at `last_ok`).
+
+    Agents cannot write heartbeats while the database is down, so when it comes back every
+    agent looks dead until it writes the next one, and the scheduler would fail fires with
+    "no target nodes" and close live runs as "agent stopped responding". Until AGENT_DEAD_AFTER
+    has passed since the database came back, a heartbeat that was fresh when it went away
+    still counts (see `alive_cutoff`). An outage within that grace extends it.
+    """
+    dead_after = timedelta(seconds=settings.DKRON["AGENT_DEAD_AFTER"])
+    if not _in_grace(now or timeutil.now(), dead_after):
+        _outage.last_ok = last_ok
+    _outage.recovered = None
+
+
+def database_reachable(*, now: datetime | None = None) -> None:
+    """Note that the database answers again (ends an outage noted by database_unreachable)."""
+    if _outage.last_ok is not None and _outage.recovered is None:
+        _outage.recovered = now or timeutil.now()
+
+
 def alive_cutoff(now: datetime | None = None) -> datetime:
-    return (now or timeutil.now()) - timedelta(seconds=settings.DKRON["AGENT_DEAD_AFTER"])
+    """Heartbeats older than this are dead: AGENT_DEAD_AFTER ago, of reachable database time."""
+    now = now or timeutil.now()
+    dead_after = timedelta(seconds=settings.DKRON["AGENT_DEAD_AFTER"])
+    cutoff = now - dead_after
+    if _in_grace(now, dead_after):
+        assert _outage.last_ok is not None
+        cutoff = min(cutoff, _outage.last_ok - dead_after)
+    return cutoff
 
 
 def agent_state(agent: Agent, *, now: datetime | None = None) -> str:

@@ -7,6 +7,7 @@ from django.db import transaction
 from jobs import timeutil
 from jobs.errors import ClusterPaused
 from jobs.models import ClusterFlag
+from jobs.services.audit import Actor, audit_record
 
 PAUSED = "paused"
 
@@ -28,8 +29,13 @@ def ensure_not_paused(action: str = "New job submissions are") -> None:
 
 
 @transaction.atomic
-def cluster_set_paused(*, paused: bool, actor: str) -> bool:
-    """Pause or resume job submissions for every node; idempotent. Returns the new state."""
+def cluster_set_paused(*, paused: bool, actor: str | Actor) -> bool:
+    """Pause or resume job submissions for every node; idempotent. Returns the new state.
+
+    `actor`: an Actor (recorded in the audit log too) or, from older callers, a name."""
+    if isinstance(actor, Actor):
+        audit_record(actor=actor, action="pause" if paused else "unpause")
+        actor = actor.name
     flag, created = ClusterFlag.objects.select_for_update().get_or_create(
         name=PAUSED,
         defaults={"value": paused, "changed_at": timeutil.now(), "changed_by": actor},

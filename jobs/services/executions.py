@@ -19,6 +19,7 @@ from jobs.errors import Conflict
 from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job, Run
 from jobs.services import agents as agent_services
 from jobs.services import execution_sql, notifications
+from jobs.services.audit import SYSTEM, Actor, audit_record
 from jobs.targeting import parse_tags, select_nodes
 
 log = logging.getLogger("dkronweb.executions")
@@ -264,7 +265,9 @@ def _after_close(execution: Execution, *, status: str, retry: bool) -> Execution
     )
 
 
-def execution_kill(*, execution: Execution, reason: str = "killed by user") -> Execution:
+def execution_kill(
+    *, execution: Execution, reason: str = "killed by user", actor: Actor = SYSTEM
+) -> Execution:
     """Kill a queued execution at once, or ask its agent to stop a running one."""
     now = timeutil.now()
     if execution.status == ExecutionStatus.QUEUED:
@@ -283,6 +286,12 @@ def execution_kill(*, execution: Execution, reason: str = "killed by user") -> E
         )
     else:
         raise Conflict(f"execution {execution.pk} is not running (status {execution.status})")
+    audit_record(
+        actor=actor,
+        action="kill",
+        target=execution.job_name,
+        detail={"execution": execution.pk, "status": execution.status},
+    )
     execution.refresh_from_db()
     return execution
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,14 +15,17 @@ from django.db.models import Q
 from executors.base import ConfigError
 from executors.registry import UnknownExecutor, get_executor, merge_secrets
 from jobs import schedule as sched
+from jobs import secrets as job_secrets
 from jobs import timeutil
 from jobs.errors import Conflict, Forbidden, InvalidJob, NotFound
 from jobs.models import Concurrency, Execution, ExecutionStatus, Job, MisfirePolicy, Run
 from jobs.notifications import schema as notify_schema
+from jobs.services.audit import SYSTEM, Actor, audit_record
 from jobs.services.cluster import ensure_not_paused
 from jobs.targeting import TagError, parse_tags
+from plugins import UnknownPlugin
 from processors.base import ProcessorOptions
-from processors.registry import validate_processors
+from processors.registry import processor_class, validate_processors
 
 # Fields a client sets; everything else on Job is maintained by the server.
 USER_FIELDS = {
@@ -49,24 +51,6 @@ USER_FIELDS = {
     "history_limit": None,
     "notify": dict,
 }
-
-
-@dataclass
-class Actor:
-    """Who asks for a change: permission checks that belong to the domain (code-running jobs)."""
-
-    can_run_code: bool = True
-    name: str = "system"
-
-    @classmethod
-    def from_user(cls, user: Any) -> Actor:
-        if user is None or not settings.AUTH_ENABLED:
-            return cls()
-        allowed = bool(user.is_authenticated and user.has_perm("jobs.run_code_jobs"))
-        return cls(can_run_code=allowed, name=getattr(user, "username", "") or "anonymous")
-
-
-SYSTEM = Actor()
 
 
 def validate_name(name: Any) -> str:
@@ -154,11 +138,16 @@ def _validate(job: Job, *, parent_name: str, actor: Actor, old_config: dict[str,
         except UnknownExecutor as exc:
             errors["executor"] = str(exc)
         else:
-            job.executor_config = merge_secrets(job.executor, job.executor_config, old_config)
+            # Masked secrets sent back keep the stored ones (decrypted to merge and validate,
+            # encrypted again to store when DKRON_ENCRYPTION_KEY is set: jobs.secrets).
+            stored = job_secrets.decrypt_config(job.executor, old_config, strict=False)
+            job.executor_config = merge_secrets(job.executor, job.executor_config, stored)
             try:
                 executor.validate(job.executor_config)
             except ConfigError as exc:
                 errors["executor_config"] = exc.errors
+            else:
+                job.executor_config = job_secrets.encrypt_config(job.executor, job.executor_config)
             if executor.runs_code and not actor.can_run_code:
                 raise Forbidden(
                     f"you may not create or change '{job.executor}' jobs: they run code on "
@@ -172,10 +161,27 @@ def _validate(job: Job, *, parent_name: str, actor: Actor, old_config: dict[str,
             settings.DKRON.get("DISABLED_PROCESSORS", ()),
         )
     )
+    if not actor.can_run_code:
+        _ensure_no_host_processors(job.processors)
     if errors:
         first = next(iter(errors.items()))
         detail = first[1] if isinstance(first[1], str) else f"{first[0]}: {first[1]}"
         raise InvalidJob(f"Job validation failed: {detail}", errors)
+
+
+def _ensure_no_host_processors(processors: Any) -> None:
+    """Processors that write on hosts (files) need the run-code permission too."""
+    for name in processors if isinstance(processors, dict) else ():
+        try:
+            touches = processor_class(name).touches_hosts
+        except (UnknownPlugin, ImportError, TypeError):
+            continue  # reported by validate_processors
+        if touches:
+            raise Forbidden(
+                f"you may not use the '{name}' processor: it writes on hosts and needs the "
+                "'run code jobs' permission (jobs.run_code_jobs)",
+                {"processors": "permission required"},
+            )
 
 
 def _check_parent(name: str, parent_name: str) -> Job | None:
@@ -212,6 +218,8 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
     created = job is None
     if job is None:
         job = Job(name=name)
+    before = {f: getattr(job, f) for f in USER_FIELDS}
+    before["parent_job"] = job.parent_id
     old: dict[str, Any] = {
         "schedule": job.schedule,
         "timezone": job.timezone,
@@ -246,7 +254,18 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
     if timing_changed or job.parent_id != old["parent_id"]:
         job.next_run = compute_next_run(job, after=now)
     job.save()
+    detail: dict[str, Any] = {"executor": job.executor}
+    if not created:
+        detail["changed"] = sorted(_changed_fields(before, job))
+    audit_record(actor=actor, action="create" if created else "update", target=name, detail=detail)
     return job, created
+
+
+def _changed_fields(before: dict[str, Any], job: Job) -> list[str]:
+    """Names (never values: configs hold secrets) of the fields the upsert changed."""
+    after = {f: getattr(job, f) for f in USER_FIELDS}
+    after["parent_job"] = job.parent_id
+    return [f for f, value in after.items() if before.get(f) != value]
 
 
 def job_get(name: str) -> Job:
@@ -259,7 +278,7 @@ def job_get(name: str) -> Job:
 
 
 @transaction.atomic
-def job_delete(*, job: Job) -> Job:
+def job_delete(*, job: Job, actor: Actor = SYSTEM) -> Job:
     """Delete a job; its queued executions are cancelled and running ones get a kill request.
 
     The rows go with the job; an agent whose execution row disappears stops the work.
@@ -277,21 +296,23 @@ def job_delete(*, job: Job) -> Job:
     Execution.objects.filter(job=job, status=ExecutionStatus.RUNNING).update(kill_requested=True)
     snapshot = Job.objects.get(pk=job.pk)
     job.delete()
+    audit_record(actor=actor, action="delete", target=snapshot.name)
     return snapshot
 
 
 @transaction.atomic
-def job_toggle(*, job: Job) -> Job:
+def job_toggle(*, job: Job, actor: Actor = SYSTEM) -> Job:
     """Flip `disabled`. Enabling keeps next_run, so fires missed while the job was disabled
     follow its misfire policy (skip by default)."""
     job = Job.objects.select_for_update().get(pk=job.pk)
     job.disabled = not job.disabled
     job.save(update_fields=["disabled", "updated_at"])
+    audit_record(actor=actor, action="toggle", target=job.name, detail={"disabled": job.disabled})
     return Job.objects.select_related("parent").get(pk=job.pk)
 
 
 @transaction.atomic
-def job_clear_executions(*, job: Job) -> Job:
+def job_clear_executions(*, job: Job, actor: Actor = SYSTEM) -> Job:
     """Dkron's DELETE /executions: remove finished history and reset counters."""
     Execution.objects.filter(job=job).exclude(
         status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]
@@ -303,5 +324,6 @@ def job_clear_executions(*, job: Job) -> Job:
     Job.objects.filter(pk=job.pk).update(
         success_count=0, error_count=0, last_success=None, last_error=None
     )
+    audit_record(actor=actor, action="clear", target=job.name)
     job.refresh_from_db()
     return job

@@ -31,9 +31,9 @@ class SweepReport:
 
 
 def _close_dead_runs(now: datetime, report: SweepReport) -> None:
-    dead_after = timedelta(seconds=settings.DKRON["AGENT_DEAD_AFTER"])
+    # The agents' rule (AGENT_DEAD_AFTER), stretched after a database outage: see alive_cutoff.
     stale = Execution.objects.filter(
-        status=ExecutionStatus.RUNNING, heartbeat_at__lt=now - dead_after
+        status=ExecutionStatus.RUNNING, heartbeat_at__lt=agent_services.alive_cutoff(now)
     ).values_list("pk", "node_name")
     for pk, node in stale:
         retry = execution_finish(

@@ -118,6 +118,7 @@ def notify_run(*, run_id: int) -> list[Outcome]:
             timeout=hook.timeout or conf["NOTIFY_TIMEOUT"],
             retries=conf["NOTIFY_RETRIES"] if hook.retries is None else hook.retries,
             backoff=conf["NOTIFY_RETRY_BACKOFF"],
+            block_private=bool(conf.get("HTTP_BLOCK_PRIVATE", False)),
         )
         outcomes.append(
             _deliver(

@@ -17,9 +17,11 @@ from django.db.models import F
 
 from executors.registry import get_executor
 from jobs import dispatch, timeutil
+from jobs import secrets as job_secrets
 from jobs.errors import Conflict
 from jobs.models import ACTIVE_STATUSES, Concurrency, Execution, ExecutionStatus, Job, Run
 from jobs.services import agents as agent_services
+from jobs.services.audit import SYSTEM, Actor, audit_record
 from jobs.services.jobs import compute_next_run, parse_job_schedule
 from jobs.targeting import parse_tags, select_nodes
 
@@ -40,7 +42,8 @@ def snapshot_of(job: Job) -> dict[str, Any]:
     snap["owner_email"] = job.owner_email
     try:
         executor = get_executor(job.executor)
-        timeout = executor.timeout_seconds(executor.validate(job.executor_config))
+        plain = job_secrets.decrypt_config(job.executor, job.executor_config, strict=False)
+        timeout = executor.timeout_seconds(executor.validate(plain))
     except Exception:
         timeout = None  # the agent reports the config error as the run's failure
     snap["timeout_seconds"] = timeout
@@ -167,7 +170,11 @@ def start_runs(fires: list[Fire]) -> list[Run]:
             failed_jobs[job.pk] = failed_jobs.get(job.pk, 0) + 1
             settle.append(run.pk)
             continue
-        placement = "any" if target.count is not None else "node"
+        # A node picked among several (a tag count, or an untagged job under
+        # UNTAGGED_TARGET=one) is not the run's target: the sweep may move the run, and its
+        # retries, to another matching node when that one dies.
+        one_of = target.count is not None or (not target.required and untagged == "one")
+        placement = "any" if one_of else "node"
         for node in chosen:
             executions.append(
                 _execution(run, job, node=node.name, status="queued", placement=placement)
@@ -193,7 +200,7 @@ def _start(job: Job, *, scheduled_at: datetime | None, trigger: str) -> Run | No
 
 
 @transaction.atomic
-def run_now(*, job: Job, force: bool = False) -> Run:
+def run_now(*, job: Job, force: bool = False, actor: Actor = SYSTEM) -> Run:
     """Run a job at once, whatever its schedule or `disabled`; forbid answers 409 unless forced."""
     if job.concurrency == Concurrency.FORBID and not force and has_active_run(job):
         raise Conflict(
@@ -202,6 +209,7 @@ def run_now(*, job: Job, force: bool = False) -> Run:
         )
     run = _start(job, scheduled_at=None, trigger=Run.Trigger.MANUAL)
     assert run is not None  # manual runs have no fire key, so they never collide
+    audit_record(actor=actor, action="run", target=job.name, detail={"run": run.pk, "force": force})
     return run
 
 

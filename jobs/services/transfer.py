@@ -17,6 +17,8 @@ from rest_framework import serializers
 from jobs.api.serializers import JobInputSerializer, job_to_dict
 from jobs.errors import DomainError
 from jobs.models import Job
+from jobs.secrets import decrypt_config
+from jobs.services.audit import audit_record
 from jobs.services.cluster import ensure_not_paused
 from jobs.services.jobs import SYSTEM, Actor, job_upsert
 
@@ -44,15 +46,21 @@ class RestoreResult:
         return f"fail create {self.name}: {self.error}"
 
 
-def jobs_export() -> list[dict[str, Any]]:
-    """Every job in Dkron's JSON, with the real secrets (masked in API responses) so that the
-    file restores to the same jobs. The caller must keep the result as secret as the database."""
+def jobs_export(*, include_secrets: bool = False) -> list[dict[str, Any]]:
+    """Every job in Dkron's JSON, secrets masked as in API responses (restored over the same
+    jobs, a mask keeps the stored secret; restored elsewhere, masked secrets are left out).
+
+    With `include_secrets` the real values, decrypted (jobs.secrets), so that the file restores
+    to the same jobs on any server: the caller must keep it as secret as the database.
+    """
     jobs = Job.objects.select_related("parent").prefetch_related("dependents").order_by("name")
     out = []
     for job in jobs:
         data = job_to_dict(job, dependents=[d.name for d in job.dependents.all()])
-        data["executor_config"] = dict(job.executor_config or {})
-        data["notify"] = job.notify or {}
+        if include_secrets:
+            config = job.executor_config or {}
+            data["executor_config"] = decrypt_config(job.executor, config, strict=False)
+            data["notify"] = job.notify or {}
         out.append(data)
     return out
 
@@ -187,6 +195,12 @@ def jobs_restore(
             if not result.ok:
                 failed_names.add(name)
             results.append(result)
+        ok = sum(r.ok for r in results)
+        audit_record(  # each job's create/update has its own entry too
+            actor=actor,
+            action="import" if actor.via == "cli" else "restore",
+            detail={"jobs": len(results), "ok": ok, "failed": len(results) - ok},
+        )
         if dry_run:
             transaction.set_rollback(True)
     return results

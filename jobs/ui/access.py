@@ -17,7 +17,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
 from django.utils.functional import SimpleLazyObject
 
+from jobs.models import AuditEntry
 from jobs.services import cluster
+from jobs.services.audit import Actor
 
 EDIT = "jobs.change_job"
 ADD = "jobs.add_job"
@@ -26,6 +28,11 @@ OPERATE = "jobs.operate_job"  # run now, toggle, kill
 RUN_CODE = "jobs.run_code_jobs"
 
 View = Callable[..., HttpResponse]
+
+
+def actor(request: HttpRequest) -> Actor:
+    """The signed-in user as the services' actor (for the run-code check and the audit log)."""
+    return Actor.from_user(request.user, via=AuditEntry.Via.UI)
 
 
 def allowed(request: HttpRequest, perm: str) -> bool:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from jobs.ui.views import auth, cluster, dashboard, job_detail, job_form, job_list
+from jobs.ui.views import auth, cluster, dashboard, job_detail, job_form, job_list, tokens
 
 urlpatterns = [
     path("", dashboard.dashboard, name="ui-dashboard"),
@@ -28,4 +28,7 @@ urlpatterns = [
     path("busy/", cluster.busy, name="ui-busy"),
     path("busy/fragment/", cluster.busy_fragment, name="ui-busy-fragment"),
     path("members/", cluster.members, name="ui-members"),
+    # The signed-in user's API tokens.
+    path("tokens/", tokens.tokens, name="ui-tokens"),
+    path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="ui-token-revoke"),
 ]

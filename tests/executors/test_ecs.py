@@ -457,12 +457,13 @@ def test_no_region_fails_without_retry(
     assert error.retryable is False
 
 
-def test_the_executor_is_registered_runs_code_and_has_no_secret_keys() -> None:
+def test_the_executor_is_registered_runs_code_and_masks_only_env_values() -> None:
     executor = get_executor("ecs")
     assert isinstance(executor, EcsExecutor)
     assert executor.runs_code is True
     config = {"taskdefName": "x", "env": "TOKEN=abc"}
-    assert mask_secrets("ecs", config) == config  # credentials never live in the job
+    # AWS credentials never live in the job; env values are write-only (executors.secrets).
+    assert mask_secrets("ecs", config) == {"taskdefName": "x", "env": "TOKEN=********"}
 
 
 def test_config_accepts_dkrons_documented_examples() -> None:

@@ -1,5 +1,6 @@
-"""`manage.py export_jobs` and `import_jobs`: Dkron JSON with real secrets, a round trip to the
-same jobs, a per-job report and a non-zero exit when a job fails."""
+"""`manage.py export_jobs` and `import_jobs`: Dkron JSON (secrets masked unless
+--include-secrets), a round trip to the same jobs, a per-job report and a non-zero exit when a
+job fails."""
 
 from __future__ import annotations
 
@@ -71,16 +72,16 @@ def snapshot() -> dict[str, dict]:
     }
 
 
-def export(tmp_path: Path) -> Path:
+def export(tmp_path: Path, *flags: str) -> Path:
     out = tmp_path / "jobs.json"
-    call_command("export_jobs", "--output", str(out), stderr=io.StringIO())
+    call_command("export_jobs", "--output", str(out), *flags, stderr=io.StringIO())
     return out
 
 
 def test_export_then_import_into_an_empty_database_gives_the_same_jobs(tmp_path):
     make_jobs()
     before = snapshot()
-    out = export(tmp_path)
+    out = export(tmp_path, "--include-secrets")
     for name in ("after-publish", "publish", "nightly"):
         Job.objects.get(name=name).delete()
 
@@ -99,7 +100,7 @@ def test_export_then_import_into_an_empty_database_gives_the_same_jobs(tmp_path)
 def test_the_export_is_dkron_json_with_real_secrets_in_a_file_only_its_owner_reads(tmp_path):
     make_jobs()
 
-    out = export(tmp_path)
+    out = export(tmp_path, "--include-secrets")
 
     jobs = {j["name"]: j for j in json.loads(out.read_text())}
     assert set(jobs) == {"nightly", "publish", "after-publish"}
@@ -198,3 +199,21 @@ def test_import_as_a_user_applies_the_run_code_permission(tmp_path):
         call_command("import_jobs", str(out), "--user", "editor", stdout=stdout)
 
     assert "FAILED   shell-job: you may not create or change 'shell' jobs" in stdout.getvalue()
+
+
+def test_the_export_masks_secrets_unless_asked_and_restores_them_over_the_same_jobs(tmp_path):
+    make_jobs()
+    job_upsert(
+        data=job_body("envy", executor_config={"command": "env", "env": "DB_PASSWORD=hunter2"})
+    )
+    before = snapshot()
+
+    out = export(tmp_path)
+
+    text = out.read_text()
+    for secret in ("nats-secret", "hook-secret", "hunter2"):
+        assert secret not in text
+    jobs = {j["name"]: j for j in json.loads(text)}
+    assert jobs["envy"]["executor_config"]["env"] == "DB_PASSWORD=********"
+    call_command("import_jobs", str(out), stdout=io.StringIO())
+    assert snapshot() == before

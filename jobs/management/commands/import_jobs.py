@@ -9,7 +9,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.errors import DomainError
-from jobs.services.jobs import SYSTEM, Actor
+from jobs.models import AuditEntry
+from jobs.services.jobs import Actor
 from jobs.services.transfer import jobs_restore, parse_export
 
 
@@ -30,13 +31,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        actor = SYSTEM
+        actor = Actor(via=AuditEntry.Via.CLI)
         if opts["user"]:
             try:
                 user = get_user_model().objects.get(username=opts["user"])
             except get_user_model().DoesNotExist:
                 raise CommandError(f"no user named {opts['user']!r}") from None
-            actor = Actor.from_user(user)
+            actor = Actor.from_user(user, via=AuditEntry.Via.CLI)
         raw = self._read(opts["file"])
         try:
             results = jobs_restore(items=parse_export(raw), actor=actor, dry_run=opts["dry_run"])

@@ -25,7 +25,7 @@ from jobs.models import ACTIVE_STATUSES, Execution, Job
 from jobs.services import executions as execution_services
 from jobs.services import jobs as job_services
 from jobs.services import runs as run_services
-from jobs.ui.access import DELETE, OPERATE, action, page
+from jobs.ui.access import DELETE, OPERATE, action, actor, page
 
 EXECUTIONS_SHOWN = 50
 TAIL_BYTES = 4096
@@ -183,7 +183,7 @@ def job_run(request: HttpRequest, name: str) -> HttpResponse:
     """Run now. Running needs OPERATE only: the run-code permission guards changing code."""
     job = _job(name)
     try:
-        run = run_services.run_now(job=job, force=True)
+        run = run_services.run_now(job=job, force=True, actor=actor(request))
     except DomainError as exc:
         messages.error(request, exc.message)
     else:
@@ -193,7 +193,7 @@ def job_run(request: HttpRequest, name: str) -> HttpResponse:
 
 @action(OPERATE)
 def job_toggle(request: HttpRequest, name: str) -> HttpResponse:
-    job = job_services.job_toggle(job=_job(name))
+    job = job_services.job_toggle(job=_job(name), actor=actor(request))
     messages.success(request, "Job disabled" if job.disabled else "Job enabled")
     return _back(request, job.name)
 
@@ -205,7 +205,7 @@ def job_delete(request: HttpRequest, name: str) -> HttpResponse:
     if request.method == "GET":
         return render(request, "ui/confirm_delete.html", {"job": job, "dependents": dependents})
     try:
-        job_services.job_delete(job=job)
+        job_services.job_delete(job=job, actor=actor(request))
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("ui-job", name=job.name)
@@ -219,7 +219,7 @@ def execution_kill(request: HttpRequest, pk: int) -> HttpResponse:
     if execution is None:
         raise Http404("execution not found")
     try:
-        killed = execution_services.execution_kill(execution=execution)
+        killed = execution_services.execution_kill(execution=execution, actor=actor(request))
     except DomainError as exc:
         messages.error(request, exc.message)
     else:

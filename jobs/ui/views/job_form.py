@@ -21,7 +21,7 @@ from jobs.errors import DomainError, Forbidden, NotFound
 from jobs.models import Job
 from jobs.services import jobs as job_services
 from jobs.ui import forms as f
-from jobs.ui.access import ADD, EDIT, action, page
+from jobs.ui.access import ADD, EDIT, action, actor, page
 
 JOB_NAMES_SHOWN = 500  # suggestions for parent_job (a datalist, not a closed list)
 
@@ -110,9 +110,9 @@ def _blank_form(request: HttpRequest, *, mode: str, job: Job | None) -> HttpResp
     )
     form.config_fields = _fields_for(job.executor)
     f.fill_defaults(form.config_fields)
-    extra = f.fill_from_config(
-        form.config_fields, job.executor_config or {}, keep_secrets=not clone
-    )
+    # Masked: env and header values show as the mask, which saving sends back (keeping them).
+    shown = registry.mask_secrets(job.executor, job.executor_config or {})
+    extra = f.fill_from_config(form.config_fields, shown, keep_secrets=not clone)
     if clone:  # a clone starts without secrets, those the schema names and any that look so
         masked = registry.mask_secrets(job.executor, extra)
         extra = {k: v for k, v in extra.items() if masked[k] == v}
@@ -162,9 +162,7 @@ def _submit(request: HttpRequest, *, mode: str, job: Job | None) -> HttpResponse
         return _render(request, form, mode=mode, job=job, status=400)
     data = form.job_data(name=name)
     try:
-        saved, created = job_services.job_upsert(
-            data=data, actor=job_services.Actor.from_user(request.user)
-        )
+        saved, created = job_services.job_upsert(data=data, actor=actor(request))
     except DomainError as exc:
         form.apply_service_error(exc, extra_keys=form.cleaned_data["extra_json"].keys())
         status = 403 if isinstance(exc, Forbidden) else 400

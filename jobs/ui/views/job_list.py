@@ -19,6 +19,7 @@ from jobs.errors import Conflict, DomainError
 from jobs.models import Job
 from jobs.services import jobs as job_services
 from jobs.services import runs as run_services
+from jobs.services.audit import Actor
 from jobs.ui import access
 
 PAGE_SIZE = 50
@@ -204,7 +205,7 @@ def _summary(verb: str, names: list[str]) -> str:
     return f"{verb} {len(names)} job{'s' if len(names) != 1 else ''}: {shown}."
 
 
-def _delete(jobs: list[Job]) -> tuple[list[str], list[tuple[str, str]]]:
+def _delete(jobs: list[Job], by: Actor) -> tuple[list[str], list[tuple[str, str]]]:
     """Delete each job; one refused for its dependents is retried once those went too."""
     done: list[str] = []
     failed: list[tuple[str, str]] = []
@@ -213,7 +214,7 @@ def _delete(jobs: list[Job]) -> tuple[list[str], list[tuple[str, str]]]:
         conflicts: list[tuple[Job, Conflict]] = []
         for job in pending:
             try:
-                job_services.job_delete(job=job)
+                job_services.job_delete(job=job, actor=by)
                 done.append(job.name)
             except Conflict as exc:
                 conflicts.append((job, exc))
@@ -231,15 +232,16 @@ def perform(request: HttpRequest, action: str, jobs: list[Job]) -> None:
     done: list[str] = []
     unchanged: list[str] = []
     failed: list[tuple[str, str]] = []
+    by = access.actor(request)
     if action == "delete":
-        done, failed = _delete(jobs)
+        done, failed = _delete(jobs, by)
     else:
         for job in jobs:
             try:
                 if action == "run":
-                    run_services.run_now(job=job, force=True)
+                    run_services.run_now(job=job, force=True, actor=by)
                 elif job.disabled == (action == "enable"):
-                    job_services.job_toggle(job=job)
+                    job_services.job_toggle(job=job, actor=by)
                 else:
                     unchanged.append(job.name)
                     continue
