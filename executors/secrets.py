@@ -219,6 +219,24 @@ def merge(
     return transform(merged, keys=keys, entries=entries, fn=restore)
 
 
+# Env and header names whose values are also hidden in a run's output. Every entry value is
+# write-only in the API, but scrubbing an ordinary value (GREETING=hello) from the output would
+# mangle it, so output hides only the entries named like credentials.
+_OUTPUT_SECRET_WORDS = (
+    "pass", "pwd", "secret", "token", "key", "auth", "credential", "cookie", "session",
+    "private", "cert", "dsn",
+)  # fmt: skip
+
+
+def hidden_in_output(path: Path) -> bool:
+    """Whether the secret value at `path` (from `secret_values`) must be scrubbed from output:
+    a whole secret key always, an env or header entry when its name looks like a credential."""
+    if len(path) == 1:
+        return True
+    name = str(path[1]).lower()
+    return any(word in name for word in _OUTPUT_SECRET_WORDS)
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """`text` with every occurrence of a secret value replaced by `MASK` (longest first, so a
     secret that contains another is hidden whole)."""

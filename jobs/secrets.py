@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
 from executors import registry
-from executors.secrets import Path
+from executors.secrets import Path, hidden_in_output
 
 __all__ = [
     "PREFIX",
@@ -143,5 +143,7 @@ def decrypt_config(
 def run_config(executor: str, config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The plain config an agent runs, and the secret values its output must not show."""
     plain = decrypt_config(executor, config)
-    values = registry.secret_values(executor, plain).values()
-    return plain, [v for v in values if isinstance(v, str) and v]
+    values = registry.secret_values(executor, plain)
+    return plain, [
+        v for path, v in values.items() if isinstance(v, str) and v and hidden_in_output(path)
+    ]

@@ -137,3 +137,15 @@ def test_output_redaction_hides_secret_values_but_not_tiny_ones() -> None:
 
     assert sink.text() == f"password={M} ok\n"
     assert redact("a hunter2b", ["hunter2", "hunter2b"]) == f"a {M}"
+
+
+def test_output_hides_whole_secret_keys_and_credential_named_entries_only() -> None:
+    from executors.secrets import hidden_in_output
+
+    assert hidden_in_output(("saslPassword",))
+    assert hidden_in_output(("env", "DB_PASSWORD", 0))
+    assert hidden_in_output(("headers", "Authorization", 0))
+    assert hidden_in_output(("env", "AWS_SECRET_ACCESS_KEY", 0))
+    # Ordinary values stay write-only in the API but are not scrubbed from what the job prints.
+    assert not hidden_in_output(("env", "GREETING", 0))
+    assert not hidden_in_output(("headers", "Accept", 0))
