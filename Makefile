@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 
-.PHONY: install run test test-fast bench lint format clean
+.PHONY: install run test test-fast bench soak lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test-fast: $(STAMP)
 MODE ?= quick
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --mode $(MODE)
+
+## The soak: a real cluster under API load, one agent killed midway; fails on any lost,
+## duplicated or stuck execution or API 5xx. MODE=micro (~20 s), short (~2 min, the default
+## here: MODE's `quick` above is the benchmark's) or full (~5 min).
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --mode $(if $(filter file,$(origin MODE)),short,$(MODE))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
