@@ -7,9 +7,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Count
 
 from jobs import timeutil
-from jobs.models import Agent
+from jobs.models import ACTIVE_STATUSES, Agent, Execution
 from jobs.targeting import NodeInfo
 
 
@@ -139,14 +140,30 @@ def agent_state(agent: Agent, *, now: datetime | None = None) -> str:
 
 
 def alive_nodes(*, now: datetime | None = None) -> list[NodeInfo]:
-    rows = Agent.objects.filter(left=False, last_heartbeat__gte=alive_cutoff(now)).values(
-        "name", "tags", "running", "concurrency"
+    """The live agents, each with its load: the executions queued for or running on it.
+
+    The load is counted in the database, not taken from the heartbeat: a prefork agent's
+    heartbeat thread lives in the parent process and cannot see what its pool children run,
+    so it reports 0 and "least busy first" would send all the work to the first agent by name.
+    """
+    rows = list(
+        Agent.objects.filter(left=False, last_heartbeat__gte=alive_cutoff(now)).values(
+            "name", "tags", "running", "concurrency"
+        )
+    )
+    load = dict(
+        Execution.objects.filter(
+            status__in=ACTIVE_STATUSES, node_name__in=[r["name"] for r in rows]
+        )
+        .values_list("node_name")
+        .annotate(n=Count("pk"))
+        .values_list("node_name", "n")
     )
     return [
         NodeInfo(
             name=r["name"],
             tags={k: str(v) for k, v in (r["tags"] or {}).items()},
-            running=r["running"],
+            running=max(r["running"], load.get(r["name"], 0)),
             concurrency=r["concurrency"],
         )
         for r in rows

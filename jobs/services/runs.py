@@ -7,7 +7,7 @@ the Celery message for each execution is published after the transaction commits
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from jobs.models import ACTIVE_STATUSES, Concurrency, Execution, ExecutionStatus
 from jobs.services import agents as agent_services
 from jobs.services.audit import SYSTEM, Actor, audit_record
 from jobs.services.jobs import compute_next_run, parse_job_schedule
-from jobs.targeting import parse_tags, select_nodes
+from jobs.targeting import NodeInfo, parse_tags, select_nodes
 
 log = logging.getLogger("dkronweb.runs")
 
@@ -179,6 +179,8 @@ def start_runs(fires: list[Fire]) -> list[Run]:
             executions.append(
                 _execution(run, job, node=node.name, status="queued", placement=placement)
             )
+        if one_of:  # the next fire of the batch sees these nodes one execution busier
+            nodes = _with_one_more(nodes, {node.name for node in chosen})
         started_jobs.add(job.pk)
         active.add(job.pk)  # a second fire of this job in the batch (run_all) sees this one
     Execution.objects.bulk_create(executions)
@@ -191,6 +193,10 @@ def start_runs(fires: list[Fire]) -> list[Run]:
         execution_services.run_settle(run_id=run_id)
     dispatch.publish_on_commit([e for e in executions if e.status == ExecutionStatus.QUEUED])
     return [run for _, run in created]
+
+
+def _with_one_more(nodes: list[NodeInfo], names: set[str]) -> list[NodeInfo]:
+    return [replace(n, running=n.running + 1) if n.name in names else n for n in nodes]
 
 
 def _start(job: Job, *, scheduled_at: datetime | None, trigger: str) -> Run | None:

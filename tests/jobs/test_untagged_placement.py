@@ -66,3 +66,43 @@ def test_a_queued_untagged_run_of_a_dead_node_moves_to_a_live_one(db, one):
     execution.refresh_from_db()
     assert (report.moved, report.failed) == (1, 0)
     assert execution.status == "queued" and execution.node_name == live
+
+
+def test_runs_picked_among_agents_spread_by_the_work_queued_on_each(db, one):
+    # Prefork agents heartbeat running=0 (the parent cannot see its pool children), so the
+    # load comes from the executions queued for or running on each node, within a batch too.
+    make_agent("a1")
+    make_agent("a2")
+    for i in range(6):
+        job = job_upsert(
+            data={
+                "name": f"s{i}",
+                "schedule": "@manually",
+                "executor": "shell",
+                "executor_config": {"command": "true"},
+            }
+        )[0]
+        run_now(job=Job.objects.get(pk=job.pk))
+    per_node = sorted(Execution.objects.values_list("node_name", flat=True))
+    assert per_node == ["a1", "a1", "a1", "a2", "a2", "a2"]
+
+
+def test_fires_of_one_batch_alternate_between_idle_agents(db, one):
+    from jobs.services.runs import Fire, start_runs
+
+    make_agent("a1")
+    make_agent("a2")
+    jobs = [
+        job_upsert(
+            data={
+                "name": f"b{i}",
+                "schedule": "@manually",
+                "executor": "shell",
+                "executor_config": {"command": "true"},
+            }
+        )[0]
+        for i in range(4)
+    ]
+    start_runs([Fire(job=j, scheduled_at=None, trigger="manual") for j in jobs])
+    nodes = [e.node_name for e in Execution.objects.order_by("pk")]
+    assert nodes == ["a1", "a2", "a1", "a2"]
