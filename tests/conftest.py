@@ -28,6 +28,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
 
 
+@pytest.fixture(autouse=True)
+def no_database_outage() -> Iterator[None]:
+    """Every test starts with no database outage noted in this process: a scheduler ticked
+    in-process on a test's closed connection must not stretch agent liveness for later tests."""
+    from jobs.services import agents
+
+    agents._outage = agents._Outage()
+    yield
+    agents._outage = agents._Outage()
+
+
 @pytest.fixture
 def admin_user(db):  # type: ignore[no-untyped-def]
     from django.contrib.auth import get_user_model
