@@ -206,6 +206,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_CREATE_MISSING_QUEUES = True
 CELERY_TASK_DEFAULT_QUEUE = "dkron.default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Retry a lost broker forever (None; 0 would mean "never"): Celery's default of 100 attempts
+# makes an agent exit after a long broker outage and wait for a supervisor to restart it.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes the database connection after every task unless told to reuse

@@ -1,4 +1,5 @@
-"""The duration settings (DKRON_HISTORY_MAX_AGE and friends) accept "30d"-style values."""
+"""Settings from the environment: "30d"-style durations (DKRON_HISTORY_MAX_AGE and friends), and
+Celery's broker retries."""
 
 from __future__ import annotations
 
@@ -33,3 +34,10 @@ def test_it_refuses_what_is_not_a_duration(monkeypatch, raw):
     monkeypatch.setenv("DKRON_TEST_DURATION", raw)
     with pytest.raises(ImproperlyConfigured, match="DKRON_TEST_DURATION"):
         env_duration("DKRON_TEST_DURATION", 5.0)
+
+
+def test_agents_retry_a_lost_broker_forever() -> None:
+    # None is "forever" in Celery (0 is "never"); the default 100 makes an agent exit.
+    from dkronweb.celery import app
+
+    assert app.conf.broker_connection_max_retries is None
