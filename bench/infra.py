@@ -32,6 +32,7 @@ class Infra:
     db_name: str
     prefix: str  # Redis keys, queue names, agent names
     data_dir: Path
+    redis_url: str = REDIS_URL  # the broker and the bookkeeping (the soak uses its own db)
 
     @property
     def database_url(self) -> str:
@@ -40,10 +41,10 @@ class Infra:
 
     @property
     def broker_url(self) -> str:
-        return REDIS_URL
+        return self.redis_url
 
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(REDIS_URL)
+        return redis.Redis.from_url(self.redis_url)
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of every child process (and of this one, for Django)."""

@@ -129,14 +129,7 @@ MODES = {
 
 
 class SoakInfra(infra.Infra):
-    """The benchmark's infrastructure (its own database), on the soak's Redis database."""
-
-    @property
-    def broker_url(self) -> str:
-        return REDIS_URL
-
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(REDIS_URL)
+    """The benchmark's infrastructure (its own database), with the soak's settings."""
 
     def env(self, **extra: str) -> dict[str, str]:
         return super().env(**{**SETTINGS, **extra})
@@ -146,7 +139,13 @@ def make_infra(data_root: Path) -> SoakInfra:
     pid = str(os.getpid())
     data_dir = data_root / f"dksoak-{pid}"
     data_dir.mkdir(parents=True, exist_ok=True)
-    return SoakInfra(run_id=pid, db_name=f"dksoak_{pid}", prefix=f"dks{pid}", data_dir=data_dir)
+    return SoakInfra(
+        run_id=pid,
+        db_name=f"dksoak_{pid}",
+        prefix=f"dks{pid}",
+        data_dir=data_dir,
+        redis_url=REDIS_URL,
+    )
 
 
 def remove_leftovers() -> list[str]:

@@ -89,7 +89,31 @@ def _stop_popen(popen: subprocess.Popen[bytes], sig: int, timeout: float = 20.0)
         popen.wait(timeout=10)
 
 
-class RedisServer:
+class _Server:
+    """A private server process this test session starts, stops and restarts on one port."""
+
+    popen: subprocess.Popen[bytes] | None
+    stop_signal = signal.SIGTERM
+    stop_timeout = 20.0
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.popen is not None:
+            _stop_popen(self.popen, self.stop_signal, timeout=self.stop_timeout)
+        self.popen = None
+
+    def restart(self, down_for: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+
+class RedisServer(_Server):
     """`redis-server` on its own port with no persistence (as the spec assumes for Redis)."""
 
     def __init__(self, workdir: Path) -> None:
@@ -101,9 +125,6 @@ class RedisServer:
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
 
     def start(self) -> None:
         if self.running():
@@ -128,23 +149,13 @@ class RedisServer:
         except redis.RedisError:
             return False
 
-    def stop(self) -> None:
-        if self.popen is not None:
-            _stop_popen(self.popen, signal.SIGTERM)
-        self.popen = None
-
-    def restart(self, down_for: float = 0.0) -> None:
-        self.stop()
-        time.sleep(down_for)
-        self.start()
-
     def flushall(self) -> None:
         import redis
 
         redis.Redis(port=self.port, socket_timeout=5).flushall()
 
 
-class PostgresServer:
+class PostgresServer(_Server):
     """A private PostgreSQL cluster (initdb once), run as the `postgres` OS user.
 
     PostgreSQL refuses to run as root, so initdb and the server run as `postgres` in a
@@ -152,6 +163,10 @@ class PostgresServer:
     loopback, like the shared test server. fsync is off: nothing here must survive a crash
     of the machine, only a restart of the server.
     """
+
+    # Fast shutdown: clients are disconnected, open transactions rolled back.
+    stop_signal = signal.SIGINT
+    stop_timeout = 30.0
 
     def __init__(self, workdir: Path, bin_dir: Path, dbname: str = "dkfaults") -> None:
         self.bin = bin_dir
@@ -177,9 +192,6 @@ class PostgresServer:
         done = subprocess.run(args, env=env, capture_output=True, **self._as_postgres())
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {done.stdout!r} {done.stderr!r}")
-
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
 
     def start(self) -> None:
         if self.running():
@@ -217,17 +229,6 @@ class PostgresServer:
         except psycopg.OperationalError:
             return False
         return True
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT): clients are disconnected, open transactions rolled back."""
-        if self.popen is not None:
-            _stop_popen(self.popen, signal.SIGINT, timeout=30)
-        self.popen = None
-
-    def restart(self, down_for: float = 0.0) -> None:
-        self.stop()
-        time.sleep(down_for)
-        self.start()
 
     def create_database(self) -> None:
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
