@@ -39,4 +39,6 @@ DKRON.update(
 )
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    DATABASES["default"]["TEST"] = {"NAME": "/tmp/dkronweb-test/test.sqlite3"}
+    _data_dir = os.environ["DKRON_DATA_DIR"]
+    os.makedirs(_data_dir, exist_ok=True)
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(_data_dir, "test.sqlite3")}
