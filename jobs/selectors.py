@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, TextField, Value
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, StrIndex
 
 from jobs.errors import DomainError
 from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job
@@ -44,6 +45,13 @@ def _order(field: str, order: str) -> list[str]:
     return [primary] if field in UNIQUE_SORTS else [primary, tiebreak]
 
 
+def _json_text(field: str, key: str) -> Cast:
+    """The text of `field`'s `key`, compared as plain text on every backend: on SQLite an
+    `exact` lookup on a bare key transform wraps the value in JSON_EXTRACT, which fails
+    ("malformed JSON") on any value that is not itself JSON."""
+    return Cast(KeyTextTransform(key, field), output_field=TextField())
+
+
 def _refuse_nul(params: Mapping[str, Any]) -> None:
     """The database cannot compare with NUL characters; such a parameter is a 400."""
     for key in params:
@@ -64,11 +72,14 @@ def job_list(params: Mapping[str, Any]) -> QuerySet[Job]:
                 # A key transform, not a `metadata__<key>` lookup: a key may contain "__".
                 n += 1
                 alias = f"meta_{n}"
-                qs = qs.alias(**{alias: KeyTextTransform(name, "metadata")})
+                qs = qs.alias(**{alias: _json_text("metadata", name)})
                 qs = qs.filter(**{alias: value})
     q = params.get("q")
     if q:
-        qs = qs.filter(Q(name__contains=q) | Q(displayname__contains=q))
+        # Dkron's q is a case-sensitive substring (strings.Contains). `__contains` is LIKE,
+        # which SQLite folds to case-insensitive; INSTR / STRPOS compare exactly on both.
+        qs = qs.alias(q_name=StrIndex("name", Value(q)), q_display=StrIndex("displayname", Value(q)))
+        qs = qs.filter(Q(q_name__gt=0) | Q(q_display__gt=0))
     status = params.get("status")
     if status:
         if status not in {"success", "failed", "partially_failed", "untriggered", "running"}:
@@ -146,6 +157,8 @@ def job_tag_filter(qs: QuerySet[Job], tags: Iterable[tuple[str, str]]) -> QueryS
             qs = qs.filter(tags__has_key=key)
             continue
         alias = f"tag_{n}"
-        qs = qs.alias(**{alias: KeyTextTransform(key, "tags")})
-        qs = qs.filter(Q(**{alias: value}) | Q(**{f"{alias}__startswith": f"{value}:"}))
+        # Exact prefix test (INSTR/STRPOS = 1): LIKE would fold case on SQLite.
+        qs = qs.alias(**{alias: _json_text("tags", key)})
+        qs = qs.alias(**{f"{alias}_at": StrIndex(alias, Value(f"{value}:"))})
+        qs = qs.filter(Q(**{alias: value}) | Q(**{f"{alias}_at": 1}))
     return qs
