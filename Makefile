@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 
-.PHONY: install run test test-fast bench soak lint format clean
+.PHONY: install run test test-sqlite test-fast bench soak lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,11 +18,19 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python manage.py serve --port $(PORT)
 
-## The whole test suite (real PostgreSQL, Redis, Celery workers). CI runs exactly this.
+## The whole test suite (real PostgreSQL, Redis, Celery workers), then the API, services,
+## firing, runs, UI and admin tests again on SQLite (the embedded default). CI runs exactly this.
+SQLITE_TESTS := tests/api tests/jobs tests/ui tests/admin tests/ops tests/operations \
+	tests/processors tests/notifications
 test: $(STAMP)
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory test-sqlite
 
-## The quick subset (no agent/scheduler processes), about a minute.
+## The SQLite pass of `make test` alone.
+test-sqlite: $(STAMP)
+	DKRON_TEST_DATABASE=sqlite $(BIN)/pytest -m "not e2e and not browser" $(SQLITE_TESTS)
+
+## The quick subset (no agent/scheduler processes, PostgreSQL only), about four minutes.
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not e2e"
 

@@ -12,10 +12,17 @@ def _reachable(host: str, port: int) -> bool:
     return True
 
 
-# Real PostgreSQL when it answers. Run by hand without it, the unit tests fall back to a SQLite
-# file and the tests that need PostgreSQL or Redis skip (with CI set they fail instead).
+# Real PostgreSQL when it answers. `DKRON_TEST_DATABASE=sqlite` runs the tests on SQLite, the
+# embedded default's database (`make test` does a second pass so). Run by hand without
+# PostgreSQL, the tests fall back to SQLite and those that need PostgreSQL or Redis skip (with
+# CI set they fail instead).
 POSTGRES_AVAILABLE = _reachable("127.0.0.1", 5432)
-if POSTGRES_AVAILABLE or os.environ.get("CI"):
+if os.environ.get("DKRON_TEST_DATABASE") == "sqlite":
+    os.environ.setdefault("DKRON_DATA_DIR", "/tmp/dkronweb-test-sqlite")
+    os.environ.setdefault(
+        "DKRON_DATABASE_URL", f"sqlite:///{os.environ['DKRON_DATA_DIR']}/db.sqlite3"
+    )
+elif POSTGRES_AVAILABLE or os.environ.get("CI"):
     os.environ.setdefault("DKRON_DATABASE_URL", "postgres://root@127.0.0.1:5432/dkronweb")
 else:
     os.environ.setdefault("DKRON_DATABASE_URL", "sqlite:////tmp/dkronweb-test/db.sqlite3")
