@@ -112,7 +112,9 @@ APPEND_SLASH = False
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Project templates (the UI) at the top level; APP_DIRS keeps apps' own (the admin,
+        # third-party apps) and lets a project template override an app's of the same name.
+        "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
