@@ -1,8 +1,9 @@
-"""The `kafka` executor: produce one message to an existing Kafka topic and wait for acks=all.
+"""The `kafka` executor: produce one message to a Kafka topic and wait for acks=all.
 
-Dkron's keys and success rule (the broker acknowledged the message with acks=all), without
-Dkron's quirks: a missing topic is reported instead of silently created, bad values are rejected
-at save time, the SASL password never reaches the output or the logs, and a kill or the job's
+Dkron's keys and success rule (the broker acknowledged the message with acks=all). A missing
+topic is the broker's to create, as with Dkron's producer (`auto.create.topics.enable`, Kafka's
+default); `createTopic: "false"` fails the run instead. Unlike Dkron, bad values are rejected at
+save time, the SASL password never reaches the output or the logs, and a kill or the job's
 timeout stops the run.
 """
 
@@ -20,6 +21,7 @@ from typing import Annotated, Any, ClassVar
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka import errors as kerrors
+from kafka.protocol.metadata import MetadataRequest
 from pydantic import BeforeValidator, Field, field_validator
 
 from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
@@ -142,7 +144,7 @@ class KafkaConfig(ExecutorConfig):
     broker_address: Annotated[list[str], BeforeValidator(_parse_brokers)] = Field(
         alias="brokerAddress", description="Comma list of bootstrap brokers, host:port."
     )
-    topic: str = Field(description="Existing topic to produce to (never created).")
+    topic: str = Field(description="Topic to produce to.")
     key: str = Field("", description="Record key; empty sends no key (null).")
     message: str = Field("", description="Record value (UTF-8).")
     headers: Annotated[list[tuple[str, str]], BeforeValidator(_parse_headers)] = Field(
@@ -156,6 +158,15 @@ class KafkaConfig(ExecutorConfig):
     sasl_password: str = Field("", alias="saslPassword", description="Write-only.", repr=False)
     sasl_mechanism: Annotated[str, BeforeValidator(_parse_mechanism)] = Field(
         "", alias="saslMechanism", description="sha256, sha512 (SCRAM) or plain."
+    )
+    create_topic: GoBool = Field(
+        True,
+        alias="createTopic",
+        description=(
+            "Let the broker create a missing topic (it does when its auto.create.topics.enable "
+            "is on, Kafka's default), as Dkron does; false fails the run when the topic does "
+            "not exist. Not a Dkron key."
+        ),
     )
     debug: GoBool = Field(False, description="Prepend the config (password masked) to output.")
     timeout: Annotated[float, BeforeValidator(_parse_timeout)] = Field(
@@ -350,9 +361,12 @@ class _Produce:
 
     def _produce(self) -> Any:
         config = self.config
-        # 1. Look the topic up with auto-creation off. kafka-python 3.0.12 does not pass the
-        #    producer's allow_auto_create_topics to its metadata requests, so a producer alone
-        #    would create a missing topic on brokers with auto.create.topics.enable.
+        # 1. Look the topic up, allowing the broker to create it only with createTopic. The
+        #    answer tells a broker that will not create it (unknown topic) from one that is
+        #    creating it (no leader yet), so the run fails at once instead of at its timeout;
+        #    Sarama, Dkron's client, also fails on the unknown topic after its metadata retries.
+        #    kafka-python 3.0.12 never lets the producer's own metadata requests forbid
+        #    creation, so with createTopic false this lookup is what keeps the topic uncreated.
         admin = KafkaAdminClient(
             **self._common(),
             bootstrap_timeout_ms=self._remaining_ms(),
@@ -360,13 +374,14 @@ class _Produce:
         )
         try:
             self.phase = "metadata"
-            [described] = admin.describe_topics([config.topic])
+            described = _topic_metadata(admin, config.topic, create=config.create_topic)
         finally:
             admin.close()
         error = kerrors.for_code(described["error_code"])
+        creating = config.create_topic and error is kerrors.LeaderNotAvailableError
         if error in (kerrors.UnknownTopicOrPartitionError, kerrors.TopicAuthorizationFailedError):
             raise error()
-        if error is not kerrors.NoError:
+        if error is not kerrors.NoError and not creating:
             raise ExecutorError(
                 f"kafka: topic {config.topic!r} is not available on {self.where}: "
                 f"{_reason(error())}"
@@ -375,14 +390,17 @@ class _Produce:
             return None
         if config.debug:
             partitions = len(described.get("partitions") or [])
-            self.ctx.output.write(f"Topic {config.topic!r} has {partitions} partition(s)\n")
+            if creating:
+                self.ctx.output.write(f"Topic {config.topic!r} is being created by the broker\n")
+            else:
+                self.ctx.output.write(f"Topic {config.topic!r} has {partitions} partition(s)\n")
         # 2. Produce and wait for the acknowledgement of all in-sync replicas.
         self.phase = "connect"
         remaining = self._remaining_ms()
         producer = KafkaProducer(
             **self._common(),
             acks="all",
-            allow_auto_create_topics=False,
+            allow_auto_create_topics=config.create_topic,
             linger_ms=0,
             bootstrap_timeout_ms=remaining,
             max_block_ms=remaining,
@@ -465,10 +483,12 @@ class _Produce:
         if isinstance(exc, ExecutorError):
             return exc
         if isinstance(exc, kerrors.UnknownTopicOrPartitionError):
-            return ExecutorError(
-                f"kafka: topic {topic!r} does not exist on {self.where} "
-                "(dkronweb does not create topics)"
+            why = (
+                "and the broker does not create topics (auto.create.topics.enable is off)"
+                if self.config.create_topic
+                else '(createTopic is "false")'
             )
+            return ExecutorError(f"kafka: topic {topic!r} does not exist on {self.where} {why}")
         if isinstance(exc, kerrors.TopicAuthorizationFailedError):
             return ExecutorError(
                 f"kafka: not authorized to use topic {topic!r} on {self.where}", retryable=False
@@ -512,6 +532,28 @@ _AUTH_ERRORS = (
     kerrors.UnsupportedSaslMechanismError,
     kerrors.IllegalSaslStateError,
 )
+
+
+def _topic_metadata(admin: KafkaAdminClient, topic: str, *, create: bool) -> dict[str, Any]:
+    """The broker's metadata for one topic, asking it to create a missing one when `create`.
+
+    KafkaAdminClient.describe_topics always sends allow_auto_topic_creation=false, so the
+    request goes through the admin client's own connection manager instead.
+    """
+
+    async def lookup() -> dict[str, Any]:
+        request = MetadataRequest(
+            topics=[MetadataRequest.MetadataRequestTopic(name=topic)],
+            allow_auto_topic_creation=create,
+            include_cluster_authorized_operations=False,
+            include_topic_authorized_operations=False,
+        )
+        response = await admin._manager.send(request)
+        return dict(response.to_dict())
+
+    metadata = admin._manager.run(lookup)
+    [described] = [t for t in metadata["topics"] if t["name"] == topic]
+    return dict(described)
 
 
 def _auth_refused(where: str, exc: BaseException) -> ExecutorError:

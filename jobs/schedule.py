@@ -393,18 +393,25 @@ def _parse_go_duration(text: str) -> timedelta:
     return timedelta(microseconds=sign * total_ns // 1000)
 
 
-def _parse_every(argument: str) -> timedelta:
+def _parse_every(argument: str) -> tuple[timedelta, str]:
+    """The interval and, when it differs from the duration written, a note saying why.
+
+    Dkron's cron library (robfig's Every()) raises anything below one second, zero and
+    negative durations included, to 1s and truncates the rest to whole seconds; Dkron accepts
+    such jobs, so we do too and say so in the description instead of refusing them.
+    """
     if not argument:
         raise ScheduleError("@every needs a duration, e.g. '@every 1h30m'")
     try:
         duration = _parse_go_duration(argument)
     except ValueError as exc:
         raise ScheduleError(f"@every: {exc}") from None
-    # robfig truncates to whole seconds; we reject what that would turn into zero or less.
+    if duration < _ONE_SECOND:
+        return _ONE_SECOND, f"{argument} is below the 1s minimum, as in Dkron"
     interval = timedelta(seconds=duration // _ONE_SECOND)
-    if interval < _ONE_SECOND:
-        raise ScheduleError(f"@every interval must be at least 1s (got '{argument}')")
-    return interval
+    if interval != duration:
+        return interval, f"{argument} cut to whole seconds, as in Dkron"
+    return interval, ""
 
 
 def _format_duration(interval: timedelta) -> str:
@@ -464,6 +471,8 @@ class Schedule:
     _cron: _Cron | None = field(default=None, repr=False)
     _interval: timedelta | None = field(default=None, repr=False)
     _at: datetime | None = field(default=None, repr=False)
+    # For @every: why the interval differs from the duration written (raised to 1s, truncated).
+    _note: str = field(default="", repr=False)
 
     @property
     def interval(self) -> timedelta | None:
@@ -589,7 +598,8 @@ def _parse_descriptor(spec: str, text: str, tz: ZoneInfo) -> Schedule:
     keyword = parts[0].lower()
     argument = parts[1].strip() if len(parts) > 1 else ""
     if keyword == "@every":
-        return Schedule(spec, "every", tz, _interval=_parse_every(argument))
+        interval, note = _parse_every(argument)
+        return Schedule(spec, "every", tz, _interval=interval, _note=note)
     if keyword == "@at":
         return Schedule(spec, "at", tz, _at=_parse_at(argument))
     if keyword not in _DESCRIPTORS and keyword != "@manually":
@@ -612,7 +622,8 @@ def _parse_descriptor(spec: str, text: str, tz: ZoneInfo) -> Schedule:
 def describe(schedule: Schedule) -> str:
     """Plain-language description, with the zone where the zone changes the meaning."""
     if schedule.interval is not None:
-        return f"Every {_format_duration(schedule.interval)}"
+        note = f" ({schedule._note})" if schedule._note else ""
+        return f"Every {_format_duration(schedule.interval)}{note}"
     if schedule.at is not None:
         local = schedule.at.astimezone(schedule.tz)
         return f"Once at {local:%Y-%m-%d %H:%M:%S} ({schedule.tz.key})"

@@ -12,6 +12,7 @@ from executors.registry import mask_secrets
 from executors.values import parse_go_duration
 from jobs.models import Execution, Job
 from jobs.notifications import schema as notify_schema
+from jobs.services.jobs import job_next_fire
 from jobs.timeutil import ZERO_TIME, rfc3339
 
 DATETIME_FORMATS = ["iso-8601", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
@@ -161,7 +162,7 @@ def job_to_dict(job: Job, *, dependents: list[str] | None = None) -> dict[str, A
         "executor": job.executor,
         "executor_config": mask_secrets(job.executor, job.executor_config or {}),
         "status": job.status,
-        "next": rfc3339(job.next_run, zero=True),
+        "next": rfc3339(job_next_fire(job), zero=True),
         "ephemeral": job.ephemeral,
         "starts_at": rfc3339(job.starts_at),
         "expires_at": rfc3339(job.expires_at),

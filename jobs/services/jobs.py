@@ -93,6 +93,31 @@ def compute_next_run(job: Job, *, after: datetime) -> datetime | None:
     return candidate
 
 
+def next_run_from_now(job: Job, *, now: datetime) -> datetime | None:
+    """The first fire time after `now` for a job that comes (back) onto the schedule.
+
+    Time spent disabled is not missed time: Dkron takes a disabled job out of cron and adds it
+    back on enable, so the next fire is the first one after the enable, whatever the misfire
+    policy. A past @at therefore never fires (compute_next_run keeps it, as a misfire, for a job
+    that was enabled all along).
+    """
+    candidate = compute_next_run(job, after=now)
+    if candidate is not None and candidate <= now:
+        return None
+    return candidate
+
+
+def job_next_fire(job: Job, *, now: datetime | None = None) -> datetime | None:
+    """`next` as shown: the stored next_run, or for a disabled job the time enabling it now
+    would give (its stored next_run froze when it was disabled and may be long past)."""
+    if not job.disabled:
+        return job.next_run
+    try:
+        return next_run_from_now(job, now=now or timeutil.now())
+    except sched.ScheduleError:  # a restored job Dkron accepts and we cannot parse
+        return None
+
+
 def _validate(job: Job, *, parent_name: str, actor: Actor, old_config: dict[str, Any]) -> None:
     errors: dict[str, Any] = {}
     if not job.schedule and not parent_name:
@@ -249,9 +274,9 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
     timing_changed = created or any(
         getattr(job, f) != old[f] for f in ("schedule", "timezone", "starts_at", "expires_at")
     )
-    # Re-enabling keeps next_run: fires missed while disabled follow the misfire policy
-    # (SPEC 10: maintenance disables jobs, and missed fires follow the misfire rules).
-    if timing_changed or job.parent_id != old["parent_id"]:
+    if not created and before["disabled"] and not job.disabled:
+        job.next_run = next_run_from_now(job, now=now)  # enabled: from now, see job_toggle
+    elif timing_changed or job.parent_id != old["parent_id"]:
         job.next_run = compute_next_run(job, after=now)
     job.save()
     detail: dict[str, Any] = {"executor": job.executor}
@@ -302,11 +327,17 @@ def job_delete(*, job: Job, actor: Actor = SYSTEM) -> Job:
 
 @transaction.atomic
 def job_toggle(*, job: Job, actor: Actor = SYSTEM) -> Job:
-    """Flip `disabled`. Enabling keeps next_run, so fires missed while the job was disabled
-    follow its misfire policy (skip by default)."""
+    """Flip `disabled`. Enabling schedules the job from now (next_run_from_now): the fire
+    times that fell while it was disabled never run and are not counted as missed, as in
+    Dkron, whichever the misfire policy. Every enable path (API toggle, UI, admin, bulk) comes
+    here or to job_upsert, which applies the same rule."""
     job = Job.objects.select_for_update().get(pk=job.pk)
     job.disabled = not job.disabled
-    job.save(update_fields=["disabled", "updated_at"])
+    fields = ["disabled", "updated_at"]
+    if not job.disabled:
+        job.next_run = next_run_from_now(job, now=timeutil.now())
+        fields.append("next_run")
+    job.save(update_fields=fields)
     audit_record(actor=actor, action="toggle", target=job.name, detail={"disabled": job.disabled})
     return Job.objects.select_related("parent").get(pk=job.pk)
 

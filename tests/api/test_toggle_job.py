@@ -43,8 +43,8 @@ def test_toggling_an_unknown_job_is_a_404(api):
     assert_error(api.post("/v1/jobs/ghost/toggle"), 404)
 
 
-def test_enabling_a_job_keeps_its_due_time_so_missed_fires_follow_the_misfire_policy(api):
-    # SPEC 10: maintenance disables jobs; fires missed meanwhile follow the misfire rules.
+def test_enabling_a_job_schedules_it_from_now_so_the_disabled_time_is_not_caught_up(api):
+    # SPEC 3: time spent disabled is not missed time (Dkron re-adds the job to cron from now).
     create(api, "job1", schedule="@every 1m", misfire_policy="run_once", disabled=True)
     due = now() - timedelta(minutes=30)
     Job.objects.filter(name="job1").update(next_run=due)
@@ -52,14 +52,25 @@ def test_enabling_a_job_keeps_its_due_time_so_missed_fires_follow_the_misfire_po
     body = api.post("/v1/jobs/job1/toggle").json()
 
     assert body["disabled"] is False
-    assert parse_time(body["next"]) == due
+    assert now() < parse_time(body["next"]) <= now() + timedelta(minutes=1)
+    assert Job.objects.get(name="job1").next_run == parse_time(body["next"])
 
 
-def test_enabling_a_job_through_an_update_also_keeps_its_due_time(api):
+def test_enabling_a_job_through_an_update_also_schedules_it_from_now(api):
     create(api, "job1", schedule="@every 1m", disabled=True)
     due = now() - timedelta(minutes=30)
     Job.objects.filter(name="job1").update(next_run=due)
 
     body = api.post("/v1/jobs", job_body("job1", schedule="@every 1m"), format="json").json()
 
-    assert parse_time(body["next"]) == due
+    assert now() < parse_time(body["next"]) <= now() + timedelta(minutes=1)
+
+
+def test_a_disabled_job_shows_its_next_fire_after_now(api):
+    create(api, "job1", schedule="@every 1m", disabled=True)
+    Job.objects.filter(name="job1").update(next_run=now() - timedelta(minutes=30))
+
+    body = api.get("/v1/jobs/job1").json()
+
+    assert body["disabled"] is True
+    assert now() < parse_time(body["next"]) <= now() + timedelta(minutes=1)

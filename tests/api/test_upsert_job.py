@@ -150,6 +150,19 @@ def test_changing_the_schedule_recomputes_next(api):
     assert parse_time(body["next"]) <= now() + timedelta(minutes=1)
 
 
+@pytest.mark.parametrize("schedule", ["@every 15ms", "@every 0s", "@every -5s"])
+def test_an_every_below_one_second_is_stored_and_runs_every_second_as_in_dkron(api, schedule):
+    before = now()
+    response = api.post("/v1/jobs", job_body("fast", schedule=schedule), format="json")
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["schedule"] == schedule
+    assert before < parse_time(body["next"]) <= now() + timedelta(seconds=1)
+    job = Job.objects.get(name="fast")
+    assert job.schedule == schedule and job.next_run == job.anchor + timedelta(seconds=1)
+
+
 def test_changing_the_timezone_recomputes_next(api):
     create(api, "job1", schedule="0 0 12 * * *", timezone="UTC")
 

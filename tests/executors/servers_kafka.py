@@ -25,11 +25,12 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.protocol.metadata import MetadataRequest
 from kafka.protocol.sasl import SaslAuthenticateResponse, SaslHandshakeResponse
 
 from tests.harness import reachable, require
 
-PRODUCE, SASL_HANDSHAKE, SASL_AUTHENTICATE = 0, 17, 36
+PRODUCE, METADATA, SASL_HANDSHAKE, SASL_AUTHENTICATE = 0, 3, 17, 36
 SASL_AUTHENTICATION_FAILED = 58
 
 
@@ -98,7 +99,10 @@ class KafkaProxy:
     Modes: "forward" passes everything; "refuse_sasl" answers the SASL handshake itself and
     refuses the login with SASL_AUTHENTICATION_FAILED (tansu's SCRAM store cannot be filled
     from a test); "swallow_produce" never answers a produce request (a broker that does not
-    confirm); "blackhole" reads requests and answers nothing. With `tls`, clients speak TLS to
+    confirm); "blackhole" reads requests and answers nothing; "no_auto_create" clears the
+    metadata requests' allow_auto_topic_creation, so tansu (which always creates a topic when
+    asked to, with no setting to stop it) answers as a broker with
+    auto.create.topics.enable=false. With `tls`, clients speak TLS to
     the proxy and it speaks plain Kafka to tansu (tansu 0.6's own TLS listener does not start).
     """
 
@@ -166,6 +170,10 @@ class KafkaProxy:
                     )
                     _send_response(client, response, correlation)
                     continue  # the client closes the connection, as with a real broker
+                if self.mode == "no_auto_create" and api_key == METADATA and api_version >= 4:
+                    request = MetadataRequest.decode(frame, version=api_version, header=True)
+                    request.allow_auto_topic_creation = False
+                    frame = request.encode(version=api_version, header=True)
                 if self.mode == "swallow_produce" and api_key == PRODUCE:
                     silent = True  # answer nothing more, or responses would arrive out of order
                     continue
@@ -235,15 +243,17 @@ class KafkaServer:
         finally:
             admin.close()
 
-    def records(self, topic: str, count: int = 1, timeout: float = 10.0) -> list[Any]:
-        """Read from offset 0 of partition 0 with assign + seek (group joins are slow here)."""
+    def records(
+        self, topic: str, count: int = 1, timeout: float = 10.0, partition_index: int = 0
+    ) -> list[Any]:
+        """Read from offset 0 of one partition with assign + seek (group joins are slow here)."""
         consumer = KafkaConsumer(
             bootstrap_servers=self.address,
             group_id=None,
             enable_auto_commit=False,
             **self._security(),
         )
-        partition = TopicPartition(topic, 0)
+        partition = TopicPartition(topic, partition_index)
         try:
             consumer.assign([partition])
             consumer.seek(partition, 0)

@@ -4,9 +4,11 @@ for what tansu cannot do: TLS, refusing a SASL login, and not confirming a messa
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -120,15 +122,57 @@ def test_debug_prepends_the_config_and_the_topic(kafka: KafkaServer) -> None:
 # --- failures --------------------------------------------------------------------------------
 
 
-def test_a_missing_topic_fails_and_is_not_created(kafka: KafkaServer) -> None:
-    ctx, error = run({"brokerAddress": kafka.address, "topic": "no-such-topic", "message": "m"})
+def test_a_missing_topic_is_created_by_the_broker_as_with_dkron(kafka: KafkaServer) -> None:
+    # tansu creates a topic whenever a metadata request allows it, as Kafka does by default.
+    topic = f"made-{uuid.uuid4().hex[:8]}"
+    ctx, error = run({"brokerAddress": kafka.address, "topic": topic, "message": "m"})
+    assert error is None, error
+    result = re.fullmatch(
+        rf"Result: successfully produced the message on Kafka broker \(topic {topic!r}, "
+        r"partition (\d+), offset 0\)\n",
+        ctx.output.text(),
+    )
+    assert result, ctx.output.text()
+    assert topic in kafka.topics()
+    records = kafka.records(topic, partition_index=int(result.group(1)))
+    assert [r.value for r in records] == [b"m"]
+
+
+def test_create_topic_false_fails_on_a_missing_topic_and_does_not_create_it(
+    kafka: KafkaServer,
+) -> None:
+    config = {"brokerAddress": kafka.address, "topic": "no-such-topic", "createTopic": "false"}
+    ctx, error = run({**config, "message": "m"})
     assert error is not None
     assert error.message == (
-        f"kafka: topic 'no-such-topic' does not exist on {kafka.address} "
-        "(dkronweb does not create topics)"
+        f"kafka: topic 'no-such-topic' does not exist on {kafka.address} (createTopic is \"false\")"
     )
     assert (error.status, error.retryable) == ("failed", True)
     assert "no-such-topic" not in kafka.topics()
+
+
+def test_create_topic_false_still_produces_to_an_existing_topic(kafka: KafkaServer) -> None:
+    topic = kafka.new_topic()
+    _, error = run({"brokerAddress": kafka.address, "topic": topic, "createTopic": "false"})
+    assert error is None
+    assert len(kafka.records(topic)) == 1
+
+
+def test_a_broker_that_does_not_create_topics_fails_at_once_saying_so(
+    kafka_proxy: KafkaProxy,
+) -> None:
+    kafka_proxy.mode = "no_auto_create"
+    started = time.monotonic()
+    _, error = run({"brokerAddress": kafka_proxy.address, "topic": "not-made", "timeout": "20s"})
+    assert error is not None
+    assert error.message == (
+        f"kafka: topic 'not-made' does not exist on {kafka_proxy.address} and the broker "
+        "does not create topics (auto.create.topics.enable is off)"
+    )
+    assert error.status == "failed"
+    assert time.monotonic() - started < 5  # not at the timeout
+    kafka_proxy.mode = "forward"
+    assert "not-made" not in KafkaServer(kafka_proxy.address).topics()
 
 
 def test_a_closed_port_fails_saying_it_cannot_connect() -> None:
@@ -308,9 +352,12 @@ def test_config_accepts_dkrons_string_values() -> None:
             "saslPassword": PASSWORD,
             "saslMechanism": "sha512",
             "debug": "",
+            "createTopic": "false",
         }
     )
     assert isinstance(config, KafkaConfig)
+    assert config.create_topic is False
+    assert executor.validate({"brokerAddress": "k:9092", "topic": "t"}).create_topic is True
     assert config.broker_address == ["kafka-1:9092", "kafka-2:9093", "[::1]:9094"]
     assert (config.tls_enable, config.tls_insecure_skip_verify, config.debug) == (
         True,
@@ -366,6 +413,7 @@ def test_timeout_takes_a_go_duration_or_seconds(timeout: Any, seconds: float) ->
         ({"headers": '["NoColon"]'}, "headers", 'not of the form "Name: value"'),
         ({"headers": '{"n": 1}'}, "headers", "string value"),
         ({"tlsEnable": "yes"}, "tlsEnable", "invalid boolean"),
+        ({"createTopic": "no"}, "createTopic", "invalid boolean"),
         ({"tlsInsecureSkipVerify": "true"}, "tlsInsecureSkipVerify", "needs tlsEnable"),
         ({"saslUsername": "u"}, "saslPassword", "needed with saslUsername"),
         ({"saslPassword": "p"}, "saslUsername", "needed with saslPassword"),

@@ -298,6 +298,16 @@ def test_it_agrees_with_a_second_by_second_reference_around_a_dst_change(
         pytest.param("@every 1500ms", timedelta(seconds=1), id="milliseconds truncated"),
         pytest.param("@every 1m0.999999999s", timedelta(minutes=1), id="nanoseconds truncated"),
         pytest.param("@every 2h45m30s", timedelta(hours=2, minutes=45, seconds=30), id="mixed"),
+        # robfig's Every(): below one second (zero and negative included) becomes 1s, the rest
+        # is truncated to whole seconds, never rounded up.
+        pytest.param("@every 15ms", timedelta(seconds=1), id="milliseconds raised to 1s"),
+        pytest.param("@every 999999999ns", timedelta(seconds=1), id="just below 1s raised"),
+        pytest.param("@every 0s", timedelta(seconds=1), id="zero seconds raised to 1s"),
+        pytest.param("@every 0", timedelta(seconds=1), id="a bare zero raised to 1s"),
+        pytest.param("@every -5m", timedelta(seconds=1), id="negative raised to 1s"),
+        pytest.param("@every -0", timedelta(seconds=1), id="minus zero raised to 1s"),
+        pytest.param("@every 1.5s", timedelta(seconds=1), id="one and a half seconds truncated"),
+        pytest.param("@every 2.999s", timedelta(seconds=2), id="never rounded up"),
     ],
 )
 def test_every_parses_go_durations_to_whole_seconds(spec: str, interval: timedelta) -> None:
@@ -318,6 +328,13 @@ def test_every_parses_go_durations_to_whole_seconds(spec: str, interval: timedel
 def test_every_fires_on_absolute_time_from_the_anchor(after: str, expected: str) -> None:
     schedule = parse("@every 1h30m", timezone=NY)
     assert schedule.next_after(u(after), anchor=u("2025-06-01 10:00")) == u(expected)
+
+
+@pytest.mark.parametrize("spec", ["@every 15ms", "@every 0s", "@every -1h"])
+def test_every_below_a_second_fires_every_second_from_the_anchor(spec: str) -> None:
+    anchor = u("2025-06-01 10:00:00")
+    fires = parse(spec).fires_between(anchor, u("2025-06-01 10:00:03"), anchor=anchor)
+    assert fires == [u("2025-06-01 10:00:01"), u("2025-06-01 10:00:02"), u("2025-06-01 10:00:03")]
 
 
 def test_every_without_an_anchor_fires_one_interval_after() -> None:
@@ -455,9 +472,8 @@ def test_tilde_is_replaced_by_the_job_name_hash(spec: str, after: str, expected:
                  id="misspelt descriptor"),
     pytest.param("@daily 5", "'@daily' takes no argument", id="descriptor with an argument"),
     pytest.param("@every", "@every needs a duration", id="every without a duration"),
-    pytest.param("@every 500ms", "@every interval must be at least 1s (got '500ms')",
-                 id="every below a second"),
-    pytest.param("@every -5m", "at least 1s", id="negative every"),
+    pytest.param("@every 5", "invalid duration '5'", id="every without a unit"),
+    pytest.param("@every -", "invalid duration '-'", id="every with a sign only"),
     pytest.param("@every 10x", "unknown unit 'x'", id="unknown duration unit"),
     pytest.param("@every 1h 30m", "unknown unit 'h '", id="spaces inside a duration"),
     pytest.param("@at tomorrow", "@at needs an RFC 3339 time with a UTC offset",
@@ -532,6 +548,19 @@ def test_validate_timezone_rejects_unknown_zones(name: str) -> None:
     pytest.param("@hourly", "", "Every hour (UTC)", id="hourly"),
     pytest.param("@every 90m", "", "Every 1h30m", id="every"),
     pytest.param("@every 24h", "", "Every 24h", id="every day"),
+    pytest.param("@every 15ms", "", "Every 1s (15ms is below the 1s minimum, as in Dkron)",
+                 id="every below a second says it runs every second"),
+    pytest.param("@every 0s", "", "Every 1s (0s is below the 1s minimum, as in Dkron)",
+                 id="every zero says it runs every second"),
+    pytest.param("@every -5m", "", "Every 1s (-5m is below the 1s minimum, as in Dkron)",
+                 id="every negative says it runs every second"),
+    pytest.param("@every 1.5s", "", "Every 1s (1.5s cut to whole seconds, as in Dkron)",
+                 id="every with a fraction says it is cut"),
+    pytest.param("@every 1m0.5s", "", "Every 1m (1m0.5s cut to whole seconds, as in Dkron)",
+                 id="every with a fraction of a minute"),
+    pytest.param("@every 1500ms", "", "Every 1s (1500ms cut to whole seconds, as in Dkron)",
+                 id="every in milliseconds"),
+    pytest.param("@every 60000ms", "", "Every 1m", id="whole milliseconds need no note"),
     pytest.param("@at 2025-06-01T10:00:00Z", BERLIN, "Once at 2025-06-01 12:00:00 (Europe/Berlin)",
                  id="at in the job zone"),
     pytest.param("@manually", "", "Only when run manually", id="manually"),

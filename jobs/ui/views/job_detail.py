@@ -153,6 +153,7 @@ def job_page(request: HttpRequest, name: str) -> HttpResponse:
         **_executions_context(job),
         "config": sorted(config.items()),
         "schedule": schedule_view(job),
+        "next_fire": job_services.job_next_fire(job),  # a disabled job's next_run is stale
         "dependents": list(job.dependents.order_by("name").values_list("name", flat=True)),
     }
     return render(request, "ui/job.html", context)
