@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import threading
 import time
 from collections.abc import Mapping
@@ -23,7 +22,13 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from executors import secrets
 from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
-from executors.values import OptionalGoDuration, config_error, format_go_duration, parse_bool
+from executors.values import (
+    OptionalGoDuration,
+    config_error,
+    format_go_duration,
+    parse_bool,
+    split_command,
+)
 
 __all__ = ["DockerConfig", "DockerExecutor", "check"]
 
@@ -91,7 +96,7 @@ def _argv(key: str) -> Any:
             value = _json_if_bracketed(value, key, "[")
         if isinstance(value, str):
             try:
-                value = shlex.split(value)
+                value = split_command(value)
             except ValueError as exc:  # unbalanced quotes
                 raise config_error(key, f"cannot split {key}: {exc}") from None
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):

@@ -18,7 +18,6 @@ import os
 import pwd
 import re
 import select
-import shlex
 import signal
 import subprocess
 import threading
@@ -46,6 +45,7 @@ from executors.values import (
     OptionalSize,
     config_error,
     format_go_duration,
+    split_command,
 )
 
 __all__ = ["ShellConfig", "ShellExecutor", "reap_orphans"]
@@ -323,7 +323,7 @@ class ShellExecutor(Executor):
         assert isinstance(config, ShellConfig)
         if not config.shell:
             try:
-                argv = shlex.split(config.command)
+                argv = split_command(config.command)
             except ValueError as exc:  # unbalanced quotes
                 raise ConfigError({"command": f"cannot split command: {exc}"}) from None
             if not argv:
@@ -341,7 +341,7 @@ class ShellExecutor(Executor):
                 config = self.validate(config)
             except ConfigError as exc:
                 raise ExecutorError(f"invalid shell config: {exc}", retryable=False) from None
-        argv = ["/bin/sh", "-c", config.command] if config.shell else shlex.split(config.command)
+        argv = ["/bin/sh", "-c", config.command] if config.shell else split_command(config.command)
         credentials = _resolve_su(config.su)
         token = uuid.uuid4().hex
         try:

@@ -27,6 +27,7 @@ __all__ = [
     "parse_bool",
     "parse_go_duration",
     "parse_size",
+    "split_command",
 ]
 
 _NS_PER_UNIT = {
@@ -42,6 +43,8 @@ _NS_PER_UNIT = {
 _MAX_NS = 2**63 - 1  # Go's Duration is an int64 of nanoseconds
 _NUMBER = re.compile(r"(\d*)(?:\.(\d*))?")
 _UNIT = re.compile(r"[^\d.]*")
+_MAX_NS_DIGITS = len(str(_MAX_NS))
+_MAX_FRACTION_DIGITS = 30
 _DURATION_HINT = 'a number and a unit (ns, us, ms, s, m, h), e.g. "30s", "1h30m" or "1.5h"'
 
 
@@ -62,14 +65,16 @@ def parse_go_duration(value: str) -> timedelta:
     if not s:
         raise ValueError(f"invalid duration {value!r}: expected {_DURATION_HINT}")
     total = Fraction(0)
-    while s:
-        number = _NUMBER.match(s)
+    # An index into `s`, never `s = s[n:]`: slicing the rest off per component made a long
+    # value ("1s1s1s...", a megabyte of it) quadratic.
+    pos = 0
+    while pos < len(s):
+        number = _NUMBER.match(s, pos)
         assert number is not None  # the pattern matches the empty string
         whole, frac = number.group(1), number.group(2) or ""
         if not whole and not frac:
             raise ValueError(f"invalid duration {value!r}: expected {_DURATION_HINT}")
-        s = s[number.end() :]
-        unit_match = _UNIT.match(s)
+        unit_match = _UNIT.match(s, number.end())
         unit = unit_match.group(0) if unit_match else ""
         if not unit:
             raise ValueError(f"missing unit in duration {value!r}: expected {_DURATION_HINT}")
@@ -77,18 +82,29 @@ def parse_go_duration(value: str) -> timedelta:
             raise ValueError(
                 f"unknown unit {unit!r} in duration {value!r}: expected {_DURATION_HINT}"
             )
-        s = s[len(unit) :]
+        pos = number.end() + len(unit)
         scale = _NS_PER_UNIT[unit]
+        whole = whole.lstrip("0")
+        if len(whole) > _MAX_NS_DIGITS:  # before int(): converting huge digit runs is quadratic
+            raise ValueError(_too_long(value))
         total += int(whole or "0") * scale
         if frac:
+            # Go ignores the digits that no longer change the result (leadingFraction); far
+            # below a nanosecond, and int() of a megabyte of digits would be quadratic.
+            frac = frac[:_MAX_FRACTION_DIGITS]
             total += Fraction(int(frac) * scale, 10 ** len(frac))
+        if int(total) > _MAX_NS:  # Go stops at the first overflow too
+            raise ValueError(_too_long(value))
     nanoseconds = int(total)  # Go truncates the fraction of a nanosecond too
-    if nanoseconds > _MAX_NS:
-        raise ValueError(f"invalid duration {value!r}: longer than Go allows (about 292 years)")
     micros, rest = divmod(nanoseconds, 1_000)
     if rest >= 500:
         micros += 1
     return timedelta(microseconds=-micros if negative else micros)
+
+
+def _too_long(value: str) -> str:
+    shown = value if len(value) <= 80 else value[:80] + "..."
+    return f"invalid duration {shown!r}: longer than Go allows (about 292 years)"
 
 
 def format_go_duration(value: timedelta) -> str:
@@ -140,6 +156,7 @@ _SIZE_UNITS = {
     "tb": 1024**4,
     "tib": 1024**4,
 }
+_MAX_SIZE_DIGITS = 19  # Go sizes are int64: 9223372036854775807 has 19 digits
 _SIZE_HINT = 'bytes, or a number and a unit (B, KB, MB, GB, TB; 1024-based), e.g. "512MB"'
 
 
@@ -158,6 +175,10 @@ def parse_size(value: str | int) -> int:
         if not match:
             raise ValueError(f"invalid size {value!r}: expected {_SIZE_HINT}")
         unit = match.group(2).lower()
+        if len(match.group(1).partition(".")[0].lstrip("0")) > _MAX_SIZE_DIGITS:
+            # Checked before Decimal -> int, which is quadratic in the number of digits.
+            shown = value if len(value) <= 80 else value[:80] + "..."
+            raise ValueError(f"invalid size {shown!r}: larger than 2^63 bytes")
         if unit not in _SIZE_UNITS:
             raise ValueError(
                 f"unknown unit {match.group(2)!r} in size {value!r}: expected {_SIZE_HINT}"
@@ -249,3 +270,73 @@ GoBool = Annotated[bool, BeforeValidator(_to_bool)]
 GoDuration = Annotated[timedelta, BeforeValidator(_to_duration)]
 OptionalGoDuration = Annotated[timedelta | None, BeforeValidator(_to_optional_duration)]
 OptionalSize = Annotated[int | None, BeforeValidator(_to_optional_size)]
+
+
+_PLAIN_RUN = re.compile(r"[^ \t\r\n'\"\\]+")
+_BLANK_RUN = re.compile(r"[ \t\r\n]+")
+_DQ_SPECIAL = re.compile(r"[\"\\]")
+
+
+def split_command(line: str) -> list[str]:
+    """Split a command line into argv exactly as `shlex.split(line)` does, in linear time.
+
+    shlex grows each word one character at a time with `self.token = self.token + c`, which
+    copies the word so far (CPython's in-place append does not apply to an attribute): a
+    1.5 MB word took 25 s, holding the GIL, and froze the embedded server. This scanner keeps
+    shlex's POSIX rules (tests/executors/test_values.py compares the two on random input):
+    words split on space, tab, CR and LF; `'...'` is literal; inside `"..."` a backslash
+    escapes only `"` and `\\` and is kept before anything else; outside quotes it escapes any
+    character; quotes can join within a word (`a'b c'd` is one word) and `''` is an empty
+    word. No expansion, pipes or redirects: `|`, `;`, `>` are ordinary characters. Raises
+    ValueError with shlex's messages ("No closing quotation", "No escaped character").
+    """
+    words: list[str] = []
+    parts: list[str] = []
+    in_word = False
+    pos, end = 0, len(line)
+    while pos < end:
+        char = line[pos]
+        if char in " \t\r\n":
+            if in_word:
+                words.append("".join(parts))
+                parts, in_word = [], False
+            blank = _BLANK_RUN.match(line, pos)
+            assert blank is not None
+            pos = blank.end()
+            continue
+        in_word = True
+        if char == "'":
+            close = line.find("'", pos + 1)
+            if close < 0:
+                raise ValueError("No closing quotation")
+            parts.append(line[pos + 1 : close])
+            pos = close + 1
+        elif char == '"':
+            pos += 1
+            while True:
+                special = _DQ_SPECIAL.search(line, pos)
+                if special is None:
+                    raise ValueError("No closing quotation")
+                at = special.start()
+                parts.append(line[pos:at])
+                if line[at] == '"':
+                    pos = at + 1
+                    break
+                if at + 1 >= end:
+                    raise ValueError("No escaped character")
+                escaped = line[at + 1]
+                parts.append(escaped if escaped in '"\\' else "\\" + escaped)
+                pos = at + 2
+        elif char == "\\":
+            if pos + 1 >= end:
+                raise ValueError("No escaped character")
+            parts.append(line[pos + 1])
+            pos += 2
+        else:
+            run = _PLAIN_RUN.match(line, pos)
+            assert run is not None
+            parts.append(run.group())
+            pos = run.end()
+    if in_word:
+        words.append("".join(parts))
+    return words

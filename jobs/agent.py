@@ -138,6 +138,9 @@ def start_agent(ident: Identity, concurrency: int) -> Heartbeat:
     reaped = len(reap_orphans(ident.name))
     if reaped:
         log.warning("killed %d process(es) left by a previous agent %s", reaped, ident.name)
+    from jobs.services.agents import agent_local_started
+
+    agent_local_started(name=ident.name, instance_id=ident.instance_id)
     beat = Heartbeat(ident, concurrency)
     beat.start()
     log.info("agent %s started with tags %s", ident.name, ident.tags)
@@ -170,8 +173,9 @@ class AgentStep(bootsteps.StartStopStep):
 
     def stop(self, worker: Any) -> None:
         from jobs.runner import with_db_retry
-        from jobs.services.agents import agent_leave
+        from jobs.services.agents import agent_leave, agent_local_stopped
 
+        agent_local_stopped()
         if self.beat is not None:
             self.beat.stop()
         try:

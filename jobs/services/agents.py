@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from jobs import timeutil
 from jobs.models import ACTIVE_STATUSES, Agent, Execution
@@ -81,6 +82,51 @@ def agent_leave(*, name: str, instance_id: str = "") -> int:
     return qs.update(left=True, running=0)
 
 
+@dataclass(frozen=True)
+class LocalAgent:
+    """The agent running in this process (the embedded default: `manage.py serve`)."""
+
+    name: str
+    instance_id: str
+    pid: int
+
+
+_local: LocalAgent | None = None
+
+
+def agent_local_started(*, name: str, instance_id: str) -> None:
+    """Note that this process runs the agent `name`, so it is alive while the process is.
+
+    In the one-process default the scheduler judges the agent that shares its process. A
+    heartbeat is evidence that another process lives; here the scheduler asking is itself the
+    evidence. A busy process (a long request holding the GIL, or the database's write lock)
+    ages the heartbeat without the agent being gone, and the scheduler then failed every fire
+    with "no target nodes found". The pid guards against a forked child (celery's embedded
+    beat under prefork) inheriting the note for a parent it cannot vouch for.
+    """
+    global _local
+    _local = LocalAgent(name=name, instance_id=instance_id, pid=os.getpid())
+
+
+def agent_local_stopped() -> None:
+    """The in-process agent stopped: from now on its heartbeat decides, as for any agent."""
+    global _local
+    _local = None
+
+
+def local_agent() -> LocalAgent | None:
+    """The agent running in this very process, if any."""
+    return _local if _local is not None and _local.pid == os.getpid() else None
+
+
+def _is_local(agent: Agent) -> bool:
+    local = local_agent()
+    return local is not None and (agent.name, agent.instance_id) == (
+        local.name,
+        local.instance_id,
+    )
+
+
 @dataclass
 class _Outage:
     """The last database outage seen by this process (the scheduler, which judges liveness)."""
@@ -134,6 +180,8 @@ def agent_state(agent: Agent, *, now: datetime | None = None) -> str:
     """Dkron's statusText: alive, failed (heartbeat too old) or left."""
     if agent.left:
         return "left"
+    if _is_local(agent):
+        return "alive"
     if agent.last_heartbeat is None or agent.last_heartbeat < alive_cutoff(now):
         return "failed"
     return "alive"
@@ -146,10 +194,12 @@ def alive_nodes(*, now: datetime | None = None) -> list[NodeInfo]:
     heartbeat thread lives in the parent process and cannot see what its pool children run,
     so it reports 0 and "least busy first" would send all the work to the first agent by name.
     """
+    alive = Q(last_heartbeat__gte=alive_cutoff(now))
+    local = local_agent()
+    if local is not None:  # alive while this process is: see agent_local_started
+        alive |= Q(name=local.name, instance_id=local.instance_id)
     rows = list(
-        Agent.objects.filter(left=False, last_heartbeat__gte=alive_cutoff(now)).values(
-            "name", "tags", "running", "concurrency"
-        )
+        Agent.objects.filter(alive, left=False).values("name", "tags", "running", "concurrency")
     )
     load = dict(
         Execution.objects.filter(

@@ -233,16 +233,70 @@ def _check_parent(name: str, parent_name: str) -> Job | None:
     return parent
 
 
-@transaction.atomic
 def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, bool]:
-    """Create or fully replace a job by name (Dkron's upsert); server fields are kept."""
+    """Create or fully replace a job by name (Dkron's upsert); server fields are kept.
+
+    Validation runs before the transaction, not inside it: it is pure work that grows with the
+    body (a 1.5 MB command, 10,000 metadata keys), and on SQLite a transaction holds the
+    database's write lock from its first statement (IMMEDIATE, see settings), so validating
+    inside it stalled every other writer, the in-process agent's heartbeat included.
+    """
     ensure_not_paused()  # Dkron's 503 while paused, for the API, the UI, the admin and restore
     name = validate_name(data.get("name"))
+    parent_name = data.get("parent_job") or ""
+    seen = Job.objects.filter(name=name).first()
+    validated = _validated(name, data, seen, parent_name=parent_name, actor=actor)
+    return _store(name, data, validated, basis=_validation_basis(seen), actor=actor)
+
+
+def _validation_basis(job: Job | None) -> tuple[Any, ...] | None:
+    """What validation reads from the stored job: the secrets kept by masks, and the
+    notify headers kept by masks. If it changed before the lock is taken, validate again."""
+    if job is None:
+        return None
+    return (job.executor, job.executor_config, job.notify)
+
+
+def _validated(
+    name: str, data: dict[str, Any], stored: Job | None, *, parent_name: str, actor: Actor
+) -> Job:
+    """An unsaved Job holding the body's fields, validated, its secrets merged and encrypted.
+
+    Reads nothing but `stored` and writes nothing, so it can run outside the transaction.
+    """
+    job = Job(name=name)
+    for field, default in USER_FIELDS.items():
+        value = data.get(field)
+        if value is None:
+            value = default() if callable(default) else default
+        setattr(job, field, value)
+    old_notify = stored.notify if stored is not None else {}
+    old_config = dict(stored.executor_config or {}) if stored is not None else {}
+    job.notify = notify_schema.keep_masked_headers(job.notify, old_notify)
+    _validate(job, parent_name=parent_name, actor=actor, old_config=old_config)
+    return job
+
+
+@transaction.atomic
+def _store(
+    name: str,
+    data: dict[str, Any],
+    validated: Job,
+    *,
+    basis: tuple[Any, ...] | None,
+    actor: Actor,
+) -> tuple[Job, bool]:
     parent_name = data.get("parent_job") or ""
     job = Job.objects.select_for_update().filter(name=name).first()
     created = job is None
     if job is None:
         job = Job(name=name)
+    if _validation_basis(None if created else job) != basis:
+        # Another writer changed the job since it was read: merge its secrets instead. Rare,
+        # and then validating under the lock is the price of never storing a stale secret.
+        validated = _validated(
+            name, data, None if created else job, parent_name=parent_name, actor=actor
+        )
     before = {f: getattr(job, f) for f in USER_FIELDS}
     before["parent_job"] = job.parent_id
     old: dict[str, Any] = {
@@ -251,16 +305,9 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
         "starts_at": job.starts_at,
         "expires_at": job.expires_at,
         "parent_id": job.parent_id,
-        "config": dict(job.executor_config or {}),
-        "notify": job.notify,
     }
-    for field, default in USER_FIELDS.items():
-        value = data.get(field)
-        if value is None:
-            value = default() if callable(default) else default
-        setattr(job, field, value)
-    job.notify = notify_schema.keep_masked_headers(job.notify, old["notify"])
-    _validate(job, parent_name=parent_name, actor=actor, old_config=old["config"])
+    for field in USER_FIELDS:
+        setattr(job, field, getattr(validated, field))
     parent = _check_parent(name, parent_name)
     job.parent = parent
     now = timeutil.now()

@@ -34,8 +34,13 @@ def _close_dead_runs(now: datetime, report: SweepReport) -> None:
     # The agents' rule (AGENT_DEAD_AFTER), stretched after a database outage: see alive_cutoff.
     stale = Execution.objects.filter(
         status=ExecutionStatus.RUNNING, heartbeat_at__lt=agent_services.alive_cutoff(now)
-    ).values_list("pk", "node_name")
-    for pk, node in stale:
+    )
+    local = agent_services.local_agent()
+    if local is not None:
+        # Runs of the agent in this process are alive while it is (agent_local_started);
+        # what a previous instance of it left, it closed when it started (close_orphaned_runs).
+        stale = stale.exclude(node_name=local.name)
+    for pk, node in stale.values_list("pk", "node_name"):
         retry = execution_finish(
             execution_id=pk,
             status=ExecutionStatus.FAILED,

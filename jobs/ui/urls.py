@@ -18,6 +18,7 @@ urlpatterns = [
     path("jobs/<str:name>/clone/", job_form.job_clone, name="ui-job-clone"),
     # One job: page, its executions fragment (live refresh), actions (POST).
     path("jobs/<str:name>/", job_detail.job_page, name="ui-job"),
+    path("jobs/<str:name>/full/<str:part>/", job_detail.job_full_value, name="ui-job-full"),
     path("jobs/<str:name>/executions/", job_detail.job_executions, name="ui-job-executions"),
     path("jobs/<str:name>/run/", job_detail.job_run, name="ui-job-run"),
     path("jobs/<str:name>/toggle/", job_detail.job_toggle, name="ui-job-toggle"),

@@ -24,6 +24,7 @@ from executors.base import ConfigError, ExecutionContext, ExecutorError
 from executors.output import OutputSink
 from executors.shell import AGENT_NAME_ENV, ShellConfig, ShellExecutor, reap_orphans
 from tests.harness import require
+from tests.scaling import assert_linear
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[2]
@@ -388,6 +389,23 @@ def test_config_requires_a_command() -> None:
 
 def test_an_unbalanced_quote_is_fine_when_a_shell_parses_the_command() -> None:
     ShellExecutor().validate({"command": 'echo "it\'s"', "shell": "true"})
+
+
+@pytest.mark.parametrize(
+    "make_command",
+    [
+        lambda n: "echo " + "ab " * (n // 3),
+        lambda n: "echo " + "a" * n,
+        lambda n: "echo '" + "a b" * (n // 3) + "'",
+        lambda n: 'echo "' + 'x\\"y ' * (n // 5) + '"',
+    ],
+    ids=["many-words", "one-long-word", "single-quoted", "double-quoted"],
+)
+def test_a_large_command_without_shell_validates_in_linear_time(make_command: Any) -> None:
+    """A 1.5 MB command (under the body limit) took 25 s to split and froze the embedded
+    server; validating it must cost about three times what a 0.5 MB one costs."""
+    executor = ShellExecutor()
+    assert_linear(lambda n: lambda: executor.validate({"command": make_command(n)}))
 
 
 # --- processes must not outlive their agent ---------------------------------------------------

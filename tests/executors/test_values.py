@@ -1,5 +1,7 @@
-"""Go-compatible parsing of Dkron's string values: durations, sizes and booleans."""
+"""Go-compatible parsing of Dkron's string values: durations, sizes, booleans, command lines."""
 
+import random
+import shlex
 from datetime import timedelta
 
 import pytest
@@ -13,7 +15,9 @@ from executors.values import (
     parse_bool,
     parse_go_duration,
     parse_size,
+    split_command,
 )
+from tests.scaling import assert_linear
 
 
 @pytest.mark.parametrize(
@@ -156,3 +160,94 @@ def test_annotated_types_report_the_parsers_message_verbatim() -> None:
     assert messages["flag"].startswith("invalid boolean 'yes'")
     assert messages["wait"] == 'missing unit in duration 30: write e.g. "30s"'
     assert messages["size"].startswith("unknown unit 'XB'")
+
+
+# --- linear time: one large, legal value must not freeze the server ---------------------------
+
+
+def test_a_long_duration_is_parsed_in_linear_time() -> None:
+    assert_linear(lambda n: lambda: parse_go_duration("1ns" * (n // 3)), small=60_000)
+
+
+def test_a_duration_with_huge_digit_runs_is_rejected_or_read_without_quadratic_work() -> None:
+    with pytest.raises(ValueError, match="longer than Go allows"):
+        parse_go_duration("1" * 1_500_000 + "s")
+    # Go ignores fraction digits that cannot matter; so do we (int() of them is quadratic).
+    assert parse_go_duration("1." + "0" * 1_500_000 + "s") == timedelta(seconds=1)
+    assert_linear(lambda n: lambda: parse_go_duration("1." + "5" * n + "s"))
+
+
+def test_a_size_with_a_megabyte_of_digits_is_rejected_quickly() -> None:
+    with pytest.raises(ValueError, match="larger than 2\\^63 bytes"):
+        parse_size("1" * 1_500_000)
+    assert parse_size("0" * 100 + "512MB") == 512 * 1024**2  # leading zeros are not digits
+    assert_linear(lambda n: lambda: _rejected(parse_size, "9" * n))
+
+
+def _rejected(parse: object, value: str) -> None:
+    with pytest.raises(ValueError):
+        parse(value)  # type: ignore[operator]
+
+
+# --- command lines (shell and docker with a string command) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "argv"),
+    [
+        ("printf '%s|' \"a b\" c", ["printf", "%s|", "a b", "c"]),
+        ("echo a | tr a b", ["echo", "a", "|", "tr", "a", "b"]),
+        ("a'b c'd", ["ab cd"]),
+        ("'' x \"\"", ["", "x", ""]),
+        ('"a\\"b\\\\c\\$d"', ['a"b\\c\\$d']),
+        ("a\\ b \\'c", ["a b", "'c"]),
+        ("  \t\r\n  ", []),
+        ("x\vy\u00a0z", ["x\vy\u00a0z"]),  # only space, tab, CR and LF separate words
+    ],
+)
+def test_command_lines_split_as_shlex_does(line: str, argv: list[str]) -> None:
+    assert split_command(line) == argv == shlex.split(line)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("echo 'open", "No closing quotation"),
+        ('a "b\\', "No escaped character"),
+        ("a\\", "No escaped character"),
+    ],
+)
+def test_bad_command_lines_raise_shlexs_messages(line: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        split_command(line)
+
+
+def test_command_line_splitting_matches_shlex_on_random_input() -> None:
+    """The rules are shlex's (tests/executors/test_shell.py pins them); any drift shows here."""
+    rng = random.Random(11)
+    alphabet = "ab '\"\\\t\n\r#;|$`\x00\v\u00a0é"
+    for _ in range(20_000):
+        line = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        assert _outcome(split_command, line) == _outcome(shlex.split, line), repr(line)
+
+
+def _outcome(split: object, line: str) -> object:
+    try:
+        return split(line)  # type: ignore[operator]
+    except ValueError as exc:
+        return f"error: {exc}"
+
+
+@pytest.mark.parametrize(
+    "make_line",
+    [
+        lambda n: "ab " * (n // 3),  # many words
+        lambda n: "a" * n,  # one long word: shlex.split took 25 s for 1.5 MB
+        lambda n: "'" + "a b" * (n // 3) + "'",  # one single-quoted word
+        lambda n: '"' + 'a\\"b ' * (n // 5) + '"',  # double quotes with escapes
+        lambda n: "\\x" * (n // 2),  # escapes outside quotes
+    ],
+    ids=["many-words", "one-word", "single-quoted", "double-quoted", "escapes"],
+)
+def test_splitting_a_large_command_line_is_linear(make_line: object) -> None:
+    assert_linear(lambda n: lambda: split_command(make_line(n)))  # type: ignore[operator]

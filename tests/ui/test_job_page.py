@@ -3,6 +3,7 @@ output, and the actions (run now, toggle, delete, kill) done through the service
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -269,3 +270,61 @@ def test_kill_of_a_queued_execution_kills_it_and_a_finished_one_is_a_message(cli
     response = client.post(f"/ui/executions/{done.pk}/kill/", follow=True)
     assert response.status_code == 200
     assert f"execution {done.pk} is not running" in response.content.decode()
+
+
+# --- large values: the page shows their start and links to all of them ----------------------
+
+BIG_COMMAND = "echo " + "a" * 1_500_000
+MANY_KEYS = {f"key-{i:05}": f"value-{i}" for i in range(10_000)}
+
+
+def show_all_links(page: str) -> list[str]:
+    return [
+        href.replace("&amp;", "&")
+        for href in re.findall(r'<a href="([^"]+)" data-testid="show-all">', page)
+    ]
+
+
+def test_a_huge_command_and_ten_thousand_metadata_keys_keep_the_page_small(client, admin_user):
+    make_job("huge", executor_config={"command": BIG_COMMAND}, metadata=MANY_KEYS)
+    client.force_login(admin_user)
+    page = client.get("/ui/jobs/huge/").content.decode()
+    assert len(page) < 60_000  # the 1.5 MB command and 10,000 keys are not on the page
+    summary = section(page, "job-summary")
+    assert "echo aaaa" in summary and f"{len(BIG_COMMAND)} characters" in summary
+    assert "key-00000=value-0" in summary and "key-09999" not in summary
+    assert "9950 more" in summary
+    links = show_all_links(page)
+    assert "/ui/jobs/huge/full/config/?key=command" in links
+    assert "/ui/jobs/huge/full/metadata/" in links
+
+
+def test_the_full_values_load_on_demand_as_plain_text(client, admin_user):
+    make_job(
+        "huge",
+        executor_config={"command": BIG_COMMAND, "env": "TOKEN=hunter2"},
+        metadata=MANY_KEYS,
+        tags={"role": "r" * 5000},
+    )
+    client.force_login(admin_user)
+    command = client.get("/ui/jobs/huge/full/config/?key=command")
+    assert command["Content-Type"].startswith("text/plain")
+    assert command["X-Content-Type-Options"] == "nosniff"
+    assert command.content.decode() == BIG_COMMAND
+    assert json.loads(client.get("/ui/jobs/huge/full/metadata/").content) == MANY_KEYS
+    assert json.loads(client.get("/ui/jobs/huge/full/tags/").content) == {"role": "r" * 5000}
+    env = client.get("/ui/jobs/huge/full/config/?key=env").content.decode()
+    assert "hunter2" not in env  # masked, as on the page
+    assert client.get("/ui/jobs/huge/full/config/?key=nope").status_code == 404
+    assert client.get("/ui/jobs/huge/full/password/").status_code == 404
+
+
+def test_short_values_have_no_show_all_link(client, admin_user):
+    make_job("small", metadata={"team": "data"})
+    client.force_login(admin_user)
+    assert show_all_links(client.get("/ui/jobs/small/").content.decode()) == []
+
+
+def test_full_values_need_a_signed_in_user(client, db):
+    make_job("private", executor_config={"command": BIG_COMMAND})
+    assert client.get("/ui/jobs/private/full/config/?key=command").status_code == 302

@@ -6,6 +6,8 @@ with a message; a refused action (a conflict) becomes an error message, never a 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +32,12 @@ from jobs.ui.access import DELETE, OPERATE, action, actor, page
 EXECUTIONS_SHOWN = 50
 TAIL_BYTES = 4096
 NEXT_FIRES = 5
+# A page shows the start of a long value and links to all of it: a 1.5 MB command or 10,000
+# metadata keys rendered in full made a page 566,584 px tall.
+PREVIEW_CHARS = 1000
+PREVIEW_KEYS = 50
+PREVIEW_ITEM_CHARS = 200
+FULL_PARTS = ("config", "tags", "metadata")
 
 
 def _job(name: str) -> Job:
@@ -50,6 +58,41 @@ def _back(request: HttpRequest, name: str) -> HttpResponse:
 
 
 # --- reading ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The start of a value for the page; `cut` when the page must link to the whole of it."""
+
+    text: str
+    size: int  # characters in the whole value
+    cut: bool
+
+
+def preview(value: Any, limit: int = PREVIEW_CHARS) -> Preview:
+    text = value if isinstance(value, str) else str(value)
+    return Preview(text[:limit], len(text), len(text) > limit)
+
+
+@dataclass(frozen=True)
+class MapPreview:
+    """The first PREVIEW_KEYS entries of a map (tags, metadata), each value shortened."""
+
+    items: list[tuple[Preview, Preview]]
+    hidden: int  # entries not shown
+
+    @property
+    def cut(self) -> bool:
+        return self.hidden > 0 or any(k.cut or v.cut for k, v in self.items)
+
+
+def map_preview(mapping: Mapping[str, Any] | None) -> MapPreview:
+    entries = list((mapping or {}).items())
+    shown = [
+        (preview(k, PREVIEW_ITEM_CHARS), preview(v, PREVIEW_ITEM_CHARS))
+        for k, v in entries[:PREVIEW_KEYS]
+    ]
+    return MapPreview(shown, len(entries) - len(shown))
 
 
 @dataclass
@@ -151,12 +194,45 @@ def job_page(request: HttpRequest, name: str) -> HttpResponse:
     config = mask_secrets(job.executor, job.executor_config or {})
     context = {
         **_executions_context(job),
-        "config": sorted(config.items()),
+        "config": [(key, preview(value)) for key, value in sorted(config.items())],
+        "tags": map_preview(job.tags),
+        "metadata": map_preview(job.metadata),
         "schedule": schedule_view(job),
         "next_fire": job_services.job_next_fire(job),  # a disabled job's next_run is stale
         "dependents": list(job.dependents.order_by("name").values_list("name", flat=True)),
     }
     return render(request, "ui/job.html", context)
+
+
+@page
+def job_full_value(request: HttpRequest, name: str, part: str) -> HttpResponse:
+    """All of a value the job page shows only the start of, as plain text (secrets masked).
+
+    `part` is config (with `?key=`), tags or metadata; maps come as JSON. (Text fields such as
+    the schedule are at most 255 characters and always shown whole.)
+    """
+    job = _job(name)
+    value: Any
+    if part == "config":
+        config = mask_secrets(job.executor, job.executor_config or {})
+        key = request.GET.get("key", "")
+        if key not in config:
+            raise Http404(f"no executor config key {key[:100]!r}")
+        value = config[key]
+    elif part in FULL_PARTS:
+        value = getattr(job, part)
+    else:
+        raise Http404("no such part of a job")
+    if isinstance(value, str):
+        text = value
+    elif part in ("tags", "metadata"):
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+    else:
+        text = str(value)
+    response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @page
