@@ -62,6 +62,12 @@ class Job(models.Model):
     catchup_window = models.FloatField(default=3600.0, help_text="Seconds of catch-up look-back")
     history_limit = models.PositiveIntegerField(null=True, blank=True)
     notify = models.JSONField(default=dict, blank=True)
+    problems = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What dkronweb's own validation found wrong when a restore or import stored "
+        "the job anyway (key -> message); its runs fail with it until an upsert validates",
+    )
 
     # Server-maintained.
     status = models.CharField(max_length=32, choices=JobStatus, default="", blank=True)
