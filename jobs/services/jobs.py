@@ -106,6 +106,17 @@ def describe_problems(problems: dict[str, Any]) -> str:
     return "; ".join(f"{key}: {text(value)}" for key, value in problems.items())
 
 
+def problem_items(problems: dict[str, Any]) -> list[tuple[str, str]]:
+    """Stored problems as (key, message) pairs, nested keys joined (`executor_config.url`)."""
+    items: list[tuple[str, str]] = []
+    for key, value in problems.items():
+        if isinstance(value, dict):
+            items.extend((f"{key}.{k}", m) for k, m in problem_items(value))
+        else:
+            items.append((key, describe_problems({"": value})[2:]))
+    return items
+
+
 def _first_message(errors: dict[str, Any]) -> str:
     key, value = next(iter(errors.items()))
     return value if isinstance(value, str) else f"{key}: {value}"

@@ -11,6 +11,7 @@ from django.conf import settings
 from jobs.models import Execution, Job, Run
 from jobs.runner import run_execution
 from jobs.services.runs import run_now
+from jobs.services.transfer import jobs_restore
 from tests.jobs.test_executions import agent, job
 
 
@@ -58,3 +59,53 @@ def test_other_executors_still_run_while_one_is_disabled(transactional_db, disab
     execution = run("fine")
 
     assert execution.status == "success", execution.output
+
+
+def restored(**fields) -> Job:
+    """A job as a restore stores it: Dkron accepts it, dkronweb's own validation does not."""
+    data = {"name": "restored", "schedule": "@manually", **fields}
+    [result] = jobs_restore(items=[data])
+    assert result.ok, result.error
+    return Job.objects.get(name="restored")
+
+
+def test_a_job_restored_with_problems_fails_its_runs_with_them_and_runs_nothing(
+    transactional_db, tmp_path: Path
+):
+    agent("n1")
+    marker = tmp_path / "ran"
+    stored = restored(
+        executor="shell",
+        executor_config={"command": f"touch {marker}"},
+        processors={"nope": {"forward": "true"}},
+        retries=1,
+    )
+    assert "processors.nope" in stored.problems
+
+    execution = run("restored")
+
+    assert execution.status == "failed"
+    assert execution.output.startswith("invalid job: processors.nope: ")
+    assert not marker.exists()
+    assert Job.objects.get(name="restored").error_count == 1
+
+
+def test_a_job_without_an_executor_is_restored_and_its_runs_fail_with_no_executor_defined(
+    transactional_db,
+):
+    agent("n1")
+    restored(executor="", executor_config=None)
+
+    execution = run("restored")
+
+    assert (execution.status, execution.output) == ("failed", "No executor defined\n")
+
+
+def test_a_run_after_an_upsert_fixed_the_job_succeeds(transactional_db):
+    agent("n1")
+    restored(executor="shell", executor_config={"command": "echo hi", "typo": "x"})
+    job("restored", executor_config={"command": "echo hi"})
+
+    execution = run("restored")
+
+    assert (execution.status, execution.output) == ("success", "hi\n")

@@ -269,3 +269,41 @@ def test_kill_of_a_queued_execution_kills_it_and_a_finished_one_is_a_message(cli
     response = client.post(f"/ui/executions/{done.pk}/kill/", follow=True)
     assert response.status_code == 200
     assert f"execution {done.pk} is not running" in response.content.decode()
+
+
+def test_a_job_restored_with_problems_says_on_its_page_that_its_runs_fail_and_why(
+    client, admin_user
+):
+    job_upsert(
+        data={
+            "name": "digest",
+            "schedule": "@daily",
+            "executor": "http",
+            "executor_config": {"url": "{{url}}"},
+        },
+        keep_problems=True,
+    )
+    client.force_login(admin_user)
+
+    page = client.get("/ui/jobs/digest/").content.decode()
+
+    problems = section(page, "job-problems")
+    assert "Every run of this job fails" in problems
+    assert "executor_config.url" in problems and "{{url}}" in problems
+
+
+def test_a_job_whose_executor_was_disabled_since_says_so_on_its_page(client, admin_user, settings):
+    make_job("legacy")
+    settings.DKRON = {**settings.DKRON, "DISABLED_EXECUTORS": {"shell"}}
+    client.force_login(admin_user)
+
+    page = client.get("/ui/jobs/legacy/").content.decode()
+
+    assert "DKRON_DISABLED_EXECUTORS" in section(page, "job-problems")
+
+
+def test_a_job_without_problems_shows_no_problem_section(client, admin_user):
+    make_job("fine")
+    client.force_login(admin_user)
+
+    assert 'id="job-problems"' not in client.get("/ui/jobs/fine/").content.decode()
