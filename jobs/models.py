@@ -202,7 +202,10 @@ class Execution(models.Model):
 
 
 class Agent(models.Model):
-    """A registered agent (Celery worker with node tags), refreshed by its heartbeat."""
+    """A cluster member, refreshed by its heartbeat: an agent (Celery worker with node tags),
+    or a scheduler-only process (tag `dkronweb_role=scheduler`), which is never given work.
+
+    Schedulers are members so that /v1/leader names one of /v1/members, as in Dkron."""
 
     name = models.CharField(max_length=255, unique=True)
     instance_id = models.CharField(max_length=64, blank=True, default="")
@@ -248,6 +251,12 @@ class Lease(models.Model):
 
     name = models.CharField(max_length=64, unique=True)
     holder = models.CharField(max_length=255, blank=True, default="")
+    member = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="The holder's member name (its Agent row), which /v1/leader answers",
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     acquired_at = models.DateTimeField(null=True, blank=True)
     changes = models.PositiveBigIntegerField(default=0, help_text="Leadership changes")
