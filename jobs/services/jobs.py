@@ -242,10 +242,17 @@ def _validate(
     """
     refused = _dkron_checks(job, parent_name=parent_name)
     problems = _own_checks(job, actor=actor, old_config=old_config, refused=refused)
-    if refused:
-        raise InvalidJob(f"Job validation failed: {_first_message(refused)}", refused)
-    if problems and not keep_problems:
-        raise InvalidJob(f"Job validation failed: {_first_message(problems)}", problems)
+    if refused or (problems and not keep_problems):
+        # The message names Dkron's finding first; the details hold every finding, so a form
+        # can show each one where it was typed.
+        details = dict(refused)
+        for key, value in problems.items():
+            if isinstance(details.get(key), dict) and isinstance(value, dict):
+                details[key] = {**details[key], **value}
+            else:
+                details.setdefault(key, value)
+        first = _first_message(refused or problems)
+        raise InvalidJob(f"Job validation failed: {first}", details)
     job.problems = problems
 
 

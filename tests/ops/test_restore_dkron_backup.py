@@ -166,3 +166,14 @@ def test_the_api_shows_a_restored_jobs_problems_beside_dkrons_fields(api):
 
     assert "url" in shown["problems"]["executor_config"]
     assert api.get("/v1/jobs/cache-warmup").json()["problems"] == {}
+
+
+def test_an_upsert_reports_dkrons_own_finding_first_and_every_finding_in_the_details(api):
+    body = {**backup()[4], "name": "two-faults", "schedule": "every day", "disabled": False}
+
+    response = api.post("/v1/jobs", body, format="json")
+
+    assert response.status_code == 400
+    error = response.json()
+    assert "can't parse job schedule" in error["error"]
+    assert {"schedule", "executor_config"} <= set(error["details"])
