@@ -96,6 +96,10 @@ class Executor:
     secret_entries: ClassVar[Mapping[str, str]] = {}
     # True for executors that run code or touch hosts (gated by their own permission).
     runs_code: ClassVar[bool] = False
+    # Keys that Dkron itself checks at save time (its Job.Validate). A bad value there is
+    # refused everywhere, restore included; other config errors let a restore store the job
+    # with the finding (a Dkron backup must restore whole).
+    dkron_checked_keys: ClassVar[frozenset[str]] = frozenset()
 
     def validate(self, raw: dict[str, Any]) -> ExecutorConfig:
         """Parse a Dkron config map; raise `ConfigError` naming each bad key."""

@@ -315,6 +315,7 @@ class ShellExecutor(Executor):
     description = "Run a command on the agent's host; success is exit code 0."
     config_schema = ShellConfig
     runs_code = True
+    dkron_checked_keys = frozenset({"timeout", "mem_limit"})  # Dkron's Job.Validate
     secret_keys: ClassVar[frozenset[str]] = frozenset()
     secret_entries: ClassVar[Mapping[str, str]] = {"env": secrets.ENV}
 

@@ -46,7 +46,10 @@ SCAN_LIMIT = 10_000  # keys looked at when listing node queues in Redis
 class ClusterCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._scheduler()
-        agents = list(Agent.objects.only("name", "left", "last_heartbeat", "metrics"))
+        members = Agent.objects.only("name", "tags", "left", "last_heartbeat", "metrics")
+        # Scheduler-only members are listed in /v1/members but are not agents: no queue, no
+        # agent metrics, and not in the agent counts.
+        agents = [a for a in members if not agent_services.is_scheduler_only(a.tags)]
         yield self._agent_states(agents)
         yield self._active_executions()
         yield from self._jobs()

@@ -62,6 +62,12 @@ class Job(models.Model):
     catchup_window = models.FloatField(default=3600.0, help_text="Seconds of catch-up look-back")
     history_limit = models.PositiveIntegerField(null=True, blank=True)
     notify = models.JSONField(default=dict, blank=True)
+    problems = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What dkronweb's own validation found wrong when a restore or import stored "
+        "the job anyway (key -> message); its runs fail with it until an upsert validates",
+    )
 
     # Server-maintained.
     status = models.CharField(max_length=32, choices=JobStatus, default="", blank=True)
@@ -196,7 +202,10 @@ class Execution(models.Model):
 
 
 class Agent(models.Model):
-    """A registered agent (Celery worker with node tags), refreshed by its heartbeat."""
+    """A cluster member, refreshed by its heartbeat: an agent (Celery worker with node tags),
+    or a scheduler-only process (tag `dkronweb_role=scheduler`), which is never given work.
+
+    Schedulers are members so that /v1/leader names one of /v1/members, as in Dkron."""
 
     name = models.CharField(max_length=255, unique=True)
     instance_id = models.CharField(max_length=64, blank=True, default="")
@@ -242,6 +251,12 @@ class Lease(models.Model):
 
     name = models.CharField(max_length=64, unique=True)
     holder = models.CharField(max_length=255, blank=True, default="")
+    member = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="The holder's member name (its Agent row), which /v1/leader answers",
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     acquired_at = models.DateTimeField(null=True, blank=True)
     changes = models.PositiveBigIntegerField(default=0, help_text="Leadership changes")

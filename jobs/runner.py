@@ -13,7 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -28,6 +28,7 @@ from jobs.logcontext import execution_logging
 from jobs.models import Execution, ExecutionStatus, Run
 from jobs.secrets import SecretError, run_config
 from jobs.services.executions import execution_claim, execution_finish, execution_progress
+from jobs.services.jobs import describe_problems
 from processors.base import ExecutionRecord, ProcessorOptions
 from processors.registry import run_processors
 
@@ -184,6 +185,29 @@ def _process_output(
     return (f"{reason}\n" if reason else "") + result.pointer() + "\n"
 
 
+def run_refusal(snapshot: dict[str, Any]) -> str:
+    """Why this run must not reach an executor, or "" when it may.
+
+    The one check made before every execution, on the agent and at run time: settings and
+    findings can change after a job was saved. A job without an executor, or whose executor
+    the operator has disabled since, or that a restore stored with problems (dkronweb's own
+    validation failed; see `jobs.services.jobs.job_problems`) fails with the reason and is
+    not retried: retrying cannot help until someone edits the job or the settings.
+    """
+    executor = snapshot.get("executor") or ""
+    if not executor:
+        return "No executor defined"  # Dkron's own message for this case
+    if executor in settings.DKRON["DISABLED_EXECUTORS"]:
+        return (
+            f"executor '{executor}' is disabled by DKRON_DISABLED_EXECUTORS on this server: "
+            "the job was saved before it was disabled"
+        )
+    problems = snapshot.get("problems") or {}
+    if problems:
+        return "invalid job: " + describe_problems(problems)
+    return ""
+
+
 def run_execution(execution_id: int, *, node_name: str) -> Execution | None:
     """Run one execution here; returns the next attempt when the run must be retried."""
     execution = with_db_retry(
@@ -208,7 +232,10 @@ def _run_claimed(execution: Execution) -> Execution | None:
     reason, retryable = "", True
     flushing = False
     hidden: list[str] = []
+    refusal = run_refusal(snapshot)
     try:
+        if refusal:
+            raise ExecutorError(refusal, retryable=False)
         executor = get_executor(snapshot["executor"])
         # Secrets are decrypted here only, and masked in everything the run records.
         plain, hidden = run_config(snapshot["executor"], snapshot.get("executor_config") or {})

@@ -2,8 +2,15 @@
 
 Built on django-celery-beat's DatabaseScheduler, so system periodic tasks stay editable in
 the admin; jobs are fired straight from the `Job` table by their indexed `next_run`, never
-mirrored into PeriodicTask rows. Each tick:
-1. takes or renews the database lease; a standby only waits (and retries within a second);
+mirrored into PeriodicTask rows.
+
+A scheduler is a cluster member, so /v1/leader names one of /v1/members (as in Dkron, whose
+leader is always a member): in a process that is also an agent (`manage.py serve`, a worker
+with `-B`) it is that agent; otherwise it registers and heartbeats a member of its own, named
+`<DKRON_NODE_NAME>-scheduler` or `manage.py scheduler --node-name`, tagged
+`dkronweb_role=scheduler` and never given work. Each tick:
+1. takes or renews the database lease, naming its member; a standby only waits (and retries
+   within a second);
 2. fires the due jobs (each fire key unique in the database: the lease is not the fence);
 3. every few seconds, sweeps dead agents' runs and lost messages;
 4. runs the inherited system periodic tasks;
@@ -41,11 +48,59 @@ def scheduler_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+_member_name: str | None = None  # set by `manage.py scheduler --node-name`
+
+
+def configure(*, member_name: str | None) -> None:
+    """Name this process's scheduler member (before celery beat starts the scheduler)."""
+    global _member_name
+    _member_name = member_name or None
+
+
+def _own_agent() -> str:
+    """The name of the agent running in this process, or "" when there is none."""
+    from jobs import agent
+
+    return agent._identity.name if agent._identity is not None else ""
+
+
+class _Member:
+    """The member this scheduler is: the process's agent, or a scheduler-only member of its
+    own that it registers, heartbeats every HEARTBEAT_INTERVAL and marks left on close."""
+
+    def __init__(self) -> None:
+        shared = _own_agent()
+        self.own = not shared
+        self.name = shared or _member_name or f"{settings.NODE_NAME}-scheduler"
+        self.instance_id = uuid.uuid4().hex
+        self.registered = False
+        self.last_beat = 0.0
+
+    def keep_alive(self) -> None:
+        """Register or heartbeat when due; a database error is the tick's to handle."""
+        if not self.own:
+            return  # the agent of this process heartbeats the shared member
+        now = time.monotonic()
+        if self.registered and now - self.last_beat < _conf()["HEARTBEAT_INTERVAL"]:
+            return
+        if not self.registered or not agents.agent_heartbeat(
+            name=self.name, instance_id=self.instance_id, running=0
+        ):
+            agents.scheduler_register(name=self.name, instance_id=self.instance_id)
+            self.registered = True
+        self.last_beat = now
+
+    def leave(self) -> None:
+        if self.own and self.registered:
+            agents.agent_leave(name=self.name, instance_id=self.instance_id)
+
+
 class JobScheduler(DatabaseScheduler):
     """django-celery-beat's scheduler plus Dkron jobs, leadership and the maintenance sweep."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.holder = scheduler_id()
+        self.member = _Member()
         self.is_leader = False
         self.last_sweep = 0.0
         self.last_ok = timeutil.now()  # the database last answered a tick
@@ -82,12 +137,16 @@ class JobScheduler(DatabaseScheduler):
 
     def _tick(self, tick_max: float) -> float:
         was_leader = self.is_leader
+        self.member.keep_alive()
         self.is_leader = not _conf()["LEASE_ENABLED"] or lease.lease_acquire(
-            holder=self.holder, ttl=_conf()["LEASE_TTL"]
+            holder=self.holder, ttl=_conf()["LEASE_TTL"], member=self.member.name
         )
         if self.is_leader != was_leader:
             log.info(
-                "scheduler %s is now %s", self.holder, "active" if self.is_leader else "standby"
+                "scheduler %s (member %s) is now %s",
+                self.holder,
+                self.member.name,
+                "active" if self.is_leader else "standby",
             )
         if not self.is_leader:
             # Standbys retry often so one takes over within TTL + 0.5 s of the leader's death.
@@ -114,4 +173,8 @@ class JobScheduler(DatabaseScheduler):
                 lease.lease_release(holder=self.holder)
         except Exception:
             log.warning("could not release the scheduler lease", exc_info=True)
+        try:
+            self.member.leave()
+        except Exception:
+            log.warning("could not mark scheduler member %s as left", self.member.name)
         super().close()

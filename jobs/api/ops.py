@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
@@ -16,13 +19,18 @@ from jobs.errors import DomainError
 from jobs.models import Agent
 from jobs.services import cluster
 from jobs.services import transfer as transfer_services
-from jobs.services.jobs import Actor
+from jobs.services.jobs import Actor, describe_problems
 
 # Pausing freezes job definitions for everyone, so it takes the editor's permission.
 PAUSE_PERM = "jobs.change_job"
 # Restore creates and replaces jobs: both permissions (and run-code for such jobs, per job).
 RESTORE_PERMS = ("jobs.add_job", "jobs.change_job")
 RESTORE_MAX_BYTES = 64 * 1024 * 1024  # a file larger than this is refused (413)
+# Jobs stored with problems, beside Dkron's body (which has no room for them): a count, and
+# `{name: "key: message; ..."}` as ASCII JSON, cut to a size every proxy passes.
+PROBLEMS_COUNT_HEADER = "X-Restore-Problems-Count"
+PROBLEMS_HEADER = "X-Restore-Problems"
+PROBLEMS_HEADER_MAX = 2048
 
 PAUSE_STATUS = inline_serializer(
     "PauseStatus",
@@ -85,9 +93,16 @@ class RestoreView(ApiView):
         summary="Create or replace jobs from a Dkron export (parents first); a line per job",
         description=(
             "Multipart field `file`: a JSON array of jobs, as GET /v1/jobs returns them. "
-            "Each job is validated and saved as by POST /v1/jobs; a job that fails is reported "
-            "(`fail create <name>: <reason>`) and the others go on. A file that is not a JSON "
-            "array of objects is a 400 and nothing is stored."
+            "The answer is Dkron's: a JSON string holding the encoded array of lines, one per "
+            "job. A job that Dkron itself would refuse (name, self-parent, schedule, "
+            "concurrency, timezone, shell timeout/mem_limit), a missing parent or a missing "
+            "permission is reported (`fail create <name>: <reason>`) and the others go on. A "
+            "job that only dkronweb's own validation finds wrong (executor config, processors, "
+            "notify, no executor...) is stored with its problems (`success create <name>`); "
+            "its runs fail with them until an upsert fixes it. Those problems come in the "
+            f"headers `{PROBLEMS_COUNT_HEADER}` (how many jobs) and `{PROBLEMS_HEADER}` "
+            "(a JSON object job -> problems, cut to 2 KiB), which Dkron clients ignore. A file "
+            "that is not a JSON array of objects is a 400 and nothing is stored."
         ),
         request={
             "multipart/form-data": inline_serializer(
@@ -96,8 +111,9 @@ class RestoreView(ApiView):
         },
         responses={
             200: OpenApiResponse(
-                {"type": "array", "items": {"type": "string"}},
-                "One line per job: `success create <name>` or `fail create <name>: <reason>`",
+                {"type": "string"},
+                "Dkron's answer: a JSON string holding the JSON array of lines, one per job: "
+                "`success create <name>` or `fail create <name>: <reason>`",
             ),
             **ERRORS,
             413: OpenApiResponse(ErrorSerializer, "File too large"),
@@ -124,7 +140,33 @@ class RestoreView(ApiView):
             )
         items = transfer_services.parse_export(upload.read())
         results = transfer_services.jobs_restore(items=items, actor=Actor.from_user(request.user))
-        return Response([r.dkron_line() for r in results])
+        # Dkron renders json.Marshal(lines) as a JSON string: clients decode twice.
+        response = Response(json.dumps([r.dkron_line() for r in results], separators=(",", ":")))
+        with_problems = {r.name: r.problems for r in results if r.problems}
+        response[PROBLEMS_COUNT_HEADER] = str(len(with_problems))
+        if with_problems:
+            response[PROBLEMS_HEADER] = _problems_header(with_problems)
+        return response
+
+
+def _problems_header(with_problems: dict[str, dict[str, Any]]) -> str:
+    """`{name: "key: message; ..."}` as ASCII JSON of at most PROBLEMS_HEADER_MAX bytes.
+
+    Jobs that do not fit are left out and counted under "...": the count header, the job
+    pages and /health still show every one of them.
+    """
+    shown: dict[str, str] = {}
+    for index, (name, problems) in enumerate(with_problems.items()):
+        text = describe_problems(problems)[:300]
+        candidate = {**shown, name: text}
+        rest = len(with_problems) - index - 1
+        if rest:
+            candidate["..."] = f"{rest} more"
+        if len(json.dumps(candidate)) > PROBLEMS_HEADER_MAX:
+            shown["..."] = f"{len(with_problems) - index} more"
+            break
+        shown[name] = text
+    return json.dumps(shown)
 
 
 class LeaveView(ApiView):

@@ -172,6 +172,7 @@ def job_to_dict(job: Job, *, dependents: list[str] | None = None) -> dict[str, A
         "history_limit": job.history_limit,
         "notify": notify_schema.mask_headers(job.notify or {}),
         "missed_count": job.missed_count,
+        "problems": job.problems or {},
     }
 
 
@@ -257,6 +258,10 @@ class JobSerializer(serializers.Serializer):
     history_limit = serializers.IntegerField(allow_null=True)
     notify = serializers.DictField()
     missed_count = serializers.IntegerField()
+    problems = serializers.DictField(
+        help_text="What dkronweb's validation found wrong when a restore stored the job anyway "
+        "(key -> message); its runs fail with it until an upsert that validates clears it"
+    )
 
 
 class ExecutionSerializer(serializers.Serializer):

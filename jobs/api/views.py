@@ -198,27 +198,33 @@ class MembersView(ApiView):
 
 
 def _leader_member() -> dict[str, Any] | None:
+    """The member that runs the active scheduler, in the members' shape (Dkron's leader is
+    always one of /v1/members), plus since when and how often leadership changed."""
     holder = lease_services.lease_holder()
     if holder is None:
         return None
-    host = holder.holder.split(":")[0]
-    return {
-        "Name": holder.holder,
-        "Addr": host,
-        "Port": 0,
-        "Tags": {"role": "dkron", "server": "true"},
-        "Status": 1,
-        "id": holder.holder,
-        "statusText": "alive",
-        "since": holder.acquired_at.isoformat() if holder.acquired_at else None,
-        "leadership_changes": holder.changes,
-    }
+    agent = Agent.objects.defer("metrics").filter(name=holder.member).first()
+    if agent is not None:
+        member = member_to_dict(agent)
+    else:  # a scheduler of an older release names no member: describe the lease holder
+        member = {
+            "Name": holder.holder,
+            "Addr": holder.holder.split(":")[0],
+            "Port": 0,
+            "Tags": {"role": "dkron", "server": "true"},
+            "Status": 1,
+            "id": holder.holder,
+            "statusText": "alive",
+        }
+    member["since"] = holder.acquired_at.isoformat() if holder.acquired_at else None
+    member["leadership_changes"] = holder.changes
+    return member
 
 
 class LeaderView(ApiView):
     @extend_schema(
         operation_id="getLeader",
-        summary="The active scheduler",
+        summary="The member that runs the active scheduler (one of /v1/members)",
         responses={200: MemberSerializer, **NOT_FOUND},
     )
     def get(self, request: Request) -> Response:

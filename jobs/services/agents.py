@@ -14,6 +14,15 @@ from jobs import timeutil
 from jobs.models import ACTIVE_STATUSES, Agent, Execution
 from jobs.targeting import NodeInfo
 
+# The tag of a member that only schedules: listed in /v1/members (and can be /v1/leader),
+# never given work, not counted as an agent.
+ROLE_TAG = "dkronweb_role"
+SCHEDULER_ROLE = "scheduler"
+
+
+def is_scheduler_only(tags: dict[str, Any] | None) -> bool:
+    return (tags or {}).get(ROLE_TAG) == SCHEDULER_ROLE
+
 
 def builtin_tags(*, server: bool = True) -> dict[str, str]:
     """Dkron's built-in node tags, so `"server": "true:1"` and `role=dkron` work unchanged."""
@@ -59,6 +68,16 @@ def agent_register(
         },
     )
     return agent
+
+
+def scheduler_register(*, name: str, instance_id: str) -> Agent:
+    """Register a scheduler-only process as a member (Dkron's leader is always a member).
+
+    Dkron's built-in tags (a Dkron leader is a server) plus `dkronweb_role=scheduler`; a
+    concurrency of 0, and `alive_nodes` leaves it out, so it is never given work.
+    """
+    tags = {**builtin_tags(server=True), ROLE_TAG: SCHEDULER_ROLE}
+    return agent_register(name=name, instance_id=instance_id, tags=tags, concurrency=0)
 
 
 def agent_heartbeat(
@@ -190,6 +209,9 @@ def agent_state(agent: Agent, *, now: datetime | None = None) -> str:
 def alive_nodes(*, now: datetime | None = None) -> list[NodeInfo]:
     """The live agents, each with its load: the executions queued for or running on it.
 
+    Only agents: scheduler-only members are left out, so no placement, retry or move of an
+    orphaned run (all of which choose from this list) can pick one, whatever a job's tags.
+
     The load is counted in the database, not taken from the heartbeat: a prefork agent's
     heartbeat thread lives in the parent process and cannot see what its pool children run,
     so it reports 0 and "least busy first" would send all the work to the first agent by name.
@@ -217,4 +239,5 @@ def alive_nodes(*, now: datetime | None = None) -> list[NodeInfo]:
             concurrency=r["concurrency"],
         )
         for r in rows
+        if not is_scheduler_only(r["tags"])  # members that only schedule run nothing
     ]

@@ -2,8 +2,9 @@
 
 Only the database and the broker fail the probe (a load balancer or orchestrator should
 restart or drain a web process for those, and for nothing else). No active scheduler, no live
-agent, jobs whose tags no live agent matches and a queue backlog are cluster problems that a
-restart of this process cannot fix: they are reported in the body and in `alerts`.
+agent, jobs whose tags no live agent matches, jobs that cannot run (restored with problems,
+or their executor disabled) and a queue backlog are cluster problems that a restart of this
+process cannot fix: they are reported in the body and in `alerts`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class HealthReport:
     unmatched_names: list[str] = field(default_factory=list)  # the first few, by name
     backlog: int | None = None
     backlog_after: float = 0.0
+    cannot_run: int | None = None
     alerts: list[str] = field(default_factory=list)
 
     @property
@@ -49,6 +51,7 @@ class HealthReport:
             "agents": {"alive": self.agents_alive},
             "tags": {"unmatched_jobs": self.unmatched_jobs},
             "backlog": {"queued": self.backlog, "older_than_seconds": self.backlog_after},
+            "jobs": {"cannot_run": self.cannot_run},
             "alerts": self.alerts,
         }
 
@@ -114,6 +117,14 @@ def _cluster_state(report: HealthReport) -> None:
             f"{report.unmatched_jobs} enabled job(s) target tags that no live agent has"
         )
 
+    report.cannot_run = jobs_that_cannot_run()
+    if report.cannot_run:
+        report.alerts.append(
+            f"{report.cannot_run} enabled job(s) fail every run before executing: stored "
+            "with problems by a restore or import, or their executor is disabled (see the "
+            "job pages)"
+        )
+
     report.backlog = queued_backlog(seconds=report.backlog_after)
     if report.backlog:
         report.alerts.append(
@@ -147,6 +158,16 @@ def unmatched_jobs(nodes: list[NodeInfo]) -> tuple[int, list[str]]:
         match_any |= Q(tags=tags)
     names = enabled.filter(match_any).order_by("name").values_list("name", flat=True)
     return count, list(names[:UNMATCHED_NAMES_SHOWN])
+
+
+def jobs_that_cannot_run() -> int:
+    """Enabled jobs whose runs the agent refuses (`jobs.runner.run_refusal`): stored with
+    problems, or using an executor disabled since they were saved."""
+    refused = ~Q(problems={}) | Q(executor="")
+    disabled = settings.DKRON["DISABLED_EXECUTORS"]
+    if disabled:
+        refused |= Q(executor__in=sorted(disabled))
+    return Job.objects.filter(refused, disabled=False).count()
 
 
 def queued_backlog(*, seconds: float) -> int:

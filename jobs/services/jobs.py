@@ -118,68 +118,128 @@ def job_next_fire(job: Job, *, now: datetime | None = None) -> datetime | None:
         return None
 
 
-def _validate(job: Job, *, parent_name: str, actor: Actor, old_config: dict[str, Any]) -> None:
+def describe_problems(problems: dict[str, Any]) -> str:
+    """One line for stored problems (`Job.problems`): `key: message; key: message`."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{k}: {text(v)}" for k, v in value.items())
+        if isinstance(value, list):
+            return ", ".join(text(v) for v in value)
+        return str(value)
+
+    return "; ".join(f"{key}: {text(value)}" for key, value in problems.items())
+
+
+def problem_items(problems: dict[str, Any]) -> list[tuple[str, str]]:
+    """Stored problems as (key, message) pairs, nested keys joined (`executor_config.url`)."""
+    items: list[tuple[str, str]] = []
+    for key, value in problems.items():
+        if isinstance(value, dict):
+            items.extend((f"{key}.{k}", m) for k, m in problem_items(value))
+        else:
+            items.append((key, describe_problems({"": value})[2:]))
+    return items
+
+
+def _first_message(errors: dict[str, Any]) -> str:
+    key, value = next(iter(errors.items()))
+    return value if isinstance(value, str) else f"{key}: {value}"
+
+
+def _dkron_checks(job: Job, *, parent_name: str) -> dict[str, Any]:
+    """What Dkron's own Job.Validate() refuses, in its order (after the name): self-parent,
+    schedule, concurrency, timezone. Everything that refuses, restore included, refuses these:
+    a Dkron backup never holds such a job. (The executor's own Dkron checks, shell's timeout
+    and mem_limit, come with the executor: `Executor.dkron_checked_keys`.)"""
+    if parent_name and parent_name == job.name:
+        raise InvalidJob("the job can not have itself as parent", {"parent_job": "self"})
     errors: dict[str, Any] = {}
-    if not job.schedule and not parent_name:
-        errors["schedule"] = "schedule is required unless parent_job is set"
+    zone_ok = True
     if job.timezone:
         try:
             sched.validate_timezone(job.timezone)
-        except sched.ScheduleError as exc:
-            errors["timezone"] = str(exc)
-    if job.schedule and "timezone" not in errors:
+        except sched.ScheduleError:
+            zone_ok = False  # reported after concurrency, in Dkron's order
+    if not job.schedule and not parent_name:
+        errors["schedule"] = "schedule is required unless parent_job is set"
+    if job.schedule and zone_ok:
         try:
             parse_job_schedule(job)
         except sched.ScheduleError as exc:
             errors["schedule"] = f"can't parse job schedule: {exc}"
+    if job.concurrency == "":
+        job.concurrency = Concurrency.ALLOW  # Dkron's "" means allow
     if job.concurrency not in Concurrency.values:
         errors["concurrency"] = "invalid concurrency policy value, use allow, forbid or replace"
+    if not zone_ok:
+        errors["timezone"] = f"unknown time zone '{job.timezone}'"
+    return errors
+
+
+def _own_checks(
+    job: Job, *, actor: Actor, old_config: dict[str, Any], refused: dict[str, Any]
+) -> dict[str, Any]:
+    """dkronweb's own save-time findings, beyond Dkron's; returns them by key.
+
+    Dkron checks that the executor itself declares (`dkron_checked_keys`) go to `refused`.
+    Permission refusals raise at once: no door stores a job its caller may not save.
+    The config is stored with its secrets merged and encrypted whatever the findings.
+    """
+    problems: dict[str, Any] = {}
     if job.misfire_policy not in MisfirePolicy.values:
-        errors["misfire_policy"] = "use skip, run_once or run_all"
+        problems["misfire_policy"] = "use skip, run_once or run_all"
     if job.owner_email:
         try:
             validate_email(job.owner_email)
         except DjangoValidationError:
-            errors["owner_email"] = "not a valid email address"
+            problems["owner_email"] = "not a valid email address"
     try:
         notify_schema.parse(job.notify)
     except notify_schema.InvalidNotify as exc:
-        errors["notify"] = exc.errors
+        problems["notify"] = exc.errors
     if job.starts_at and job.expires_at and job.expires_at <= job.starts_at:
-        errors["expires_at"] = "must be after starts_at"
+        problems["expires_at"] = "must be after starts_at"
     if job.retry_backoff < 0 or job.catchup_window < 0:
-        errors["retry_backoff"] = "must not be negative"
+        problems["retry_backoff"] = "must not be negative"
     try:
         parse_tags(job.tags)
     except TagError as exc:
-        errors["tags"] = str(exc)
+        problems["tags"] = str(exc)
+    executor = None
     if not job.executor:
-        errors["executor"] = "executor is required"
-    elif job.executor in settings.DKRON["DISABLED_EXECUTORS"]:
-        errors["executor"] = f"executor '{job.executor}' is disabled on this server"
+        problems["executor"] = "executor is required"
     else:
         try:
             executor = get_executor(job.executor)
         except UnknownExecutor as exc:
-            errors["executor"] = str(exc)
+            problems["executor"] = str(exc)
         else:
-            # Masked secrets sent back keep the stored ones (decrypted to merge and validate,
-            # encrypted again to store when DKRON_ENCRYPTION_KEY is set: jobs.secrets).
-            stored = job_secrets.decrypt_config(job.executor, old_config, strict=False)
-            job.executor_config = merge_secrets(job.executor, job.executor_config, stored)
-            try:
-                executor.validate(job.executor_config)
-            except ConfigError as exc:
-                errors["executor_config"] = exc.errors
-            else:
-                job.executor_config = job_secrets.encrypt_config(job.executor, job.executor_config)
-            if executor.runs_code and not actor.can_run_code:
-                raise Forbidden(
-                    f"you may not create or change '{job.executor}' jobs: they run code on "
-                    "hosts and need the 'run code jobs' permission (jobs.run_code_jobs)",
-                    {"executor": "permission required"},
-                )
-    errors.update(
+            if job.executor in settings.DKRON["DISABLED_EXECUTORS"]:
+                problems["executor"] = f"executor '{job.executor}' is disabled on this server"
+    # Masked secrets sent back keep the stored ones (decrypted to merge and validate,
+    # encrypted again to store when DKRON_ENCRYPTION_KEY is set: jobs.secrets).
+    stored = job_secrets.decrypt_config(job.executor, old_config, strict=False)
+    job.executor_config = merge_secrets(job.executor, job.executor_config, stored)
+    if executor is not None:
+        try:
+            executor.validate(job.executor_config)
+        except ConfigError as exc:
+            checked = executor.dkron_checked_keys
+            dkron = {k: v for k, v in exc.errors.items() if k.split(".")[0] in checked}
+            own = {k: v for k, v in exc.errors.items() if k not in dkron}
+            if dkron:
+                refused["executor_config"] = dkron
+            if own:
+                problems["executor_config"] = own
+        if executor.runs_code and not actor.can_run_code:
+            raise Forbidden(
+                f"you may not create or change '{job.executor}' jobs: they run code on "
+                "hosts and need the 'run code jobs' permission (jobs.run_code_jobs)",
+                {"executor": "permission required"},
+            )
+    job.executor_config = job_secrets.encrypt_config(job.executor, job.executor_config)
+    problems.update(
         validate_processors(
             job.processors,
             ProcessorOptions.from_settings(settings.DKRON),
@@ -188,10 +248,37 @@ def _validate(job: Job, *, parent_name: str, actor: Actor, old_config: dict[str,
     )
     if not actor.can_run_code:
         _ensure_no_host_processors(job.processors)
-    if errors:
-        first = next(iter(errors.items()))
-        detail = first[1] if isinstance(first[1], str) else f"{first[0]}: {first[1]}"
-        raise InvalidJob(f"Job validation failed: {detail}", errors)
+    return problems
+
+
+def _validate(
+    job: Job,
+    *,
+    parent_name: str,
+    actor: Actor,
+    old_config: dict[str, Any],
+    keep_problems: bool,
+) -> None:
+    """Dkron's checks first, then dkronweb's; sets `job.problems`.
+
+    What Dkron refuses is refused everywhere. dkronweb's own findings refuse the upsert too,
+    unless `keep_problems` (restore and import: a Dkron backup must restore whole), when the
+    job is stored with them in `job.problems` and its runs fail with them (jobs.runner).
+    """
+    refused = _dkron_checks(job, parent_name=parent_name)
+    problems = _own_checks(job, actor=actor, old_config=old_config, refused=refused)
+    if refused or (problems and not keep_problems):
+        # The message names Dkron's finding first; the details hold every finding, so a form
+        # can show each one where it was typed.
+        details = dict(refused)
+        for key, value in problems.items():
+            if isinstance(details.get(key), dict) and isinstance(value, dict):
+                details[key] = {**details[key], **value}
+            else:
+                details.setdefault(key, value)
+        first = _first_message(refused or problems)
+        raise InvalidJob(f"Job validation failed: {first}", details)
+    job.problems = problems
 
 
 def _ensure_no_host_processors(processors: Any) -> None:
@@ -233,8 +320,13 @@ def _check_parent(name: str, parent_name: str) -> Job | None:
     return parent
 
 
-def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, bool]:
+def job_upsert(
+    *, data: dict[str, Any], actor: Actor = SYSTEM, keep_problems: bool = False
+) -> tuple[Job, bool]:
     """Create or fully replace a job by name (Dkron's upsert); server fields are kept.
+
+    `keep_problems` stores a job that only dkronweb's own validation finds wrong, with its
+    findings (`Job.problems`); restore and import use it. An upsert that validates clears them.
 
     Validation runs before the transaction, not inside it: it is pure work that grows with the
     body (a 1.5 MB command, 10,000 metadata keys), and on SQLite a transaction holds the
@@ -245,8 +337,17 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
     name = validate_name(data.get("name"))
     parent_name = data.get("parent_job") or ""
     seen = Job.objects.filter(name=name).first()
-    validated = _validated(name, data, seen, parent_name=parent_name, actor=actor)
-    return _store(name, data, validated, basis=_validation_basis(seen), actor=actor)
+    validated = _validated(
+        name, data, seen, parent_name=parent_name, actor=actor, keep_problems=keep_problems
+    )
+    return _store(
+        name,
+        data,
+        validated,
+        basis=_validation_basis(seen),
+        actor=actor,
+        keep_problems=keep_problems,
+    )
 
 
 def _validation_basis(job: Job | None) -> tuple[Any, ...] | None:
@@ -258,7 +359,13 @@ def _validation_basis(job: Job | None) -> tuple[Any, ...] | None:
 
 
 def _validated(
-    name: str, data: dict[str, Any], stored: Job | None, *, parent_name: str, actor: Actor
+    name: str,
+    data: dict[str, Any],
+    stored: Job | None,
+    *,
+    parent_name: str,
+    actor: Actor,
+    keep_problems: bool,
 ) -> Job:
     """An unsaved Job holding the body's fields, validated, its secrets merged and encrypted.
 
@@ -273,7 +380,13 @@ def _validated(
     old_notify = stored.notify if stored is not None else {}
     old_config = dict(stored.executor_config or {}) if stored is not None else {}
     job.notify = notify_schema.keep_masked_headers(job.notify, old_notify)
-    _validate(job, parent_name=parent_name, actor=actor, old_config=old_config)
+    _validate(
+        job,
+        parent_name=parent_name,
+        actor=actor,
+        old_config=old_config,
+        keep_problems=keep_problems,
+    )
     return job
 
 
@@ -285,6 +398,7 @@ def _store(
     *,
     basis: tuple[Any, ...] | None,
     actor: Actor,
+    keep_problems: bool,
 ) -> tuple[Job, bool]:
     parent_name = data.get("parent_job") or ""
     job = Job.objects.select_for_update().filter(name=name).first()
@@ -295,7 +409,12 @@ def _store(
         # Another writer changed the job since it was read: merge its secrets instead. Rare,
         # and then validating under the lock is the price of never storing a stale secret.
         validated = _validated(
-            name, data, None if created else job, parent_name=parent_name, actor=actor
+            name,
+            data,
+            None if created else job,
+            parent_name=parent_name,
+            actor=actor,
+            keep_problems=keep_problems,
         )
     before = {f: getattr(job, f) for f in USER_FIELDS}
     before["parent_job"] = job.parent_id
@@ -308,6 +427,7 @@ def _store(
     }
     for field in USER_FIELDS:
         setattr(job, field, getattr(validated, field))
+    job.problems = validated.problems
     parent = _check_parent(name, parent_name)
     job.parent = parent
     now = timeutil.now()

@@ -13,21 +13,32 @@ from jobs.models import Lease
 SCHEDULER = "scheduler"
 
 
-def lease_acquire(*, holder: str, ttl: float, name: str = SCHEDULER) -> bool:
+def lease_acquire(*, holder: str, ttl: float, name: str = SCHEDULER, member: str = "") -> bool:
     """Take or renew the lease; True when `holder` holds it until now + ttl (database time).
+
+    `member` is the holder's member name (jobs.services.agents), stored with the lease so
+    that /v1/leader answers one of /v1/members.
 
     1. Renew: one UPDATE that succeeds only if we hold it or it has expired.
     2. A first-ever lease row is created; a racing creator hits the unique name and loses.
     The lease keeps standbys idle; it is not the guarantee (fire keys are).
     """
     expires = ExpressionWrapper(Now() + timedelta(seconds=ttl), output_field=DateTimeField())
-    renewed = Lease.objects.filter(name=name, holder=holder).update(expires_at=expires)
+    renewed = Lease.objects.filter(name=name, holder=holder).update(
+        expires_at=expires, member=member
+    )
     if renewed:
         return True
     taken = (
         Lease.objects.filter(name=name)
         .filter(Q(expires_at__lt=Now()) | Q(expires_at__isnull=True) | Q(holder=""))
-        .update(holder=holder, expires_at=expires, acquired_at=Now(), changes=F("changes") + 1)
+        .update(
+            holder=holder,
+            member=member,
+            expires_at=expires,
+            acquired_at=Now(),
+            changes=F("changes") + 1,
+        )
     )
     if taken:
         return True
@@ -36,7 +47,12 @@ def lease_acquire(*, holder: str, ttl: float, name: str = SCHEDULER) -> bool:
     try:
         with transaction.atomic():
             Lease.objects.create(
-                name=name, holder=holder, expires_at=expires, acquired_at=Now(), changes=1
+                name=name,
+                holder=holder,
+                member=member,
+                expires_at=expires,
+                acquired_at=Now(),
+                changes=1,
             )
     except IntegrityError:
         return False
@@ -44,7 +60,7 @@ def lease_acquire(*, holder: str, ttl: float, name: str = SCHEDULER) -> bool:
 
 
 def lease_release(*, holder: str, name: str = SCHEDULER) -> None:
-    Lease.objects.filter(name=name, holder=holder).update(holder="", expires_at=None)
+    Lease.objects.filter(name=name, holder=holder).update(holder="", member="", expires_at=None)
 
 
 def lease_holder(*, name: str = SCHEDULER) -> Lease | None:

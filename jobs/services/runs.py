@@ -40,6 +40,8 @@ def snapshot_of(job: Job) -> dict[str, Any]:
     # Who to tell when the run settles (read there without a query when nothing is set).
     snap["notify"] = job.notify or {}
     snap["owner_email"] = job.owner_email
+    # Findings a restore stored the job with: the agent fails the run with them (jobs.runner).
+    snap["problems"] = job.problems or {}
     try:
         executor = get_executor(job.executor)
         plain = job_secrets.decrypt_config(job.executor, job.executor_config, strict=False)

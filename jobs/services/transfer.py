@@ -1,8 +1,13 @@
 """Job export and restore in Dkron's format (GET /v1/jobs output): /v1/restore and the CLI.
 
-Restore runs every job through `job_upsert` with the caller as actor, so it validates and
-checks permissions exactly as the API does. Parents go before children; a job that cannot be
-restored is reported and the others go on, as Dkron's restore does.
+Restore runs every job through `job_upsert` with the caller as actor, so it checks permissions
+exactly as the API does and refuses what Dkron itself refuses (name, self-parent, schedule,
+concurrency, timezone, shell timeout and mem_limit). What only dkronweb's own validation finds
+wrong (executor config schemas, processors, notify, a missing executor...) does not refuse the
+job: a Dkron backup must restore whole, so the job is stored with its problems, which are
+reported here, on the job page and in /health, and fail its runs until an upsert fixes them.
+Parents go before children; a job that cannot be restored is reported and the others go on,
+as Dkron's restore does.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class RestoreResult:
     created: bool = False
     error: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    # Stored anyway with these findings of dkronweb's own validation (`Job.problems`).
+    problems: dict[str, Any] = field(default_factory=dict)
 
     def dkron_line(self) -> str:
         """Dkron's per-job line ("success create job1"); failures add the reason."""
@@ -132,11 +139,12 @@ def _order(
             if name in chain:
                 loop = chain[chain.index(name) :]
                 path = " -> ".join([*loop, name])
+                error = f"parent_job cycle in the file: {path}"
+                if len(loop) == 1:
+                    error = "Job validation failed: the job can not have itself as parent"
                 for member in loop:
                     cyclic.add(member)
-                    failed.append(
-                        RestoreResult(member, False, error=f"parent_job cycle in the file: {path}")
-                    )
+                    failed.append(RestoreResult(member, False, error=error))
                 chain = chain[: chain.index(name)]
                 break
             chain.append(name)
@@ -165,10 +173,12 @@ def _restore_one(name: str, item: dict[str, Any], actor: Actor) -> RestoreResult
         details = exc.detail if isinstance(exc.detail, dict) else {}
         return RestoreResult(name, False, error=message, details=dict(details))
     try:
-        _, created = job_upsert(data=dict(serializer.validated_data), actor=actor)
+        job, created = job_upsert(
+            data=dict(serializer.validated_data), actor=actor, keep_problems=True
+        )
     except DomainError as exc:
         return RestoreResult(name, False, error=exc.message, details=exc.details)
-    return RestoreResult(name, True, created=created)
+    return RestoreResult(name, True, created=created, problems=dict(job.problems))
 
 
 def jobs_restore(
@@ -177,9 +187,10 @@ def jobs_restore(
     """Create or replace each job of a Dkron export (see `parse_export`), parents first.
 
     One transaction, each job in its own savepoint: a failing job is reported and does not
-    undo the others (as in Dkron), and a crash half-way stores nothing. A child whose parent
-    failed is not attempted. `dry_run` does all of it and rolls back. Refused as a whole (503)
-    while the cluster is paused.
+    undo the others (as in Dkron), and a crash half-way stores nothing. A job that only
+    dkronweb's own validation finds wrong is stored with its `problems` (see the module
+    doc). A child whose parent failed is not attempted. `dry_run` does all of it and rolls
+    back. Refused as a whole (503) while the cluster is paused.
     """
     ensure_not_paused()
     ordered, results, failed_names = _order(items)
@@ -199,7 +210,12 @@ def jobs_restore(
         audit_record(  # each job's create/update has its own entry too
             actor=actor,
             action="import" if actor.via == "cli" else "restore",
-            detail={"jobs": len(results), "ok": ok, "failed": len(results) - ok},
+            detail={
+                "jobs": len(results),
+                "ok": ok,
+                "failed": len(results) - ok,
+                "with_problems": sum(bool(r.problems) for r in results),
+            },
         )
         if dry_run:
             transaction.set_rollback(True)

@@ -65,7 +65,10 @@ def test_every_api_change_is_recorded_with_who_and_how(api):
 
     upload = SimpleUploadedFile("j.json", json.dumps([http_body("r")]).encode())
     api.post("/v1/restore", {"file": upload}, format="multipart")
-    assert (last().action, last().detail) == ("restore", {"jobs": 1, "ok": 1, "failed": 0})
+    assert (last().action, last().detail) == (
+        "restore",
+        {"jobs": 1, "ok": 1, "failed": 0, "with_problems": 0},
+    )
 
     key = api.post("/v1/tokens", {"name": "ci"}, format="json").json()
     assert (last().action, last().target) == ("token_create", "root/ci")

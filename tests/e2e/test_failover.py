@@ -37,7 +37,12 @@ def test_a_standby_takes_over_within_seconds_and_no_fire_time_runs_twice(cluster
     second = cluster.scheduler("scheduler-2")
     wait_for(lambda: "beat: Starting" in second.log(), what="scheduler-2 to start")
     time.sleep(3)
-    assert api.get("/v1/leader").json()["Name"].split(":")[1] == str(first.pid)
+    leader = api.get("/v1/leader").json()
+    assert leader["Name"] == "scheduler-1"  # a member, as in Dkron: not the lease holder id
+    members = {m["Name"]: m for m in api.get("/v1/members").json()}
+    assert {"agent-a", "scheduler-1", "scheduler-2"} <= members.keys()
+    assert members["scheduler-2"]["Tags"]["dkronweb_role"] == "scheduler"
+    assert "dkronweb_role" not in members["agent-a"]["Tags"]
 
     killed_at = time.monotonic()
     first.signal(signal.SIGKILL)
@@ -50,7 +55,9 @@ def test_a_standby_takes_over_within_seconds_and_no_fire_time_runs_twice(cluster
     print(f"standby took over {takeover:.2f}s after SIGKILL (lease TTL 3 s in tests)")
     assert takeover < 5.0
     leader = api.get("/v1/leader").json()
-    assert leader["Name"].split(":")[1] == str(second.pid)
+    assert leader["Name"] == "scheduler-2"  # the other member now
+    assert leader["Name"] in [m["Name"] for m in api.get("/v1/members").json()]
+    assert leader["statusText"] == "alive"
     assert leader["leadership_changes"] >= 2
     scraped = {
         m.name: m for m in text_string_to_metric_families(api.get("/metrics").content.decode())

@@ -13,6 +13,7 @@ from jobs import timeutil
 from jobs.models import Agent, Execution, Run
 from jobs.services.health import health_report
 from jobs.services.lease import lease_acquire
+from jobs.services.transfer import jobs_restore
 from tests.jobs.test_executions import agent, job
 
 pytestmark = pytest.mark.django_db
@@ -110,3 +111,41 @@ def test_a_broker_failure_still_fails_the_probe_with_the_cluster_state(anon):
     assert body["status"] == "unhealthy" and body["database"] == "ok"
     assert body["scheduler"] == "no active scheduler"
     assert "broker unavailable: runs cannot be published" in body["alerts"]
+
+
+def test_enabled_jobs_that_cannot_run_are_an_alert(anon, settings):
+    lease_acquire(holder="sched-1", ttl=60)
+    agent("n1")
+    job("fine")
+    jobs_restore(
+        items=[
+            {
+                "name": "placeholder",
+                "schedule": "@daily",
+                "executor": "http",
+                "executor_config": {"url": "{{url}}"},
+            },
+            {"name": "no-executor", "schedule": "@daily", "executor": ""},
+            {
+                "name": "parked",
+                "schedule": "@daily",
+                "executor": "http",
+                "disabled": True,
+                "executor_config": {"url": "TODO"},
+            },
+        ]
+    )
+    assert anon.get("/health").json()["jobs"] == {"cannot_run": 2}
+
+    job("legacy-http", executor="http", executor_config={"method": "GET", "url": "https://x.co"})
+    settings.DKRON = {**settings.DKRON, "DISABLED_EXECUTORS": {"http"}}
+
+    response = anon.get("/health")
+
+    body = response.json()
+    assert body["jobs"] == {"cannot_run": 3}
+    assert body["alerts"] == [
+        "3 enabled job(s) fail every run before executing: stored with problems by a restore "
+        "or import, or their executor is disabled (see the job pages)"
+    ]
+    assert b"placeholder" not in response.content

@@ -122,9 +122,10 @@ def test_the_dashboard_names_the_active_scheduler_and_since_when(client, admin_u
         client.get("/ui/").content.decode(), "scheduler"
     )
 
-    assert lease_acquire(holder="sched-host:4242:abc", ttl=60)
+    assert lease_acquire(holder="sched-host:4242:abc", ttl=60, member="sched-host-scheduler")
     scheduler = section(client.get("/ui/").content.decode(), "scheduler")
     assert "sched-host:4242:abc" in scheduler
+    assert "Leader (member)" in scheduler and "sched-host-scheduler" in scheduler
     assert "Since" in scheduler and "<time" in scheduler
 
 

@@ -328,3 +328,41 @@ def test_short_values_have_no_show_all_link(client, admin_user):
 def test_full_values_need_a_signed_in_user(client, db):
     make_job("private", executor_config={"command": BIG_COMMAND})
     assert client.get("/ui/jobs/private/full/config/?key=command").status_code == 302
+
+
+def test_a_job_restored_with_problems_says_on_its_page_that_its_runs_fail_and_why(
+    client, admin_user
+):
+    job_upsert(
+        data={
+            "name": "digest",
+            "schedule": "@daily",
+            "executor": "http",
+            "executor_config": {"url": "{{url}}"},
+        },
+        keep_problems=True,
+    )
+    client.force_login(admin_user)
+
+    page = client.get("/ui/jobs/digest/").content.decode()
+
+    problems = section(page, "job-problems")
+    assert "Every run of this job fails" in problems
+    assert "executor_config.url" in problems and "{{url}}" in problems
+
+
+def test_a_job_whose_executor_was_disabled_since_says_so_on_its_page(client, admin_user, settings):
+    make_job("legacy")
+    settings.DKRON = {**settings.DKRON, "DISABLED_EXECUTORS": {"shell"}}
+    client.force_login(admin_user)
+
+    page = client.get("/ui/jobs/legacy/").content.decode()
+
+    assert "DKRON_DISABLED_EXECUTORS" in section(page, "job-problems")
+
+
+def test_a_job_without_problems_shows_no_problem_section(client, admin_user):
+    make_job("fine")
+    client.force_login(admin_user)
+
+    assert 'id="job-problems"' not in client.get("/ui/jobs/fine/").content.decode()

@@ -12,8 +12,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("-l", "--loglevel", default="INFO")
+        parser.add_argument(
+            "--node-name",
+            default=None,
+            help="its member name in /v1/members and /v1/leader "
+            "(default <DKRON_NODE_NAME>-scheduler; two schedulers on one host need two names)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         from dkronweb.celery import app
+        from jobs.scheduler import configure
 
+        configure(member_name=opts["node_name"])
         app.start(["beat", "-S", "jobs.scheduler:JobScheduler", "-l", opts["loglevel"]])

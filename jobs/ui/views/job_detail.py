@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import QuerySet
 from django.db.models.functions import Length, Right
@@ -200,8 +201,20 @@ def job_page(request: HttpRequest, name: str) -> HttpResponse:
         "schedule": schedule_view(job),
         "next_fire": job_services.job_next_fire(job),  # a disabled job's next_run is stale
         "dependents": list(job.dependents.order_by("name").values_list("name", flat=True)),
+        "problems": _run_problems(job),
     }
     return render(request, "ui/job.html", context)
+
+
+def _run_problems(job: Job) -> list[tuple[str, str]]:
+    """Why this job's runs fail before any executor starts (what `jobs.runner.run_refusal`
+    refuses): the problems a restore stored it with, and an executor disabled since."""
+    items = job_services.problem_items(job.problems or {})
+    if job.executor and job.executor in settings.DKRON["DISABLED_EXECUTORS"]:
+        disabled = ("executor", "disabled by DKRON_DISABLED_EXECUTORS on this server")
+        if disabled[0] not in dict(items):
+            items.insert(0, disabled)
+    return items
 
 
 @page
