@@ -180,16 +180,18 @@ def _tail(text: str, limit: int | None) -> tuple[str, bool]:
     data = text.encode("utf-8", "replace")
     if len(data) <= limit:
         return text, False
-    return data[-limit:].decode("utf-8", "ignore"), True
+    # Not data[-limit:]: with a limit of 0 that is the whole output, where Dkron answers "".
+    return data[len(data) - limit :].decode("utf-8", "ignore"), True
 
 
-def execution_to_dict(
-    execution: Execution, *, output_limit: int | None = None, include_output: bool = True
-) -> dict[str, Any]:
-    """An execution as Dkron returns it (string id, zero finished_at while running)."""
-    output, cut = _tail(execution.output, output_limit) if include_output else ("", False)
+def execution_to_dict(execution: Execution, *, output_limit: int | None = None) -> dict[str, Any]:
+    """An execution as Dkron returns it (string id, zero finished_at while running).
+
+    Every key is always there, `output` too: Dkron omits an empty output (`omitempty`), and a
+    client that reads `output` from a queued execution crashed on the missing key."""
+    output, cut = _tail(execution.output, output_limit)
     started: datetime | None = execution.started_at
-    data: dict[str, Any] = {
+    return {
         "id": str(execution.pk),
         "job_name": execution.job_name,
         "started_at": rfc3339(started, zero=True),
@@ -202,10 +204,8 @@ def execution_to_dict(
         "status": execution.status,
         "scheduled_at": rfc3339(execution.scheduled_at),
         "reason": execution.reason,
+        "output": output,
     }
-    if output:
-        data["output"] = output
-    return data
 
 
 # --- Response shapes, for the OpenAPI document (the views render with the functions above) ---
@@ -273,7 +273,7 @@ class ExecutionSerializer(serializers.Serializer):
     )
     scheduled_at = serializers.DateTimeField(allow_null=True)
     reason = serializers.CharField()
-    output = serializers.CharField(required=False, help_text="Omitted when empty")
+    output = serializers.CharField(help_text="Empty while queued or when nothing was written")
 
 
 class MemberSerializer(serializers.Serializer):
