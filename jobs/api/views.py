@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import metrics, selectors
-from jobs.api.parsers import JSONParser
+from jobs.api.parsers import AnyContentTypeNegotiation, JSONParser
 from jobs.api.permissions import can
 from jobs.api.serializers import (
     ErrorSerializer,
@@ -43,9 +43,11 @@ SERF_STATUS = {"alive": 1, "left": 3, "failed": 4}
 
 
 class ApiView(APIView):
-    # Base of every /v1 view: JSON bodies through the hardened parser. (A comment, not a
-    # docstring: the OpenAPI document would show it as every operation's description.)
+    # Base of every /v1 view: JSON bodies through the hardened parser, whatever the
+    # Content-Type says (as Dkron). (A comment, not a docstring: the OpenAPI document would
+    # show it as every operation's description.)
     parser_classes = [JSONParser]
+    content_negotiation_class = AnyContentTypeNegotiation
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import json
 
-from jobs.models import Execution
-from tests.api.helpers import add_execution, create
+import pytest
+from rest_framework.test import APIClient
+
+from jobs.models import Execution, Job
+from tests.api.helpers import add_execution, create, job_body
 
 pytestmark = pytest.mark.django_db
 
@@ -63,3 +66,57 @@ def test_busy_and_kill_answer_every_dkron_field_even_with_no_output_yet(api):
     assert killed.status_code == 202
     assert killed.json().keys() >= DKRON_EXECUTION_FIELDS
     assert Execution.objects.get(pk=queued.pk).status == "killed"
+
+
+# --- a JSON body whatever the Content-Type says (Dkron's BindJSON) ------------------------------
+
+
+def post_body(client: APIClient, content_type: str, **extra: str):
+    """POST job1 as JSON text under `content_type` ("" sends no Content-Type at all)."""
+    return client.generic(
+        "POST", "/v1/jobs", json.dumps(job_body("job1")), content_type=content_type, **extra
+    )
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "", "encoding/json", "application/x-www-form-urlencoded"]
+)
+def test_a_json_body_is_accepted_whatever_the_content_type_says(api, content_type):
+    response = post_body(api, content_type)
+
+    assert response.status_code == 201, response.content
+    assert Job.objects.get(name="job1").executor_config == {"command": "echo hello"}
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "", "application/json"])
+def test_a_session_write_without_the_csrf_token_is_refused_whatever_the_content_type(
+    admin_user, content_type
+):
+    browser = APIClient(enforce_csrf_checks=True)
+    browser.login(username="root", password="rootpass")
+
+    response = post_body(browser, content_type)
+
+    assert response.status_code == 403
+    assert "CSRF" in response.content.decode()
+    assert not Job.objects.exists()
+
+
+def test_a_cross_site_text_plain_post_is_refused_when_authentication_is_off(settings, anon):
+    # A form on another site can post text/plain without a CORS preflight; with no credentials
+    # to check, only the browser's Origin header tells this request from a Dkron client's.
+    settings.AUTH_ENABLED = False
+
+    response = post_body(anon, "text/plain", HTTP_ORIGIN="https://evil.example")
+
+    assert response.status_code == 403
+    assert "cross-site" in response.content.decode()
+    assert not Job.objects.exists()
+
+
+def test_a_same_origin_text_plain_post_is_accepted_when_authentication_is_off(settings, anon):
+    settings.AUTH_ENABLED = False
+
+    response = post_body(anon, "text/plain", HTTP_ORIGIN="http://testserver")
+
+    assert response.status_code == 201, response.content
