@@ -11,16 +11,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_handler
 
+from jobs.api.serializers import first_message, validation_message
 from jobs.errors import DomainError
-
-
-def _first_message(detail: Any) -> str:
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            return f"{key}: {_first_message(value)}"
-    if isinstance(detail, list) and detail:
-        return _first_message(detail[0])
-    return str(detail)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -46,10 +38,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None
     detail = response.data
     if isinstance(exc, exceptions.ValidationError):
-        message = "Job validation failed: " + _first_message(detail)
+        message = validation_message(exc)
         details = detail if isinstance(detail, dict) else {"non_field_errors": detail}
     else:
-        message = _first_message(
+        message = first_message(
             detail.get("detail", detail) if isinstance(detail, dict) else detail
         )
         details = {}

@@ -55,7 +55,7 @@ USER_FIELDS = {
 
 def validate_name(name: Any) -> str:
     if not isinstance(name, str) or not name:
-        raise InvalidJob("name is required", {"name": "required"})
+        raise InvalidJob("name cannot be empty", {"name": "required"})
     if len(name) > 255:
         raise InvalidJob("name is longer than 255 characters", {"name": "too long"})
     for ch in name:

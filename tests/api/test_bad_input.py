@@ -78,7 +78,6 @@ def test_invalid_utf8_is_a_400(api):
         ("tags", "role=web"),
         ("tags", {"role": {"nested": "x"}}),
         ("metadata", {"team": ["a", "b"]}),
-        ("metadata", {"team": None}),
         ("executor_config", "command=echo"),
         ("executor_config", ["echo"]),
         ("processors", {"log": "yes"}),

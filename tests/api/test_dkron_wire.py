@@ -120,3 +120,76 @@ def test_a_same_origin_text_plain_post_is_accepted_when_authentication_is_off(se
     response = post_body(anon, "text/plain", HTTP_ORIGIN="http://testserver")
 
     assert response.status_code == 201, response.content
+
+
+# --- types as Go's encoding/json binds them into Dkron's Job ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "json_kind", "go_type"),
+    [
+        ("disabled", "yes", "string", "bool"),
+        ("name", 123, "number 123", "string"),
+        ("ephemeral", 1, "number 1", "bool"),
+        ("retries", "3", "string", "uint"),
+        ("retries", 1.5, "number 1.5", "uint"),
+        ("retries", -1, "number -1", "uint"),
+        ("tags", {"role": 1}, "number 1", "string"),
+        ("metadata", {"ok": "y", "n": False}, "bool", "string"),
+        ("tags", ["role=web"], "array", "map[string]string"),
+        ("schedule", 5, "number 5", "string"),
+        ("concurrency", True, "bool", "string"),
+        ("parent_job", ["p"], "array", "string"),
+        ("executor_config", "command=echo", "string", "plugin.ExecutorPluginConfig"),
+        ("processors", {"log": "yes"}, "string", "plugin.Config"),
+        ("starts_at", 12, "number 12", "ntime.NullableTime"),
+        ("id", 7, "number 7", "string"),
+        ("success_count", "5", "string", "int"),
+        ("dependent_jobs", "child", "string", "[]string"),
+        ("next", 0, "number 0", "time.Time"),
+        ("history_limit", "5", "string", "int"),
+        ("misfire_policy", 1, "number 1", "string"),
+    ],
+)
+def test_a_value_go_cannot_bind_is_a_400_unable_to_parse_payload(
+    api, field, value, json_kind, go_type
+):
+    response = api.post("/v1/jobs", {**job_body("job1"), field: value}, format="json")
+
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["error"] == (
+        f"Unable to parse payload: json: cannot unmarshal {json_kind} "
+        f"into Go struct field Job.{field} of type {go_type}."
+    )
+    assert field in body["details"]
+    assert not Job.objects.exists()
+
+
+def test_null_leaves_a_field_at_its_zero_value_as_in_go(api):
+    body = job_body(
+        "job1", displayname=None, disabled=None, retries=None, concurrency=None, tags=None,
+        metadata={"team": None}, starts_at=None, id=None, next=None, success_count=None,
+    )  # fmt: skip
+
+    response = api.post("/v1/jobs", body, format="json")
+
+    assert response.status_code == 201, response.content
+    job = response.json()
+    assert (job["displayname"], job["disabled"], job["retries"]) == ("", False, 0)
+    assert job["concurrency"] == "allow"
+    assert job["metadata"] == {"team": ""}
+
+
+def test_unknown_fields_and_well_typed_read_only_fields_are_accepted_and_ignored(api):
+    body = job_body(
+        "job1", id="other", success_count=9, status="success", dependent_jobs=["x"],
+        next="2030-01-01T00:00:00Z", last_error=None, Executor_Timeout=5, extra={"a": [1]},
+    )  # fmt: skip
+
+    response = api.post("/v1/jobs", body, format="json")
+
+    assert response.status_code == 201, response.content
+    job = response.json()
+    assert (job["id"], job["success_count"], job["status"]) == ("job1", 0, "")
+    assert job["dependent_jobs"] is None
