@@ -36,6 +36,7 @@ from jobs.services import agents as agent_services
 from jobs.services import jobs as job_services
 from jobs.services import lease as lease_services
 from jobs.services import runs as run_services
+from jobs.services.cluster import ensure_not_paused
 from jobs.services.executions import execution_kill
 from jobs.services.health import health_report
 
@@ -73,6 +74,8 @@ def _job_location(name: str) -> str:
 
 
 def _upsert(request: Request) -> Response:
+    # Dkron answers 503 while paused before it reads the body (the service checks it again).
+    ensure_not_paused()
     serializer = JobInputSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     data = dict(serializer.validated_data)

@@ -53,15 +53,25 @@ USER_FIELDS = {
 }
 
 
+# Dkron's Validate() checks these, in this order, before it looks the parent up; dkronweb's
+# other checks come after the parent (so a child Dkron would accept gets Dkron's 404 first).
+DKRON_CHECKED = ("schedule", "concurrency", "timezone")
+
+
+def invalid(text: str, details: dict[str, Any]) -> InvalidJob:
+    """A refused job, worded as Dkron's API answers it (`Job validation failed: <err>.`)."""
+    return InvalidJob(f"Job validation failed: {text}.", details)
+
+
 def validate_name(name: Any) -> str:
     if not isinstance(name, str) or not name:
-        raise InvalidJob("name cannot be empty", {"name": "required"})
+        raise invalid("name cannot be empty", {"name": "required"})
     if len(name) > 255:
-        raise InvalidJob("name is longer than 255 characters", {"name": "too long"})
+        raise invalid("name is longer than 255 characters", {"name": "too long"})
     for ch in name:
         if not (unicodedata.category(ch) == "Ll" or ch in "0123456789_-"):
             msg = f"name contains illegal character '{ch}'"
-            raise InvalidJob(msg, {"name": msg + " (allowed: lowercase letters, 0-9, _ and -)"})
+            raise invalid(msg, {"name": msg + " (allowed: lowercase letters, 0-9, _ and -)"})
     return name
 
 
@@ -93,7 +103,10 @@ def compute_next_run(job: Job, *, after: datetime) -> datetime | None:
     return candidate
 
 
-def _validate(job: Job, *, parent_name: str, actor: Actor, old_config: dict[str, Any]) -> None:
+def _validate(
+    job: Job, *, parent_name: str, actor: Actor, old_config: dict[str, Any]
+) -> dict[str, Any]:
+    """Every problem of the job, by field (raises only Forbidden: the caller's permission)."""
     errors: dict[str, Any] = {}
     if not job.schedule and not parent_name:
         errors["schedule"] = "schedule is required unless parent_job is set"
@@ -163,10 +176,16 @@ def _validate(job: Job, *, parent_name: str, actor: Actor, old_config: dict[str,
     )
     if not actor.can_run_code:
         _ensure_no_host_processors(job.processors)
-    if errors:
-        first = next(iter(errors.items()))
-        detail = first[1] if isinstance(first[1], str) else f"{first[0]}: {first[1]}"
-        raise InvalidJob(f"Job validation failed: {detail}", errors)
+    return errors
+
+
+def _refuse(errors: dict[str, Any], fields: tuple[str, ...] | None = None) -> None:
+    """Raise the refusal for `errors`, worded after the first of `fields` (all if None)."""
+    keys = [f for f in fields if f in errors] if fields is not None else list(errors)
+    if not keys:
+        return
+    value = errors[keys[0]]
+    raise invalid(value if isinstance(value, str) else f"{keys[0]}: {value}", errors)
 
 
 def _ensure_no_host_processors(processors: Any) -> None:
@@ -187,8 +206,6 @@ def _ensure_no_host_processors(processors: Any) -> None:
 def _check_parent(name: str, parent_name: str) -> Job | None:
     if not parent_name:
         return None
-    if parent_name == name:
-        raise InvalidJob("the job can not have itself as parent", {"parent_job": "self"})
     try:
         parent = Job.objects.get(name=parent_name)
     except Job.DoesNotExist:
@@ -201,7 +218,7 @@ def _check_parent(name: str, parent_name: str) -> Job | None:
     while ancestor.parent_id is not None:
         ancestor = Job.objects.only("name", "parent_id").get(pk=ancestor.parent_id)
         if ancestor.name == name:
-            raise InvalidJob(
+            raise invalid(
                 "parent_job would create a cycle", {"parent_job": " -> ".join([name, *seen])}
             )
         seen.add(ancestor.name)
@@ -214,6 +231,8 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
     ensure_not_paused()  # Dkron's 503 while paused, for the API, the UI, the admin and restore
     name = validate_name(data.get("name"))
     parent_name = data.get("parent_job") or ""
+    if parent_name == name:  # Dkron's Validate() checks it right after the name
+        raise invalid("the job can not have itself as parent", {"parent_job": "self"})
     job = Job.objects.select_for_update().filter(name=name).first()
     created = job is None
     if job is None:
@@ -235,8 +254,10 @@ def job_upsert(*, data: dict[str, Any], actor: Actor = SYSTEM) -> tuple[Job, boo
             value = default() if callable(default) else default
         setattr(job, field, value)
     job.notify = notify_schema.keep_masked_headers(job.notify, old["notify"])
-    _validate(job, parent_name=parent_name, actor=actor, old_config=old["config"])
+    errors = _validate(job, parent_name=parent_name, actor=actor, old_config=old["config"])
+    _refuse(errors, DKRON_CHECKED)  # Dkron's order: its own checks, the parent, then ours
     parent = _check_parent(name, parent_name)
+    _refuse(errors)
     job.parent = parent
     now = timeutil.now()
     if created or job.schedule != old["schedule"]:

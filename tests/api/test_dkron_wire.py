@@ -193,3 +193,122 @@ def test_unknown_fields_and_well_typed_read_only_fields_are_accepted_and_ignored
     job = response.json()
     assert (job["id"], job["success_count"], job["status"]) == ("job1", 0, "")
     assert job["dependent_jobs"] is None
+
+
+# --- errors as Dkron writes them: its status, its text, plain unless JSON is asked for ---------
+
+
+@pytest.fixture
+def dkron(token) -> APIClient:
+    """A Dkron client: the same Bearer token, and no Accept header (Go's net/http sends none)."""
+    return APIClient(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def dkron_error(response, status: int) -> str:
+    """The plain-text body Dkron writes for an error, checked to be plain text."""
+    assert response.status_code == status, (response.status_code, response.content)
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    return response.content.decode()
+
+
+def test_an_unknown_parent_is_a_404_with_dkrons_text_before_any_other_check(dkron):
+    # No executor, which dkronweb requires: Dkron looks the parent up first, and so do we.
+    body = {"name": "child", "parent_job": "missing"}
+
+    response = dkron.post("/v1/jobs", body, format="json")
+
+    assert dkron_error(response, 404) == "specified parent job not found"
+    assert not Job.objects.exists()
+
+
+def test_a_job_that_is_its_own_parent_is_a_400_with_dkrons_text_before_the_schedule(dkron):
+    body = job_body("job1", parent_job="job1", schedule="not a schedule")
+
+    response = dkron.post("/v1/jobs", body, format="json")
+
+    text = dkron_error(response, 400)
+    assert text == "Job validation failed: the job can not have itself as parent."
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        ({"name": "Job1"}, "Job validation failed: name contains illegal character 'J'."),
+        ({"name": ""}, "Job validation failed: name cannot be empty."),
+        ({"name": None}, "Job validation failed: name cannot be empty."),
+        ({"schedule": "bogus"}, "Job validation failed: can't parse job schedule: "),
+        ({"disabled": "yes"}, "Unable to parse payload: json: cannot unmarshal string "),
+    ],
+)
+def test_a_refused_job_gets_dkrons_400_text_as_plain_text(dkron, fields, text):
+    response = dkron.post("/v1/jobs", {**job_body("job1"), **fields}, format="json")
+
+    body = dkron_error(response, 400)
+    assert body.startswith(text) and body.endswith(".")
+    assert not Job.objects.exists()
+
+
+def test_an_unparsable_body_is_a_400_unable_to_parse_payload(dkron):
+    response = dkron.generic("POST", "/v1/jobs", '{"name": ', content_type="application/json")
+
+    assert dkron_error(response, 400).startswith("Unable to parse payload: JSON parse error")
+
+
+def test_while_paused_a_submission_is_a_503_with_dkrons_text_before_its_body_is_read(dkron):
+    assert dkron.post("/v1/pause").status_code == 200
+
+    response = dkron.generic("POST", "/v1/jobs", "not json", content_type="text/plain")
+
+    assert dkron_error(response, 503) == "New job submissions are currently paused"
+
+
+def test_deleting_a_job_with_dependents_is_refused_with_dkrons_text(dkron, api):
+    create(api, "parent")
+    create(api, "child", parent_job="parent", schedule="")
+
+    text = dkron_error(dkron.delete("/v1/jobs/parent"), 409)
+
+    assert text.startswith("could not delete job with dependent jobs, delete children first")
+    assert Job.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/v1/jobs/nope"),
+        ("post", "/v1/jobs/nope/run"),
+        ("post", "/v1/jobs/nope/toggle"),
+        ("get", "/v1/jobs/nope"),
+        ("delete", "/v1/jobs/nope"),
+        ("get", "/v1/jobs/nope/executions"),
+    ],
+)
+def test_an_unknown_job_is_a_404_in_plain_text(dkron, method, path):
+    assert dkron_error(getattr(dkron, method)(path), 404) == "job 'nope' not found"
+
+
+def test_curls_accept_any_gets_the_plain_text_too(dkron):
+    response = dkron.post(
+        "/v1/jobs", {"name": "c", "parent_job": "x"}, format="json", HTTP_ACCEPT="*/*"
+    )
+
+    assert dkron_error(response, 404) == "specified parent job not found"
+
+
+def test_a_client_asking_for_json_gets_the_same_text_with_the_field_details(dkron):
+    body = {"name": "child", "parent_job": "missing"}
+
+    response = dkron.post("/v1/jobs", body, format="json", HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "specified parent job not found",
+        "details": {"parent_job": "no job named 'missing'"},
+    }
+
+
+def test_an_authentication_failure_is_plain_text_too_and_keeps_its_challenge(db):
+    response = APIClient(HTTP_AUTHORIZATION="Bearer dkw_wrong").get("/v1/jobs")
+
+    assert dkron_error(response, 401) == "invalid, expired or revoked API token"
+    assert response["WWW-Authenticate"] == 'Bearer realm="dkronweb"'
