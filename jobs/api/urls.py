@@ -22,6 +22,7 @@ urlpatterns = [
                 "POSTPROCESSING_HOOKS": [
                     "drf_spectacular.hooks.postprocess_schema_enums",
                     f"{schema.__name__}.document_auth_errors",
+                    f"{schema.__name__}.document_plain_text_errors",
                 ],
                 "COMPONENT_SPLIT_PATCH": False,  # Dkron's PATCH is a full upsert, like POST
             },
