@@ -14,7 +14,7 @@ urlpatterns = [
     path(
         "openapi.json",
         SpectacularJSONAPIView.as_view(
-            # application/json first: the document (and its 401) is plain JSON.
+            # application/json first: the document is plain JSON (its 401 follows jobs.api.errors).
             renderer_classes=[OpenApiJsonRenderer2, OpenApiJsonRenderer],
             permission_classes=[ApiAccess],
             custom_settings={
