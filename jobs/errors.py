@@ -6,6 +6,9 @@ from typing import Any
 
 
 class DomainError(Exception):
+    """`message` is the text the API answers (Dkron's own where Dkron has one: see
+    jobs.api.errors); `details` maps fields to messages for JSON clients and the UI."""
+
     status_code = 400
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
@@ -37,13 +40,9 @@ class Unavailable(DomainError):
 
 
 class ClusterPaused(Unavailable):
-    """Job submissions are paused cluster-wide (Dkron's 503 on create/update while paused).
-
-    No `details`: the message says it all, and the UI shows a detail-less error as is.
-    """
+    """Job submissions are paused cluster-wide: Dkron's 503 and its text, word for word (a
+    client may compare the body with it). No `details`: the UI shows a detail-less error as
+    is, and its banner says how to resume (POST /v1/unpause)."""
 
     def __init__(self, action: str = "New job submissions are") -> None:
-        super().__init__(
-            f"{action} currently paused: the cluster is paused; "
-            "an editor resumes them with POST /v1/unpause"
-        )
+        super().__init__(f"{action} currently paused")

@@ -14,6 +14,8 @@ from tests.harness import Cluster, reachable, require
 
 _skipped: list[str] = []
 
+JSON_ERRORS = "application/json"  # the Accept of the test clients: errors as JSON, with details
+
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.skipped and report.when in {"setup", "call"}:
@@ -55,15 +57,24 @@ def token(admin_user) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def api(token: str) -> APIClient:
-    """An API client sending a Bearer token, as a Dkron client with credentials would."""
-    client = APIClient()
+    """An API client sending a Bearer token, as a Dkron client with credentials would, and
+    asking for JSON errors (`{"error", "details"}`, see jobs.api.errors) as the Dkron UI
+    does. A request can send another Accept (`HTTP_ACCEPT="*/*"`) for Dkron's plain text."""
+    client = APIClient(HTTP_ACCEPT=JSON_ERRORS)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
 
 
 @pytest.fixture
+def dkron(token: str) -> APIClient:
+    """A Dkron client: the same Bearer token, and no Accept header (Go's net/http sends none),
+    so errors come back as Dkron writes them, in plain text."""
+    return APIClient(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+@pytest.fixture
 def anon() -> APIClient:
-    return APIClient()
+    return APIClient(HTTP_ACCEPT=JSON_ERRORS)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,11 @@
-"""JSON errors for every API failure: {"error": "...", "details": {...}} with the right status."""
+"""Every API failure as Dkron writes it: its status and its text, as plain text, or as JSON
+`{"error": "<the same text>", "details": {...}}` for a client that asks for JSON.
+
+Dkron writes most errors as a plain-text body (`c.Writer.WriteString`) and clients compare
+that body with the message (`specified parent job not found`). A client sending
+`Accept: application/json` (the Dkron UI, scripts wanting the field details) or `text/html`
+(the browsable API) gets the structured form instead; the text is the same in both.
+"""
 
 from __future__ import annotations
 
@@ -6,52 +13,66 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from rest_framework import exceptions, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_handler
 
+from jobs.api.serializers import first_message, validation_message
 from jobs.errors import DomainError
 
-
-def _first_message(detail: Any) -> str:
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            return f"{key}: {_first_message(value)}"
-    if isinstance(detail, list) and detail:
-        return _first_message(detail[0])
-    return str(detail)
+STRUCTURED_TYPES = ("application/json", "text/html")  # what our renderers answer by name
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+def wants_structured(request: Request | None) -> bool:
+    """Whether the client named JSON (or HTML) in Accept; `*/*` or none means Dkron's text."""
+    accept = request.META.get("HTTP_ACCEPT", "") if request is not None else ""
+    for item in accept.split(","):
+        media = item.split(";")[0].strip().lower()
+        if media in STRUCTURED_TYPES or media.endswith("+json"):
+            return True
+    return False
+
+
+def _error(
+    exc: Exception, context: dict[str, Any]
+) -> tuple[int, str, dict[str, Any], dict[str, str]] | None:
+    """(status, Dkron's text, details, headers) for an exception, or None if not ours."""
     if isinstance(exc, DomainError):
-        return Response({"error": exc.message, "details": exc.details}, status=exc.status_code)
+        return exc.status_code, exc.message, exc.details, {}
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        return Response(
-            {"error": f"request body too large (limit {limit} bytes)", "details": {"limit": limit}},
-            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-        )
+        text = f"request body too large (limit {limit} bytes)"
+        return status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, text, {"limit": limit}, {}
     if isinstance(exc, SuspiciousOperation):
-        return Response({"error": f"bad request: {exc}", "details": {}}, status=400)
+        return 400, f"bad request: {exc}", {}, {}
     if isinstance(exc, Http404):
-        return Response({"error": "not found", "details": {}}, status=404)
+        return 404, "not found", {}, {}
     if isinstance(exc, exceptions.ParseError):
-        return Response(
-            {"error": f"Unable to parse payload: {exc.detail}", "details": {}},
-            status=status.HTTP_400_BAD_REQUEST,
-        )
+        return 400, f"Unable to parse payload: {str(exc.detail).rstrip('.')}.", {}, {}
     response = drf_handler(exc, context)
     if response is None:
         return None
     detail = response.data
+    headers = {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Retry-After")}
     if isinstance(exc, exceptions.ValidationError):
-        message = "Job validation failed: " + _first_message(detail)
         details = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        return response.status_code, validation_message(exc), details, headers
+    text = first_message(detail.get("detail", detail) if isinstance(detail, dict) else detail)
+    return response.status_code, text, {}, headers
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
+    error = _error(exc, context)
+    if error is None:
+        return None
+    code, text, details, headers = error
+    response: HttpResponse
+    if wants_structured(context.get("request")):
+        response = Response({"error": text, "details": details}, status=code)
     else:
-        message = _first_message(
-            detail.get("detail", detail) if isinstance(detail, dict) else detail
-        )
-        details = {}
-    response.data = {"error": message, "details": details}
+        response = HttpResponse(text, status=code, content_type="text/plain; charset=utf-8")
+    for key, value in headers.items():
+        response[key] = value
     return response

@@ -33,6 +33,25 @@ def document_auth_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any
     return result
 
 
+def document_plain_text_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Every error is Dkron's plain text unless the client asks for JSON (jobs.api.errors):
+    next to each JSON error shape, document the text/plain body. Runs after
+    document_auth_errors, so the 401s get it too."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            for code, response in operation.get("responses", {}).items():
+                content = response.get("content") if isinstance(response, dict) else None
+                error = str(code).isdigit() and int(code) >= 400
+                if error and isinstance(content, dict) and "application/json" in content:
+                    content.setdefault(
+                        "text/plain",
+                        {"schema": {"type": "string", "description": "The error text"}},
+                    )
+    return result
+
+
 class TokenAuthScheme(OpenApiAuthenticationExtension):
     target_class = "jobs.api.auth.TokenAuthentication"
     name = ["BearerAuth", "TokenAuth"]

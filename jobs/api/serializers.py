@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
 
 from executors.registry import mask_secrets
 from executors.values import parse_go_duration
@@ -18,18 +20,149 @@ from jobs.timeutil import ZERO_TIME, rfc3339
 DATETIME_FORMATS = ["iso-8601", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
 
 
-class StringValueField(serializers.Field):
-    """A Dkron map value: strings, and (beyond Dkron) numbers and booleans kept as strings."""
+# Dkron's Job struct (dkron/job.go) as Go's encoding/json binds a body into it: a value of
+# another JSON type is refused before any rule runs, and Dkron answers 400 `Unable to parse
+# payload: json: cannot unmarshal ...`. Null is Go's no-op (the field keeps its zero value) and
+# unknown keys are ignored. Read-only fields are bound (so checked) too, then ignored here.
+# The last block is dkronweb's own fields, bound the same strict way.
+GO_JOB_FIELDS: dict[str, str] = {
+    "id": "string",
+    "name": "string",
+    "displayname": "string",
+    "timezone": "string",
+    "schedule": "string",
+    "owner": "string",
+    "owner_email": "string",
+    "success_count": "int",
+    "error_count": "int",
+    "last_success": "ntime.NullableTime",
+    "last_error": "ntime.NullableTime",
+    "disabled": "bool",
+    "tags": "map[string]string",
+    "metadata": "map[string]string",
+    "retries": "uint",
+    "dependent_jobs": "[]string",
+    "parent_job": "string",
+    "processors": "map[string]plugin.Config",
+    "concurrency": "string",
+    "executor": "string",
+    "executor_config": "plugin.ExecutorPluginConfig",
+    "status": "string",
+    "next": "time.Time",
+    "ephemeral": "bool",
+    "starts_at": "ntime.NullableTime",
+    "expires_at": "ntime.NullableTime",
+    "misfire_policy": "string",
+    "catchup_window": "duration",
+    "retry_backoff": "duration",
+    "history_limit": "int",
+    "notify": "object",
+}
+_GO_INT_RANGE = {"int": (-(2**63), 2**63 - 1), "uint": (0, 2**64 - 1)}
+_TIME_TYPES = {"ntime.NullableTime", "time.Time"}
 
-    def to_internal_value(self, data: Any) -> str:
-        if isinstance(data, bool):
-            return "true" if data else "false"
-        if isinstance(data, (str, int, float)):
-            return str(data)
-        raise serializers.ValidationError("must be a string, number or boolean")
 
-    def to_representation(self, value: Any) -> Any:
-        return value
+def _json_kind(value: Any) -> str:
+    """How Go's error names a JSON value: numbers with their literal, as Go writes them."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return f"number {json.dumps(value)}"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _binds(value: Any, go_type: str) -> tuple[bool, str]:
+    """Whether Go binds `value` into `go_type`; else the type Go names in its error."""
+    if value is None:
+        return True, go_type
+    if go_type == "string" or go_type in _TIME_TYPES:
+        return isinstance(value, str), go_type
+    if go_type == "bool":
+        return isinstance(value, bool), go_type
+    if go_type in _GO_INT_RANGE:
+        low, high = _GO_INT_RANGE[go_type]
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        return whole and low <= value <= high, go_type
+    if go_type == "duration":  # dkronweb's: seconds or a Go duration string
+        return isinstance(value, (int, float, str)) and not isinstance(value, bool), go_type
+    if go_type == "[]string":
+        if not isinstance(value, list):
+            return False, go_type
+        return all(v is None or isinstance(v, str) for v in value), "string"
+    if not isinstance(value, dict):
+        return False, go_type
+    if go_type == "map[string]string":
+        return all(v is None or isinstance(v, str) for v in value.values()), "string"
+    if go_type == "map[string]plugin.Config":
+        # Each processor's config must be an object; its values are the processor's to check
+        # (beyond Dkron's map[string]string, as for executor_config).
+        return all(v is None or isinstance(v, dict) for v in value.values()), "plugin.Config"
+    # executor_config (map[string]string in Dkron) takes any JSON values: each executor's
+    # schema checks and coerces its own keys, Dkron's strings included. notify: an object.
+    return True, go_type
+
+
+UNBINDABLE = "unbindable"  # the error code of a value Go's encoding/json would not bind
+
+
+def go_bind(data: dict[str, Any]) -> None:
+    """Refuse a body Go's encoding/json would not bind into Dkron's Job: a ValidationError
+    whose messages (Go's, one per field) carry the code UNBINDABLE. A code, not an exception
+    subclass: DRF re-raises a serializer's errors as a plain ValidationError."""
+    errors: dict[str, ErrorDetail] = {}
+    for field, value in data.items():
+        go_type = GO_JOB_FIELDS.get(field)
+        if go_type is None:
+            continue
+        ok, named = _binds(value, go_type)
+        if not ok:
+            bad = value
+            if named != go_type:  # an element of a list or map: Go names the element
+                items = value if isinstance(value, list) else list(value.values())
+                bad = next(v for v in items if v is not None and not _binds(v, named)[0])
+            errors[field] = ErrorDetail(
+                f"json: cannot unmarshal {_json_kind(bad)} into Go struct field "
+                f"Job.{field} of type {named}",
+                code=UNBINDABLE,
+            )
+    if errors:
+        raise serializers.ValidationError(errors)
+
+
+def _none_as_empty(values: Any) -> Any:
+    """Null map values as Go binds them: the zero value, an empty string."""
+    if not isinstance(values, dict):
+        return values
+    return {k: "" if v is None else v for k, v in values.items()}
+
+
+def validation_message(exc: serializers.ValidationError) -> str:
+    """Dkron's text for a refused body: `Unable to parse payload: ...` when it does not bind,
+    `Job validation failed: ...` when a rule refuses it (both end with a period, as Dkron's)."""
+    first = _first_detail(exc.detail)
+    if getattr(first, "code", None) == UNBINDABLE:
+        return f"Unable to parse payload: {first}."
+    return f"Job validation failed: {first_message(exc.detail).rstrip('.')}."
+
+
+def _first_detail(detail: Any) -> Any:
+    if isinstance(detail, dict):
+        return _first_detail(next(iter(detail.values()), ""))
+    if isinstance(detail, list):
+        return _first_detail(detail[0]) if detail else ""
+    return detail
+
+
+def first_message(detail: Any) -> str:
+    """The first message of a DRF error detail, prefixed by its field path."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            return f"{key}: {first_message(value)}"
+    if isinstance(detail, list) and detail:
+        return first_message(detail[0])
+    return str(detail)
 
 
 MAX_SECONDS = 10 * 366 * 24 * 3600.0  # ten years: far beyond any sane backoff or window
@@ -67,16 +200,27 @@ def _text(**kw: Any) -> serializers.CharField:
 
 
 class JobInputSerializer(serializers.Serializer):
-    # Not trimmed: " job1" has an illegal character and is refused, as in Dkron.
-    name = serializers.CharField(max_length=255, allow_blank=True, trim_whitespace=False)
+    # Not trimmed: " job1" has an illegal character and is refused, as in Dkron. Neither
+    # required nor length-checked here: the service answers Dkron's `name cannot be empty`.
+    name = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, trim_whitespace=False
+    )
     displayname = _text(max_length=255)
     schedule = _text(max_length=255)
     timezone = _text(max_length=64)
     owner = _text(max_length=255)
     owner_email = _text(max_length=255)
     disabled = serializers.BooleanField(required=False, allow_null=True)
-    tags = serializers.DictField(child=StringValueField(), required=False, allow_null=True)
-    metadata = serializers.DictField(child=StringValueField(), required=False, allow_null=True)
+    tags = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        allow_null=True,
+    )
+    metadata = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        allow_null=True,
+    )
     retries = serializers.IntegerField(min_value=0, max_value=1000, required=False, allow_null=True)
     retry_backoff = SecondsField(required=False, allow_null=True)
     concurrency = _text(max_length=16)
@@ -107,7 +251,8 @@ class JobInputSerializer(serializers.Serializer):
         bad = {k: [reason] for k, v in data.items() if (reason := _unstorable(v))}
         if bad:
             raise serializers.ValidationError(bad)
-        data = {**data}
+        go_bind(data)
+        data = {**data, **{k: _none_as_empty(data[k]) for k in ("tags", "metadata") if k in data}}
         for key in ("starts_at", "expires_at"):
             if data.get(key) == ZERO_TIME:
                 data[key] = None  # Dkron's zero time means "not set"
@@ -182,16 +327,18 @@ def _tail(text: str, limit: int | None) -> tuple[str, bool]:
     data = text.encode("utf-8", "replace")
     if len(data) <= limit:
         return text, False
-    return data[-limit:].decode("utf-8", "ignore"), True
+    # Not data[-limit:]: with a limit of 0 that is the whole output, where Dkron answers "".
+    return data[len(data) - limit :].decode("utf-8", "ignore"), True
 
 
-def execution_to_dict(
-    execution: Execution, *, output_limit: int | None = None, include_output: bool = True
-) -> dict[str, Any]:
-    """An execution as Dkron returns it (string id, zero finished_at while running)."""
-    output, cut = _tail(execution.output, output_limit) if include_output else ("", False)
+def execution_to_dict(execution: Execution, *, output_limit: int | None = None) -> dict[str, Any]:
+    """An execution as Dkron returns it (string id, zero finished_at while running).
+
+    Every key is always there, `output` too: Dkron omits an empty output (`omitempty`), and a
+    client that reads `output` from a queued execution crashed on the missing key."""
+    output, cut = _tail(execution.output, output_limit)
     started: datetime | None = execution.started_at
-    data: dict[str, Any] = {
+    return {
         "id": str(execution.pk),
         "job_name": execution.job_name,
         "started_at": rfc3339(started, zero=True),
@@ -204,10 +351,8 @@ def execution_to_dict(
         "status": execution.status,
         "scheduled_at": rfc3339(execution.scheduled_at),
         "reason": execution.reason,
+        "output": output,
     }
-    if output:
-        data["output"] = output
-    return data
 
 
 # --- Response shapes, for the OpenAPI document (the views render with the functions above) ---
@@ -279,7 +424,7 @@ class ExecutionSerializer(serializers.Serializer):
     )
     scheduled_at = serializers.DateTimeField(allow_null=True)
     reason = serializers.CharField()
-    output = serializers.CharField(required=False, help_text="Omitted when empty")
+    output = serializers.CharField(help_text="Empty while queued or when nothing was written")
 
 
 class MemberSerializer(serializers.Serializer):

@@ -14,7 +14,7 @@ urlpatterns = [
     path(
         "openapi.json",
         SpectacularJSONAPIView.as_view(
-            # application/json first: the document (and its 401) is plain JSON.
+            # application/json first: the document is plain JSON (its 401 follows jobs.api.errors).
             renderer_classes=[OpenApiJsonRenderer2, OpenApiJsonRenderer],
             permission_classes=[ApiAccess],
             custom_settings={
@@ -22,6 +22,7 @@ urlpatterns = [
                 "POSTPROCESSING_HOOKS": [
                     "drf_spectacular.hooks.postprocess_schema_enums",
                     f"{schema.__name__}.document_auth_errors",
+                    f"{schema.__name__}.document_plain_text_errors",
                 ],
                 "COMPONENT_SPLIT_PATCH": False,  # Dkron's PATCH is a full upsert, like POST
             },

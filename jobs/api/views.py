@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import metrics, selectors
-from jobs.api.parsers import JSONParser
+from jobs.api.parsers import AnyContentTypeNegotiation, JSONParser
 from jobs.api.permissions import can
 from jobs.api.serializers import (
     ErrorSerializer,
@@ -36,6 +36,7 @@ from jobs.services import agents as agent_services
 from jobs.services import jobs as job_services
 from jobs.services import lease as lease_services
 from jobs.services import runs as run_services
+from jobs.services.cluster import ensure_not_paused
 from jobs.services.executions import execution_kill
 from jobs.services.health import health_report
 
@@ -43,9 +44,11 @@ SERF_STATUS = {"alive": 1, "left": 3, "failed": 4}
 
 
 class ApiView(APIView):
-    # Base of every /v1 view: JSON bodies through the hardened parser. (A comment, not a
-    # docstring: the OpenAPI document would show it as every operation's description.)
+    # Base of every /v1 view: JSON bodies through the hardened parser, whatever the
+    # Content-Type says (as Dkron). (A comment, not a docstring: the OpenAPI document would
+    # show it as every operation's description.)
     parser_classes = [JSONParser]
+    content_negotiation_class = AnyContentTypeNegotiation
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -71,6 +74,8 @@ def _job_location(name: str) -> str:
 
 
 def _upsert(request: Request) -> Response:
+    # Dkron answers 503 while paused before it reads the body (the service checks it again).
+    ensure_not_paused()
     serializer = JobInputSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     data = dict(serializer.validated_data)

@@ -53,15 +53,20 @@ USER_FIELDS = {
 }
 
 
+def invalid(text: str, details: dict[str, Any]) -> InvalidJob:
+    """A refused job, worded as Dkron's API answers it (`Job validation failed: <err>.`)."""
+    return InvalidJob(f"Job validation failed: {text}.", details)
+
+
 def validate_name(name: Any) -> str:
     if not isinstance(name, str) or not name:
-        raise InvalidJob("name is required", {"name": "required"})
+        raise invalid("name cannot be empty", {"name": "required"})
     if len(name) > 255:
-        raise InvalidJob("name is longer than 255 characters", {"name": "too long"})
+        raise invalid("name is longer than 255 characters", {"name": "too long"})
     for ch in name:
         if not (unicodedata.category(ch) == "Ll" or ch in "0123456789_-"):
             msg = f"name contains illegal character '{ch}'"
-            raise InvalidJob(msg, {"name": msg + " (allowed: lowercase letters, 0-9, _ and -)"})
+            raise invalid(msg, {"name": msg + " (allowed: lowercase letters, 0-9, _ and -)"})
     return name
 
 
@@ -148,12 +153,11 @@ def _first_message(errors: dict[str, Any]) -> str:
 
 
 def _dkron_checks(job: Job, *, parent_name: str) -> dict[str, Any]:
-    """What Dkron's own Job.Validate() refuses, in its order (after the name): self-parent,
-    schedule, concurrency, timezone. Everything that refuses, restore included, refuses these:
-    a Dkron backup never holds such a job. (The executor's own Dkron checks, shell's timeout
-    and mem_limit, come with the executor: `Executor.dkron_checked_keys`.)"""
-    if parent_name and parent_name == job.name:
-        raise InvalidJob("the job can not have itself as parent", {"parent_job": "self"})
+    """What Dkron's own Job.Validate() refuses, in its order after the name and the self-parent
+    (job_upsert checks those first): schedule, concurrency, timezone. Everything that
+    refuses, restore included, refuses these: a Dkron backup never holds such a job. (The
+    executor's own Dkron checks, shell's timeout and mem_limit, come with the executor:
+    `Executor.dkron_checked_keys`.)"""
     errors: dict[str, Any] = {}
     zone_ok = True
     if job.timezone:
@@ -259,14 +263,19 @@ def _validate(
     old_config: dict[str, Any],
     keep_problems: bool,
 ) -> None:
-    """Dkron's checks first, then dkronweb's; sets `job.problems`.
+    """Dkron's checks first, then the parent, then dkronweb's; sets `job.problems`.
 
-    What Dkron refuses is refused everywhere. dkronweb's own findings refuse the upsert too,
-    unless `keep_problems` (restore and import: a Dkron backup must restore whole), when the
-    job is stored with them in `job.problems` and its runs fail with them (jobs.runner).
+    The order is Dkron's: its Validate() refuses before it looks the parent up (404
+    `specified parent job not found`), and dkronweb's own findings come after both, so a job
+    Dkron would accept gets Dkron's answer first. What Dkron refuses is refused everywhere.
+    dkronweb's own findings refuse the upsert too, unless `keep_problems` (restore and import:
+    a Dkron backup must restore whole), when the job is stored with them in `job.problems`
+    and its runs fail with them (jobs.runner).
     """
     refused = _dkron_checks(job, parent_name=parent_name)
     problems = _own_checks(job, actor=actor, old_config=old_config, refused=refused)
+    if not refused:
+        _check_parent(job.name, parent_name)  # read only; checked again under the lock
     if refused or (problems and not keep_problems):
         # The message names Dkron's finding first; the details hold every finding, so a form
         # can show each one where it was typed.
@@ -276,8 +285,7 @@ def _validate(
                 details[key] = {**details[key], **value}
             else:
                 details.setdefault(key, value)
-        first = _first_message(refused or problems)
-        raise InvalidJob(f"Job validation failed: {first}", details)
+        raise invalid(_first_message(refused or problems), details)
     job.problems = problems
 
 
@@ -299,8 +307,6 @@ def _ensure_no_host_processors(processors: Any) -> None:
 def _check_parent(name: str, parent_name: str) -> Job | None:
     if not parent_name:
         return None
-    if parent_name == name:
-        raise InvalidJob("the job can not have itself as parent", {"parent_job": "self"})
     try:
         parent = Job.objects.get(name=parent_name)
     except Job.DoesNotExist:
@@ -313,7 +319,7 @@ def _check_parent(name: str, parent_name: str) -> Job | None:
     while ancestor.parent_id is not None:
         ancestor = Job.objects.only("name", "parent_id").get(pk=ancestor.parent_id)
         if ancestor.name == name:
-            raise InvalidJob(
+            raise invalid(
                 "parent_job would create a cycle", {"parent_job": " -> ".join([name, *seen])}
             )
         seen.add(ancestor.name)
@@ -336,6 +342,8 @@ def job_upsert(
     ensure_not_paused()  # Dkron's 503 while paused, for the API, the UI, the admin and restore
     name = validate_name(data.get("name"))
     parent_name = data.get("parent_job") or ""
+    if parent_name == name:  # Dkron's Validate() checks it right after the name
+        raise invalid("the job can not have itself as parent", {"parent_job": "self"})
     seen = Job.objects.filter(name=name).first()
     validated = _validated(
         name, data, seen, parent_name=parent_name, actor=actor, keep_problems=keep_problems

@@ -19,7 +19,7 @@ from typing import Any
 from django.db import transaction
 from rest_framework import serializers
 
-from jobs.api.serializers import JobInputSerializer, job_to_dict
+from jobs.api.serializers import JobInputSerializer, job_to_dict, validation_message
 from jobs.errors import DomainError
 from jobs.models import Job
 from jobs.secrets import decrypt_config
@@ -155,21 +155,12 @@ def _order(
     return ordered, failed, cyclic
 
 
-def _validation_message(detail: Any) -> str:
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            return f"{key}: {_validation_message(value)}"
-    if isinstance(detail, list) and detail:
-        return _validation_message(detail[0])
-    return str(detail)
-
-
 def _restore_one(name: str, item: dict[str, Any], actor: Actor) -> RestoreResult:
     serializer = JobInputSerializer(data=item)
     try:
         serializer.is_valid(raise_exception=True)
     except serializers.ValidationError as exc:
-        message = "Job validation failed: " + _validation_message(exc.detail)
+        message = validation_message(exc)
         details = exc.detail if isinstance(exc.detail, dict) else {}
         return RestoreResult(name, False, error=message, details=dict(details))
     try:

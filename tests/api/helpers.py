@@ -13,6 +13,7 @@ from jobs.api.auth import token_create
 from jobs.models import Agent, Execution, Job, Run
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+JSON_ERRORS = "application/json"  # the Accept the test clients send: errors as JSON (conftest)
 PASSWORD = "s3cret-pass"
 
 
@@ -51,7 +52,8 @@ def now() -> datetime:
 
 
 def assert_error(response: Any, status: int) -> dict[str, Any]:
-    """A Dkron-style JSON error: {"error": "...", "details": {...}} with the given status."""
+    """The JSON error a client asking for JSON gets: {"error": "...", "details": {...}} with
+    the given status (without Accept: application/json the body is the error text alone)."""
     assert response.status_code == status, (response.status_code, response.content)
     assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
     body = response.json()
@@ -74,7 +76,7 @@ def make_user(username: str, *perms: str, **extra: Any) -> Any:
 
 
 def client_for(user: Any) -> APIClient:
-    client = APIClient()
+    client = APIClient(HTTP_ACCEPT=JSON_ERRORS)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_create(user=user, name='t')[1]}")
     return client
 

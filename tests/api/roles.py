@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
 from jobs.services.tokens import token_create
-from tests.api.helpers import PASSWORD, make_user
+from tests.api.helpers import JSON_ERRORS, PASSWORD, make_user
 
 # Who, described as (groups, extra permissions, superuser, token role). Each role group holds
 # the one before it: read-only < operator < editor < code-editor.
@@ -44,6 +44,6 @@ def principal(who: str) -> tuple[Any, APIClient, int]:
     token, raw = token_create(
         user=user, name="t", role=Group.objects.get(name=role) if role else None
     )
-    client = APIClient()
+    client = APIClient(HTTP_ACCEPT=JSON_ERRORS)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     return user, client, token.pk

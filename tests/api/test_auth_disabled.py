@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from jobs.models import Job, Run
-from tests.api.helpers import job_body
+from tests.api.helpers import JSON_ERRORS, job_body
 
 pytestmark = pytest.mark.django_db
 
@@ -31,6 +31,6 @@ def test_anonymous_requests_can_create_a_shell_job_run_toggle_and_delete_it(anon
 
 
 def test_bad_credentials_are_still_refused(db):
-    client = APIClient(HTTP_AUTHORIZATION="Bearer dkw_wrong")
+    client = APIClient(HTTP_ACCEPT=JSON_ERRORS, HTTP_AUTHORIZATION="Bearer dkw_wrong")
 
     assert client.get("/v1/jobs").status_code == 401

@@ -8,7 +8,15 @@ import pytest
 from rest_framework.test import APIClient
 
 from jobs.models import ApiToken, Job
-from tests.api.helpers import PASSWORD, add_execution, assert_error, create, job_body, make_user
+from tests.api.helpers import (
+    JSON_ERRORS,
+    PASSWORD,
+    add_execution,
+    assert_error,
+    create,
+    job_body,
+    make_user,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -73,34 +81,34 @@ def test_a_bearer_token_may_create_jobs(api):
 
 
 def test_the_dkron_pro_token_header_authenticates(token):
-    client = APIClient(HTTP_X_DKRON_TOKEN=token)
+    client = APIClient(HTTP_ACCEPT=JSON_ERRORS, HTTP_X_DKRON_TOKEN=token)
 
     assert client.get("/v1/jobs").status_code == 200
     assert client.post("/v1/jobs", job_body("job1"), format="json").status_code == 201
 
 
 def test_http_basic_with_username_and_password_authenticates(admin_user):
-    client = APIClient(HTTP_AUTHORIZATION=basic("root", "rootpass"))
+    client = APIClient(HTTP_ACCEPT=JSON_ERRORS, HTTP_AUTHORIZATION=basic("root", "rootpass"))
 
     assert client.get("/v1/jobs").status_code == 200
     assert client.post("/v1/jobs", job_body("job1"), format="json").status_code == 201
 
 
 def test_http_basic_with_a_wrong_password_is_a_401(admin_user):
-    client = APIClient(HTTP_AUTHORIZATION=basic("root", "wrong"))
+    client = APIClient(HTTP_ACCEPT=JSON_ERRORS, HTTP_AUTHORIZATION=basic("root", "wrong"))
 
     assert_error(client.get("/v1/jobs"), 401)
 
 
 def test_a_session_login_authenticates(admin_user):
-    client = APIClient()
+    client = APIClient(HTTP_ACCEPT=JSON_ERRORS)
     assert client.login(username="root", password="rootpass")
 
     assert client.get("/v1/jobs").status_code == 200
 
 
 def test_a_session_write_without_the_csrf_token_is_refused(admin_user):
-    client = APIClient(enforce_csrf_checks=True)
+    client = APIClient(HTTP_ACCEPT=JSON_ERRORS, enforce_csrf_checks=True)
     client.login(username="root", password="rootpass")
 
     response = client.post("/v1/jobs", job_body("job1"), format="json")
@@ -111,19 +119,21 @@ def test_a_session_write_without_the_csrf_token_is_refused(admin_user):
 
 
 def test_a_token_write_needs_no_csrf_token(token):
-    client = APIClient(enforce_csrf_checks=True, HTTP_AUTHORIZATION=f"Bearer {token}")
+    client = APIClient(
+        HTTP_ACCEPT=JSON_ERRORS, enforce_csrf_checks=True, HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
 
     assert client.post("/v1/jobs", job_body("job1"), format="json").status_code == 201
 
 
 def test_an_unknown_token_is_a_401(db):
-    client = APIClient(HTTP_AUTHORIZATION="Bearer dkw_not-a-real-token")
+    client = APIClient(HTTP_ACCEPT=JSON_ERRORS, HTTP_AUTHORIZATION="Bearer dkw_not-a-real-token")
 
     assert_error(client.get("/v1/jobs"), 401)
 
 
 def test_an_unknown_dkron_pro_token_is_a_401(db):
-    assert_error(APIClient(HTTP_X_DKRON_TOKEN="nope").get("/v1/jobs"), 401)
+    assert_error(APIClient(HTTP_ACCEPT=JSON_ERRORS, HTTP_X_DKRON_TOKEN="nope").get("/v1/jobs"), 401)
 
 
 def test_a_revoked_token_is_refused(api, token):
@@ -142,7 +152,9 @@ def test_a_token_of_a_deactivated_user_is_refused(api, admin_user):
 
 
 def test_an_empty_bearer_token_is_not_a_login(db):
-    assert_error(APIClient(HTTP_AUTHORIZATION="Bearer ").get("/v1/jobs"), 401)
+    assert_error(
+        APIClient(HTTP_ACCEPT=JSON_ERRORS, HTTP_AUTHORIZATION="Bearer ").get("/v1/jobs"), 401
+    )
 
 
 def test_tokens_are_stored_hashed_and_record_their_last_use(api, token):
@@ -158,6 +170,6 @@ def test_tokens_are_stored_hashed_and_record_their_last_use(api, token):
 
 def test_a_regular_user_can_log_in_with_basic_auth(db):
     make_user("reader")
-    client = APIClient(HTTP_AUTHORIZATION=basic("reader", PASSWORD))
+    client = APIClient(HTTP_ACCEPT=JSON_ERRORS, HTTP_AUTHORIZATION=basic("reader", PASSWORD))
 
     assert client.get("/v1/jobs").status_code == 200

@@ -49,12 +49,13 @@ def test_finished_at_is_zero_time_while_queued_or_running(api, job):
     assert running["finished_at"] == ZERO_TIME
 
 
-def test_output_is_omitted_when_empty(api, job):
+def test_an_empty_output_is_an_empty_string_not_a_missing_key(api, job):
+    # Dkron omits it (`omitempty`); a client reading `output` crashed on the missing key.
     add_execution("job1", status="success", output="")
 
     [item] = api.get("/v1/jobs/job1/executions").json()
 
-    assert "output" not in item
+    assert item["output"] == ""
 
 
 def test_the_list_is_newest_first_with_a_total_count(api, job):

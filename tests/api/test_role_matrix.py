@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from jobs.models import AuditEntry
 from jobs.services.jobs import job_upsert
-from tests.api.helpers import add_execution, http_body, job_body
+from tests.api.helpers import JSON_ERRORS, add_execution, http_body, job_body
 from tests.api.roles import PRINCIPALS, principal
 
 pytestmark = pytest.mark.django_db
@@ -116,7 +116,7 @@ def call(client: APIClient, method: str, path: str, body: Any) -> Any:
 def test_each_role_is_allowed_or_refused_each_endpoint(world, row, who):
     method, path, body, allowed = row
     if who == "anonymous":
-        client, token_id = APIClient(), 1
+        client, token_id = APIClient(HTTP_ACCEPT=JSON_ERRORS), 1
     else:
         _, client, token_id = principal(who)
     path = path.replace("{id}", str(world.pk)).replace("{token}", str(token_id))

@@ -13,14 +13,14 @@ from rest_framework.test import APIClient
 from jobs import timeutil
 from jobs.models import ApiToken, Job
 from jobs.services.tokens import hash_token, token_create
-from tests.api.helpers import assert_error, create, http_body, job_body
+from tests.api.helpers import JSON_ERRORS, assert_error, create, http_body, job_body
 from tests.api.roles import member, principal
 
 pytestmark = pytest.mark.django_db
 
 
 def bearer(raw: str) -> APIClient:
-    client = APIClient()
+    client = APIClient(HTTP_ACCEPT=JSON_ERRORS)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     return client
 

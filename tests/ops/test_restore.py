@@ -119,8 +119,10 @@ def test_invalid_jobs_are_reported_and_the_others_are_stored(api):
 
     assert "success create good" in lines
     assert any(line.startswith("fail create bad-cron: Job validation failed") for line in lines)
-    assert any(line.startswith("fail create Bad Name: name contains illegal") for line in lines)
-    assert any(line.startswith("fail create wrong-type: Job validation failed") for line in lines)
+    assert (
+        "fail create Bad Name: Job validation failed: name contains illegal character 'B'." in lines
+    )
+    assert any(line.startswith("fail create wrong-type: Unable to parse payload") for line in lines)
     assert any(line.startswith("fail create #3: name is required") for line in lines)
     assert any("more than once" in line for line in lines)
     assert list(Job.objects.values_list("name", flat=True)) == ["good"]
