@@ -78,7 +78,9 @@ def job_list(params: Mapping[str, Any]) -> QuerySet[Job]:
     if q:
         # Dkron's q is a case-sensitive substring (strings.Contains). `__contains` is LIKE,
         # which SQLite folds to case-insensitive; INSTR / STRPOS compare exactly on both.
-        qs = qs.alias(q_name=StrIndex("name", Value(q)), q_display=StrIndex("displayname", Value(q)))
+        qs = qs.alias(
+            q_name=StrIndex("name", Value(q)), q_display=StrIndex("displayname", Value(q))
+        )
         qs = qs.filter(Q(q_name__gt=0) | Q(q_display__gt=0))
     status = params.get("status")
     if status:
