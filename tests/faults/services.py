@@ -412,7 +412,8 @@ class FaultCluster:
         return procs
 
     def scheduler(self, name: str = "scheduler", **env: str) -> Proc:
-        args = [sys.executable, "manage.py", "scheduler", "-l", "INFO"]
+        # Its member name in /v1/members and /v1/leader: two schedulers on one host need two.
+        args = [sys.executable, "manage.py", "scheduler", "-l", "INFO", "--node-name", name]
         proc = Proc(name, args, self.services.env(**env), self.log_dir)
         self.procs.append(proc)
         return proc
