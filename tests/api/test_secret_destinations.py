@@ -15,7 +15,7 @@ import pytest
 from jobs.models import Execution, Job
 from jobs.runner import run_execution
 from jobs.services.runs import run_now
-from tests.api.helpers import job_body
+from tests.api.helpers import client_for, job_body, make_user
 from tests.api.roles import principal
 from tests.jobs.test_executions import agent
 from tests.notifications.receivers import WebhookReceiver
@@ -59,7 +59,8 @@ def test_an_editor_cannot_send_the_owners_http_header_to_a_server_of_their_own(
     assert api.post("/v1/jobs", job_body("ping", executor="http", executor_config=config),
                     format="json").status_code == 201  # fmt: skip
     stored = Job.objects.get(name="ping").executor_config
-    _, editor, _ = principal("editor")
+    # An editor's permissions, granted directly: transactional tests flush the role groups.
+    editor = client_for(make_user("editor", "view_job", "add_job", "change_job"))
 
     body = editor.get("/v1/jobs/ping").json()
     body["executor_config"]["url"] = attacker_server.url  # the header stays "********"
