@@ -7,13 +7,14 @@ output sink and a cancel signal; they return on success or raise `ExecutorError`
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from executors import secrets
 from executors.output import OutputSink
 
 
@@ -94,12 +95,42 @@ class Executor:
     # Keys holding named entries whose every value is write-only, the names staying readable:
     # key -> executors.secrets.ENV ("K=V,K2=V2") or HEADERS ('["Name: value"]').
     secret_entries: ClassVar[Mapping[str, str]] = {}
+    # Keys holding a URL whose credentials are write-only, the rest readable:
+    # key -> executors.secrets.URL (password and key-like query parameters) or WEBHOOK.
+    secret_urls: ClassVar[Mapping[str, str]] = {}
+    # Keys that decide where the secrets go (URL, broker, region; the command or image that
+    # receives an environment): a masked secret is kept only while these are unchanged.
+    destination_keys: ClassVar[frozenset[str]] = frozenset()
     # True for executors that run code or touch hosts (gated by their own permission).
     runs_code: ClassVar[bool] = False
     # Keys that Dkron itself checks at save time (its Job.Validate). A bad value there is
     # refused everywhere, restore included; other config errors let a restore store the job
     # with the finding (a Dkron backup must restore whole).
     dkron_checked_keys: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def secret_spec(cls) -> secrets.Spec:
+        """The secret and destination keys, each under both spellings the schema accepts
+        (Dkron's camelCase alias and the field name): `sasl_password` is as secret as
+        `saslPassword`."""
+        spellings: dict[str, set[str]] = {}
+        for name, info in cls.config_schema.model_fields.items():
+            both = {name, info.alias or name}
+            for spelling in both:
+                spellings[spelling] = both
+
+        def every(keys: Iterable[str]) -> frozenset[str]:
+            return frozenset(s for k in keys for s in spellings.get(k, {k}))
+
+        def each(kinds: Mapping[str, str]) -> dict[str, str]:
+            return {s: kind for k, kind in kinds.items() for s in spellings.get(k, {k})}
+
+        return secrets.Spec(
+            keys=every(cls.secret_keys),
+            entries=each(cls.secret_entries),
+            urls=each(cls.secret_urls),
+            destinations=every(cls.destination_keys),
+        )
 
     def validate(self, raw: dict[str, Any]) -> ExecutorConfig:
         """Parse a Dkron config map; raise `ConfigError` naming each bad key."""

@@ -316,6 +316,10 @@ class DockerExecutor(Executor):
     runs_code = True
     secret_keys: ClassVar[frozenset[str]] = frozenset()
     secret_entries: ClassVar[Mapping[str, str]] = {"env": secrets.ENV}
+    # The code that receives the environment: the image, what it runs and what is mounted.
+    destination_keys: ClassVar[frozenset[str]] = frozenset(
+        {"image", "command", "entrypoint", "workdir", "volumes"}
+    )
 
     def validate(self, raw: dict[str, Any]) -> DockerConfig:
         config = super().validate(raw)

@@ -413,6 +413,12 @@ class EcsExecutor(Executor):
     # Credentials come from boto3's chain on the agent, never from the job.
     secret_keys: ClassVar[frozenset[str]] = frozenset()
     secret_entries: ClassVar[Mapping[str, str]] = {"env": secrets.ENV}
+    # Where the environment is sent (the API endpoint, region, cluster) and the code that
+    # receives it (task definition, container, command overrides, ECS Exec access).
+    destination_keys: ClassVar[frozenset[str]] = frozenset(
+        {"endpointUrl", "region", "cluster", "taskdefName", "taskdefBody", "overrides",
+         "service", "enableExecuteCommand"}
+    )  # fmt: skip
 
     def validate(self, raw: dict[str, Any]) -> EcsConfig:
         config = super().validate(raw)

@@ -258,6 +258,8 @@ class GrpcExecutor(Executor):
     # encrypted when a key is set), the names stay readable; see executors.secrets.
     secret_keys: ClassVar[frozenset[str]] = frozenset()
     secret_entries: ClassVar[Mapping[str, str]] = {"headers": secrets.HEADERS}
+    # Where the metadata goes, and whether it travels in clear or to whom TLS trusts.
+    destination_keys: ClassVar[frozenset[str]] = frozenset({"url", "tls", "tlsRootCAsFile"})
 
     def validate(self, raw: dict[str, Any]) -> GrpcConfig:
         config = super().validate(raw)

@@ -147,6 +147,11 @@ class HttpExecutor(Executor):
     config_schema = HttpConfig
     secret_keys: ClassVar[frozenset[str]] = frozenset()
     secret_entries: ClassVar[Mapping[str, str]] = {"headers": secrets.HEADERS}
+    secret_urls: ClassVar[Mapping[str, str]] = {"url": secrets.URL}
+    # Where the headers (and the URL's own credentials) go, and who may answer as that server.
+    destination_keys: ClassVar[frozenset[str]] = frozenset(
+        {"url", "tlsNoVerifyPeer", "tlsRootCAsFile"}
+    )
 
     def validate(self, raw: dict[str, Any]) -> HttpConfig:
         config = super().validate(raw)
@@ -185,6 +190,7 @@ def debug_config(config: HttpConfig) -> dict[str, Any]:
     values are write-only, executors.secrets)."""
     shown = config.model_dump(by_alias=True)
     shown["headers"] = secrets.mask_header_pairs(config.headers)
+    shown["url"] = secrets.mask(shown, keys=(), entries={}, urls={"url": secrets.URL})["url"]
     shown["expectCode"] = ",".join(str(c) for c in config.expect_code)
     return shown
 

@@ -193,6 +193,10 @@ class KafkaExecutor(Executor):
     description = "Produce a message to a Kafka topic; success is the broker's acks=all."
     config_schema = KafkaConfig
     secret_keys: ClassVar[frozenset[str]] = frozenset({"saslPassword"})
+    # Where the password goes, and whether it can be read on the way (TLS off, PLAIN).
+    destination_keys: ClassVar[frozenset[str]] = frozenset(
+        {"brokerAddress", "tlsEnable", "tlsInsecureSkipVerify", "saslMechanism"}
+    )
 
     def validate(self, raw: dict[str, Any]) -> KafkaConfig:
         config = super().validate(raw)

@@ -121,6 +121,7 @@ class NatsExecutor(Executor):
     description = "Publish a message on a NATS subject; success is the server's flush reply."
     config_schema = NatsConfig
     secret_keys: ClassVar[frozenset[str]] = frozenset({"password"})
+    destination_keys: ClassVar[frozenset[str]] = frozenset({"url"})  # the servers it logs in to
 
     def validate(self, raw: dict[str, Any]) -> NatsConfig:
         config = super().validate(raw)

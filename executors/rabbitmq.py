@@ -15,6 +15,7 @@ import re
 import ssl
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar
@@ -28,6 +29,7 @@ from pika.adapters.utils.connection_workflow import (
 )
 from pydantic import BeforeValidator, Field, field_validator
 
+from executors import secrets
 from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.values import GoBool, config_error, format_go_duration
 
@@ -186,7 +188,10 @@ class RabbitMQExecutor(Executor):
     description = "Publish a message to RabbitMQ; success is the broker's publisher confirm."
     config_schema = RabbitMQConfig
     # The AMQP URI carries the password, so the whole URL is write-only.
-    secret_keys: ClassVar[frozenset[str]] = frozenset({"url"})
+    # The URL's password is write-only; its user, host and vhost stay readable, and the
+    # password is kept only while the rest of the URL is unchanged.
+    secret_urls: ClassVar[Mapping[str, str]] = {"url": secrets.URL}
+    destination_keys: ClassVar[frozenset[str]] = frozenset({"url"})
 
     def validate(self, raw: dict[str, Any]) -> RabbitMQConfig:
         config = super().validate(raw)

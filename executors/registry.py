@@ -96,52 +96,70 @@ def clear_cache() -> None:
     _registry.clear_cache()
 
 
-def secret_spec(name: str, config: Mapping[str, Any]) -> tuple[frozenset[str], dict[str, str]]:
-    """The executor's secret keys and entry keys (see executors.secrets).
+def secret_spec(name: str, config: Mapping[str, Any]) -> secrets.Spec:
+    """What is secret in the executor's config and which keys decide where it goes.
 
     For an executor whose class cannot be loaded (plugin uninstalled) they are unknown, so
-    anything whose key looks secret is treated as such rather than risk showing a password.
+    anything whose key looks secret is treated as such rather than risk showing a password,
+    and every other key counts as a destination (a masked secret is kept only when nothing
+    else changed).
     """
     try:
         if name in _registry.sources():
-            cls = _registry.load(name)
-            return frozenset(cls.secret_keys), dict(cls.secret_entries)
+            return _registry.load(name).secret_spec()
     except (ImportError, TypeError):
         pass
-    return frozenset(secrets.guess_keys(config)), secrets.guess_entries(config)
+    keys = frozenset(secrets.guess_keys(config))
+    entries = secrets.guess_entries(config)
+    return secrets.Spec(
+        keys=keys, entries=entries, destinations=frozenset(config) - keys - set(entries)
+    )
 
 
 def transform_secrets(
     name: str, config: Mapping[str, Any], fn: Callable[[secrets.Path, Any], Any]
 ) -> dict[str, Any]:
     """A copy of `config` with each secret value replaced by `fn(path, value)`."""
-    keys, entries = secret_spec(name, config)
-    return secrets.transform(config, keys=keys, entries=entries, fn=fn)
+    spec = secret_spec(name, config)
+    return secrets.transform(config, keys=spec.keys, entries=spec.entries, urls=spec.urls, fn=fn)
 
 
 def secret_values(name: str, config: Mapping[str, Any]) -> dict[secrets.Path, Any]:
     """Every secret value of the config by where it sits (for redacting output)."""
-    keys, entries = secret_spec(name, config)
-    return secrets.secret_values(config, keys=keys, entries=entries)
+    spec = secret_spec(name, config)
+    return secrets.secret_values(config, keys=spec.keys, entries=spec.entries, urls=spec.urls)
 
 
 def mask_secrets(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `config` with each non-empty secret value replaced by `SECRET_MASK`.
 
-    For API responses, exports, pages and logs: secret keys and the values of entry keys
-    (environment variables, headers, metadata) alike. An empty value stays empty so a client
-    can tell "not set".
+    For API responses, exports, pages and logs: secret keys, the values of entry keys
+    (environment variables, headers, metadata) and the credentials inside URLs alike. An
+    empty value stays empty so a client can tell "not set".
     """
-    keys, entries = secret_spec(name, config)
-    return secrets.mask(config, keys=keys, entries=entries)
+    spec = secret_spec(name, config)
+    return secrets.mask(config, keys=spec.keys, entries=spec.entries, urls=spec.urls)
 
 
-def merge_secrets(name: str, new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
+def merge_secrets(
+    name: str, new: Mapping[str, Any], old: Mapping[str, Any], *, old_name: str | None = None
+) -> dict[str, Any]:
     """The config to store when a client sends `new` over a stored `old` (write-only secrets).
 
-    A secret key that `new` omits, or any secret value (a key's, an env var's, a header's)
-    sent back as the mask it was shown, keeps its stored value; sending any other value
-    (including "") replaces it. A mask with nothing stored behind it is left out.
+    A secret key that `new` omits, or any secret value (a key's, an env var's, a header's, a
+    URL's password) sent back as the mask it was shown, keeps its stored value; sending any
+    other value (including "") replaces it. A mask with nothing stored behind it is left out.
+    A stored value is kept only while its destination keys are unchanged, and the executor
+    (`old_name`, the stored job's) too; otherwise `secrets.SecretNotKept` names what to resend.
     """
-    keys, entries = secret_spec(name, {**old, **new})
-    return secrets.merge(new, old, keys=keys, entries=entries)
+    spec = secret_spec(name, {**old, **new})
+    moved = "executor" if old_name and old and old_name != name else ""
+    return secrets.merge(
+        new,
+        old,
+        keys=spec.keys,
+        entries=spec.entries,
+        urls=spec.urls,
+        destinations=spec.destinations,
+        moved=moved,
+    )

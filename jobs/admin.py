@@ -47,7 +47,7 @@ class JobForm(forms.ModelForm):
         job = self.instance
         if job.pk:  # secrets shown masked; a mask saved back keeps the stored one (job_upsert)
             self.initial["executor_config"] = _masked_config(job)
-            self.initial["notify"] = notify_schema.mask_headers(job.notify or {})
+            self.initial["notify"] = notify_schema.mask_secrets(job.notify or {})
 
 
 def _masked_config(job: Job) -> dict[str, Any]:
@@ -99,7 +99,7 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="notify")
     def masked_notify(self, obj: Job) -> str:
-        return json.dumps(notify_schema.mask_headers(obj.notify or {}), indent=2)
+        return json.dumps(notify_schema.mask_secrets(obj.notify or {}), indent=2)
 
     def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
         data = {f: getattr(obj, f) for f in job_services.USER_FIELDS}

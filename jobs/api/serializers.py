@@ -315,7 +315,7 @@ def job_to_dict(job: Job, *, dependents: list[str] | None = None) -> dict[str, A
         "catchup_window": job.catchup_window,
         "retry_backoff": job.retry_backoff,
         "history_limit": job.history_limit,
-        "notify": notify_schema.mask_headers(job.notify or {}),
+        "notify": notify_schema.mask_secrets(job.notify or {}),
         "missed_count": job.missed_count,
         "problems": job.problems or {},
     }

@@ -24,6 +24,7 @@ from django.core.validators import validate_email
 from django.template import TemplateSyntaxError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from executors import secrets
 from jobs.notifications import render
 
 Rule = Literal["always", "on_failure", "on_success", "on_change", "never"]
@@ -147,43 +148,81 @@ def parse(raw: Any) -> Notify:
         raise InvalidNotify(errors) from None
 
 
-# Webhook headers usually carry credentials (Authorization, API keys): responses and forms
-# show them masked, and a masked value sent back keeps the stored one.
-HEADER_MASK = "********"
+# A webhook's URL path and query (Slack, Teams: the URL is the credential) and its header
+# values (Authorization, API keys) are write-only, as executor secrets are: shown masked,
+# kept when sent back masked while the URL is the same, encrypted at rest (jobs.secrets).
+WEBHOOK_SECRETS = secrets.Spec(
+    entries={"headers": secrets.HEADERS},
+    urls={"url": secrets.WEBHOOK},
+    destinations=frozenset({"url"}),
+)
+HEADER_MASK = secrets.MASK
 
 
-def mask_headers(notify: Any) -> Any:
-    """A copy of a job's `notify` with every webhook header value masked."""
+def _hooks(notify: Any) -> list[Any] | None:
     if not isinstance(notify, dict) or not isinstance(notify.get("webhooks"), list):
+        return None
+    return list(notify["webhooks"])
+
+
+def transform_secrets(notify: Any, fn: secrets.Fn) -> Any:
+    """A copy of a job's `notify` with each webhook secret replaced by `fn(path, value)`;
+    paths start with ("webhooks", index)."""
+    hooks = _hooks(notify)
+    if hooks is None:
         return notify
-    hooks = []
-    for hook in notify["webhooks"]:
-        if isinstance(hook, dict) and isinstance(hook.get("headers"), dict):
-            hook = {
-                **hook,
-                "headers": {k: HEADER_MASK if v else v for k, v in hook["headers"].items()},
-            }
-        hooks.append(hook)
-    return {**notify, "webhooks": hooks}
+
+    def one(i: int, hook: dict[str, Any]) -> dict[str, Any]:
+        def at(path: secrets.Path, value: Any) -> Any:
+            return fn(("webhooks", i, *path), value)
+
+        spec = WEBHOOK_SECRETS
+        return secrets.transform(hook, keys=(), entries=spec.entries, urls=spec.urls, fn=at)
+
+    out = [one(i, h) if isinstance(h, dict) else h for i, h in enumerate(hooks)]
+    return {**notify, "webhooks": out}
 
 
-def keep_masked_headers(new: Any, old: Any) -> Any:
-    """Replace masked header values in `new` by the stored ones of the same webhook URL."""
-    if not isinstance(new, dict) or not isinstance(new.get("webhooks"), list):
+def mask_secrets(notify: Any) -> Any:
+    """A copy of a job's `notify` with every webhook secret masked: the URL's path and query
+    (`https://hooks.example.com/********`) and each header value."""
+    return transform_secrets(notify, lambda _p, v: v if v in (None, "") else HEADER_MASK)
+
+
+def merge_secrets(new: Any, old: Any) -> Any:
+    """The `notify` to store when a client sends `new` over a stored (plain) `old`.
+
+    Each webhook sent is matched with the stored one whose masked URL it shows (else the one
+    at its index), and merged as executor configs are (executors.secrets.merge): masked values
+    come back, unless the URL changed, when `SecretNotKept` names what to resend.
+    """
+    hooks = _hooks(new)
+    if hooks is None:
         return new
-    stored: dict[str, dict[str, Any]] = {}
-    if isinstance(old, dict) and isinstance(old.get("webhooks"), list):
-        for hook in old["webhooks"]:
-            if isinstance(hook, dict) and isinstance(hook.get("headers"), dict):
-                stored[str(hook.get("url"))] = hook["headers"]
-    hooks = []
-    for hook in new["webhooks"]:
-        if isinstance(hook, dict) and isinstance(hook.get("headers"), dict):
-            old_headers = stored.get(str(hook.get("url")), {})
-            headers = {
-                k: old_headers.get(k, "") if v == HEADER_MASK else v
-                for k, v in hook["headers"].items()
-            }
-            hook = {**hook, "headers": headers}
-        hooks.append(hook)
-    return {**new, "webhooks": hooks}
+    stored = [h for h in _hooks(old) or [] if isinstance(h, dict)]
+    shown = [mask_secrets({"webhooks": [h]})["webhooks"][0].get("url") for h in stored]
+    used: set[int] = set()
+    out = []
+    for i, hook in enumerate(hooks):
+        if isinstance(hook, dict):
+            same = (j for j, url in enumerate(shown) if j not in used and url == hook.get("url"))
+            j = next(same, i if i < len(stored) and i not in used else None)
+            match: dict[str, Any] = {}
+            if j is not None:
+                used.add(j)
+                match = stored[j]
+            try:
+                hook = secrets.merge(
+                    hook,
+                    match,
+                    keys=(),
+                    entries=WEBHOOK_SECRETS.entries,
+                    urls=WEBHOOK_SECRETS.urls,
+                    destinations=WEBHOOK_SECRETS.destinations,
+                )
+            except secrets.SecretNotKept as exc:
+                raise secrets.SecretNotKept(
+                    f"webhooks.{i}.{exc.secret}", f"webhooks.{i}.{exc.destination}"
+                ) from None
+        out.append(hook)
+    return {**new, "webhooks": out}

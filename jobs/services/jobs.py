@@ -14,6 +14,7 @@ from django.db.models import Q
 
 from executors.base import ConfigError
 from executors.registry import UnknownExecutor, get_executor, merge_secrets
+from executors.secrets import SecretNotKept
 from jobs import schedule as sched
 from jobs import secrets as job_secrets
 from jobs import timeutil
@@ -182,7 +183,12 @@ def _dkron_checks(job: Job, *, parent_name: str) -> dict[str, Any]:
 
 
 def _own_checks(
-    job: Job, *, actor: Actor, old_config: dict[str, Any], refused: dict[str, Any]
+    job: Job,
+    *,
+    actor: Actor,
+    old_executor: str,
+    old_config: dict[str, Any],
+    refused: dict[str, Any],
 ) -> dict[str, Any]:
     """dkronweb's own save-time findings, beyond Dkron's; returns them by key.
 
@@ -222,9 +228,18 @@ def _own_checks(
             if job.executor in settings.DKRON["DISABLED_EXECUTORS"]:
                 problems["executor"] = f"executor '{job.executor}' is disabled on this server"
     # Masked secrets sent back keep the stored ones (decrypted to merge and validate,
-    # encrypted again to store when DKRON_ENCRYPTION_KEY is set: jobs.secrets).
-    stored = job_secrets.decrypt_config(job.executor, old_config, strict=False)
-    job.executor_config = merge_secrets(job.executor, job.executor_config, stored)
+    # encrypted again to store when DKRON_ENCRYPTION_KEY is set: jobs.secrets), unless where
+    # they go changed: then the request must resend them (executors.secrets.merge).
+    old_executor = old_executor or job.executor
+    stored = job_secrets.decrypt_config(old_executor, old_config, strict=False)
+    try:
+        job.executor_config = merge_secrets(
+            job.executor, job.executor_config, stored, old_name=old_executor
+        )
+    except SecretNotKept as exc:
+        raise invalid(
+            str(exc), {"executor_config": {exc.secret.replace(" ", "."): str(exc)}}
+        ) from None
     if executor is not None:
         try:
             executor.validate(job.executor_config)
@@ -243,6 +258,7 @@ def _own_checks(
                 {"executor": "permission required"},
             )
     job.executor_config = job_secrets.encrypt_config(job.executor, job.executor_config)
+    job.notify = job_secrets.encrypt_notify(job.notify)
     problems.update(
         validate_processors(
             job.processors,
@@ -260,6 +276,7 @@ def _validate(
     *,
     parent_name: str,
     actor: Actor,
+    old_executor: str,
     old_config: dict[str, Any],
     keep_problems: bool,
 ) -> None:
@@ -273,7 +290,9 @@ def _validate(
     and its runs fail with them (jobs.runner).
     """
     refused = _dkron_checks(job, parent_name=parent_name)
-    problems = _own_checks(job, actor=actor, old_config=old_config, refused=refused)
+    problems = _own_checks(
+        job, actor=actor, old_executor=old_executor, old_config=old_config, refused=refused
+    )
     if not refused:
         _check_parent(job.name, parent_name)  # read only; checked again under the lock
     if refused or (problems and not keep_problems):
@@ -387,11 +406,17 @@ def _validated(
         setattr(job, field, value)
     old_notify = stored.notify if stored is not None else {}
     old_config = dict(stored.executor_config or {}) if stored is not None else {}
-    job.notify = notify_schema.keep_masked_headers(job.notify, old_notify)
+    try:
+        job.notify = notify_schema.merge_secrets(
+            job.notify, job_secrets.decrypt_notify(old_notify, strict=False)
+        )
+    except SecretNotKept as exc:
+        raise invalid(str(exc), {"notify": {exc.secret.replace(" ", "."): str(exc)}}) from None
     _validate(
         job,
         parent_name=parent_name,
         actor=actor,
+        old_executor=stored.executor if stored is not None else "",
         old_config=old_config,
         keep_problems=keep_problems,
     )

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 
 from jobs import agent_metrics
+from jobs import secrets as job_secrets
 from jobs.models import Run
 from jobs.notifications import NotificationError, render, rules, schema
 from jobs.notifications import email as email_sender
@@ -78,7 +79,10 @@ def notify_run(*, run_id: int) -> list[Outcome]:
     conf = settings.DKRON
     snapshot = run.snapshot
     try:
-        notify = schema.parse(snapshot.get("notify"))
+        notify = schema.parse(job_secrets.decrypt_notify(snapshot.get("notify")))
+    except job_secrets.SecretError as exc:
+        log.error("job %s: its notify webhooks cannot be used: %s", run.job.name, exc)
+        notify = schema.Notify()
     except schema.InvalidNotify as exc:
         # Saved before validation existed: the global settings still apply.
         log.error("job %s: its notify field is invalid and is ignored: %s", run.job.name, exc)

@@ -1,4 +1,4 @@
-"""Re-encrypting stored executor secrets: after setting or rotating DKRON_ENCRYPTION_KEY."""
+"""Re-encrypting stored job secrets (executor configs, webhooks) after setting or rotating a key."""
 
 from __future__ import annotations
 
@@ -31,14 +31,16 @@ def secrets_reencrypt(*, decrypt: bool = False) -> Reencrypted:
             job = Job.objects.select_for_update().filter(pk=pk).first()
             if job is None:
                 continue
-            config = job.executor_config or {}
+            config, notify = job.executor_config or {}, job.notify or {}
             if decrypt:
                 new = job_secrets.decrypt_config(job.executor, config, strict=False)
+                new_notify = job_secrets.decrypt_notify(notify, strict=False)
             else:
                 new = job_secrets.encrypt_config(job.executor, config, rotate=True)
-            if new == config:
+                new_notify = job_secrets.encrypt_notify(notify, rotate=True)
+            if new == config and new_notify == notify:
                 result.unchanged += 1
                 continue
-            Job.objects.filter(pk=pk).update(executor_config=new)
+            Job.objects.filter(pk=pk).update(executor_config=new, notify=new_notify)
             result.changed += 1
     return result

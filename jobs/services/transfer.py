@@ -22,7 +22,7 @@ from rest_framework import serializers
 from jobs.api.serializers import JobInputSerializer, job_to_dict, validation_message
 from jobs.errors import DomainError
 from jobs.models import Job
-from jobs.secrets import decrypt_config
+from jobs.secrets import decrypt_config, decrypt_notify
 from jobs.services.audit import audit_record
 from jobs.services.cluster import ensure_not_paused
 from jobs.services.jobs import SYSTEM, Actor, job_upsert
@@ -67,7 +67,7 @@ def jobs_export(*, include_secrets: bool = False) -> list[dict[str, Any]]:
         if include_secrets:
             config = job.executor_config or {}
             data["executor_config"] = decrypt_config(job.executor, config, strict=False)
-            data["notify"] = job.notify or {}
+            data["notify"] = decrypt_notify(job.notify or {}, strict=False)
         out.append(data)
     return out
 

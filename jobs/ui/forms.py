@@ -651,7 +651,7 @@ def initial_from_job(job: Job, *, clone: bool = False) -> dict[str, Any]:
         "starts_at": local(job.starts_at),
         "expires_at": local(job.expires_at),
         "processors_json": as_json(job.processors),
-        "notify_json": as_json(notify_schema.mask_headers(job.notify)),
+        "notify_json": as_json(notify_schema.mask_secrets(job.notify)),
     }
 
 

@@ -444,11 +444,13 @@ def test_the_url_is_read_as_dkrons_amqp_library_reads_it(url, parsed):
 # Secrets: the URL carries the password, so the whole URL is write-only.
 
 
-def test_the_url_is_masked_in_api_responses_and_kept_when_sent_back_masked():
+def test_the_urls_password_is_masked_in_api_responses_and_kept_when_sent_back_masked():
     stored = {"url": f"amqp://guest:{WRONG_PASSWORD}@host/", "queue.name": "q"}
     shown = mask_secrets("rabbitmq", stored)
-    assert shown == {"url": SECRET_MASK, "queue.name": "q"}
+    assert shown == {"url": f"amqp://guest:{SECRET_MASK}@host/", "queue.name": "q"}
     assert merge_secrets("rabbitmq", shown, stored)["url"] == stored["url"]
+    # A client holding the whole-URL mask of older versions keeps it too.
+    assert merge_secrets("rabbitmq", {**shown, "url": SECRET_MASK}, stored) == stored
 
 
 def test_a_successful_run_never_prints_the_password(queue):

@@ -212,7 +212,8 @@ def test_the_executor_fields_fragment_is_built_from_the_config_schema(client, ad
     assert 'name="_config_executor" value="rabbitmq"' in fragment
     # Dkron's keys, required ones marked, help from the schema, one input type per field type.
     assert re.search(r'<label for="config-queue-name" class="required">', fragment)
-    assert 'id="config-url" name="config.url" type="password"' in fragment
+    # The URL is a text field: only its password is secret, shown masked in the field.
+    assert 'id="config-url" name="config.url" type="text"' in fragment
     assert 'type="checkbox" id="config-queue-create" name="config.queue.create"' in fragment
     assert 'name="config.message.delivery_mode" type="text"' in fragment
     assert "1 transient, 2 persistent, 0 unset." in fragment
