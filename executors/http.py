@@ -277,7 +277,7 @@ async def _request(
     tail = bytearray()
     limit = ctx.output.limit
     # With the guard on, every connection (redirects included) goes through netguard.
-    transport = netguard.async_transport(verify=tls) if ctx.block_private else None
+    transport = netguard.async_transport(ctx.outbound, verify=tls) if ctx.block_private else None
     async with (
         httpx.AsyncClient(
             verify=tls, timeout=config.timeout, follow_redirects=True, transport=transport
