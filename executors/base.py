@@ -7,20 +7,30 @@ output sink and a cancel signal; they return on success or raise `ExecutorError`
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from executors.netguard import Guard
+from executors.netguard import Guard, GuardError
 from executors.output import OutputSink
 
 
-def guard_failure(prefix: str, exc: Exception) -> ExecutorError:
+def guard_failure(prefix: str, exc: GuardError) -> ExecutorError:
     """The ExecutorError for a connection the outbound guard refused or could not check."""
-    return ExecutorError(f"{prefix}: {exc}", retryable=getattr(exc, "retryable", False))
+    return ExecutorError(f"{prefix}: {exc}", retryable=exc.retryable)
+
+
+def check_outbound(ctx: ExecutionContext, prefix: str, targets: Iterable[tuple[str, int]]) -> None:
+    """Check every (host, port) a client library is about to connect to by itself; raise the
+    run's ExecutorError if the guard refuses one (executors.netguard.Guard.check_host)."""
+    for host, port in targets:
+        try:
+            ctx.outbound.check_host(host, port)
+        except GuardError as exc:
+            raise guard_failure(prefix, exc) from None
 
 
 class ExecutorError(Exception):

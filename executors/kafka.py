@@ -24,7 +24,15 @@ from kafka import errors as kerrors
 from kafka.protocol.metadata import MetadataRequest
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.base import (
+    ConfigError,
+    ExecutionContext,
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    check_outbound,
+)
+from executors.netguard import split_host_port
 from executors.values import GoBool, config_error, parse_go_duration
 
 __all__ = ["KafkaConfig", "KafkaExecutor", "debug_config"]
@@ -232,6 +240,8 @@ class KafkaExecutor(Executor):
             ctx.output.write(f"Config: {json.dumps(debug_config(config))}\n")
         if config.sasl_mechanism == "PLAIN" and not config.tls_enable:
             ctx.output.write("Warning: SASL PLAIN without tlsEnable sends the password in clear\n")
+        # kafka-python resolves and connects by itself: every bootstrap broker is checked first.
+        check_outbound(ctx, "kafka", (split_host_port(b, 9092) for b in config.broker_address))
         run = _Produce(config, ctx, timeout)
         run.supervise()
 

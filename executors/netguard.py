@@ -50,6 +50,7 @@ __all__ = [
     "async_transport",
     "check_address",
     "parse_allow",
+    "split_host_port",
     "sync_transport",
 ]
 
@@ -208,6 +209,19 @@ def _parse_rule(entry: str) -> AllowRule:
             "each with an optional :port (e.g. 10.0.0.0/8, kafka.internal:9092, [::1]:4222)"
         )
     return AllowRule(name=name, port=port)
+
+
+def split_host_port(text: str, default_port: int) -> tuple[str, int]:
+    """("host", port) from "host:port", "[v6]:port" or a bare host (then `default_port`)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    return host, int(port) if port.isdigit() else default_port
 
 
 def parse_allow(value: str | Iterable[str]) -> tuple[AllowRule, ...]:

@@ -28,7 +28,15 @@ from pika.adapters.utils.connection_workflow import (
 )
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.base import (
+    ConfigError,
+    ExecutionContext,
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    guard_failure,
+)
+from executors.netguard import GuardError
 from executors.values import GoBool, config_error, format_go_duration
 
 __all__ = ["AmqpAddress", "RabbitMQConfig", "RabbitMQExecutor", "parse_amqp_url"]
@@ -219,6 +227,10 @@ class RabbitMQExecutor(Executor):
             timeout = min(timeout, ctx.default_timeout)
         address = parse_amqp_url(config.url)
         publish = _Publish(config, address, ctx.job_name, timeout)
+        try:  # pika connects to the checked address; TLS still names the URL's host
+            publish.connect_host = ctx.outbound.pin(address.host, address.port)
+        except GuardError as exc:
+            raise guard_failure("rabbitmq", exc) from None
         publish.run(ctx)
         ctx.output.write(f"rabbitmq: {publish.summary()}; the broker confirmed it\n")
 
@@ -239,6 +251,7 @@ class _Publish:
         self.address = address
         self.job_name = job_name
         self.timeout = timeout
+        self.connect_host = address.host  # the checked address with the outbound guard on
         self.phase = "connecting to"
         self.connected = False
         self.error: BaseException | None = None
@@ -339,7 +352,7 @@ class _Publish:
         # itself rather than pika's own stack-timeout message.
         limit = self.timeout + 1.0
         return pika.ConnectionParameters(
-            host=address.host,
+            host=self.connect_host,
             port=address.port,
             virtual_host=address.vhost,
             credentials=pika.PlainCredentials(
