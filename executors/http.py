@@ -21,7 +21,7 @@ from pydantic import BeforeValidator, Field, field_validator
 from executors import netguard, secrets
 from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.regex import RegexError, compile_user_regex
-from executors.values import GoBool, config_error
+from executors.values import GoBool, config_error, refuse_control_in_pairs
 
 __all__ = ["HttpConfig", "HttpExecutor"]
 
@@ -52,7 +52,7 @@ def _parse_headers(value: Any) -> Any:
         if not sep or not _TOKEN.fullmatch(name):
             raise config_error("headers", f'header {item!r} is not of the form "Name: value"')
         pairs.append((name, val.strip()))
-    return pairs
+    return refuse_control_in_pairs("headers", pairs)
 
 
 def _parse_codes(value: Any) -> Any:

@@ -33,7 +33,7 @@ from executors.base import (
     check_outbound,
 )
 from executors.netguard import split_host_port
-from executors.values import GoBool, config_error, parse_go_duration
+from executors.values import GoBool, config_error, parse_go_duration, refuse_control_in_pairs
 
 __all__ = ["KafkaConfig", "KafkaExecutor", "debug_config"]
 
@@ -95,7 +95,7 @@ def _parse_headers(value: Any) -> Any:
             if not name.strip():
                 raise config_error("headers", "header names must not be empty")
             pairs.append((name.strip(), val))
-        return pairs
+        return refuse_control_in_pairs("headers", pairs)
     if not isinstance(value, list):
         raise config_error("headers", f"headers must be {_HEADERS_HINT}")
     for item in value:
@@ -105,7 +105,7 @@ def _parse_headers(value: Any) -> Any:
         if not sep or not name.strip():
             raise config_error("headers", f'header {item!r} is not of the form "Name: value"')
         pairs.append((name.strip(), val.strip()))
-    return pairs
+    return refuse_control_in_pairs("headers", pairs)
 
 
 def _parse_mechanism(value: Any) -> Any:

@@ -26,7 +26,7 @@ from executors.base import (
     ExecutorError,
     check_outbound,
 )
-from executors.values import GoBool, config_error, parse_go_duration
+from executors.values import GoBool, config_error, parse_go_duration, refuse_control
 
 __all__ = ["NatsConfig", "NatsExecutor", "debug_config"]
 
@@ -117,6 +117,7 @@ class NatsConfig(ExecutorConfig):
     @field_validator("subject")
     @classmethod
     def _subject(cls, value: str) -> str:
+        refuse_control("subject", value)
         if not value.strip():
             raise config_error("missing", "subject is empty")
         if not all(_SUBJECT_TOKEN.fullmatch(token) for token in value.split(".")):

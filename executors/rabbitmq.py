@@ -26,7 +26,7 @@ from pika.adapters.utils.connection_workflow import (
     AMQPConnectorException,
     AMQPConnectorStackTimeout,
 )
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from executors.base import (
     ConfigError,
@@ -37,7 +37,7 @@ from executors.base import (
     guard_failure,
 )
 from executors.netguard import GuardError
-from executors.values import GoBool, config_error, format_go_duration
+from executors.values import GoBool, config_error, format_go_duration, refuse_control
 
 __all__ = ["AmqpAddress", "RabbitMQConfig", "RabbitMQExecutor", "parse_amqp_url"]
 
@@ -159,6 +159,12 @@ class RabbitMQConfig(ExecutorConfig):
     base64_body: Annotated[bytes | None, BeforeValidator(_parse_base64)] = Field(
         None, alias="message.base64Body", description="Message body as base64 (binary)."
     )
+
+    @field_validator("exchange", "queue_name", "content_type", "message_id")
+    @classmethod
+    def _wire_text(cls, value: str, info: ValidationInfo) -> str:
+        field = cls.model_fields[info.field_name or ""]
+        return refuse_control(field.alias or info.field_name or "", value)
 
     @field_validator("url")
     @classmethod

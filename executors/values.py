@@ -227,6 +227,13 @@ def refuse_control(key: str, value: str) -> str:
     return value
 
 
+def refuse_control_in_pairs(key: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`pairs` unchanged, or a save-time error naming `key` if a name or value holds a control."""
+    for name, value in pairs:
+        refuse_control(f"{key} {name!r}", name + value)
+    return pairs
+
+
 def config_error(kind: str, message: str) -> PydanticCustomError:
     """A validation error whose message reaches the user verbatim (no "Value error, " prefix)."""
     return PydanticCustomError(kind, message, {})
