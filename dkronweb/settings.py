@@ -17,6 +17,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from executors import netguard
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -77,6 +79,15 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _outbound_allow() -> tuple[netguard.AllowRule, ...]:
+    try:
+        return netguard.parse_allow(env_list("DKRON_OUTBOUND_ALLOW"))
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
 ALLOWED_HOSTS = env_list("DKRON_ALLOWED_HOSTS", "*" if not PRODUCTION else "")
 CSRF_TRUSTED_ORIGINS = env_list("DKRON_CSRF_TRUSTED_ORIGINS")
 
@@ -275,10 +286,14 @@ DKRON: dict[str, Any] = {
     # Secrets (jobs.secrets): comma-separated Fernet keys, the first encrypting; when set,
     # executor secrets are stored encrypted. Unset: stored as given.
     "ENCRYPTION_KEYS": env_list("DKRON_ENCRYPTION_KEY"),
-    # SSRF guard (executors.netguard) for the http executor and webhooks: refuse loopback,
-    # private, link-local (cloud metadata) and other non-public addresses. Recommended on in
-    # production; off by default so the embedded default can call local services.
-    "HTTP_BLOCK_PRIVATE": env_bool("DKRON_HTTP_BLOCK_PRIVATE", False),
+    # The outbound guard (executors.netguard) for every executor, processor and notification
+    # that connects: refuse loopback, private, link-local (cloud metadata) and other non-public
+    # addresses. Recommended on in production; off by default so the embedded default can call
+    # local services. DKRON_HTTP_BLOCK_PRIVATE is the older name, still accepted.
+    "BLOCK_PRIVATE": env_bool("DKRON_BLOCK_PRIVATE", env_bool("DKRON_HTTP_BLOCK_PRIVATE", False)),
+    # What the guard lets through anyway: CIDRs, addresses and host names ("*.internal" for
+    # subdomains), each with an optional :port, e.g. "10.0.0.0/8,kafka.internal:9092".
+    "OUTBOUND_ALLOW": _outbound_allow(),
 }
 
 # --- Email (notifications) -------------------------------------------------------------

@@ -15,7 +15,23 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from executors import secrets
+from executors.netguard import Guard, GuardError
 from executors.output import OutputSink
+
+
+def guard_failure(prefix: str, exc: GuardError) -> ExecutorError:
+    """The ExecutorError for a connection the outbound guard refused or could not check."""
+    return ExecutorError(f"{prefix}: {exc}", retryable=exc.retryable)
+
+
+def check_outbound(ctx: ExecutionContext, prefix: str, targets: Iterable[tuple[str, int]]) -> None:
+    """Check every (host, port) a client library is about to connect to by itself; raise the
+    run's ExecutorError if the guard refuses one (executors.netguard.Guard.check_host)."""
+    for host, port in targets:
+        try:
+            ctx.outbound.check_host(host, port)
+        except GuardError as exc:
+            raise guard_failure(prefix, exc) from None
 
 
 class ExecutorError(Exception):
@@ -79,9 +95,16 @@ class ExecutionContext:
     scheduled_at: datetime | None = None
     # Used when the config has no timeout of its own (settings.DKRON_DEFAULT_MAX_RUNTIME).
     default_timeout: float | None = None
-    # Refuse connections to loopback, private, link-local... addresses (executors that make
-    # requests to a URL the job names; settings.DKRON["HTTP_BLOCK_PRIVATE"]).
+    # The outbound guard (executors.netguard; DKRON_BLOCK_PRIVATE, DKRON_OUTBOUND_ALLOW): every
+    # executor that opens a connection checks its target with it first.
+    outbound: Guard = field(default_factory=Guard)
+    # Shorthand for outbound=Guard(block_private=True) with no allow-list.
     block_private: bool = False
+
+    def __post_init__(self) -> None:
+        if self.block_private and not self.outbound.block_private:
+            self.outbound = Guard(block_private=True, allow=self.outbound.allow)
+        self.block_private = self.outbound.block_private
 
 
 class Executor:

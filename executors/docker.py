@@ -17,11 +17,19 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, field_validator
 
 from executors import secrets
-from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.base import (
+    ConfigError,
+    ExecutionContext,
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    check_outbound,
+)
 from executors.values import (
     OptionalGoDuration,
     config_error,
@@ -340,6 +348,10 @@ class DockerExecutor(Executor):
         limit = config.timeout
         if ctx.default_timeout and (limit is None or limit.total_seconds() > ctx.default_timeout):
             limit = timedelta(seconds=ctx.default_timeout)
+        host = _docker_host()
+        if host.startswith(("tcp://", "http://", "https://")):  # the SDK connects by itself
+            parts = urlsplit(host)
+            check_outbound(ctx, "docker", [(parts.hostname or "", parts.port or 2375)])
         client = _connect()
         try:
             _Run(client, ctx, config, limit).run()

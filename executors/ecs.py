@@ -24,7 +24,14 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, field_validator
 
 from executors import secrets
-from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.base import (
+    ConfigError,
+    ExecutionContext,
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    check_outbound,
+)
 from executors.output import OutputSink
 from executors.values import GoBool, OptionalGoDuration, config_error, format_go_duration
 
@@ -439,6 +446,10 @@ class EcsExecutor(Executor):
                 config = self.validate(config)
             except ConfigError as exc:
                 raise ExecutorError(f"invalid ecs config: {exc}", retryable=False) from None
+        if config.endpoint_url:  # boto3 resolves and connects by itself: checked right before
+            parts = urlsplit(config.endpoint_url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            check_outbound(ctx, "ecs", [(parts.hostname or "", port)])
         _Run(config, ctx).run()
 
 

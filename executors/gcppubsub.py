@@ -20,7 +20,15 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.base import (
+    ConfigError,
+    ExecutionContext,
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    check_outbound,
+)
+from executors.netguard import split_host_port
 from executors.values import config_error
 
 __all__ = ["PubSubConfig", "PubSubExecutor"]
@@ -151,6 +159,10 @@ class PubSubExecutor(Executor):
         timeout = float(config.timeout)
         if ctx.default_timeout:
             timeout = min(timeout, ctx.default_timeout)
+        # Google's client resolves and connects by itself: its endpoint is checked right before.
+        emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
+        endpoint = split_host_port(emulator, 8085) if emulator else ("pubsub.googleapis.com", 443)
+        check_outbound(ctx, "gcppubsub", [endpoint])
         publish = _Publish(config, timeout)
         message_id = publish.run(ctx)
         # Dkron's output is the message id alone; processors may rely on that.

@@ -35,7 +35,15 @@ from grpc_reflection.v1alpha.reflection_pb2 import (
 from pydantic import BeforeValidator, Field, field_validator
 
 from executors import secrets
-from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.base import (
+    ConfigError,
+    ExecutionContext,
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    guard_failure,
+)
+from executors.netguard import GuardError, split_host_port
 from executors.values import GoBool, config_error, format_go_duration, parse_go_duration
 
 __all__ = ["GrpcConfig", "GrpcExecutor", "parse_status_code", "split_url"]
@@ -400,7 +408,7 @@ class _Call:
         self.limit = limit
         self.deadline = time.monotonic() + limit
         self.metadata = tuple(config.headers) or None
-        self.channel = _channel(config, self.target)
+        self.channel = _channel(config, self.target, ctx)
         self._lock = threading.Lock()
         self._active: set[Any] = set()
         self._stopped = False
@@ -630,8 +638,17 @@ class _Call:
         self.channel.close()
 
 
-def _channel(config: GrpcConfig, target: str) -> grpc.Channel:
-    options = [("grpc.primary_user_agent", USER_AGENT)]
+def _channel(config: GrpcConfig, target: str, ctx: ExecutionContext) -> grpc.Channel:
+    options: list[tuple[str, Any]] = [("grpc.primary_user_agent", USER_AGENT)]
+    host, port = split_host_port(target, 443)
+    try:  # the channel goes to the checked address; TLS still verifies the URL's host
+        address = ctx.outbound.pin(host, port)
+    except GuardError as exc:
+        raise guard_failure("grpc", exc) from None
+    if address != host:
+        target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        options.append(("grpc.ssl_target_name_override", host))
+        options.append(("grpc.default_authority", f"{host}:{port}"))
     if not config.uses_tls:
         return grpc.insecure_channel(target, options=options)
     credentials = grpc.ssl_channel_credentials(

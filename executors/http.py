@@ -3,6 +3,7 @@
 Dkron's keys and success rule (the request completes, then `expectCode`, then `expectBody`),
 without Dkron's quirks: header values may contain ':', a bad `timeout`, `headers` or
 `expectBody` is rejected at save time instead of being ignored, and a kill stops the request.
+`expectBody` is RE2 syntax, as Go's regexp in Dkron, matched in linear time (executors.regex).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from executors import netguard, secrets
 from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
-from executors.values import GoBool, config_error
+from executors.regex import RegexError, compile_user_regex
+from executors.values import GoBool, config_error, refuse_control_in_pairs
 
 __all__ = ["HttpConfig", "HttpExecutor"]
 
@@ -50,7 +52,7 @@ def _parse_headers(value: Any) -> Any:
         if not sep or not _TOKEN.fullmatch(name):
             raise config_error("headers", f'header {item!r} is not of the form "Name: value"')
         pairs.append((name, val.strip()))
-    return pairs
+    return refuse_control_in_pairs("headers", pairs)
 
 
 def _parse_codes(value: Any) -> Any:
@@ -97,7 +99,9 @@ class HttpConfig(ExecutorConfig):
     expect_code: Annotated[list[int], BeforeValidator(_parse_codes)] = Field(
         default_factory=list, alias="expectCode", description="Accepted codes; empty: any."
     )
-    expect_body: str = Field("", alias="expectBody", description="Regex searched in the body.")
+    expect_body: str = Field(
+        "", alias="expectBody", description="RE2 (Go) regex searched in the body."
+    )
     debug: GoBool = Field(False, description="Prepend the config (secrets masked) to output.")
     tls_no_verify_peer: GoBool = Field(False, alias="tlsNoVerifyPeer")
     tls_certificate_file: str = Field("", alias="tlsCertificateFile")
@@ -133,11 +137,9 @@ class HttpConfig(ExecutorConfig):
     @classmethod
     def _regex(cls, value: str) -> str:
         try:
-            re.compile(value)
-        except re.error as exc:
-            raise config_error(
-                "regex", f"expectBody is not a valid regular expression: {exc}"
-            ) from None
+            compile_user_regex(value)
+        except RegexError as exc:
+            raise config_error("regex", f"expectBody {exc}") from None
         return value
 
 
@@ -179,7 +181,8 @@ class HttpExecutor(Executor):
             raise ExecutorError(f"http: expected status code {expected}, got {status}")
         if config.expect_body:
             text = body.decode("utf-8", "replace")
-            if not re.search(config.expect_body, text):
+            # RE2: linear in the body, so a pattern cannot hold the agent (executors.regex).
+            if not compile_user_regex(config.expect_body).search(text):
                 raise ExecutorError(
                     f"http: response body does not match expectBody {config.expect_body!r}"
                 )
@@ -280,7 +283,7 @@ async def _request(
     tail = bytearray()
     limit = ctx.output.limit
     # With the guard on, every connection (redirects included) goes through netguard.
-    transport = netguard.async_transport(verify=tls) if ctx.block_private else None
+    transport = netguard.async_transport(ctx.outbound, verify=tls) if ctx.block_private else None
     async with (
         httpx.AsyncClient(
             verify=tls, timeout=config.timeout, follow_redirects=True, transport=transport

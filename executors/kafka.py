@@ -24,8 +24,16 @@ from kafka import errors as kerrors
 from kafka.protocol.metadata import MetadataRequest
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
-from executors.values import GoBool, config_error, parse_go_duration
+from executors.base import (
+    ConfigError,
+    ExecutionContext,
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    check_outbound,
+)
+from executors.netguard import split_host_port
+from executors.values import GoBool, config_error, parse_go_duration, refuse_control_in_pairs
 
 __all__ = ["KafkaConfig", "KafkaExecutor", "debug_config"]
 
@@ -87,7 +95,7 @@ def _parse_headers(value: Any) -> Any:
             if not name.strip():
                 raise config_error("headers", "header names must not be empty")
             pairs.append((name.strip(), val))
-        return pairs
+        return refuse_control_in_pairs("headers", pairs)
     if not isinstance(value, list):
         raise config_error("headers", f"headers must be {_HEADERS_HINT}")
     for item in value:
@@ -97,7 +105,7 @@ def _parse_headers(value: Any) -> Any:
         if not sep or not name.strip():
             raise config_error("headers", f'header {item!r} is not of the form "Name: value"')
         pairs.append((name.strip(), val.strip()))
-    return pairs
+    return refuse_control_in_pairs("headers", pairs)
 
 
 def _parse_mechanism(value: Any) -> Any:
@@ -236,6 +244,8 @@ class KafkaExecutor(Executor):
             ctx.output.write(f"Config: {json.dumps(debug_config(config))}\n")
         if config.sasl_mechanism == "PLAIN" and not config.tls_enable:
             ctx.output.write("Warning: SASL PLAIN without tlsEnable sends the password in clear\n")
+        # kafka-python resolves and connects by itself: every bootstrap broker is checked first.
+        check_outbound(ctx, "kafka", (split_host_port(b, 9092) for b in config.broker_address))
         run = _Produce(config, ctx, timeout)
         run.supervise()
 

@@ -18,8 +18,15 @@ import nats
 from nats import errors as nerrors
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
-from executors.values import GoBool, config_error, parse_go_duration
+from executors.base import (
+    ConfigError,
+    ExecutionContext,
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    check_outbound,
+)
+from executors.values import GoBool, config_error, parse_go_duration, refuse_control
 
 __all__ = ["NatsConfig", "NatsExecutor", "debug_config"]
 
@@ -28,6 +35,11 @@ CANCEL_POLL_INTERVAL = 0.1
 MASK = "********"
 _SCHEMES = ("nats", "tls")
 _SUBJECT_TOKEN = re.compile(r"[^\s.*>]+")
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or 4222
 
 
 def _parse_url(value: Any) -> Any:
@@ -105,6 +117,7 @@ class NatsConfig(ExecutorConfig):
     @field_validator("subject")
     @classmethod
     def _subject(cls, value: str) -> str:
+        refuse_control("subject", value)
         if not value.strip():
             raise config_error("missing", "subject is empty")
         if not all(_SUBJECT_TOKEN.fullmatch(token) for token in value.split(".")):
@@ -145,6 +158,8 @@ class NatsExecutor(Executor):
             timeout = min(timeout, ctx.default_timeout)
         if config.debug:
             ctx.output.write(f"Config: {json.dumps(debug_config(config))}\n")
+        # nats-py resolves and connects by itself: every server is checked right before.
+        check_outbound(ctx, "nats", (_host_port(url) for url in config.url))
         server = asyncio.run(_supervise(config, ctx, timeout))
         ctx.output.write(
             f"Result: Message successfully sent (subject {config.subject!r}, "

@@ -27,11 +27,19 @@ from pika.adapters.utils.connection_workflow import (
     AMQPConnectorException,
     AMQPConnectorStackTimeout,
 )
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from executors import secrets
-from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
-from executors.values import GoBool, config_error, format_go_duration
+from executors.base import (
+    ConfigError,
+    ExecutionContext,
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    guard_failure,
+)
+from executors.netguard import GuardError
+from executors.values import GoBool, config_error, format_go_duration, refuse_control
 
 __all__ = ["AmqpAddress", "RabbitMQConfig", "RabbitMQExecutor", "parse_amqp_url"]
 
@@ -154,6 +162,12 @@ class RabbitMQConfig(ExecutorConfig):
         None, alias="message.base64Body", description="Message body as base64 (binary)."
     )
 
+    @field_validator("exchange", "queue_name", "content_type", "message_id")
+    @classmethod
+    def _wire_text(cls, value: str, info: ValidationInfo) -> str:
+        field = cls.model_fields[info.field_name or ""]
+        return refuse_control(field.alias or info.field_name or "", value)
+
     @field_validator("url")
     @classmethod
     def _url_amqp(cls, value: str) -> str:
@@ -224,6 +238,10 @@ class RabbitMQExecutor(Executor):
             timeout = min(timeout, ctx.default_timeout)
         address = parse_amqp_url(config.url)
         publish = _Publish(config, address, ctx.job_name, timeout)
+        try:  # pika connects to the checked address; TLS still names the URL's host
+            publish.connect_host = ctx.outbound.pin(address.host, address.port)
+        except GuardError as exc:
+            raise guard_failure("rabbitmq", exc) from None
         publish.run(ctx)
         ctx.output.write(f"rabbitmq: {publish.summary()}; the broker confirmed it\n")
 
@@ -244,6 +262,7 @@ class _Publish:
         self.address = address
         self.job_name = job_name
         self.timeout = timeout
+        self.connect_host = address.host  # the checked address with the outbound guard on
         self.phase = "connecting to"
         self.connected = False
         self.error: BaseException | None = None
@@ -344,7 +363,7 @@ class _Publish:
         # itself rather than pika's own stack-timeout message.
         limit = self.timeout + 1.0
         return pika.ConnectionParameters(
-            host=address.host,
+            host=self.connect_host,
             port=address.port,
             virtual_host=address.vhost,
             credentials=pika.PlainCredentials(

@@ -209,6 +209,31 @@ def parse_bool(value: str) -> bool:
     )
 
 
+def has_control(value: str) -> bool:
+    """True if `value` holds a C0 control character (CR, LF, NUL...) or DEL."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+
+
+def refuse_control(key: str, value: str) -> str:
+    """`value` unchanged, or a save-time error naming `key`: a value sent as text on a wire
+    protocol (a header, a tag, a subject) must not hold CR, LF, NUL or other controls, which
+    could end the line and start a command of the protocol (or another one's)."""
+    if has_control(value):
+        raise config_error(
+            "control_character",
+            f"{key} must not contain control characters (CR, LF, NUL or other C0); "
+            f"found {next(c for c in value if ord(c) < 0x20 or ord(c) == 0x7F)!r}",
+        )
+    return value
+
+
+def refuse_control_in_pairs(key: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`pairs` unchanged, or a save-time error naming `key` if a name or value holds a control."""
+    for name, value in pairs:
+        refuse_control(f"{key} {name!r}", name + value)
+    return pairs
+
+
 def config_error(kind: str, message: str) -> PydanticCustomError:
     """A validation error whose message reaches the user verbatim (no "Value error, " prefix)."""
     return PydanticCustomError(kind, message, {})

@@ -19,6 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
+from executors import netguard
 from executors.base import CancelToken, ConfigError, ExecutionContext, ExecutorError
 from executors.output import OutputSink
 from executors.registry import UnknownExecutor, get_executor
@@ -250,7 +251,7 @@ def _run_claimed(execution: Execution) -> Execution | None:
             attempt=execution.attempt,
             scheduled_at=execution.scheduled_at,
             default_timeout=settings.DKRON["DEFAULT_MAX_RUNTIME"],
-            block_private=bool(settings.DKRON.get("HTTP_BLOCK_PRIVATE", False)),
+            outbound=netguard.Guard.from_settings(settings.DKRON),
         )
         _flusher.add(execution.pk, sink, cancel)
         flushing = True

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from executors.netguard import Guard
 from executors.values import GoBool
 
 __all__ = [
@@ -51,6 +52,8 @@ class ProcessorOptions:
     fluent_host: str = DEFAULT_FLUENT_HOST
     fluent_port: int = DEFAULT_FLUENT_PORT
     fluent_tag: str = DEFAULT_FLUENT_TAG
+    # The outbound guard (DKRON_BLOCK_PRIVATE, DKRON_OUTBOUND_ALLOW) for processors that connect.
+    outbound: Guard = Guard()
 
     @classmethod
     def from_settings(cls, dkron: Mapping[str, Any]) -> ProcessorOptions:
@@ -61,6 +64,7 @@ class ProcessorOptions:
             fluent_host=dkron.get("FLUENTBIT_HOST") or DEFAULT_FLUENT_HOST,
             fluent_port=int(port),
             fluent_tag=dkron.get("FLUENTBIT_TAG") or DEFAULT_FLUENT_TAG,
+            outbound=Guard.from_settings(dkron),
         )
 
 

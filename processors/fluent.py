@@ -15,7 +15,8 @@ from typing import Any
 from fluent.sender import EventTime, FluentSender
 from pydantic import field_validator
 
-from executors.values import config_error, parse_go_duration
+from executors.netguard import GuardError
+from executors.values import config_error, parse_go_duration, refuse_control
 from processors.base import ExecutionRecord, Processor, ProcessorConfig, ProcessorError
 
 __all__ = ["FluentConfig", "FluentProcessor"]
@@ -63,9 +64,15 @@ class FluentConfig(ProcessorConfig):
             raise config_error("timeout", "timeout must be positive")
         return seconds
 
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str) -> str:
+        return refuse_control("tag", value)
+
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
+        refuse_control("host", value)
         if any(c.isspace() for c in value):
             raise config_error("host", "host must not contain spaces")
         return value
@@ -98,7 +105,11 @@ class FluentProcessor(Processor):
             "started_at": record.started_at.isoformat() if record.started_at else "",
             "finished_at": record.finished_at.isoformat() if record.finished_at else "",
         }
-        sender = FluentSender(tag, host=host, port=port, timeout=config.timeout)
+        try:  # the sender connects to the checked address (plain TCP: nothing else names it)
+            address = self.options.outbound.pin(host, port)
+        except GuardError as exc:
+            raise ProcessorError(f"fluent: {exc}") from None
+        sender = FluentSender(tag, host=address, port=port, timeout=config.timeout)
         try:
             sent = sender.emit_with_time("", EventTime.from_unix_nano(time.time_ns()), event)
             error = sender.last_error

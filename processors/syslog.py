@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import field_validator
 
-from executors.values import config_error
+from executors.netguard import Guard, GuardError
+from executors.values import config_error, refuse_control
 from processors.base import ExecutionRecord, Processor, ProcessorConfig, ProcessorError
 
 __all__ = ["SyslogConfig", "SyslogProcessor", "parse_address"]
@@ -57,6 +58,7 @@ class SyslogConfig(ProcessorConfig):
             return DEFAULT_ADDRESS
         if not isinstance(value, str):
             raise config_error("address", "address must be a string")
+        refuse_control("address", value)
         try:
             parse_address(value)
         except ValueError as exc:
@@ -66,6 +68,7 @@ class SyslogConfig(ProcessorConfig):
     @field_validator("tag")
     @classmethod
     def _tag(cls, value: str) -> str:
+        refuse_control("tag", value)
         if not value or len(value) > 32 or any(c in value for c in " :[]\n"):
             raise config_error("tag", "tag must be 1-32 characters without spaces, ':' or '[]'")
         return value
@@ -104,7 +107,9 @@ class SyslogProcessor(Processor):
             if isinstance(address, str):
                 self._send_unix(address, messages)
             else:
-                self._send_udp(address, messages)
+                self._send_udp(address, messages, self.options.outbound)
+        except GuardError as exc:
+            raise ProcessorError(f"syslog: {exc}") from None
         except OSError as exc:
             where = config.address
             raise ProcessorError(f"syslog: cannot send to {where}: {exc.strerror or exc}") from exc
@@ -134,9 +139,10 @@ class SyslogProcessor(Processor):
                 sock.close()
 
     @staticmethod
-    def _send_udp(address: tuple[str, int], messages: list[bytes]) -> None:
-        family, kind, proto, _, sockaddr = socket.getaddrinfo(
-            address[0], address[1], 0, socket.SOCK_DGRAM
+    def _send_udp(address: tuple[str, int], messages: list[bytes], guard: Guard) -> None:
+        # Every answer is checked and the datagrams go to the checked address.
+        family, kind, proto, _, sockaddr = guard.addresses(
+            address[0], address[1], kind=socket.SOCK_DGRAM
         )[0]
         with socket.socket(family, kind, proto) as sock:
             for message in messages:

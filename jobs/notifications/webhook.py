@@ -30,8 +30,9 @@ class Request:
     timeout: float = 10.0
     retries: int = 3
     backoff: float = 1.0
-    # The SSRF guard (DKRON_HTTP_BLOCK_PRIVATE): refuse non-public addresses (executors.netguard).
-    block_private: bool = False
+    # The outbound guard (DKRON_BLOCK_PRIVATE, DKRON_OUTBOUND_ALLOW; executors.netguard).
+    guard: netguard.Guard = field(default_factory=netguard.Guard)
+    block_private: bool = False  # shorthand for guard=Guard(block_private=True)
 
     @property
     def target(self) -> str:
@@ -47,7 +48,8 @@ def send(request: Request, *, sleep: Callable[[float], None] = time.sleep) -> in
         headers["Content-Type"] = "application/json"
     attempts = request.retries + 1
     problem = ""
-    transport = netguard.sync_transport() if request.block_private else None
+    guard = netguard.Guard(block_private=True) if request.block_private else request.guard
+    transport = netguard.sync_transport(guard) if guard.block_private else None
     with httpx.Client(
         timeout=request.timeout, follow_redirects=False, transport=transport
     ) as client:

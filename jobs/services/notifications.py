@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from executors import netguard
 from jobs import agent_metrics
 from jobs import secrets as job_secrets
 from jobs.models import Run
@@ -122,7 +123,7 @@ def notify_run(*, run_id: int) -> list[Outcome]:
             timeout=hook.timeout or conf["NOTIFY_TIMEOUT"],
             retries=conf["NOTIFY_RETRIES"] if hook.retries is None else hook.retries,
             backoff=conf["NOTIFY_RETRY_BACKOFF"],
-            block_private=bool(conf.get("HTTP_BLOCK_PRIVATE", False)),
+            guard=netguard.Guard.from_settings(conf),
         )
         outcomes.append(
             _deliver(

@@ -38,6 +38,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if path == "/hello":
             self.reply(200, b"hello world")
+        elif path == "/thirty-as":
+            self.reply(200, b"a" * 30 + b"!")  # the body that makes (a+)+$ backtrack for minutes
         elif path.startswith("/status/"):
             self.reply(int(path.rsplit("/", 1)[1]), b"body of the status page")
         elif path == "/headers":
@@ -226,6 +228,54 @@ def test_a_body_not_matching_expect_body_fails(https: Server, pki: dict[str, str
     assert error.message == "http: response body does not match expectBody '^goodbye'"
 
 
+def test_a_catastrophic_expect_body_is_answered_at_once(plain: Server) -> None:
+    # Python's re backtracks on (a+)+$ for over a minute, holding the interpreter; RE2 does not.
+    outcome: list[ExecutorError | None] = []
+    config = {"method": "GET", "url": plain.url + "/thirty-as", "expectBody": "(a+)+$"}
+    worker = threading.Thread(target=lambda: outcome.append(run(config)[1]), daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(timeout=5)
+
+    assert not worker.is_alive(), "the match still runs after 5 s"
+    assert time.monotonic() - started < 2
+    assert outcome[0] is not None
+    assert outcome[0].message == "http: response body does not match expectBody '(a+)+$'"
+
+
+def test_expect_body_uses_go_s_regexp_syntax(https: Server, pki: dict[str, str]) -> None:
+    _, error = run(get(https, "/hello", pki, expectBody=r"(?i)HELLO\s+\pL+$"))
+    assert error is None
+
+
+def test_the_timeout_still_fires_with_an_expect_body(plain: Server) -> None:
+    started = time.monotonic()
+    _, error = run(
+        {"method": "GET", "url": plain.url + "/sleep/5", "timeout": "1", "expectBody": "(a+)+$"}
+    )
+    assert error is not None
+    assert error.status == "timeout"
+    assert time.monotonic() - started < 3
+
+
+def test_a_backreference_in_expect_body_is_refused_saying_re2_syntax_is_used() -> None:
+    with pytest.raises(ConfigError) as info:
+        HttpExecutor().validate({"method": "GET", "url": "http://x", "expectBody": r"(a)\1"})
+    message = info.value.errors["expectBody"]
+    assert "not a valid RE2 regular expression" in message
+    assert "Go's regexp syntax" in message
+
+
+def test_a_one_and_a_half_megabyte_expect_body_is_refused_at_once() -> None:
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        HttpExecutor().validate(
+            {"method": "GET", "url": "http://x", "expectBody": "(a|b)" * 300_000}
+        )
+    assert time.monotonic() - started < 1
+    assert "at most 65536 bytes" in info.value.errors["expectBody"]
+
+
 def test_header_values_containing_colons_arrive_intact(https: Server, pki: dict[str, str]) -> None:
     headers = json.dumps(["X-Time: 12:30:00", "X-Callback: https://example.org:8443/hook"])
     ctx, error = run(get(https, "/headers", pki, headers=headers))
@@ -387,7 +437,7 @@ def test_headers_may_be_given_as_a_list() -> None:
         ({"timeout": "30s"}, "timeout", "whole seconds"),
         ({"timeout": "0"}, "timeout", "whole seconds"),
         ({"expectCode": "2xx"}, "expectCode", "not an HTTP status code"),
-        ({"expectBody": "(["}, "expectBody", "not a valid regular expression"),
+        ({"expectBody": "(["}, "expectBody", "not a valid RE2 regular expression"),
         ({"headers": "Content-Type: x"}, "headers", "JSON array"),
         ({"headers": '["NoColon"]'}, "headers", 'not of the form "Name: value"'),
         ({"debug": "yes"}, "debug", "invalid boolean"),

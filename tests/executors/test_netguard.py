@@ -88,7 +88,8 @@ def test_loopback_is_refused_when_the_guard_is_on_and_nothing_is_sent(server) ->
 
     assert error is not None and error.retryable is False
     assert error.message == (
-        "http: refused to connect to 127.0.0.1 (loopback address; DKRON_HTTP_BLOCK_PRIVATE is on)"
+        f"http: refused to connect to 127.0.0.1:{port(server)} (loopback address; "
+        "DKRON_BLOCK_PRIVATE is on and DKRON_OUTBOUND_ALLOW does not list it)"
     )
     assert server.hits == []
 
@@ -115,7 +116,8 @@ def test_a_redirect_to_loopback_is_refused(server, monkeypatch) -> None:
 
     assert server.hits == ["/redirect"] and inner.hits == []
     assert error is not None and error.retryable is False
-    assert "refused to connect to 127.0.0.2 (loopback address" in error.message
+    assert "refused to connect to 127.0.0.2:" in error.message
+    assert "(loopback address" in error.message
 
 
 def test_tls_is_verified_for_the_url_host_while_connecting_to_the_checked_ip(
@@ -162,6 +164,17 @@ def test_tls_is_verified_for_the_url_host_while_connecting_to_the_checked_ip(
         ("100.64.0.1", "reserved"),
         ("::ffff:127.0.0.1", "loopback"),
         ("64:ff9b::a9fe:a9fe", "link-local"),
+        # Tunnelled and translated forms of private IPv4 addresses.
+        ("2002:7f00:1::", "loopback"),  # 6to4 of 127.0.0.1
+        ("2002:a00:1::1", "private"),  # 6to4 of 10.0.0.1
+        ("2002:a9fe:a9fe::", "link-local"),  # 6to4 of the metadata service
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo tunnel"),
+        ("64:ff9b:1::a00:1", "private"),  # local-use NAT64
+        ("::7f00:1", "loopback"),  # IPv4-compatible ::127.0.0.1
+        ("::ffff:0:a00:1", "private"),  # IPv4-translated 10.0.0.1
+        ("::ffff:169.254.169.254", "link-local"),
+        ("fec0::1", "site-local"),
+        ("2002:808:808::1", None),  # 6to4 of a public address
         ("93.184.215.14", None),
         ("2606:4700:4700::1111", None),
     ],

@@ -61,3 +61,36 @@ def test_a_subject_with_line_breaks_becomes_one_line(settings):
     send(recipients=["ops@example.com"], subject="job\nfailed\r\n  badly", body="b")
 
     assert mail.outbox[0].subject == "job failed badly"
+
+
+def test_with_the_guard_on_a_mail_server_on_loopback_is_refused_and_nothing_connects(settings):
+    from tests.listener import listening
+
+    with listening() as listener:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = (
+            "127.0.0.1",
+            listener.port,
+            5,
+        )
+        settings.DKRON = {**settings.DKRON, "BLOCK_PRIVATE": True}
+        with pytest.raises(NotificationError) as error:
+            send(recipients=["ops@example.com"], subject="s", body="b")
+
+    assert error.value.permanent
+    assert f"refused to connect to 127.0.0.1:{listener.port} (loopback" in str(error.value)
+    assert listener.received == []
+
+
+def test_the_allow_list_lets_the_operator_s_mail_relay_through(settings, smtp_settings):
+    from executors.netguard import parse_allow
+
+    settings.DKRON = {
+        **settings.DKRON,
+        "BLOCK_PRIVATE": True,
+        "OUTBOUND_ALLOW": parse_allow(f"127.0.0.1:{smtp_settings.port}"),
+    }
+    send(recipients=["ops@example.com"], subject="allowed", body="b")
+
+    [envelope] = smtp_settings.mailbox.envelopes
+    assert envelope.rcpt_tos == ["ops@example.com"]
