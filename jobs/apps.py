@@ -17,7 +17,13 @@ class JobsConfig(AppConfig):
         from jobs import checks  # noqa: F401  (registers system checks)
 
         if not settings.AUTH_ENABLED:
+            override = (
+                " (DKRON_ENV=production with DKRON_PRODUCTION_ALLOW_AUTH_OFF=true)"
+                if settings.PRODUCTION
+                else ""
+            )
             log.warning(
-                "AUTHENTICATION IS OFF (DKRON_AUTH_ENABLED=false): anyone who can reach this "
-                "port can create and run jobs. Use this only on a trusted network."
+                "AUTHENTICATION IS OFF (DKRON_AUTH_ENABLED=false%s): anyone who can reach this "
+                "port can create and run jobs. Use this only on a trusted network.",
+                override,
             )
