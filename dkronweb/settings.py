@@ -318,6 +318,20 @@ CELERY_BEAT_SCHEDULER = "jobs.scheduler:JobScheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = 1
 
 # --- Scheduling and agents (seconds) ---------------------------------------------------
+
+
+def _job_env_passthrough() -> tuple[str, ...]:
+    names = env_list("DKRON_JOB_ENV_PASSTHROUGH")
+    ours = [n for n in names if n.upper().startswith(("DKRON_", "DJANGO_", "CELERY_", "*"))]
+    if ours:
+        raise ImproperlyConfigured(
+            f"DKRON_JOB_ENV_PASSTHROUGH: {', '.join(ours)} would hand dkronweb's own settings "
+            "(keys, database and broker passwords) to every shell job; set what a job needs "
+            "in its own env instead"
+        )
+    return tuple(names)
+
+
 NODE_NAME = env("DKRON_NODE_NAME", socket.gethostname().split(".")[0].lower())
 DKRON: dict[str, Any] = {
     "LEASE_TTL": env_float("DKRON_LEASE_TTL", 4.0),
@@ -336,6 +350,9 @@ DKRON: dict[str, Any] = {
     "HISTORY_LIMIT": env_int("DKRON_HISTORY_LIMIT", 100),
     "RETRY_BACKOFF_MAX": env_float("DKRON_RETRY_BACKOFF_MAX", 600.0),
     "DISABLED_EXECUTORS": set(env_list("DKRON_DISABLED_EXECUTORS")),
+    # Shell jobs start with a clean environment (executors.shell.BASE_ENV: PATH, HOME, LANG,
+    # LC_*, TZ...); these agent variables are passed as well ("NAME*" is a prefix).
+    "JOB_ENV_PASSTHROUGH": _job_env_passthrough(),
     # Processors (SPEC 8): directories the `files` processor may write under (the first is
     # the default log_dir), the `fluent` defaults under Dkron's own variable names, and
     # processors refused at save time.

@@ -81,6 +81,9 @@ class ExecutionContext:
     # Refuse connections to loopback, private, link-local... addresses (executors that make
     # requests to a URL the job names; settings.DKRON["HTTP_BLOCK_PRIVATE"]).
     block_private: bool = False
+    # Names of the agent's environment variables a job process gets beyond the shell
+    # executor's base allow-list (settings.DKRON["JOB_ENV_PASSTHROUGH"]); "NAME*" is a prefix.
+    env_passthrough: tuple[str, ...] = ()
 
 
 class Executor:
