@@ -99,9 +99,13 @@ DEBUG = env_bool("DKRON_DEBUG", False)
 
 
 def _private_dir(path: Path) -> Path:
-    """Create a directory owner-only (0700); an existing one is left as it is (a system check
-    warns when the data directory is readable by others: jobs.checks)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create a directory, and any missing parent, owner-only (0700); an existing one is left
+    as it is (a system check warns when the data directory is open to others: jobs.checks)."""
+    if not path.is_dir():
+        if not path.parent.exists():
+            _private_dir(path.parent)
+        with contextlib.suppress(FileExistsError):  # another process was first
+            path.mkdir(mode=0o700)
     return path
 
 

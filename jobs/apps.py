@@ -14,7 +14,15 @@ class JobsConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from jobs import checks  # noqa: F401  (registers system checks)
+        from jobs import checks  # registers system checks
+
+        loose = checks.loose_data_files()
+        if loose:
+            log.warning(
+                "the data directory or database is readable by other users: %s; run chmod 700 "
+                "on the directory and chmod 600 on its files",
+                ", ".join(loose),
+            )
 
         if not settings.AUTH_ENABLED:
             override = (
