@@ -268,6 +268,41 @@ if PRODUCTION and (_problems := _production_problems()):
         + '. Generate a key with: python -c "import secrets; print(secrets.token_urlsafe(50))"'
     )
 
+# --- HTTPS, cookies and browser headers ---------------------------------------------------
+# On by default in production; each has its variable. Behind a TLS proxy, set
+# DKRON_PROXY_SSL_HEADER to the header it sets (only then: a client could send it itself).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DKRON_SECURE_COOKIES", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("DKRON_HSTS_SECONDS", 365 * 86400 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DKRON_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("DKRON_HSTS_PRELOAD", PRODUCTION)
+# Off by default: Dkron clients and probes often speak plain HTTP inside the network.
+SECURE_SSL_REDIRECT = env_bool("DKRON_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^health$"]  # load balancer and kubelet probes
+_proxy_header, _, _proxy_value = env("DKRON_PROXY_SSL_HEADER").strip().partition("=")
+if _proxy_header:
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _proxy_header.strip().upper().replace("-", "_"),
+        _proxy_value.strip() or "https",
+    )
+# Content-Security-Policy of the /ui/ pages (jobs/ui/csp.py): this server's script and
+# stylesheet only, no inline code, no framing.
+CSP_ENABLED = env_bool("DKRON_CSP", True)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
+if CSP_ENABLED:
+    MIDDLEWARE.insert(1, "jobs.ui.csp.UIContentSecurityPolicy")
+
 # Error pages and error mails hide passwords in URLs and every secret setting, even with
 # DKRON_DEBUG on (dkronweb/error_reports.py).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "dkronweb.error_reports.SecretsFilter"
