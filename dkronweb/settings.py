@@ -6,7 +6,9 @@ sets DKRON_DATABASE_URL (PostgreSQL) and DKRON_BROKER_URL (Redis) and DKRON_SECR
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import re
 import secrets
@@ -26,16 +28,47 @@ def env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def env_bool(name: str, default: bool) -> bool:
+    """true/false, 1/0, yes/no, on/off (any case); anything else stops start-up.
+
+    A typo must not mean false: DKRON_AUTH_ENABLED=flase used to turn authentication off.
+    """
     raw = os.environ.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r}: expected true or false (also 1/0, yes/no, on/off)")
 
 
 def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
+    raw = env(name).strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name}={raw!r}: expected a number")
+    return value
+
+
+def env_int(name: str, default: int) -> int:
+    raw = env(name).strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r}: expected a whole number") from None
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -59,8 +92,30 @@ def env_duration(name: str, default: float) -> float:
 
 
 DATA_DIR = Path(env("DKRON_DATA_DIR", str(BASE_DIR / "var")))
-PRODUCTION = env("DKRON_ENV", "embedded") == "production"
+_MODE = env("DKRON_ENV", "embedded").strip().lower()
+if _MODE not in {"embedded", "production"}:
+    # "prod" or "Production " must not quietly mean embedded (auth-off and debug allowed).
+    raise ImproperlyConfigured(f"DKRON_ENV={_MODE!r}: expected embedded or production")
+PRODUCTION = _MODE == "production"
 DEBUG = env_bool("DKRON_DEBUG", False)
+
+
+def _private_dir(path: Path) -> Path:
+    """Create a directory, and any missing parent, owner-only (0700); an existing one is left
+    as it is (a system check warns when the data directory is open to others: jobs.checks)."""
+    if not path.is_dir():
+        if not path.parent.exists():
+            _private_dir(path.parent)
+        with contextlib.suppress(FileExistsError):  # another process was first
+            path.mkdir(mode=0o700)
+    return path
+
+
+def _private_file(path: Path, text: str = "") -> None:
+    """Create a file owner-only (0600) from the start, never 0644 and then chmod."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
 
 
 def _secret_key() -> str:
@@ -72,9 +127,9 @@ def _secret_key() -> str:
     # Embedded mode: a key generated once and kept beside the database, so sessions survive.
     path = DATA_DIR / "secret_key"
     if not path.exists():
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        _private_dir(DATA_DIR)
+        with contextlib.suppress(FileExistsError):  # another process was first
+            _private_file(path, secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
@@ -88,7 +143,9 @@ def _outbound_allow() -> tuple[netguard.AllowRule, ...]:
         raise ImproperlyConfigured(str(exc)) from None
 
 
-ALLOWED_HOSTS = env_list("DKRON_ALLOWED_HOSTS", "*" if not PRODUCTION else "")
+# Embedded: loopback names only, so a web page cannot reach the local server under its own
+# name (DNS rebinding); `serve --host 0.0.0.0` needs DKRON_ALLOWED_HOSTS. Production: none.
+ALLOWED_HOSTS = env_list("DKRON_ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DKRON_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
@@ -146,7 +203,14 @@ DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    _private_dir(DATA_DIR)
+    # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database
+    # file's mode, so all three stay owner-only (SQLite itself would create them 0644).
+    _sqlite_path = Path(DATABASES["default"]["NAME"])
+    if str(_sqlite_path) != ":memory:" and not _sqlite_path.exists():
+        _private_dir(_sqlite_path.parent)
+        with contextlib.suppress(FileExistsError):  # another process was first
+            _private_file(_sqlite_path)
     # WAL lets the web, scheduler and agent threads read while one writes; IMMEDIATE
     # transactions plus a busy timeout make writers queue instead of failing with "locked".
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -167,8 +231,7 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATIC_ROOT = _private_dir(DATA_DIR / "static")
 STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
@@ -180,6 +243,80 @@ LOGIN_REDIRECT_URL = "/ui/"
 # On by default. Turning it off is for trusted networks with Dkron OSS clients that send no
 # credentials; the start-up log warns loudly.
 AUTH_ENABLED = env_bool("DKRON_AUTH_ENABLED", True)
+# Production refuses auth off unless this says it is meant (a trusted network with Dkron OSS
+# clients); every process then logs a warning at start-up (jobs.apps).
+AUTH_OFF_IN_PRODUCTION = env_bool("DKRON_PRODUCTION_ALLOW_AUTH_OFF", False)
+
+# --- Production refusals -----------------------------------------------------------------
+# Values printed in .env.example, docker-compose.yml, the README and the test settings:
+# whoever copied them has a secret key everyone knows (sessions and password resets forged).
+EXAMPLE_SECRET_KEYS = frozenset(
+    {"change-me", "...", "test-secret-key-not-for-production", "secret", "changeme"}
+)
+MIN_SECRET_KEY_LENGTH = 32
+
+
+def _production_problems() -> list[str]:
+    problems = []
+    if DEBUG:
+        problems.append("DKRON_DEBUG is on (error pages would show code and settings)")
+    if not AUTH_ENABLED and not AUTH_OFF_IN_PRODUCTION:
+        problems.append(
+            "DKRON_AUTH_ENABLED=false (anyone who reaches the port could run shell jobs); "
+            "for a trusted network set DKRON_PRODUCTION_ALLOW_AUTH_OFF=true as well"
+        )
+    if SECRET_KEY.strip().lower() in EXAMPLE_SECRET_KEYS:
+        problems.append("DKRON_SECRET_KEY is an example value from the documentation")
+    elif len(SECRET_KEY) < MIN_SECRET_KEY_LENGTH:
+        problems.append(f"DKRON_SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters")
+    return problems
+
+
+if PRODUCTION and (_problems := _production_problems()):
+    raise ImproperlyConfigured(
+        "DKRON_ENV=production refuses to start: "
+        + "; ".join(_problems)
+        + '. Generate a key with: python -c "import secrets; print(secrets.token_urlsafe(50))"'
+    )
+
+# --- HTTPS, cookies and browser headers ---------------------------------------------------
+# On by default in production; each has its variable. Behind a TLS proxy, set
+# DKRON_PROXY_SSL_HEADER to the header it sets (only then: a client could send it itself).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DKRON_SECURE_COOKIES", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("DKRON_HSTS_SECONDS", 365 * 86400 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DKRON_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("DKRON_HSTS_PRELOAD", PRODUCTION)
+# Off by default: Dkron clients and probes often speak plain HTTP inside the network.
+SECURE_SSL_REDIRECT = env_bool("DKRON_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^health$"]  # load balancer and kubelet probes
+_proxy_header, _, _proxy_value = env("DKRON_PROXY_SSL_HEADER").strip().partition("=")
+if _proxy_header:
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _proxy_header.strip().upper().replace("-", "_"),
+        _proxy_value.strip() or "https",
+    )
+# Content-Security-Policy of the /ui/ pages (jobs/ui/csp.py): this server's script and
+# stylesheet only, no inline code, no framing.
+CSP_ENABLED = env_bool("DKRON_CSP", True)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
+if CSP_ENABLED:
+    MIDDLEWARE.insert(1, "jobs.ui.csp.UIContentSecurityPolicy")
+
+# Error pages and error mails hide passwords in URLs and every secret setting, even with
+# DKRON_DEBUG on (dkronweb/error_reports.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "dkronweb.error_reports.SecretsFilter"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -202,7 +339,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Dkron-compatible /v1 API",
     "VERSION": "0.1.0",
 }
-DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DKRON_MAX_BODY_BYTES", str(2 * 1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DKRON_MAX_BODY_BYTES", 2 * 1024 * 1024)
 
 # --- Celery ----------------------------------------------------------------------------
 CELERY_BROKER_URL = env("DKRON_BROKER_URL", "memory://localhost/")
@@ -231,13 +368,27 @@ CELERY_BEAT_SCHEDULER = "jobs.scheduler:JobScheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = 1
 
 # --- Scheduling and agents (seconds) ---------------------------------------------------
+
+
+def _job_env_passthrough() -> tuple[str, ...]:
+    names = env_list("DKRON_JOB_ENV_PASSTHROUGH")
+    ours = [n for n in names if n.upper().startswith(("DKRON_", "DJANGO_", "CELERY_", "*"))]
+    if ours:
+        raise ImproperlyConfigured(
+            f"DKRON_JOB_ENV_PASSTHROUGH: {', '.join(ours)} would hand dkronweb's own settings "
+            "(keys, database and broker passwords) to every shell job; set what a job needs "
+            "in its own env instead"
+        )
+    return tuple(names)
+
+
 NODE_NAME = env("DKRON_NODE_NAME", socket.gethostname().split(".")[0].lower())
 DKRON: dict[str, Any] = {
     "LEASE_TTL": env_float("DKRON_LEASE_TTL", 4.0),
     # Off only to prove that fire keys alone prevent duplicates (every scheduler fires).
     "LEASE_ENABLED": env_bool("DKRON_SCHEDULER_LEASE", True),
     "TICK_MAX": env_float("DKRON_TICK_MAX", 1.0),
-    "FIRE_BATCH": int(env_float("DKRON_FIRE_BATCH", 500)),
+    "FIRE_BATCH": env_int("DKRON_FIRE_BATCH", 500),
     "MISFIRE_GRACE": env_float("DKRON_MISFIRE_GRACE", 60.0),
     "HEARTBEAT_INTERVAL": env_float("DKRON_HEARTBEAT_INTERVAL", 5.0),
     "AGENT_DEAD_AFTER": env_float("DKRON_AGENT_DEAD_AFTER", 20.0),
@@ -245,16 +396,19 @@ DKRON: dict[str, Any] = {
     "OUTPUT_FLUSH_INTERVAL": env_float("DKRON_OUTPUT_FLUSH_INTERVAL", 1.0),
     "DEFAULT_MAX_RUNTIME": env_float("DKRON_DEFAULT_MAX_RUNTIME", 24 * 3600.0),
     "HARD_LIMIT_GRACE": env_float("DKRON_HARD_LIMIT_GRACE", 30.0),
-    "OUTPUT_LIMIT": int(env_float("DKRON_OUTPUT_LIMIT", 256_000)),
-    "HISTORY_LIMIT": int(env_float("DKRON_HISTORY_LIMIT", 100)),
+    "OUTPUT_LIMIT": env_int("DKRON_OUTPUT_LIMIT", 256_000),
+    "HISTORY_LIMIT": env_int("DKRON_HISTORY_LIMIT", 100),
     "RETRY_BACKOFF_MAX": env_float("DKRON_RETRY_BACKOFF_MAX", 600.0),
     "DISABLED_EXECUTORS": set(env_list("DKRON_DISABLED_EXECUTORS")),
+    # Shell jobs start with a clean environment (executors.shell.BASE_ENV: PATH, HOME, LANG,
+    # LC_*, TZ...); these agent variables are passed as well ("NAME*" is a prefix).
+    "JOB_ENV_PASSTHROUGH": _job_env_passthrough(),
     # Processors (SPEC 8): directories the `files` processor may write under (the first is
     # the default log_dir), the `fluent` defaults under Dkron's own variable names, and
     # processors refused at save time.
     "PROCESSOR_LOG_DIRS": env_list("DKRON_PROCESSOR_LOG_DIRS", str(DATA_DIR / "logs")),
     "FLUENTBIT_HOST": env("FLUENTBIT_HOST", "127.0.0.1"),
-    "FLUENTBIT_PORT": int(env_float("FLUENTBIT_PORT", 24224)),
+    "FLUENTBIT_PORT": env_int("FLUENTBIT_PORT", 24224),
     "FLUENTBIT_TAG": env("FLUENTBIT_TAG", "dkron"),
     "DISABLED_PROCESSORS": set(env_list("DKRON_DISABLED_PROCESSORS")),
     # Notifications (SPEC 8): the global rule (always, on_failure, on_success, on_change or
@@ -268,7 +422,7 @@ DKRON: dict[str, Any] = {
     "NOTIFY_WEBHOOK_HEADERS": json.loads(env("DKRON_NOTIFY_WEBHOOK_HEADERS") or "{}"),
     "NOTIFY_WEBHOOK_BODY": env("DKRON_NOTIFY_WEBHOOK_BODY"),
     "NOTIFY_TIMEOUT": env_float("DKRON_NOTIFY_TIMEOUT", 10.0),
-    "NOTIFY_RETRIES": int(env_float("DKRON_NOTIFY_RETRIES", 3)),
+    "NOTIFY_RETRIES": env_int("DKRON_NOTIFY_RETRIES", 3),
     "NOTIFY_RETRY_BACKOFF": env_float("DKRON_NOTIFY_RETRY_BACKOFF", 1.0),
     "PUBLIC_URL": env("DKRON_PUBLIC_URL", "http://127.0.0.1:8080"),
     # "all" (Dkron: untagged jobs run on every alive node) or "one".
@@ -279,7 +433,7 @@ DKRON: dict[str, Any] = {
     # finished executions older than HISTORY_MAX_AGE seconds are deleted (0 = keep them),
     # RETENTION_BATCH ids per DELETE, for at most RETENTION_TIME_BUDGET seconds per run.
     "HISTORY_MAX_AGE": env_duration("DKRON_HISTORY_MAX_AGE", 90 * 86400.0),
-    "RETENTION_BATCH": int(env_float("DKRON_RETENTION_BATCH", 5000)),
+    "RETENTION_BATCH": env_int("DKRON_RETENTION_BATCH", 5000),
     "RETENTION_TIME_BUDGET": env_duration("DKRON_RETENTION_TIME_BUDGET", 120.0),
     # /health reports executions queued for longer than this many seconds as a backlog.
     "BACKLOG_ALERT_SECONDS": env_duration("DKRON_BACKLOG_ALERT_SECONDS", 60.0),
@@ -299,7 +453,7 @@ DKRON: dict[str, Any] = {
 # --- Email (notifications) -------------------------------------------------------------
 EMAIL_BACKEND = env("DKRON_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env("DKRON_EMAIL_HOST", "localhost")
-EMAIL_PORT = int(env_float("DKRON_EMAIL_PORT", 25))
+EMAIL_PORT = env_int("DKRON_EMAIL_PORT", 25)
 EMAIL_HOST_USER = env("DKRON_EMAIL_USER")
 EMAIL_HOST_PASSWORD = env("DKRON_EMAIL_PASSWORD")
 EMAIL_USE_TLS = env_bool("DKRON_EMAIL_USE_TLS", False)

@@ -100,6 +100,9 @@ class ExecutionContext:
     outbound: Guard = field(default_factory=Guard)
     # Shorthand for outbound=Guard(block_private=True) with no allow-list.
     block_private: bool = False
+    # Names of the agent's environment variables a job process gets beyond the shell
+    # executor's base allow-list (settings.DKRON["JOB_ENV_PASSTHROUGH"]); "NAME*" is a prefix.
+    env_passthrough: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.block_private and not self.outbound.block_private:

@@ -57,6 +57,17 @@ AGENT_ID_ENV = "DKRON_AGENT_ID"
 SPAWNER_ENV = "DKRON_SPAWNER"  # "<pid>@<start time>" of the agent process that started the run
 RUN_TOKEN_ENV = "DKRON_RUN_TOKEN"  # unique per run
 
+# A job starts with a clean environment: these variables of the agent's, the operator's
+# passthrough list (ExecutionContext.env_passthrough), the job's own `env` and the DKRON_* run
+# variables below. Never the rest: the agent's environment holds dkronweb's own settings
+# (DKRON_SECRET_KEY, DKRON_ENCRYPTION_KEY, database and broker URLs with their passwords),
+# which a job's `env` command would print into output every reader can see. Dkron appends a
+# job's env to the agent's whole environment; this is a deliberate difference. "NAME*" is a
+# prefix.
+BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR")
+# Never passed through, whatever the operator's list says: the product's own settings.
+NEVER_PASSED = ("DKRON_", "DJANGO_", "CELERY_")
+
 POLL_INTERVAL = 0.1  # how often cancel and timeout are checked (the contract asks for <= 0.2 s)
 MEMORY_INTERVAL = 1.0  # Dkron checks the tree's RSS every second
 PIPE_DRAIN_TIMEOUT = 5.0  # after a kill, how long to wait for the output pipe to close
@@ -267,6 +278,23 @@ def _tagged(token: str) -> list[psutil.Process]:
     return found
 
 
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(
+        name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern
+        for pattern in patterns
+    )
+
+
+def _inherited(environ: Mapping[str, str], patterns: Iterable[str]) -> dict[str, str]:
+    """The agent's variables a job may see (BASE_ENV and the operator's passthrough list)."""
+    patterns = tuple(patterns)
+    return {
+        name: value
+        for name, value in environ.items()
+        if _matches(name, patterns) and not name.startswith(NEVER_PASSED)
+    }
+
+
 def _rfc3339(value: datetime | None) -> str:
     if value is None:
         return ""
@@ -373,7 +401,8 @@ class ShellExecutor(Executor):
         credentials: _Credentials | None,
         token: str,
     ) -> dict[str, str]:
-        env = dict(os.environ)  # Dkron appends to the agent's environment
+        env = _inherited(os.environ, (*BASE_ENV, *ctx.env_passthrough))
+        env.setdefault("PATH", os.defpath)
         if credentials:
             # Otherwise tools run as `nobody` would try to write to the agent user's HOME.
             env.update(USER=credentials.user, LOGNAME=credentials.user, HOME=credentials.home)

@@ -252,6 +252,7 @@ def _run_claimed(execution: Execution) -> Execution | None:
             scheduled_at=execution.scheduled_at,
             default_timeout=settings.DKRON["DEFAULT_MAX_RUNTIME"],
             outbound=netguard.Guard.from_settings(settings.DKRON),
+            env_passthrough=tuple(settings.DKRON.get("JOB_ENV_PASSTHROUGH", ())),
         )
         _flusher.add(execution.pk, sink, cancel)
         flushing = True

@@ -112,13 +112,36 @@ def test_with_shell_true_pipes_and_redirects_work() -> None:
     assert ctx.output.text() == "xyz\n"
 
 
-def test_env_is_appended_to_the_agents_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_is_added_to_a_clean_environment_not_the_agents(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Dkron appends to the agent's whole environment; dkronweb passes only an allow-list.
     monkeypatch.setenv("FROM_AGENT", "inherited")
+    monkeypatch.setenv("DKRON_SECRET_KEY", "agent-secret")
     ctx, error = run(
-        {"command": 'echo "$FROM_AGENT|$FOO|$BAZ"', "shell": "true", "env": "FOO=bar,BAZ=a=b c"}
+        {
+            "command": 'echo "$FROM_AGENT|$DKRON_SECRET_KEY|$FOO|$BAZ"; command -v sh',
+            "shell": "true",
+            "env": "FOO=bar,BAZ=a=b c",
+        }
     )
     assert error is None
-    assert ctx.output.text() == "inherited|bar|a=b c\n"
+    assert ctx.output.text().splitlines()[0] == "||bar|a=b c"
+    assert ctx.output.text().splitlines()[1].endswith("/sh")  # PATH is there
+
+
+def test_the_operators_passthrough_names_and_prefixes_reach_the_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FROM_AGENT", "inherited")
+    monkeypatch.setenv("PROXY_A", "a")
+    monkeypatch.setenv("DKRON_ENCRYPTION_KEY", "agent-key")
+    ctx, error = run(
+        {"command": 'echo "$FROM_AGENT|$PROXY_A|$DKRON_ENCRYPTION_KEY"', "shell": "true"},
+        env_passthrough=("FROM_AGENT", "PROXY_*", "DKRON_*"),  # ours never pass, even so
+    )
+    assert error is None
+    assert ctx.output.text() == "inherited|a|\n"
 
 
 def test_the_job_sees_its_name_execution_attempt_and_scheduled_time() -> None:

@@ -48,7 +48,7 @@ def form_data(**overrides: Any) -> dict[str, Any]:
 
 def inline_error(page: str, name: str) -> str:
     """The error text of the `.field.invalid` that holds the input named `name`."""
-    for block in re.findall(r'<div class="field invalid"[^>]*>(.*?)\n</div>', page, re.S):
+    for block in re.findall(r'<div class="field invalid(?: wide)?"[^>]*>(.*?)\n</div>', page, re.S):
         if f'name="{name}"' in block:
             errors = re.findall(r'<p class="error">(.*?)</p>', block, re.S)
             assert errors, f"{name} is marked invalid without a message"

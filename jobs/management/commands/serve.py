@@ -17,6 +17,8 @@ from django.core.management.base import BaseCommand
 
 log = logging.getLogger("dkronweb")
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
 
 class Command(BaseCommand):
     help = "Run web, scheduler and an agent in one process (the embedded default)."
@@ -79,6 +81,11 @@ class Command(BaseCommand):
             )
         if not settings.AUTH_ENABLED:
             self.stdout.write("WARNING: authentication is OFF (DKRON_AUTH_ENABLED=false)")
+        if opts["host"] not in LOOPBACK and set(settings.ALLOWED_HOSTS) <= LOOPBACK:
+            self.stdout.write(
+                f"NOTE: listening on {opts['host']}, but only loopback host names are accepted "
+                "(localhost, 127.0.0.1, [::1]); set DKRON_ALLOWED_HOSTS to the names clients use"
+            )
         self.stdout.write("Press Ctrl-C to stop.")
         self.stdout.flush()
 

@@ -105,8 +105,14 @@ class UI:
         self.dialogs: list[str] = []
         page.set_default_timeout(TIMEOUT_MS)
         page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
+        page.on("console", self._console)
         page.on("response", self._response)
         page.on("dialog", self._dialog)
+
+    def _console(self, message: Any) -> None:
+        # The UI's Content-Security-Policy refused an inline script or style: it would not work.
+        if "Content Security Policy" in message.text:
+            self.errors.append(f"{self.page.url}: {message.text}")
 
     def _response(self, response: Any) -> None:
         if "/static/" in response.url:
@@ -157,7 +163,7 @@ def _open(browser: Any, live_server: Any, request: pytest.FixtureRequest) -> Ite
             with suppress(Exception):  # best effort on an already failing test
                 ui.page.screenshot(path=str(ARTIFACTS / f"{ui.test_name}-99-FAILED.png"))
         context.close()
-    assert not ui.errors, f"JavaScript errors on the page: {ui.errors}"
+    assert not ui.errors, f"JavaScript errors or CSP refusals on the page: {ui.errors}"
 
 
 @pytest.fixture
