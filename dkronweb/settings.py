@@ -281,6 +281,20 @@ DKRON: dict[str, Any] = {
     "HTTP_BLOCK_PRIVATE": env_bool("DKRON_HTTP_BLOCK_PRIVATE", False),
 }
 
+# --- Abuse limits (issue 12: templates, restore, slow clients, brute force) ---------------
+DKRON.update(
+    {
+        # A notification template's render stops (and its notification fails) past this many
+        # characters of output or this many CPU seconds (jobs.notifications.render).
+        "NOTIFY_RENDER_LIMIT": int(env_float("DKRON_NOTIFY_RENDER_LIMIT", 1024 * 1024)),
+        "NOTIFY_RENDER_TIME": env_float("DKRON_NOTIFY_RENDER_TIME", 1.0),
+        # /v1/restore takes at most this many jobs per file (413 past it: split the file),
+        # written this many jobs per transaction (jobs.services.transfer).
+        "RESTORE_MAX_JOBS": int(env_float("DKRON_RESTORE_MAX_JOBS", 1000)),
+        "RESTORE_BATCH": int(env_float("DKRON_RESTORE_BATCH", 100)),
+    }
+)
+
 # --- Email (notifications) -------------------------------------------------------------
 EMAIL_BACKEND = env("DKRON_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env("DKRON_EMAIL_HOST", "localhost")
