@@ -294,6 +294,31 @@ DKRON.update(
         "RESTORE_BATCH": int(env_float("DKRON_RESTORE_BATCH", 100)),
     }
 )
+# Brute force (django-axes): after DKRON_LOGIN_FAILURE_LIMIT failed logins a user name, and
+# separately a client address, is refused for DKRON_LOGIN_COOLOFF (UI, admin and the API's
+# Basic auth; refused before any password is hashed). Failed logins go to the audit log.
+INSTALLED_APPS.append("axes")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
+    "jobs.api.auth.BasicAuthentication" if name.endswith(".BasicAuthentication") else name
+    for name in REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"]
+]
+AXES_FAILURE_LIMIT = int(env_float("DKRON_LOGIN_FAILURE_LIMIT", 10))
+AXES_COOLOFF_TIME = env_duration("DKRON_LOGIN_COOLOFF", 900.0) / 3600  # hours, as axes wants
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "jobs.api.auth.lockout_response"
+AXES_VERBOSE = False
+# The client address is REMOTE_ADDR unless DKRON_PROXY_COUNT trusted proxies (nginx, a load
+# balancer) put it in X-Forwarded-For: a client must not pick its own address.
+AXES_IPWARE_PROXY_COUNT = int(env_float("DKRON_PROXY_COUNT", 0)) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
+)
 
 # --- Email (notifications) -------------------------------------------------------------
 EMAIL_BACKEND = env("DKRON_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
