@@ -294,6 +294,11 @@ DKRON.update(
         "RESTORE_BATCH": int(env_float("DKRON_RESTORE_BATCH", 100)),
     }
 )
+# Slow clients (`manage.py serve`, dkronweb.webserver): a connection is closed when its request
+# headers take longer than DKRON_WEB_HEADER_TIMEOUT seconds, or the whole request longer than
+# DKRON_WEB_READ_TIMEOUT. In production, put nginx in front of gunicorn (docs/nginx.conf).
+WEB_HEADER_TIMEOUT = env_duration("DKRON_WEB_HEADER_TIMEOUT", 10.0)
+WEB_READ_TIMEOUT = env_duration("DKRON_WEB_READ_TIMEOUT", 60.0)
 # Brute force (django-axes): after DKRON_LOGIN_FAILURE_LIMIT failed logins a user name, and
 # separately a client address, is refused for DKRON_LOGIN_COOLOFF (UI, admin and the API's
 # Basic auth; refused before any password is hashed). Failed logins go to the audit log.
