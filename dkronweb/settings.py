@@ -318,12 +318,11 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "jobs.api.auth.lockout_response"
 AXES_VERBOSE = False
-# The client address is REMOTE_ADDR unless DKRON_PROXY_COUNT trusted proxies (nginx, a load
-# balancer) put it in X-Forwarded-For: a client must not pick its own address.
-AXES_IPWARE_PROXY_COUNT = int(env_float("DKRON_PROXY_COUNT", 0)) or None
-AXES_IPWARE_META_PRECEDENCE_ORDER = (
-    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
-)
+# The client address is REMOTE_ADDR, unless DKRON_TRUST_X_FORWARDED_FOR=true: then the last
+# X-Forwarded-For entry, which a proxy that is the only way in must write (docs/nginx.conf
+# overwrites it), or a client could pick its own address.
+TRUST_X_FORWARDED_FOR = env_bool("DKRON_TRUST_X_FORWARDED_FOR", False)
+AXES_CLIENT_IP_CALLABLE = "jobs.api.auth.client_address"
 
 # --- Email (notifications) -------------------------------------------------------------
 EMAIL_BACKEND = env("DKRON_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

@@ -19,6 +19,7 @@ from typing import Any
 
 from axes.handlers.proxy import AxesProxyHandler
 from axes.helpers import get_cool_off
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework import authentication, exceptions
@@ -60,6 +61,14 @@ BASIC_CACHE_MAX = 1024
 _cache_secret = secrets.token_bytes(32)
 _cache: dict[bytes, tuple[int, str, float]] = {}  # digest -> (user pk, password hash, until)
 _cache_lock = threading.Lock()
+
+
+def client_address(request: Any) -> str:
+    """The client's address for lockouts and the audit log (AXES_CLIENT_IP_CALLABLE)."""
+    meta = getattr(request, "META", {})
+    if settings.TRUST_X_FORWARDED_FOR and meta.get("HTTP_X_FORWARDED_FOR"):
+        return str(meta["HTTP_X_FORWARDED_FOR"]).split(",")[-1].strip()
+    return str(meta.get("REMOTE_ADDR", ""))
 
 
 def lockout_message(request: Any = None) -> str:
