@@ -450,6 +450,49 @@ DKRON: dict[str, Any] = {
     "OUTBOUND_ALLOW": _outbound_allow(),
 }
 
+# --- Abuse limits (issue 12: templates, restore, slow clients, brute force) ---------------
+DKRON.update(
+    {
+        # A notification template's render stops (and its notification fails) past this many
+        # characters of output or this many CPU seconds (jobs.notifications.render).
+        "NOTIFY_RENDER_LIMIT": int(env_float("DKRON_NOTIFY_RENDER_LIMIT", 1024 * 1024)),
+        "NOTIFY_RENDER_TIME": env_float("DKRON_NOTIFY_RENDER_TIME", 1.0),
+        # /v1/restore takes at most this many jobs per file (413 past it: split the file),
+        # written this many jobs per transaction (jobs.services.transfer).
+        "RESTORE_MAX_JOBS": int(env_float("DKRON_RESTORE_MAX_JOBS", 1000)),
+        "RESTORE_BATCH": int(env_float("DKRON_RESTORE_BATCH", 100)),
+    }
+)
+# Slow clients (`manage.py serve`, dkronweb.webserver): a connection is closed when its request
+# headers take longer than DKRON_WEB_HEADER_TIMEOUT seconds, or the whole request longer than
+# DKRON_WEB_READ_TIMEOUT. In production, put nginx in front of gunicorn (docs/nginx.conf).
+WEB_HEADER_TIMEOUT = env_duration("DKRON_WEB_HEADER_TIMEOUT", 10.0)
+WEB_READ_TIMEOUT = env_duration("DKRON_WEB_READ_TIMEOUT", 60.0)
+# Brute force (django-axes): after DKRON_LOGIN_FAILURE_LIMIT failed logins a user name, and
+# separately a client address, is refused for DKRON_LOGIN_COOLOFF (UI, admin and the API's
+# Basic auth; refused before any password is hashed). Failed logins go to the audit log.
+INSTALLED_APPS.append("axes")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
+    "jobs.api.auth.BasicAuthentication" if name.endswith(".BasicAuthentication") else name
+    for name in REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"]
+]
+AXES_FAILURE_LIMIT = int(env_float("DKRON_LOGIN_FAILURE_LIMIT", 10))
+AXES_COOLOFF_TIME = env_duration("DKRON_LOGIN_COOLOFF", 900.0) / 3600  # hours, as axes wants
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "jobs.api.auth.lockout_response"
+AXES_VERBOSE = False
+# The client address is REMOTE_ADDR, unless DKRON_TRUST_X_FORWARDED_FOR=true: then the last
+# X-Forwarded-For entry, which a proxy that is the only way in must write (docs/nginx.conf
+# overwrites it), or a client could pick its own address.
+TRUST_X_FORWARDED_FOR = env_bool("DKRON_TRUST_X_FORWARDED_FOR", False)
+AXES_CLIENT_IP_CALLABLE = "jobs.api.auth.client_address"
+
 # --- Email (notifications) -------------------------------------------------------------
 EMAIL_BACKEND = env("DKRON_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env("DKRON_EMAIL_HOST", "localhost")

@@ -285,6 +285,15 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused after this time")
     last_used = models.DateTimeField(null=True, blank=True)
     revoked = models.BooleanField(default=False)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="children",
+        help_text="The token that created this one: it never outlives it (expiry clamped, "
+        "revoked with it)",
+    )
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

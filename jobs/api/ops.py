@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
@@ -102,7 +103,8 @@ class RestoreView(ApiView):
             "its runs fail with them until an upsert fixes it. Those problems come in the "
             f"headers `{PROBLEMS_COUNT_HEADER}` (how many jobs) and `{PROBLEMS_HEADER}` "
             "(a JSON object job -> problems, cut to 2 KiB), which Dkron clients ignore. A file "
-            "that is not a JSON array of objects is a 400 and nothing is stored."
+            "that is not a JSON array of objects is a 400, one of more than DKRON_RESTORE_MAX_JOBS "
+            "jobs (1000 by default) a 413 saying to split it, and nothing is stored."
         ),
         request={
             "multipart/form-data": inline_serializer(
@@ -116,7 +118,9 @@ class RestoreView(ApiView):
                 "`success create <name>` or `fail create <name>: <reason>`",
             ),
             **ERRORS,
-            413: OpenApiResponse(ErrorSerializer, "File too large"),
+            413: OpenApiResponse(
+                ErrorSerializer, "File too large, or more jobs than DKRON_RESTORE_MAX_JOBS"
+            ),
             **UNAVAILABLE,
         },
         tags=["jobs"],
@@ -138,7 +142,8 @@ class RestoreView(ApiView):
                 },
                 status=413,
             )
-        items = transfer_services.parse_export(upload.read())
+        max_jobs = int(settings.DKRON.get("RESTORE_MAX_JOBS", transfer_services.MAX_JOBS))
+        items = transfer_services.parse_export(upload.read(), max_jobs=max_jobs)
         results = transfer_services.jobs_restore(items=items, actor=Actor.from_user(request.user))
         # Dkron renders json.Marshal(lines) as a JSON string: clients decode twice.
         response = Response(json.dumps([r.dkron_line() for r in results], separators=(",", ":")))

@@ -69,3 +69,13 @@ class TokenAuthScheme(OpenApiAuthenticationExtension):
                 "description": "An API token in Dkron Pro's header",
             },
         ]
+
+
+class BasicAuthScheme(OpenApiAuthenticationExtension):
+    """HTTP Basic with a Django user (jobs.api.auth.BasicAuthentication: axes' lockout)."""
+
+    target_class = "jobs.api.auth.BasicAuthentication"
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {"type": "http", "scheme": "basic"}

@@ -98,6 +98,7 @@ class TokensView(ApiView):
             name=data["name"],
             role=token_services.role_by_name(data.get("role")),
             expires_at=data.get("expires_at"),
+            parent=request.auth if isinstance(request.auth, ApiToken) else None,
             actor=Actor.from_user(request.user),
         )
         body = {**token_to_dict(token), "key": raw}

@@ -41,8 +41,8 @@ class InvalidNotify(Exception):
 
 def _template(value: str) -> str:
     try:
-        render.compile_template(value)
-    except TemplateSyntaxError as exc:
+        render.check_template(value)
+    except (TemplateSyntaxError, render.RenderLimit) as exc:
         raise ValueError(f"template error: {exc}") from exc
     return value
 

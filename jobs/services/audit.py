@@ -28,6 +28,7 @@ ACTIONS = (
     "import",
     "token_create",
     "token_revoke",
+    "login_failed",
 )
 
 
@@ -65,4 +66,14 @@ def audit_record(
         action=action,
         target=target[:255],
         detail=detail or {},
+    )
+
+
+def audit_login_failed(*, username: str, ip: str, via: str, locked_out: bool) -> AuditEntry:
+    """A failed login: who was tried, from where, through which door; never the password."""
+    return audit_record(
+        actor=Actor(name=username or "anonymous", via=via),
+        action="login_failed",
+        target=username,
+        detail={"ip": ip, "locked_out": locked_out},
     )

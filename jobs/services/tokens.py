@@ -4,6 +4,15 @@ A token may carry a role (a Group). Its effective permissions are its user's per
 within that role's, never more than the user's: `ScopedUser` is how the rest of the code sees
 such a user, so every `has_perm` check (API, services) honours the scope. A scoped token may
 create and revoke only tokens no wider than itself.
+
+A role is what its token can do: a token may only carry a role whose every permission its
+creator holds (else 403 naming the role), so `code-editor` on a token means it can run code.
+
+A token made by a token (its `parent`) never outlives it: its expiry is clamped to the
+parent's at creation, and revoking a token revokes its descendants in the same transaction.
+Both are written on the child's own row, so authenticating stays one indexed lookup with no
+chain to walk (every revocation, API, UI or admin, goes through `token_revoke`, and the admin
+cannot edit `expires_at`).
 """
 
 from __future__ import annotations
@@ -92,6 +101,19 @@ def _ensure_within(caller: Any, perms: set[str], what: str) -> None:
         )
 
 
+def _ensure_role_held(caller: Any, role: Group | None) -> None:
+    """A role label must be true: the creator holds every permission of the role."""
+    if role is None:
+        return
+    missing = sorted(role_permissions(role) - set(caller.get_all_permissions()))
+    if missing:
+        raise Forbidden(
+            f"you may not create a token with role '{role.name}': you lack some of its "
+            f"permissions ({', '.join(missing[:5])})",
+            {"role": f"'{role.name}' is wider than your own permissions"},
+        )
+
+
 def role_by_name(name: str | None) -> Group | None:
     """The group named `name`, None for no name; DomainError (400) for an unknown one."""
     if not name:
@@ -110,12 +132,14 @@ def token_create(
     name: str,
     role: Group | None = None,
     expires_at: datetime | None = None,
+    parent: ApiToken | None = None,
     actor: Actor = SYSTEM,
 ) -> tuple[ApiToken, str]:
     """Create a token; the raw value is returned once and only its hash is stored.
 
     `user` may be the scoped user of the calling token: the new token is then for the same
-    user and may not be wider than the caller.
+    user and may not be wider than the caller. `parent` is the calling token, if any: the new
+    token expires no later than it (a later or missing `expires_at` is clamped to its).
     """
     owner = unscoped(user)
     name = (name or "").strip()
@@ -127,6 +151,10 @@ def token_create(
     if role is not None:
         perms &= role_permissions(role)
     _ensure_within(user, perms, "create")
+    _ensure_role_held(user, role)
+    limit = parent.expires_at if parent is not None else None
+    if limit is not None and (expires_at is None or expires_at > limit):
+        expires_at = limit
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=owner,
@@ -135,12 +163,18 @@ def token_create(
         key_hash=hash_token(raw),
         role=role,
         expires_at=expires_at,
+        parent=parent,
     )
     audit_record(
         actor=actor,
         action="token_create",
         target=f"{owner.get_username()}/{name}",
-        detail={"id": token.pk, "prefix": token.prefix, "role": role.name if role else None},
+        detail={
+            "id": token.pk,
+            "prefix": token.prefix,
+            "role": role.name if role else None,
+            "parent": parent.pk if parent else None,
+        },
     )
     return token, raw
 
@@ -163,16 +197,22 @@ def token_get(*, user: Any, token_id: Any) -> ApiToken:
 
 @transaction.atomic
 def token_revoke(*, token: ApiToken, caller: Any = None, actor: Actor = SYSTEM) -> ApiToken:
-    """Revoke at once (the next request with it is a 401); idempotent."""
+    """Revoke at once (the next request with it is a 401), with every token made from it
+    (children, their children...); idempotent."""
     if caller is not None:
         _ensure_within(caller, effective_permissions(token), "revoke")
     changed = ApiToken.objects.filter(pk=token.pk, revoked=False).update(revoked=True)
-    if changed:
+    descendants = 0
+    level = [token.pk]
+    while level:  # one UPDATE per generation; the chains are short
+        level = list(ApiToken.objects.filter(parent__in=level).values_list("pk", flat=True))
+        descendants += ApiToken.objects.filter(pk__in=level, revoked=False).update(revoked=True)
+    if changed or descendants:
         audit_record(
             actor=actor,
             action="token_revoke",
             target=f"{token.user.get_username()}/{token.name}",
-            detail={"id": token.pk, "prefix": token.prefix},
+            detail={"id": token.pk, "prefix": token.prefix, "descendants": descendants},
         )
     token.refresh_from_db()
     return token

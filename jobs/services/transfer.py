@@ -8,15 +8,25 @@ job: a Dkron backup must restore whole, so the job is stored with its problems, 
 reported here, on the job page and in /health, and fail its runs until an upsert fixes them.
 Parents go before children; a job that cannot be restored is reported and the others go on,
 as Dkron's restore does.
+
+Bounds (so that one request cannot hold a worker's memory or the database for long): the API
+reads at most DKRON_RESTORE_MAX_JOBS jobs of a file and refuses a larger one (413, "split the
+file") without decoding the rest; each answer line is cut to LINE_MAX characters; and the jobs
+are written in transactions of DKRON_RESTORE_BATCH jobs, so other writers (SQLite has one
+write lock) get in between batches.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from rest_framework import serializers
 
 from jobs.api.serializers import JobInputSerializer, job_to_dict, validation_message
@@ -28,10 +38,27 @@ from jobs.services.cluster import ensure_not_paused
 from jobs.services.jobs import SYSTEM, Actor, job_upsert
 
 Named = tuple[str, dict[str, Any]]  # a job of the file and its name
+MAX_JOBS = 1000  # jobs per restore request (DKRON_RESTORE_MAX_JOBS)
+BATCH = 100  # jobs per transaction (DKRON_RESTORE_BATCH)
+LINE_MAX = 300  # characters of a job's name and of its reason in an answer line
+_SPACE = re.compile(r"[ \t\n\r]*")
+# SQLite has one write lock and its busy handler sleeps up to 100 ms between tries: a pause
+# longer than that between batches lets every waiting writer in (PostgreSQL needs none).
+SQLITE_BREATHER = 0.11
 
 
 class InvalidExport(DomainError):
     """The file is not a JSON array of job objects; nothing was stored."""
+
+
+class TooManyJobs(DomainError):
+    """The file holds more jobs than one restore takes; nothing was stored."""
+
+    status_code = 413
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= LINE_MAX else text[: LINE_MAX - 1] + "…"
 
 
 @dataclass
@@ -49,8 +76,8 @@ class RestoreResult:
     def dkron_line(self) -> str:
         """Dkron's per-job line ("success create job1"); failures add the reason."""
         if self.ok:
-            return f"success create {self.name}"
-        return f"fail create {self.name}: {self.error}"
+            return f"success create {_cut(self.name)}"
+        return f"fail create {_cut(self.name)}: {_cut(self.error)}"
 
 
 def jobs_export(*, include_secrets: bool = False) -> list[dict[str, Any]]:
@@ -72,26 +99,58 @@ def jobs_export(*, include_secrets: bool = False) -> list[dict[str, Any]]:
     return out
 
 
-def parse_export(raw: bytes | str) -> list[dict[str, Any]]:
-    """The jobs of an export file; InvalidExport (400) unless it is a JSON array of objects."""
+def parse_export(raw: bytes | str, *, max_jobs: int | None = None) -> list[dict[str, Any]]:
+    """The jobs of an export file; InvalidExport (400) unless it is a JSON array of objects,
+    TooManyJobs (413) past `max_jobs` items (decoding stops there: a file of millions of
+    `{}` costs no more than `max_jobs` of them)."""
     try:
-        data = json.loads(raw)
+        text = raw.decode(json.detect_encoding(raw)) if isinstance(raw, bytes) else raw
+        return list(_array_items(text, max_jobs))
     except RecursionError:
         raise InvalidExport("Unable to parse payload: JSON nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise InvalidExport(f"Unable to parse payload: {exc}") from None
-    if not isinstance(data, list):
+
+
+def _array_items(text: str, max_jobs: int | None) -> Iterator[dict[str, Any]]:
+    """The objects of a JSON array, decoded one at a time (json.loads would decode them all)."""
+    text = text.removeprefix("\ufeff")
+    decoder = json.JSONDecoder()
+    index = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
+    if text[index : index + 1] != "[":
+        data = json.loads(text)  # not an array: invalid JSON says so, valid JSON has a type
         raise InvalidExport(
             "expected a JSON array of jobs (the output of GET /v1/jobs)",
             {"file": f"got a JSON {type(data).__name__}"},
         )
-    for index, item in enumerate(data):
-        if not isinstance(item, dict):
-            raise InvalidExport(
-                f"item {index} of the array is not a job object",
-                {"file": f"item {index}: got a JSON {type(item).__name__}"},
-            )
-    return data
+    index = _SPACE.match(text, index + 1).end()  # type: ignore[union-attr]
+    count = 0
+    if text[index : index + 1] != "]":
+        while True:
+            item, index = decoder.raw_decode(text, index)
+            if not isinstance(item, dict):
+                raise InvalidExport(
+                    f"item {count} of the array is not a job object",
+                    {"file": f"item {count}: got a JSON {type(item).__name__}"},
+                )
+            count += 1
+            if max_jobs is not None and count > max_jobs:
+                raise TooManyJobs(
+                    f"the file holds more than {max_jobs} jobs, the most one restore takes "
+                    "(DKRON_RESTORE_MAX_JOBS): split it into smaller files",
+                    {"file": f"more than {max_jobs} jobs", "limit": max_jobs},
+                )
+            yield item
+            index = _SPACE.match(text, index).end()  # type: ignore[union-attr]
+            if text[index : index + 1] == ",":
+                index = _SPACE.match(text, index + 1).end()  # type: ignore[union-attr]
+                continue
+            if text[index : index + 1] == "]":
+                break
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, index)
+    end = _SPACE.match(text, index + 1).end()  # type: ignore[union-attr]
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
 
 
 def _label(item: dict[str, Any], index: int) -> str:
@@ -177,37 +236,58 @@ def jobs_restore(
 ) -> list[RestoreResult]:
     """Create or replace each job of a Dkron export (see `parse_export`), parents first.
 
-    One transaction, each job in its own savepoint: a failing job is reported and does not
-    undo the others (as in Dkron), and a crash half-way stores nothing. A job that only
+    A transaction per DKRON_RESTORE_BATCH jobs (parents come in earlier batches than their
+    children), each job in its own savepoint: a failing job is reported and does not undo the
+    others (as in Dkron); a crash half-way keeps the batches before it. A job that only
     dkronweb's own validation finds wrong is stored with its `problems` (see the module
-    doc). A child whose parent failed is not attempted. `dry_run` does all of it and rolls
-    back. Refused as a whole (503) while the cluster is paused.
+    doc). A child whose parent failed is not attempted. `dry_run` does all of it in one
+    transaction and rolls back. Refused as a whole (503) while the cluster is paused.
     """
     ensure_not_paused()
     ordered, results, failed_names = _order(items)
-    with transaction.atomic():
-        for name, item in ordered:
-            parent = item.get("parent_job")
-            if isinstance(parent, str) and parent in failed_names:
-                result = RestoreResult(
-                    name, False, error=f"not restored: its parent job '{parent}' failed"
-                )
-            else:
-                result = _restore_one(name, item, actor)
-            if not result.ok:
-                failed_names.add(name)
-            results.append(result)
-        ok = sum(r.ok for r in results)
-        audit_record(  # each job's create/update has its own entry too
-            actor=actor,
-            action="import" if actor.via == "cli" else "restore",
-            detail={
-                "jobs": len(results),
-                "ok": ok,
-                "failed": len(results) - ok,
-                "with_problems": sum(bool(r.problems) for r in results),
-            },
-        )
-        if dry_run:
+    batch = max(1, int(settings.DKRON.get("RESTORE_BATCH", BATCH)))
+    if dry_run:
+        with transaction.atomic():
+            for name, item in ordered:
+                results.append(_restore_or_skip(name, item, actor, failed_names))
+            _audit_restore(actor, results)
             transaction.set_rollback(True)
+        return results
+    breather = SQLITE_BREATHER if connection.vendor == "sqlite" else 0.0
+    for start in range(0, len(ordered), batch):
+        if start and breather and not connection.in_atomic_block:
+            time.sleep(breather)
+        with transaction.atomic():  # commits (unless a caller's transaction holds it)
+            for name, item in ordered[start : start + batch]:
+                results.append(_restore_or_skip(name, item, actor, failed_names))
+    with transaction.atomic():
+        _audit_restore(actor, results)
     return results
+
+
+def _restore_or_skip(
+    name: str, item: dict[str, Any], actor: Actor, failed_names: set[str]
+) -> RestoreResult:
+    """Restore one job, or fail it when its parent failed (and add a failure to the names)."""
+    parent = item.get("parent_job")
+    if isinstance(parent, str) and parent in failed_names:
+        result = RestoreResult(name, False, error=f"not restored: its parent job '{parent}' failed")
+    else:
+        result = _restore_one(name, item, actor)
+    if not result.ok:
+        failed_names.add(name)
+    return result
+
+
+def _audit_restore(actor: Actor, results: list[RestoreResult]) -> None:
+    ok = sum(r.ok for r in results)
+    audit_record(  # each job's create/update has its own entry too
+        actor=actor,
+        action="import" if actor.via == "cli" else "restore",
+        detail={
+            "jobs": len(results),
+            "ok": ok,
+            "failed": len(results) - ok,
+            "with_problems": sum(bool(r.problems) for r in results),
+        },
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+from django.http import HttpRequest
 from rest_framework.test import APIClient
 
 from jobs.models import ApiToken, Job
@@ -102,14 +103,18 @@ def test_http_basic_with_a_wrong_password_is_a_401(admin_user):
 
 def test_a_session_login_authenticates(admin_user):
     client = APIClient(HTTP_ACCEPT=JSON_ERRORS)
-    assert client.login(username="root", password="rootpass")
+    assert client.login(
+        request=HttpRequest(), username="root", password="rootpass"
+    )  # axes needs a request
 
     assert client.get("/v1/jobs").status_code == 200
 
 
 def test_a_session_write_without_the_csrf_token_is_refused(admin_user):
     client = APIClient(HTTP_ACCEPT=JSON_ERRORS, enforce_csrf_checks=True)
-    client.login(username="root", password="rootpass")
+    client.login(
+        request=HttpRequest(), username="root", password="rootpass"
+    )  # axes needs a request
 
     response = client.post("/v1/jobs", job_body("job1"), format="json")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.http import HttpRequest
 from rest_framework.test import APIClient
 
 from jobs.models import Execution, Job
@@ -93,7 +94,9 @@ def test_a_session_write_without_the_csrf_token_is_refused_whatever_the_content_
     admin_user, content_type
 ):
     browser = APIClient(enforce_csrf_checks=True)
-    browser.login(username="root", password="rootpass")
+    browser.login(
+        request=HttpRequest(), username="root", password="rootpass"
+    )  # axes needs a request
 
     response = post_body(browser, content_type)
 

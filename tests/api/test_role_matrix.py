@@ -71,12 +71,12 @@ TABLE: list[tuple[str, str, Any, set[str]]] = [
     ("post", "/v1/leave", None, SUPERUSER),
     # Tokens: anyone signed in, for their own tokens (no wider than the calling token).
     ("post", "/v1/tokens", {"name": "ci", "role": "read-only"}, EVERYONE),
-    # (A read-only user's operator token is harmless: it can never exceed its user.)
+    # A role label must be true: a read-only user may not label a token `operator`.
     (
         "post",
         "/v1/tokens",
         {"name": "ci", "role": "operator"},
-        EVERYONE - {"superuser token as read-only"},
+        EVERYONE - {"superuser token as read-only", "read-only"},
     ),
     ("post", "/v1/tokens", {"name": "ci"}, EVERYONE - {p for p in PRINCIPALS if "token" in p}),
     ("delete", "/v1/tokens/{token}", None, EVERYONE),

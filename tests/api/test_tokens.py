@@ -107,8 +107,9 @@ def test_a_superusers_editor_token_may_not_create_a_shell_job(db):
 
 
 def test_a_token_never_has_more_than_its_user(db):
-    reader = member("reader", "read-only")
-    _, raw = token_create(user=reader, name="t", role=Group.objects.get(name="code-editor"))
+    user = member("demoted", "code-editor")
+    _, raw = token_create(user=user, name="t", role=Group.objects.get(name="code-editor"))
+    user.groups.set([Group.objects.get(name="read-only")])  # demoted after the token was made
 
     assert_error(bearer(raw).post("/v1/jobs", http_body("ping"), format="json"), 403)
 

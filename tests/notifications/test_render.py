@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
-from django.template import TemplateDoesNotExist, TemplateSyntaxError
+from django.template import TemplateSyntaxError
 
 from jobs.notifications import render
 
@@ -140,6 +140,9 @@ def test_a_template_syntax_error_is_raised_when_compiling():
         render.compile_template("{% if %}")
 
 
-def test_a_template_cannot_include_files_from_the_server():
-    with pytest.raises(TemplateDoesNotExist):
-        render.render('{% include "/etc/passwd" %}', context())
+@pytest.mark.parametrize(
+    "source", ['{% include "/etc/passwd" %}', '{% extends "/etc/passwd" %}', "{% load static %}"]
+)
+def test_a_template_cannot_include_files_from_the_server(source):
+    with pytest.raises(TemplateSyntaxError):
+        render.compile_template(source)

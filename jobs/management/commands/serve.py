@@ -34,9 +34,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         from celery import beat
-        from waitress import create_server
 
         from dkronweb.celery import app
+        from dkronweb.webserver import make_server
         from dkronweb.wsgi import application
         from jobs.bootstrap import bootstrap_admin
 
@@ -68,7 +68,14 @@ class Command(BaseCommand):
             service = beat.Service(app, scheduler_cls="jobs.scheduler:JobScheduler")  # type: ignore[call-arg]
             threading.Thread(target=service.start, name="scheduler", daemon=True).start()
 
-        server = create_server(application, host=opts["host"], port=opts["port"], threads=8)
+        server = make_server(
+            application,
+            host=opts["host"],
+            port=opts["port"],
+            threads=8,
+            header_timeout=settings.WEB_HEADER_TIMEOUT,
+            read_timeout=settings.WEB_READ_TIMEOUT,
+        )
         url = f"http://{opts['host']}:{opts['port']}"
         self.stdout.write(f"dkronweb is running on {url}  (UI {url}/ui/, API {url}/v1/)")
         if creds:

@@ -40,7 +40,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
             actor=access.actor(request),
         )
     except DomainError as exc:
-        return _page(request, status=400, error=exc.message, name=name)
+        return _page(request, status=exc.status_code, error=exc.message, name=name)
     return _page(request, status=201, created=token, key=raw)
 
 
