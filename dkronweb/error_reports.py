@@ -35,7 +35,8 @@ class SecretsFilter(SafeExceptionReporterFilter):
     def cleanse_setting(self, key: Any, value: Any) -> Any:
         cleansed = super().cleanse_setting(key, value)
         if isinstance(cleansed, str):
-            return hide_url_passwords(cleansed, self.cleansed_substitute)
+            # str(): a lazy string (django-csp's nonce) passes isinstance but is no str for re
+            return hide_url_passwords(str(cleansed), self.cleansed_substitute)
         return cleansed
 
     def get_traceback_frame_variables(
