@@ -25,6 +25,7 @@ from processors.base import (
 from processors.fluent import FluentConfig, FluentProcessor
 from processors.syslog import SyslogProcessor
 from tests.api.helpers import assert_error, job_body
+from tests.harness import require
 from tests.listener import listening
 
 RECORD = ExecutionRecord(job_name="backup", execution_id="12", output="all good\n")
@@ -78,8 +79,7 @@ def _free_port() -> int:
 @pytest.fixture
 def loopback_redis() -> Iterator[redis.Redis]:
     """A private redis-server, as the broker Redis often is: reachable on loopback."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+    require(shutil.which("redis-server") is not None, "redis-server is not installed")
     port = _free_port()
     server = subprocess.Popen(
         ["redis-server", "--port", str(port), "--save", "", "--bind", "127.0.0.1"],
