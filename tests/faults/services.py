@@ -487,7 +487,13 @@ def report(name: str, **numbers: Any) -> None:
 
 
 def drain(db: Db, timeout: float = 60.0) -> float:
-    """Wait until no execution is queued or running; return how long it took."""
+    """Wait until no execution is queued or running; return how long it took.
+
+    Called after the jobs were disabled: a tick that read them as due just before may still
+    commit its fires a moment later, so wait out one tick (DKRON_TICK_MAX, 1 s) first, or the
+    drain can pass before those executions exist.
+    """
+    time.sleep(1.5)
     started = time.monotonic()
     wait_for(lambda: not db.active(), timeout=timeout, interval=0.25, what="executions to drain")
     return time.monotonic() - started
