@@ -34,6 +34,7 @@ from jobs import agent_metrics
 from jobs.dispatch import node_queue
 from jobs.models import Agent, Execution, ExecutionStatus, Job, JobStatus, Lease
 from jobs.services import agents as agent_services
+from jobs.services import counters
 from jobs.services.lease import SCHEDULER, lease_holder
 
 log = logging.getLogger("dkronweb.metrics")
@@ -41,6 +42,23 @@ log = logging.getLogger("dkronweb.metrics")
 NODE_QUEUE_PREFIX = node_queue("")
 BROKER_TIMEOUT = 1.0  # seconds, per broker call: a scrape must answer while the broker is down
 SCAN_LIMIT = 10_000  # keys looked at when listing node queues in Redis
+
+
+def counter_families() -> Iterator[Metric]:
+    """The cluster-wide counters (jobs.services.counters), one family each."""
+    families: dict[str, CounterMetricFamily] = {}
+    for name, value in sorted(counters.counter_values().items()):
+        family_name, _, label_value = name.partition(":")
+        label = counters.LABELS.get(family_name)
+        family = families.get(family_name)
+        if family is None:
+            family = families[family_name] = CounterMetricFamily(
+                f"dkronweb_{family_name}",
+                counters.HELP.get(family_name, family_name),
+                labels=[label[0]] if label else None,
+            )
+        family.add_metric([label_value] if label else [], float(value))
+    yield from families.values()
 
 
 class ClusterCollector(Collector):
@@ -64,6 +82,7 @@ class ClusterCollector(Collector):
         )
         changes.add_metric([], float(lease.changes if lease else 0))
         yield changes
+        yield from counter_families()
 
         holder = lease_holder()
         active = GaugeMetricFamily(

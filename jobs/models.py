@@ -218,6 +218,10 @@ class Agent(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True)
     left = models.BooleanField(default=False, help_text="Left the cluster gracefully")
+    leaving = models.BooleanField(
+        default=False,
+        help_text="Stopping: takes no new work, finishing what it runs (Dkron's `leaving`)",
+    )
     metrics = models.JSONField(
         default=dict, blank=True, help_text="Metrics snapshot written with the heartbeat"
     )
@@ -241,6 +245,20 @@ class ClusterFlag(models.Model):
     changed_by = models.CharField(
         max_length=255, blank=True, default="", help_text="Who changed it last (user or system)"
     )
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"
+
+
+class ClusterCounter(models.Model):
+    """A cluster-wide event counter kept in the database (see `jobs.services.counters`).
+
+    Every process of a cluster adds to the same row, so /metrics gives the same total
+    whichever web process answers (`dkronweb_<name>_total`).
+    """
+
+    name = models.CharField(max_length=64, unique=True, help_text="Counter name")
+    value = models.PositiveBigIntegerField(default=0, help_text="Total so far")
 
     def __str__(self) -> str:
         return f"{self.name}={self.value}"
