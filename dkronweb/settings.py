@@ -390,6 +390,12 @@ DKRON: dict[str, Any] = {
     "TICK_MAX": env_float("DKRON_TICK_MAX", 1.0),
     "FIRE_BATCH": env_int("DKRON_FIRE_BATCH", 500),
     "MISFIRE_GRACE": env_float("DKRON_MISFIRE_GRACE", 60.0),
+    # Catch-up runs (misfire_policy run_once/run_all after an outage) published per second,
+    # cluster-wide; on-time fires are never held back. 0 publishes them all at once.
+    # docs/scheduler.md explains the default.
+    "CATCHUP_RATE": env_float("DKRON_CATCHUP_RATE", 20.0),
+    # Seconds a scheduler may take to stop after SIGTERM/SIGINT before it exits hard.
+    "STOP_TIMEOUT": env_float("DKRON_SCHEDULER_STOP_TIMEOUT", 10.0),
     "HEARTBEAT_INTERVAL": env_float("DKRON_HEARTBEAT_INTERVAL", 5.0),
     "AGENT_DEAD_AFTER": env_float("DKRON_AGENT_DEAD_AFTER", 20.0),
     "QUEUED_REPUBLISH_AFTER": env_float("DKRON_QUEUED_REPUBLISH_AFTER", 60.0),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F, Func, Q
+from django.db.models.expressions import Combinable
 from django.db.models.functions import Now
 
 from jobs.models import Lease
@@ -57,6 +58,38 @@ def lease_acquire(*, holder: str, ttl: float, name: str = SCHEDULER, member: str
     except IntegrityError:
         return False
     return True
+
+
+def _clock() -> Combinable:
+    """The database's current time: the wall clock on PostgreSQL (NOW() is the transaction's
+    start there, which a fence at the end of a long transaction must not use)."""
+    if connection.vendor == "postgresql":
+        return Func(
+            function="clock_timestamp", template="clock_timestamp()", output_field=DateTimeField()
+        )
+    return Now()
+
+
+def lease_renew(*, holder: str, ttl: float, name: str = SCHEDULER) -> bool:
+    """Extend the lease only while `holder` still holds it unexpired (database time).
+
+    The renewer thread calls it every TTL/3, and `fire_due_jobs` calls it as the last
+    statement of each fire transaction (the fence): 0 rows means the lease was lost or taken
+    over, and the caller must roll back and stop firing. The row lock it takes lasts until the
+    commit, so a standby's takeover UPDATE waits for it and then sees the extended expiry.
+    """
+    clock = _clock()
+    expires = ExpressionWrapper(clock + timedelta(seconds=ttl), output_field=DateTimeField())
+    return bool(
+        Lease.objects.filter(name=name, holder=holder, expires_at__gt=clock).update(
+            expires_at=expires
+        )
+    )
+
+
+def lease_changes(*, name: str = SCHEDULER) -> int:
+    """How many times the lease changed hands (what /metrics reports)."""
+    return int(Lease.objects.filter(name=name).values_list("changes", flat=True).first() or 0)
 
 
 def lease_release(*, holder: str, name: str = SCHEDULER) -> None:

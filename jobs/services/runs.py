@@ -7,13 +7,14 @@ the Celery message for each execution is published after the transaction commits
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Max, Min
 
 from executors.registry import get_executor
 from jobs import dispatch, timeutil
@@ -82,11 +83,17 @@ def _execution(
 
 @dataclass
 class Fire:
-    """One run to start: a job and its scheduled time (None for manual and dependent runs)."""
+    """One run to start: a job and its scheduled time (None for manual and dependent runs).
+
+    `not_before` (catch-up fires under CATCHUP_RATE) is the run's publish slot: its queued
+    executions are committed unpublished with that time, and the active scheduler publishes
+    them when it comes (`publish_due_catchups`).
+    """
 
     job: Job
     scheduled_at: datetime | None
     trigger: str
+    not_before: datetime | None = None
 
 
 def active_job_ids(job_ids: list[int]) -> set[int]:
@@ -178,9 +185,9 @@ def start_runs(fires: list[Fire]) -> list[Run]:
         one_of = target.count is not None or (not target.required and untagged == "one")
         placement = "any" if one_of else "node"
         for node in chosen:
-            executions.append(
-                _execution(run, job, node=node.name, status="queued", placement=placement)
-            )
+            execution = _execution(run, job, node=node.name, status="queued", placement=placement)
+            execution.not_before = fire.not_before
+            executions.append(execution)
         if one_of:  # the next fire of the batch sees these nodes one execution busier
             nodes = _with_one_more(nodes, {node.name for node in chosen})
         started_jobs.add(job.pk)
@@ -193,7 +200,9 @@ def start_runs(fires: list[Fire]) -> list[Run]:
         Job.objects.filter(pk=job_id).update(error_count=F("error_count") + count, last_error=now)
     for run_id in settle:
         execution_services.run_settle(run_id=run_id)
-    dispatch.publish_on_commit([e for e in executions if e.status == ExecutionStatus.QUEUED])
+    dispatch.publish_on_commit(
+        [e for e in executions if e.status == ExecutionStatus.QUEUED and e.not_before is None]
+    )
     return [run for _, run in created]
 
 
@@ -233,9 +242,14 @@ class FireReport:
     missed: int = 0
     skipped_keys: int = 0
     runs: list[int] = field(default_factory=list)
+    more: bool = False  # more fires were due than one transaction takes: go again at once
+    fenced: bool = False  # the lease was lost: nothing was fired
+    catchup_waiting: int = 0  # catch-up runs of this batch given a later publish slot
 
 
-def _plan(job: Job, now: datetime) -> tuple[list[tuple[datetime, str]], int, datetime | None]:
+def _plan(
+    job: Job, now: datetime, budget: int | None = None
+) -> tuple[list[tuple[datetime, str]], int, datetime | None]:
     """Decide which fire times of a due job run now, how many are missed, and the next time.
 
     1. A fire late by less than the grace period always runs (failover, broker restart).
@@ -284,6 +298,12 @@ def _plan(job: Job, now: datetime) -> tuple[list[tuple[datetime, str]], int, dat
     ]
     if schedule.kind == "at":
         return times, missed, None
+    if budget is not None and len(times) > max(budget, 1):
+        # More fires than this transaction may take (run_all after a long outage): take the
+        # oldest, and leave next_run at the first one not taken, for the next transaction.
+        # The misses are counted now; from there the rest are catch-up or on time.
+        keep = max(budget, 1)
+        return times[:keep], missed, times[keep][0]
     next_run = schedule.next_after(upto, anchor=job.anchor)
     if next_run is not None and job.expires_at and next_run > job.expires_at:
         next_run = None
@@ -323,14 +343,28 @@ def _advance(moves: list[tuple[Job, datetime | None, int]]) -> set[int]:
     return claimed
 
 
-def fire_due_jobs(*, now: datetime | None = None, limit: int | None = None) -> FireReport:
+class Fenced(Exception):
+    """The fence failed: this scheduler no longer holds the lease; its transaction rolls back."""
+
+
+def fire_due_jobs(
+    *,
+    now: datetime | None = None,
+    limit: int | None = None,
+    fence: Callable[[], bool] | None = None,
+) -> FireReport:
     """Fire every enabled job whose next_run has come; the per-tick cost follows due jobs only.
 
-    1. Read up to `limit` due jobs by the indexed next_run, and plan their fires in memory.
+    1. Read up to `limit` due jobs by the indexed next_run, and plan their fires in memory,
+       at most `limit` fires in all (a run_all job after a long outage is split over several
+       transactions), so that each transaction stays short.
     2. Advance their next_run with one conditional UPDATE: a job another scheduler advanced
        first is dropped, so two schedulers never both fire it.
     3. Insert the runs (unique (job, scheduled_at): the fence if step 2 were ever bypassed),
-       their executions, and publish the queued ones after commit, all in batches.
+       their executions, and publish the queued ones after commit, all in batches. Catch-up
+       fires get staggered publish slots under CATCHUP_RATE (`catchup_slots`).
+    4. `fence`, the last statement of the transaction, renews the lease only if still held:
+       when it fails everything rolls back, nothing is published and `report.fenced` is set.
     """
     now = now or timeutil.now()
     limit = limit or settings.DKRON["FIRE_BATCH"]
@@ -343,23 +377,130 @@ def fire_due_jobs(*, now: datetime | None = None, limit: int | None = None) -> F
     moves: list[tuple[Job, datetime | None, int]] = []
     fires: list[Fire] = []
     for job in due:
+        budget = limit - len(fires)
+        if budget <= 0:
+            report.more = True
+            break
         try:
-            times, missed, next_run = _plan(job, now)
+            times, missed, next_run = _plan(job, now, budget)
         except Exception:
             log.exception("job %s: cannot compute its schedule; not firing it", job.name)
             Job.objects.filter(pk=job.pk, next_run=job.next_run).update(next_run=None)
             continue
         moves.append((job, next_run, missed))
         fires += [Fire(job=job, scheduled_at=t, trigger=trig) for t, trig in times]
-    with transaction.atomic():
-        claimed = _advance(moves)
-        report.skipped_keys += len(moves) - len(claimed)
-        report.missed += sum(missed for job, _, missed in moves if job.pk in claimed)
-        runs = start_runs([f for f in fires if f.job.pk in claimed])
+        if next_run is not None and next_run <= now:
+            report.more = True
+    if len(due) >= limit:
+        report.more = True
+    try:
+        with transaction.atomic():
+            claimed = _advance(moves)
+            report.skipped_keys += len(moves) - len(claimed)
+            report.missed += sum(missed for job, _, missed in moves if job.pk in claimed)
+            chosen = [f for f in fires if f.job.pk in claimed]
+            report.catchup_waiting = catchup_slots(chosen, now=now)
+            runs = start_runs(chosen)
+            if fence is not None and not fence():
+                raise Fenced
+    except Fenced:
+        return FireReport(fenced=True)
     report.fired = len(runs)
     report.skipped_keys += sum(1 for f in fires if f.job.pk in claimed) - len(runs)
     report.runs = [r.pk for r in runs]
     return report
+
+
+def _waiting_catchups() -> Any:
+    """Queued catch-up executions committed with a publish slot and not yet published."""
+    return Execution.objects.filter(
+        status=ExecutionStatus.QUEUED,
+        published_at__isnull=True,
+        not_before__isnull=False,
+        run__trigger=Run.Trigger.CATCHUP,
+    )
+
+
+def catchup_slots(fires: list[Fire], *, now: datetime) -> int:
+    """Give the catch-up fires publish slots CATCHUP_RATE apart, after the waiting ones.
+
+    The slots are cluster-wide: they follow the latest slot already given (read from the
+    database), so the backlog of several transactions, or of a previous leader, drains at the
+    rate while on-time fires are published at once. CATCHUP_RATE 0 publishes them at once.
+    """
+    rate = float(settings.DKRON["CATCHUP_RATE"])
+    catchups = sorted(
+        (f for f in fires if f.trigger == Run.Trigger.CATCHUP),
+        key=lambda f: f.scheduled_at or now,
+    )
+    if rate <= 0 or not catchups:
+        return 0
+    step = timedelta(seconds=1.0 / rate)
+    last = _waiting_catchups().aggregate(last=Max("not_before"))["last"]
+    start = max(now, last + step) if last is not None else now
+    for i, fire in enumerate(catchups):
+        fire.not_before = start + step * i
+    return len(catchups)
+
+
+def catchup_backlog() -> int:
+    """Catch-up executions waiting for their publish slot (the dashboard and /metrics)."""
+    return int(_waiting_catchups().count())
+
+
+def seconds_until_next_catchup(*, now: datetime | None = None) -> float | None:
+    now = now or timeutil.now()
+    nxt = _waiting_catchups().aggregate(first=Min("not_before"))["first"]
+    if nxt is None:
+        return None
+    return max(0.0, (nxt - now).total_seconds())
+
+
+def publish_due_catchups(*, limit: int, now: datetime | None = None) -> int:
+    """Publish the waiting catch-up executions whose slot has come, oldest slot first, at most
+    `limit` (the caller's rate budget); only the active scheduler calls this."""
+    now = now or timeutil.now()
+    if limit <= 0:
+        return 0
+    due = list(
+        _waiting_catchups()
+        .filter(not_before__lte=now)
+        .select_related("run")
+        .order_by("not_before", "pk")[:limit]
+    )
+    dispatch.publish_many(due)
+    return len(due)
+
+
+def publish_left_unpublished(*, now: datetime | None = None, chunk: int = 1000) -> int:
+    """Publish the fires a previous scheduler committed and never published (a new leader's
+    first act): queued executions of schedule and catch-up runs with no publish time and no
+    publish slot of their own (catch-ups waiting for a slot are `publish_due_catchups`').
+
+    Only schedulers create these runs, and the lease fence means the previous one cannot
+    commit any more, so nobody else is about to publish them (a duplicate message would still
+    be harmless: an agent runs an execution only from `queued`).
+    """
+    now = now or timeutil.now()
+    total = seen = 0
+    while True:
+        batch = list(
+            Execution.objects.filter(
+                status=ExecutionStatus.QUEUED,
+                published_at__isnull=True,
+                not_before__isnull=True,
+                queued_at__lte=now,
+                run__trigger__in=(Run.Trigger.SCHEDULE, Run.Trigger.CATCHUP),
+                pk__gt=seen,
+            )
+            .select_related("run")
+            .order_by("pk")[:chunk]
+        )
+        if not batch:
+            return total
+        dispatch.publish_many(batch)
+        total += len(batch)
+        seen = batch[-1].pk
 
 
 def seconds_until_next_due(*, now: datetime | None = None) -> float | None:
