@@ -315,7 +315,7 @@ def start_cluster(soak: Soak) -> None:
 
     def web_ready() -> bool:
         try:
-            return httpx.get(soak.web_url + "/health", timeout=2).status_code == 200
+            return httpx.get(soak.web_url + "/health?scope=process", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -489,9 +489,10 @@ class BusyView(ApiView):
 
 
 def health(request: Any) -> JsonResponse:
-    """200 when the database and the broker answer (503 and which one otherwise); cluster
-    alerts (scheduler, agents, tags, backlog) are in the body and never fail the probe."""
-    report = health_report()
+    """200 when the database and the broker answer and a scheduler is active (503 and why
+    otherwise; `?scope=process` leaves the scheduler out); cluster alerts (agents, tags,
+    backlog) are in the body and never fail the probe."""
+    report = health_report(scope=request.GET.get("scope", "cluster"))
     return JsonResponse(report.public(), status=200 if report.healthy else 503)
 
 

@@ -1,10 +1,14 @@
-"""What /health reports: the probe checks (database, broker) and the alert-worthy states.
+"""What /health reports: the probe checks (database, broker, an active scheduler) and the
+alert-worthy states.
 
-Only the database and the broker fail the probe (a load balancer or orchestrator should
-restart or drain a web process for those, and for nothing else). No active scheduler, no live
-agent, jobs whose tags no live agent matches, jobs that cannot run (restored with problems,
-or their executor disabled) and a queue backlog are cluster problems that a restart of this
-process cannot fix: they are reported in the body and in `alerts`.
+The database, the broker and the scheduler fail the probe: with the lease enabled and no
+scheduler holding it, no job is fired, so /health answers 503 with `"status": "unhealthy"`
+and `"scheduler": "no active scheduler"` (a load balancer, probe or monitor can act on it).
+`/health?scope=process` leaves the scheduler out of the verdict (still reported in the body):
+a liveness probe of a web process, which restarting cannot bring a scheduler back to, uses it.
+No live agent, jobs whose tags no live agent matches, jobs that cannot run (restored with
+problems, or their executor disabled) and a queue backlog are reported in the body and in
+`alerts` only. docs/scheduler.md says more.
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ class HealthReport:
     backlog_after: float = 0.0
     cannot_run: int | None = None
     alerts: list[str] = field(default_factory=list)
+    scheduler_required: bool = True  # False for ?scope=process
 
     @property
     def healthy(self) -> bool:
+        if self.scheduler_required and self.scheduler not in ("ok", "lease disabled"):
+            return False
         return all(v == "ok" for v in self.checks.values())
 
     def public(self) -> dict[str, Any]:
@@ -76,8 +83,13 @@ def check_broker() -> str:
     return "ok"
 
 
-def health_report() -> HealthReport:
+SCOPES = ("cluster", "process")
+
+
+def health_report(*, scope: str = "cluster") -> HealthReport:
+    """`scope="process"` judges this process only (database, broker), not the scheduler."""
     report = HealthReport(checks={"database": check_database(), "broker": check_broker()})
+    report.scheduler_required = scope != "process"
     report.backlog_after = float(settings.DKRON["BACKLOG_ALERT_SECONDS"])
     if report.checks["database"] != "ok":
         report.alerts.append("database unavailable: cluster state unknown")

@@ -13,6 +13,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_health_is_200_when_the_database_and_the_broker_answer(anon):
+    from jobs.services.lease import lease_acquire
+
+    assert lease_acquire(holder="sched-1", ttl=60)  # and a scheduler is active
     response = anon.get("/health")
 
     assert response.status_code == 200

@@ -52,6 +52,12 @@ def test_serve_runs_web_scheduler_and_agent_in_one_process_and_stops_on_ctrl_c(t
         base = f"http://127.0.0.1:{port}"
         client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})
         assert httpx.get(f"{base}/v1/jobs").status_code == 401
+        # Healthy once the scheduler in the process has ticked and holds the lease.
+        wait_for(
+            lambda: httpx.get(f"{base}/health").status_code == 200,
+            timeout=30,
+            what="/health to answer 200 (the embedded scheduler active)",
+        )
         assert httpx.get(f"{base}/health").json()["status"] == "healthy"
         created = client.post(
             "/v1/jobs",

@@ -95,7 +95,7 @@ def finished(execution: dict) -> bool:
 
 def _answers(base: str) -> bool:
     try:
-        return httpx.get(f"{base}/health", timeout=2).status_code < 500
+        return httpx.get(f"{base}/health?scope=process", timeout=2).status_code < 500
     except httpx.HTTPError:
         return False
 

@@ -31,7 +31,7 @@ def slowloris(port: int, stop: threading.Event) -> list[socket.socket]:
     sockets = []
     for _ in range(SLOW_CLIENTS):
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        s.sendall(b"GET /health?scope=process HTTP/1.1\r\nHost: x\r\n")
         sockets.append(s)
 
     def trickle() -> None:
@@ -81,7 +81,9 @@ def test_a_normal_request_is_answered_while_slow_clients_trickle_headers(tmp_pat
 
         # Bound: the slow connections are closed HEADER_TIMEOUT after their first byte, at
         # their next line (1 s later); a few seconds of slack on top for a loaded machine.
-        answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=HEADER_TIMEOUT + 8)
+        answer = httpx.get(
+            f"http://127.0.0.1:{port}/health?scope=process", timeout=HEADER_TIMEOUT + 8
+        )
 
         assert answer.status_code == 200
     finally:
@@ -143,14 +145,19 @@ def test_nginx_in_front_of_gunicorn_answers_while_slow_clients_trickle_headers(t
     base = f"http://127.0.0.1:{front}"
     try:
         wait_for(
-            lambda: reachable("127.0.0.1", front) and httpx.get(f"{base}/health").status_code,
+            lambda: (
+                reachable("127.0.0.1", front)
+                and httpx.get(f"{base}/health?scope=process").status_code
+            ),
             timeout=60,
             what="nginx and gunicorn",
         )
         sockets = slowloris(front, stop)
         time.sleep(2)
 
-        answers = [httpx.get(f"{base}/health", timeout=5).status_code for _ in range(5)]
+        answers = [
+            httpx.get(f"{base}/health?scope=process", timeout=5).status_code for _ in range(5)
+        ]
 
         assert answers == [200] * 5
     finally:

@@ -1,6 +1,6 @@
-"""/health: database and broker decide the status code; the cluster's alert-worthy states
-(no scheduler, no live agent, jobs whose tags no agent matches, a backlog) are in the body,
-as counts only, and never fail the probe."""
+"""/health: database, broker and an active scheduler decide the status code (the scheduler
+not with ?scope=process); the cluster's other alert-worthy states (no live agent, jobs whose
+tags no agent matches, a backlog) are in the body, as counts only, and never fail the probe."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from dkronweb.celery import app
 from jobs import timeutil
-from jobs.models import Agent, Execution, Run
+from jobs.models import Agent, Execution, Lease, Run
 from jobs.services.health import health_report
 from jobs.services.lease import lease_acquire
 from jobs.services.transfer import jobs_restore
@@ -31,15 +31,56 @@ def queued(name: str, *, waited: float, not_before_in: float | None = None) -> E
     return row
 
 
-def test_a_cluster_without_scheduler_or_agents_is_reported_but_still_healthy(anon):
+def test_no_active_scheduler_is_unhealthy_and_says_why(anon):
     response = anon.get("/health")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unhealthy"
+    assert body["database"] == "ok" and body["broker"] == "ok"
+    assert body["scheduler"] == "no active scheduler"
+    assert body["agents"] == {"alive": 0}
+    assert "no active scheduler: no job is being fired" in body["alerts"]
+    assert "no live agent: no execution can run" in body["alerts"]
+
+
+def test_an_expired_lease_is_no_active_scheduler(anon):
+    assert lease_acquire(holder="sched-1", ttl=60)
+    Lease.objects.update(expires_at=timeutil.now() - timedelta(seconds=1))
+
+    response = anon.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["scheduler"] == "no active scheduler"
+
+
+def test_scope_process_leaves_the_scheduler_out_of_the_verdict(anon):
+    response = anon.get("/health?scope=process")
 
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "healthy"
-    assert body["scheduler"] == "no active scheduler"
-    assert body["agents"] == {"alive": 0}
+    assert body["scheduler"] == "no active scheduler"  # still reported
     assert "no active scheduler: no job is being fired" in body["alerts"]
+
+
+def test_with_the_lease_disabled_no_scheduler_is_needed(anon, settings):
+    settings.DKRON = {**settings.DKRON, "LEASE_ENABLED": False}
+
+    response = anon.get("/health")
+
+    assert response.status_code == 200
+    assert response.json()["scheduler"] == "lease disabled"
+
+
+def test_no_agent_alone_keeps_the_probe_healthy(anon):
+    assert lease_acquire(holder="sched-1", ttl=60)
+
+    response = anon.get("/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "healthy" and body["scheduler"] == "ok"
     assert "no live agent: no execution can run" in body["alerts"]
 
 
