@@ -92,7 +92,10 @@ def start(ctx: Context) -> None:
 
     def web_ready() -> bool:
         try:
-            return httpx.get(ctx.extra["web_url"] + "/health?scope=process", timeout=2).status_code == 200
+            return (
+                httpx.get(ctx.extra["web_url"] + "/health?scope=process", timeout=2).status_code
+                == 200
+            )
         except httpx.HTTPError:
             return False
 

@@ -61,6 +61,18 @@ def counter_families() -> Iterator[Metric]:
     yield from families.values()
 
 
+def catchup_families() -> Iterator[Metric]:
+    """The catch-up backlog: runs of a misfire policy waiting for their CATCHUP_RATE slot."""
+    from jobs.services.runs import catchup_backlog
+
+    waiting = GaugeMetricFamily(
+        "dkronweb_scheduler_catchup_waiting",
+        "Catch-up executions committed and waiting for their publish slot (CATCHUP_RATE)",
+    )
+    waiting.add_metric([], float(catchup_backlog()))
+    yield waiting
+
+
 class ClusterCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._scheduler()
@@ -92,6 +104,7 @@ class ClusterCollector(Collector):
         )
         active.add_metric([holder.holder if holder else ""], 1.0 if holder else 0.0)
         yield active
+        yield from catchup_families()
 
     def _agent_states(self, agents: list[Agent]) -> Metric:
         family = GaugeMetricFamily(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -59,6 +60,21 @@ def running_context() -> dict[str, Any]:
         "running": list(running.defer("output")[:RUNNING_SHOWN]),
         "running_total": running.count(),
         "queued_total": Execution.objects.filter(status=ExecutionStatus.QUEUED).count(),
+        **catchup_context(),
+    }
+
+
+def catchup_context() -> dict[str, Any]:
+    """The catch-up backlog (runs waiting for their CATCHUP_RATE slot), refreshed with the
+    running fragment so that it is seen draining."""
+    from jobs.services.runs import catchup_backlog
+
+    waiting = catchup_backlog()
+    rate = float(settings.DKRON["CATCHUP_RATE"])
+    return {
+        "catchup_waiting": waiting,
+        "catchup_rate": rate,
+        "catchup_left": format_seconds(waiting / rate) if waiting and rate > 0 else "",
     }
 
 
