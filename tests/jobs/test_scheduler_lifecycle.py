@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 from django.conf import settings as django_settings
@@ -284,7 +285,7 @@ def test_catch_up_fires_are_staggered_while_on_time_fires_go_out_at_once(
     )
     assert len(catchups) == report.catchup_waiting
     assert all(e.published_at is None for e in catchups)
-    gaps = [(b.not_before - a.not_before).total_seconds() for a, b in zip(catchups, catchups[1:])]
+    gaps = [(b.not_before - a.not_before).total_seconds() for a, b in pairwise(catchups)]
     assert all(abs(g - 0.1) < 1e-3 for g in gaps)
     # Oldest fire time first.
     assert [e.scheduled_at for e in catchups] == sorted(e.scheduled_at for e in catchups)
