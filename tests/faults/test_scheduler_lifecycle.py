@@ -111,10 +111,8 @@ def test_sigterm_at_random_points_of_ticks_under_load(faults: FaultCluster, serv
             pytest.fail(f"round {round_}: the scheduler did not stop:\n{proc.log()[-3000:]}")
         took = time.monotonic() - started
         stops.append(took)
-        log = proc.log()
         assert took < STOP_BOUND, f"round {round_}: stopped in {took:.1f}s"
-        assert code == 0, f"round {round_}: exit {code} (watchdog?)\n{log[-3000:]}"
-        assert "released the lease" in log, log[-3000:]
+        assert code == 0, f"round {round_}: exit {code} (watchdog?)\n{proc.log()[-3000:]}"
         assert holder(services) == "", f"round {round_}: lease still held"
         left = unpublished(services)
         assert left == 0, f"round {round_}: {left} committed execution(s) never published"
@@ -195,7 +193,7 @@ def test_catch_up_drains_at_the_rate_while_on_time_fires_stay_on_time(
         "count(*) AS n FROM jobs_execution e JOIN jobs_run r ON r.id = e.run_id "
         "WHERE r.trigger = 'catchup'"
     )[0].values()
-    measured = (n - 1) / float(span)
+    measured = (n - 1) / max(float(span), 0.001)  # all at once: "infinitely" fast
     lags = [
         float(row["lag"])
         for row in services.db.rows(
