@@ -263,3 +263,33 @@ def test_a_new_leader_publishes_what_the_killed_one_left_at_once(
     assert delay <= LEASE_TTL + 2.0, f"published {delay:.1f}s after the kill"
     assert found and int(found.group(1)) >= len(left), second.log()[-2000:]
     assert counted >= len(left)
+
+
+def test_a_leader_stopped_past_its_lease_fires_nothing_when_it_resumes(
+    faults: FaultCluster, services: Services
+):
+    """SIGSTOP the leader for longer than the TTL: the standby takes over; after SIGCONT the
+    old leader's renewal or fence fails and it never fires again (no overlap)."""
+    phantom_agent(services)
+    create_jobs(services, "stop", 100)
+    first = faults.scheduler("scheduler-1", **NO_SWEEP_REPUBLISH)
+    faults.wait_leader(first)
+    second = faults.scheduler("scheduler-2", **NO_SWEEP_REPUBLISH)
+    wait_for(lambda: "beat: Starting" in second.log(), timeout=30, what="scheduler-2 to start")
+    wait_for(lambda: "fired 100 run(s)" in first.log(), timeout=30, what="full batches")
+    first.signal(signal.SIGSTOP)
+    faults.wait_leader(second, timeout=LEASE_TTL + 10)
+    time.sleep(1.0)
+    mark = len(first.log())
+    first.signal(signal.SIGCONT)
+    time.sleep(LEASE_TTL + 2.0)
+    resumed = first.log()[mark:]
+    assert "lost the lease" in resumed or "is now standby" in resumed, resumed[-3000:]
+    assert "fired " not in resumed, resumed[-3000:]
+    assert f":{second.pid}:" in holder(services)
+    duplicates = services.db.value(
+        "SELECT count(*) FROM (SELECT job_id, scheduled_at FROM jobs_run "
+        "WHERE scheduled_at IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1) d"
+    )
+    assert duplicates == 0
+    report("scheduler_sigstop", resumed_lines=resumed.count("\n"))
