@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from bench.procs import ROOT, Proc, free_port, python, venv_bin, wait_for
 from bench.report import percentile
@@ -345,8 +346,8 @@ class Chaos:
             proc.stop(timeout=10)
         self.procs.clear()
         if self.pg.popen is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pg.popen.pid, signal.SIGCONT)
+            with contextlib.suppress(psutil.Error):
+                self.pg_signal(signal.SIGCONT)
         self.redis.stop()
         self.pg.stop()
 
@@ -390,6 +391,20 @@ class Chaos:
             self.start_scheduler(name)
         else:
             raise RuntimeError(f"{name} exited: {self.procs[name].log()[-2000:]}")
+
+    def pg_signal(
+        self, sig: int, procs: list[psutil.Process] | None = None
+    ) -> list[psutil.Process]:
+        """Signal the postmaster and every backend (each backend is its own session: setsid)."""
+        assert self.pg.popen is not None
+        if procs is None:
+            main = psutil.Process(self.pg.popen.pid)
+            main.send_signal(sig)  # first, so that it forks no new backend meanwhile
+            procs = [main, *main.children(recursive=True)]
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
+        return procs
 
     def pick_scheduler(self, leader_share: float) -> str:
         leader = self.leader()
@@ -461,10 +476,10 @@ class Chaos:
             self.pg.restart(down_for=down)
             fault.end = time.time()
         elif kind == "pg-stall":
-            assert self.pg.popen is not None
-            os.killpg(self.pg.popen.pid, signal.SIGSTOP)
+            stopped = self.pg_signal(signal.SIGSTOP)
+            fault.detail["processes"] = len(stopped)
             time.sleep(stall)
-            os.killpg(self.pg.popen.pid, signal.SIGCONT)
+            self.pg_signal(signal.SIGCONT, stopped)
             fault.end = time.time()
         fault.detail.setdefault("length_s", round(fault.end - fault.start, 2))
         self.faults.append(fault)
@@ -481,14 +496,15 @@ class Chaos:
         return [self.rng.choice(KINDS) for _ in range(int(seconds / 10) + 1)]
 
     def run_nemesis(self, seconds: float, short: bool) -> None:
-        until = time.monotonic() + seconds
+        until = time.monotonic() + seconds if not short else float("inf")
         for kind in self.plan(seconds, short):
             gap = self.rng.uniform(6.0, 10.0)
             self.sleep_checking(gap)
             if time.monotonic() > until:
                 break
             self.apply(kind, short)
-        self.sleep_checking(max(0.0, until - time.monotonic()))
+        if not short:
+            self.sleep_checking(max(0.0, until - time.monotonic()))
 
     def sleep_checking(self, seconds: float) -> None:
         end = time.monotonic() + seconds
