@@ -23,6 +23,9 @@ Faults (one at a time, a recovery gap between two; each is printed with its time
   redis-restart the broker down for 1-3 s (no persistence: queued messages are lost)
   pg-restart    PostgreSQL stopped (fast shutdown) for 1-3 s, then started
   pg-stall      every PostgreSQL process SIGSTOPped for 10-20 s (10-15 short), then SIGCONT
+  clock-jump    a scheduler's clock (the leader's 80% of the time) steps 10-20 s forward for
+                6-10 s, then back (libfaketime preloaded into the schedulers, its offset file
+                rewritten; left out when libfaketime is not installed)
 
 The check (after a quiet tail, the jobs disabled, the cluster drained):
 - expected fires: per job, every time of its lattice (anchor + k * every) after its anchor up
@@ -44,6 +47,7 @@ The check (after a quiet tail, the jobs disabled, the cluster drained):
   for a fire in a fault's window the fault's deadline (see BOUNDS: max(start + a, end + b)),
   whichever is later. The lag figures (p50 / p99 / max) are given overall, for quiet fires
   and per fault kind.
+- EARLY: a fire whose first `S` line is more than EARLY_SLACK s before its scheduled time.
 - a SIGTERMed process that does not exit within SIGTERM_EXIT s is a failure (sigterm-exit).
 
 It prints the seed first, the faults as applied, then the table, and exits 1 on any loss,
@@ -144,8 +148,26 @@ BOUNDS: dict[str, tuple[float, float, str]] = {
         LEASE_TTL + SLACK,
         "nothing commits during the stall; after it, every due fire runs once",
     ),
+    "clock-jump": (
+        0.0,
+        LEASE_TTL + SLACK,
+        "a scheduler's clock steps forward, then back: nothing fires early, twice or late",
+    ),
 }
-KINDS = list(BOUNDS)
+LIBFAKETIME = next(
+    (
+        p
+        for p in (
+            "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+            "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+            "/usr/lib/faketime/libfaketime.so.1",
+        )
+        if Path(p).exists()
+    ),
+    None,
+)
+KINDS = [k for k in BOUNDS if k != "clock-jump" or LIBFAKETIME]
+EARLY_SLACK = 0.5  # s: a run may not start more than this before its scheduled time
 
 
 @dataclass(frozen=True)
@@ -254,9 +276,24 @@ class Chaos:
         self.procs[name] = proc
         return proc
 
+    def clock_file(self, name: str) -> Path:
+        return self.workdir / f"clock-{name}"
+
     def start_scheduler(self, name: str) -> Proc:
         args = [python(), "manage.py", "scheduler", "-l", "INFO", "--node-name", name]
-        return self.start(name, args)
+        if not LIBFAKETIME:
+            return self.start(name, args)
+        # libfaketime re-reads the offset file on every clock call (FAKETIME_NO_CACHE): the
+        # nemesis steps this process's clock (wall and monotonic) by writing it. With
+        # FAKETIME_DONT_FAKE_MONOTONIC=1, Debian's 0.9.10 fails Python's time.sleep (EINVAL).
+        self.clock_file(name).write_text("+0\n")
+        return self.start(
+            name,
+            args,
+            LD_PRELOAD=LIBFAKETIME,
+            FAKETIME_TIMESTAMP_FILE=str(self.clock_file(name)),
+            FAKETIME_NO_CACHE="1",
+        )
 
     def start_agent(self, name: str, wait: bool = True) -> Proc:
         args = [python(), "manage.py", "agent", "--node-name", name, "--pool", "threads"]
@@ -428,8 +465,8 @@ class Chaos:
     def apply(self, kind: str, short: bool) -> Fault:
         rng = self.rng
         down = rng.uniform(1.0, 3.0)
-        if kind in ("sched-kill9", "sched-term", "leader-stop"):
-            target = self.pick_scheduler(0.8 if kind == "sched-kill9" else 1.0)
+        if kind in ("sched-kill9", "sched-term", "leader-stop", "clock-jump"):
+            target = self.pick_scheduler(1.0 if kind in ("sched-term", "leader-stop") else 0.8)
         elif kind in ("agent-kill9", "agent-term"):
             target = rng.choice(sorted(AGENTS))
         else:
@@ -474,6 +511,14 @@ class Chaos:
             fault.end = time.time()
         elif kind == "pg-restart":
             self.pg.restart(down_for=down)
+            fault.end = time.time()
+        elif kind == "clock-jump":
+            jump = rng.uniform(10.0, 20.0)
+            fault.detail["leader"] = self.leader() == target
+            fault.detail["jump_s"] = round(jump, 1)
+            self.clock_file(target).write_text(f"+{jump:.1f}\n")
+            time.sleep(rng.uniform(6.0, 10.0))
+            self.clock_file(target).write_text("+0\n")
             fault.end = time.time()
         elif kind == "pg-stall":
             stopped = self.pg_signal(signal.SIGSTOP)
@@ -609,6 +654,7 @@ def check(chaos: Chaos, disabled_at: float) -> dict[str, Any]:
     lost: list[str] = []
     duplicated: list[str] = [f"{malformed} malformed side-effect line(s)"] if malformed else []
     late: list[str] = []
+    early: list[str] = []
     retried_after_kill = 0
     lags: dict[str, list[float]] = defaultdict(list)
     expected = 0
@@ -649,7 +695,8 @@ def check(chaos: Chaos, disabled_at: float) -> dict[str, Any]:
             if any(e["status"] in ("queued", "running") for e in attempts):
                 continue  # stuck, counted below
             if not starts:
-                lost.append(f"{label}: run {run['id']} never started (no side effect)")
+                detail = ", ".join(f"#{e['id']} {e['status']} {e['reason']!r}" for e in attempts)
+                lost.append(f"{label}: run {run['id']} never started ({detail or 'no execution'})")
                 continue
             if len(ok) > 1 or len(dones) > 1:
                 duplicated.append(
@@ -686,6 +733,8 @@ def check(chaos: Chaos, disabled_at: float) -> dict[str, Any]:
             for k in kinds:
                 lags[k].append(lag)
             lags["all"].append(lag)
+            if lag < -EARLY_SLACK:
+                early.append(f"{label}: started {-lag:.1f}s before its time ({', '.join(kinds)})")
             if first > deadline:
                 late.append(
                     f"{label}: started {lag:.1f}s late, bound {deadline - t_epoch:.1f}s "
@@ -725,6 +774,7 @@ def check(chaos: Chaos, disabled_at: float) -> dict[str, Any]:
         "duplicated": duplicated,
         "stuck": stuck,
         "late": late,
+        "early": early,
         "misfires": misfires,
     }
 
@@ -761,7 +811,8 @@ def render(chaos: Chaos, acc: dict[str, Any], title: str) -> str:
         ("**LOST**", f"**{len(acc['lost'])}**"),
         ("**DUPLICATE**", f"**{len(acc['duplicated'])}**"),
         ("**STUCK**", f"**{len(acc['stuck'])}**"),
-        ("**BOUND MISSED**", f"**{len(acc['late'])}**"),
+        ("**BOUND MISSED** (late)", f"**{len(acc['late'])}**"),
+        ("**EARLY** (started before its time)", f"**{len(acc['early'])}**"),
         ("**misfires / catch-up**", f"**{len(acc['misfires'])}**"),
         ("**fault failures** (slow SIGTERM exit, crash)", f"**{len(chaos.failures)}**"),
     ]
@@ -817,6 +868,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         chaos.up()
         chaos.create_jobs()
+        left_out = "" if LIBFAKETIME else " (clock-jump left out: libfaketime is not installed)"
+        chaos.say(f"fault kinds: {', '.join(KINDS)}{left_out}")
         chaos.say(f"{len(JOBS)} jobs created; warming up 8 s")
         chaos.sleep_checking(8.0)
         if short:
@@ -838,7 +891,7 @@ def main(argv: list[str] | None = None) -> int:
     passed = bool(
         acc
         and not error
-        and not any(acc[k] for k in ("lost", "duplicated", "stuck", "late", "misfires"))
+        and not any(acc[k] for k in ("lost", "duplicated", "stuck", "late", "early", "misfires"))
         and not chaos.failures
     )
     elapsed = time.monotonic() - started
@@ -852,7 +905,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{title}: did not finish ({error})")
     print(f"\nverdict: {'PASS' if passed else 'FAIL'} (seed {seed})")
-    for key in ("lost", "duplicated", "stuck", "late", "misfires"):
+    for key in ("lost", "duplicated", "stuck", "late", "early", "misfires"):
         for item in acc.get(key, [])[:15]:
             print(f"  {key}: {item}")
         if len(acc.get(key, [])) > 15:
@@ -868,6 +921,7 @@ def main(argv: list[str] | None = None) -> int:
         "passed": passed,
         "error": error,
         "elapsed": elapsed,
+        "kinds": KINDS,
         "faults": [vars(f) | {"deadline": f.deadline} for f in chaos.faults],
         "fault_failures": chaos.failures,
         "check": acc,
