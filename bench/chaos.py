@@ -12,7 +12,7 @@ Jobs (created through the REST API): `@every 1s` .. `@every 5s` shell jobs, some
 agent per fire), some tagged to two agents (`grp: x:1`, `alt: y:1`), misfire_policy skip /
 run_once / run_all, concurrency allow, retries 2. Each run appends `S <job> <scheduled at>
 <execution id> <attempt> <start time>` to the job's side-effect file when it starts, sleeps
-0.3 s, and appends `D ...` (the same fields, the end time) when it ends.
+0.3 s (1.5 s for c2s-runall), and appends `D ...` (the same fields, the end time) when it ends.
 
 Faults (one at a time, a recovery gap between two; each is printed with its time):
   sched-kill9   kill -9 of a scheduler (the leader 80% of the time), restarted 1-3 s later
@@ -103,7 +103,6 @@ SIGTERM_EXIT = 10.0  # s a SIGTERMed scheduler or agent may take to exit
 TAIL_SLACK = 3.0  # s before the disable whose fires may or may not have run
 SLACK = 4.0  # s of process start-up and tick on a loaded machine, added to each fault bound
 DRAIN = 45.0  # s without progress after which what is active is stuck
-RUN_SLEEP = 0.3
 
 # Per fault kind: the deadline of a fire in its window is max(start + a, end + b), a and b in
 # seconds. The windows: fires scheduled from BASE_BOUND before the fault starts to its deadline.
@@ -176,12 +175,13 @@ class JobSpec:
     every: int
     policy: str
     tags: dict[str, str]
+    sleep: float = 0.3  # s between its start line and its end line
 
 
 JOBS = [
     JobSpec("c1s-skip", 1, "skip", {}),
     JobSpec("c1s-runall-x", 1, "run_all", {"grp": "x:1"}),
-    JobSpec("c2s-runall", 2, "run_all", {}),
+    JobSpec("c2s-runall", 2, "run_all", {}, sleep=1.5),  # often in flight when a fault hits
     JobSpec("c2s-skip-y", 2, "skip", {"alt": "y:1"}),
     JobSpec("c3s-runonce", 3, "run_once", {}),
     JobSpec("c5s-runonce-y", 5, "run_once", {"alt": "y:1"}),
@@ -392,7 +392,7 @@ class Chaos:
         for spec in JOBS:
             start = "echo S $DKRON_JOB_NAME $DKRON_SCHEDULED_AT $DKRON_EXECUTION_ID $DKRON_ATTEMPT"
             command = (
-                f'{start} "$(date +%s.%N)" >> {self.effects}/$DKRON_JOB_NAME; sleep {RUN_SLEEP}; '
+                f'{start} "$(date +%s.%N)" >> {self.effects}/$DKRON_JOB_NAME; sleep {spec.sleep}; '
                 f"echo D $DKRON_JOB_NAME $DKRON_SCHEDULED_AT $DKRON_EXECUTION_ID $DKRON_ATTEMPT "
                 f'"$(date +%s.%N)" >> {self.effects}/$DKRON_JOB_NAME'
             )
@@ -673,7 +673,9 @@ def check(chaos: Chaos, disabled_at: float) -> dict[str, Any]:
             fire_lines = lines_by_fire.get(key, [])
             starts = [x for x in fire_lines if x.kind == "S"]
             dones = [x for x in fire_lines if x.kind == "D"]
-            label = f"{spec.name} {key[1]}"
+            windows = [f for f in chaos.faults if f.covers(t_epoch)]
+            kinds = sorted({f.kind for f in windows}) or ["quiet"]
+            label = f"{spec.name} {key[1]} [{','.join(kinds)}]"
             t += step
             if in_tail:
                 tail += 1
@@ -727,9 +729,7 @@ def check(chaos: Chaos, disabled_at: float) -> dict[str, Any]:
                 continue
             first = min(x.at for x in starts)
             lag = first - t_epoch
-            windows = [f for f in chaos.faults if f.covers(t_epoch)]
             deadline = max([t_epoch + BASE_BOUND] + [f.deadline for f in windows])
-            kinds = sorted({f.kind for f in windows}) or ["quiet"]
             for k in kinds:
                 lags[k].append(lag)
             lags["all"].append(lag)
@@ -759,7 +759,15 @@ def check(chaos: Chaos, disabled_at: float) -> dict[str, Any]:
         misfires.append(f"missed_count {missed} (no fault lasts MISFIRE_GRACE)")
     if triggers.get("catchup"):
         misfires.append(f"{triggers['catchup']} catch-up run(s) (no fault lasts MISFIRE_GRACE)")
+    by_kind: dict[str, Counter[str]] = defaultdict(Counter)
+    categories = (("lost", lost), ("duplicated", duplicated), ("late", late), ("early", early))
+    for category, items in categories:
+        for item in items:
+            m = re.search(r"\[([a-z0-9,-]+)\]", item)
+            for k in m.group(1).split(",") if m else ["-"]:
+                by_kind[k][category] += 1
     return {
+        "failures_by_window": {k: dict(v) for k, v in sorted(by_kind.items())},
         "expected": expected,
         "tail": tail,
         "runs": len(runs),
@@ -816,6 +824,9 @@ def render(chaos: Chaos, acc: dict[str, Any], title: str) -> str:
         ("**misfires / catch-up**", f"**{len(acc['misfires'])}**"),
         ("**fault failures** (slow SIGTERM exit, crash)", f"**{len(chaos.failures)}**"),
     ]
+    for kind, counts in acc["failures_by_window"].items():
+        shown = ", ".join(f"{k} {v}" for k, v in counts.items())
+        rows.append((f"failures in {kind} windows", shown))
     for kind, fig in acc["lags"].items():
         rows.append(
             (
