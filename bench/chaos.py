@@ -51,8 +51,10 @@ The check (after a quiet tail, the jobs disabled, the cluster drained):
 - a SIGTERMed process that does not exit within SIGTERM_EXIT s is a failure (sigterm-exit).
 
 It prints the seed first, the faults as applied, then the table, and exits 1 on any loss,
-duplicate, stuck run, missed bound or slow SIGTERM exit (2 if the cluster could not start).
-Replay a run with the same `--seed` and `--duration` (timing differs; the fault plan does not).
+duplicate, stuck run, missed bound, early start, misfire or slow SIGTERM exit (2 when the
+PostgreSQL or redis-server binaries are missing). Replay a run with the same `--seed` and
+`--duration`: the same faults in the same order with the same lengths (the timing of a real
+cluster differs, and "the leader" is whichever scheduler leads at that moment).
 """
 
 from __future__ import annotations
@@ -444,10 +446,11 @@ class Chaos:
         return procs
 
     def pick_scheduler(self, leader_share: float) -> str:
+        # Both draws always happen, so the random sequence (the rest of the plan) does not
+        # depend on whether a leader was found at this moment.
+        lead, other = self.rng.random() < leader_share, self.rng.choice(SCHEDULERS)
         leader = self.leader()
-        if leader and self.rng.random() < leader_share:
-            return leader
-        return self.rng.choice(SCHEDULERS)
+        return leader if leader and lead else other
 
     def sigterm(self, name: str, fault: Fault) -> None:
         proc = self.procs[name]
