@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 
-.PHONY: install run test test-sqlite test-fast bench soak lint format clean
+.PHONY: install run test test-sqlite test-fast bench soak chaos lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,16 @@ bench: $(STAMP)
 ## here: MODE's `quick` above is the benchmark's) or full (~5 min).
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --mode $(if $(filter file,$(origin MODE)),short,$(MODE))
+
+## The fault checker (docs/reliability.md): a cluster on private PostgreSQL and Redis, random
+## faults on a seeded schedule, every fire matched by exactly one run within its bound.
+## DURATION=20m (faults for that long; empty: the CI's short mode, each fault once, ~2.5 min),
+## SEED=N to replay a run (the checker prints the seed first; random when empty).
+DURATION ?=
+SEED ?=
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos $(if $(DURATION),--duration $(DURATION),--short) \
+		$(if $(SEED),--seed $(SEED))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
