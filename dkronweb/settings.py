@@ -396,6 +396,8 @@ DKRON: dict[str, Any] = {
     "CATCHUP_RATE": env_float("DKRON_CATCHUP_RATE", 20.0),
     # Seconds a scheduler may take to stop after SIGTERM/SIGINT before it exits hard.
     "STOP_TIMEOUT": env_float("DKRON_SCHEDULER_STOP_TIMEOUT", 10.0),
+    # The scheduler follows the database's clock (fire times, agent liveness), not its host's.
+    "CLOCK_FROM_DATABASE": env_bool("DKRON_SCHEDULER_CLOCK_FROM_DATABASE", True),
     "HEARTBEAT_INTERVAL": env_float("DKRON_HEARTBEAT_INTERVAL", 5.0),
     "AGENT_DEAD_AFTER": env_float("DKRON_AGENT_DEAD_AFTER", 20.0),
     "QUEUED_REPUBLISH_AFTER": env_float("DKRON_QUEUED_REPUBLISH_AFTER", 60.0),

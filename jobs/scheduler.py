@@ -282,7 +282,10 @@ class JobScheduler(DatabaseScheduler):
         self._check_stop()
         tick_max = _conf()["TICK_MAX"]
         self.busy = True
+        started = time.monotonic()
         try:
+            if _conf()["CLOCK_FROM_DATABASE"]:
+                timeutil.follow(lease.database_clock_offset())
             interval = self._tick(tick_max)
         except Exception as exc:
             # A database or broker restart must not kill the scheduler: wait and retry.
@@ -295,8 +298,13 @@ class JobScheduler(DatabaseScheduler):
                 self.is_leader = False
             interval = tick_max
         else:
-            self.last_ok = timeutil.now()
-            agents.database_reachable(now=self.last_ok)
+            now = timeutil.now()
+            if time.monotonic() - started > float(_conf()["AGENT_DEAD_AFTER"]) / 2:
+                # The database answered, but only after a stall (a hang, not an error): the
+                # agents could not heartbeat meanwhile either, so the outage grace applies.
+                agents.database_unreachable(last_ok=self.last_ok)
+            self.last_ok = now
+            agents.database_reachable(now=now)
         finally:
             self.busy = False
         self._check_stop()  # a signal during the tick: what it committed is published

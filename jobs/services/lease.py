@@ -9,6 +9,7 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, Func, Q
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Now
 
+from jobs import timeutil
 from jobs.models import Lease
 
 SCHEDULER = "scheduler"
@@ -85,6 +86,19 @@ def lease_renew(*, holder: str, ttl: float, name: str = SCHEDULER) -> bool:
             expires_at=expires
         )
     )
+
+
+def database_clock_offset() -> timedelta:
+    """The database clock minus this process's (taken at the query's midpoint, so the round
+    trip cancels out); zero on SQLite, whose clock is this machine's."""
+    if connection.vendor != "postgresql":
+        return timedelta(0)
+    sent = timeutil.local_now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        database_now = cursor.fetchone()[0]
+    received = timeutil.local_now()
+    return database_now - (sent + (received - sent) / 2)
 
 
 def lease_changes(*, name: str = SCHEDULER) -> int:
