@@ -97,7 +97,7 @@ class ClusterCollector(Collector):
         family = GaugeMetricFamily(
             "dkronweb_agents", "Registered agents by state", labels=["state"]
         )
-        states: dict[str, int] = {"alive": 0, "failed": 0, "left": 0}
+        states: dict[str, int] = {"alive": 0, "leaving": 0, "failed": 0, "left": 0}
         for agent in agents:
             state = agent_services.agent_state(agent)
             states[state] = states.get(state, 0) + 1
