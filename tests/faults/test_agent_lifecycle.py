@@ -108,7 +108,8 @@ def test_celery_terminate_and_revoke_are_recorded_as_killed_at_once(
     api = services.api
     node = f"rv-a@{HOST}"
     # prefork: Celery's terminate signals the pool child running the task.
-    celery_worker(faults, "rv-a", pool="prefork", concurrency=1)
+    # (an explicit -n, so this test does not depend on the node-name default)
+    celery_worker(faults, "rv-a", "-n", node, pool="prefork", concurrency=1)
     api.create_job("victim", "sh -c 'sleep 45 & wait'; echo never")
     api.run("victim")
     run = wait_for(_execution(services, "victim", "running"), timeout=30, what="the run")
