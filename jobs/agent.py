@@ -189,7 +189,8 @@ class AgentStep(bootsteps.StartStopStep):
 
         # From the main thread: the reaper's parent-death signal follows this thread.
         try:
-            self.reaper = reaper.start(self.ident)
+            if settings.DKRON.get("AGENT_REAPER", True):
+                self.reaper = reaper.start(self.ident)
         except Exception:
             log.warning("could not start the agent's reaper", exc_info=True)
         self.beat.reaper = self.reaper

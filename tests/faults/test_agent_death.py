@@ -14,17 +14,26 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-import redis
 
 from jobs.scheduler import SWEEP_EVERY
-from tests.faults.agent_cli import celery_worker, job_processes
-from tests.faults.services import FaultCluster, Services, report
+from tests.faults.agent_cli import Broker, broker, celery_worker, job_processes
+from tests.faults.services import AGENT_DEAD_AFTER, FaultCluster, Services, report
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def on_broker(
+    request: pytest.FixtureRequest, faults: FaultCluster, services: Services
+) -> Iterator[Broker]:
+    with broker(request.param, faults, services) as chosen:
+        yield chosen
+
 
 PRODUCTION = {"DKRON_AGENT_DEAD_AFTER": "20", "DKRON_QUEUED_REPUBLISH_AFTER": "60"}
 
@@ -75,19 +84,23 @@ def _queued_on(db, node: str) -> list[dict]:
     )
 
 
-def _node_queue_length(services: Services, node: str) -> int:
-    client = redis.Redis.from_url(services.redis.url())
-    return sum(int(client.llen(key)) for key in client.keys(f"dkron.node.{node}*"))
-
-
+@pytest.mark.parametrize("reaper", [True, False], ids=["reaper", "heartbeat"])
 def test_a_dead_agent_gets_no_work_its_queue_moves_at_once_and_is_drained(
-    faults: FaultCluster, services: Services
+    faults: FaultCluster, services: Services, on_broker: Broker, reaper: bool
 ):
-    db, api = services.db, services.api
-    scheduler = faults.scheduler(**PRODUCTION)
+    """With its reaper the agent is known dead at once; without (a reaper killed too), after
+    AGENT_DEAD_AFTER (3 s here). Either way its queued work moves on the next sweep, not
+    after QUEUED_REPUBLISH_AFTER (60 s here)."""
+    if on_broker.name == "rabbitmq" and not reaper:
+        pytest.skip("the heartbeat variant runs on Redis only (the broker is not the point)")
+    db, api = services.db, on_broker.api
+    env = {**PRODUCTION, **on_broker.env}
+    if not reaper:
+        env.update(DKRON_AGENT_REAPER="false", DKRON_AGENT_DEAD_AFTER=str(AGENT_DEAD_AFTER))
+    scheduler = faults.scheduler(**env)
     victim = celery_worker(faults, "dd-v", "--tag", "box=v", "--tag", "grp=g", wait=False,
-                           concurrency=1, **PRODUCTION)  # fmt: skip
-    celery_worker(faults, "dd-s", "--tag", "box=s", "--tag", "grp=g", concurrency=1, **PRODUCTION)
+                           concurrency=1, **env)  # fmt: skip
+    celery_worker(faults, "dd-s", "--tag", "box=s", "--tag", "grp=g", concurrency=1, **env)
     faults.wait_registered(victim, "dd-v")
     faults.wait_leader(scheduler)
     # Each agent's only slot is held, so runs queue up on both (least busy first).
@@ -103,18 +116,23 @@ def test_a_dead_agent_gets_no_work_its_queue_moves_at_once_and_is_drained(
         rows = _queued_on(db, "dd-v")
         anys = [r for r in rows if r["placement"] == "any"]
         nodes = [r for r in rows if r["placement"] == "node"]
-        return rows if len(anys) >= 4 and nodes and _node_queue_length(services, "dd-v") else None
+        return (
+            rows if len(anys) >= 4 and nodes and on_broker.queue_length("dkron.node.dd-v") else None
+        )
 
     wait_for(backlog, timeout=60, interval=0.5, what="a backlog queued on dd-v")
     killed_at = db.value("SELECT now()")
     killed = time.monotonic()
-    os.kill(victim.pid, signal.SIGKILL)
+    if reaper:
+        os.kill(victim.pid, signal.SIGKILL)
+    else:
+        victim.kill_group()
     stranded = {r["id"]: r for r in _queued_on(db, "dd-v")}
 
     def cleared():
-        return not _queued_on(db, "dd-v") and _node_queue_length(services, "dd-v") == 0
+        return not _queued_on(db, "dd-v") and on_broker.queue_length("dkron.node.dd-v") == 0
 
-    wait_for(cleared, timeout=60, interval=0.2, what="nothing queued on dd-v, its queue drained")
+    wait_for(cleared, timeout=80, interval=0.2, what="nothing queued on dd-v, its queue drained")
     cleared_after = time.monotonic() - killed
     # No new work goes there: watch for two sweeps and a few dozen fires.
     time.sleep(SWEEP_EVERY + 2)
@@ -123,7 +141,7 @@ def test_a_dead_agent_gets_no_work_its_queue_moves_at_once_and_is_drained(
         killed_at + timedelta(seconds=cleared_after + 0.5),
     )
     assert late == [], late
-    assert _queued_on(db, "dd-v") == [] and _node_queue_length(services, "dd-v") == 0
+    assert _queued_on(db, "dd-v") == [] and on_broker.queue_length("dkron.node.dd-v") == 0
 
     rows = {
         r["id"]: r
@@ -136,14 +154,15 @@ def test_a_dead_agent_gets_no_work_its_queue_moves_at_once_and_is_drained(
     for row in failed:
         assert row["reason"] == "agent dd-v died before it started this run", row["reason"]
     assert "moved to dd-s" in scheduler.log()
-    [held] = [r for r in db.executions("hold-v") if r["node_name"] == "dd-v"]
-    assert held["status"] == "failed" and "died" in held["reason"]
+    if reaper:
+        [held] = [r for r in db.executions("hold-v") if r["node_name"] == "dd-v"]
+        assert held["status"] == "failed" and "died" in held["reason"]
 
     # A restarted agent of that name gets new work again (and no stale message).
     db.execute("UPDATE jobs_job SET disabled = true WHERE name LIKE 'any-%%' OR name = 'grp'")
     db.execute("UPDATE jobs_job SET disabled = true WHERE name = 'hold-v'")
     restarted = time.monotonic()
-    celery_worker(faults, "dd-v", "--tag", "box=v", "--tag", "grp=g", concurrency=1, **PRODUCTION)
+    celery_worker(faults, "dd-v", "--tag", "box=v", "--tag", "grp=g", concurrency=1, **env)
 
     def node_run_after_restart():
         rows = [
@@ -156,12 +175,13 @@ def test_a_dead_agent_gets_no_work_its_queue_moves_at_once_and_is_drained(
     wait_for(node_run_after_restart, timeout=40, interval=0.5, what="dd-v to run again")
     db.execute("UPDATE jobs_job SET disabled = true")
     db.execute("UPDATE jobs_execution SET kill_requested = true WHERE status = 'running'")
+    bound = 15.0 if reaper else AGENT_DEAD_AFTER + 15.0
     report(
-        "agent-dead-work-moved",
+        f"agent-dead-work-moved-{on_broker.name}-{'reaper' if reaper else 'heartbeat'}",
         cleared_after=cleared_after,
         stranded=len(stranded),
         moved=len(moved),
         failed_at_once=len(failed),
         back_after=time.monotonic() - restarted,
     )
-    assert cleared_after < 15.0, f"queued work left on the dead agent for {cleared_after:.1f}s"
+    assert cleared_after < bound, f"queued work left on the dead agent for {cleared_after:.1f}s"

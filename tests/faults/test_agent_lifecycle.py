@@ -10,14 +10,31 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.agent_cli import HOST, celery_cli, celery_worker, inspect_json, job_processes
+from tests.faults.agent_cli import (
+    HOST,
+    Broker,
+    broker,
+    celery_cli,
+    celery_worker,
+    inspect_json,
+    job_processes,
+)
 from tests.faults.services import FaultCluster, Services, report
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def on_broker(
+    request: pytest.FixtureRequest, faults: FaultCluster, services: Services
+) -> Iterator[Broker]:
+    with broker(request.param, faults, services) as chosen:
+        yield chosen
 
 
 def _execution(services: Services, job: str, status: str | None = None):
@@ -103,26 +120,26 @@ def test_a_stopping_agent_is_leaving_with_its_runs_until_they_end_then_left(
 
 
 def test_celery_terminate_and_revoke_are_recorded_as_killed_at_once(
-    faults: FaultCluster, services: Services
+    faults: FaultCluster, services: Services, on_broker: Broker
 ):
-    api = services.api
+    api, env = on_broker.api, on_broker.env
     node = f"rv-a@{HOST}"
     # prefork: Celery's terminate signals the pool child running the task.
     # (an explicit -n, so this test does not depend on the node-name default)
-    celery_worker(faults, "rv-a", "-n", node, pool="prefork", concurrency=1)
+    celery_worker(faults, "rv-a", "-n", node, pool="prefork", concurrency=1, **env)
     api.create_job("victim", "sh -c 'sleep 45 & wait'; echo never")
     api.run("victim")
     run = wait_for(_execution(services, "victim", "running"), timeout=30, what="the run")
     wait_for(lambda: len(job_processes(run["id"])) >= 2, timeout=10, what="the job's processes")
 
     def active_task():
-        tasks = inspect_json(services, "active", node).get(node) or []
+        tasks = inspect_json(services, "active", node, env).get(node) or []
         ids = [t["id"] for t in tasks if t.get("type", t.get("name")) == "dkronweb.run_execution"]
         return ids[0] if ids else None
 
     task_id = wait_for(active_task, timeout=20, interval=0.5, what="celery inspect active")
     asked = time.monotonic()
-    out = celery_cli(services, "control", "-d", node, "terminate", "SIGTERM", task_id)
+    out = celery_cli(services, "control", "-d", node, "terminate", "SIGTERM", task_id, env=env)
     assert "terminat" in out.lower(), out
 
     def closed():
@@ -146,11 +163,11 @@ def test_celery_terminate_and_revoke_are_recorded_as_killed_at_once(
     api.run("waiting")
 
     def reserved_task():
-        tasks = inspect_json(services, "reserved", node).get(node) or []
+        tasks = inspect_json(services, "reserved", node, env).get(node) or []
         return tasks[0]["id"] if tasks else None
 
     waiting_id = wait_for(reserved_task, timeout=20, interval=0.3, what="a reserved task")
-    out = celery_cli(services, "control", "-d", node, "revoke", waiting_id)
+    out = celery_cli(services, "control", "-d", node, "revoke", waiting_id, env=env)
     assert "revok" in out.lower(), out
     wait_for(_execution(services, "busy", "success"), timeout=30, what="busy to end")
     revoked = wait_for(_execution(services, "waiting", "killed"), timeout=10, what="revoked")
@@ -158,4 +175,4 @@ def test_celery_terminate_and_revoke_are_recorded_as_killed_at_once(
     assert "ran" not in (revoked["output"] or "")
     time.sleep(1)
     assert [r["status"] for r in services.db.executions("waiting")] == ["killed"]
-    report("celery-terminate", terminated_after=terminated_after)
+    report(f"celery-terminate-{on_broker.name}", terminated_after=terminated_after)
