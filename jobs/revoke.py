@@ -75,7 +75,7 @@ def on_task_revoked(
 
 def record_revoked(execution_id: int, *, reason: str) -> str:
     """Kill the run's processes and close the execution as killed; returns its status."""
-    from django.db import close_old_connections
+    from django.db import close_old_connections, connection
 
     from executors.shell import kill_agent_processes
     from jobs.agent import identity
@@ -84,7 +84,8 @@ def record_revoked(execution_id: int, *, reason: str) -> str:
     from jobs.services.executions import execution_finish, execution_kill
 
     killed = kill_agent_processes(identity().instance_id, str(execution_id))
-    close_old_connections()
+    if not connection.in_atomic_block:
+        close_old_connections()  # the consumer thread's connection may be stale
 
     def record() -> str:
         execution = Execution.objects.filter(pk=execution_id).first()
