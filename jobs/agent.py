@@ -228,6 +228,7 @@ class AgentStep(bootsteps.StartStopStep):
         self.left = True
         agent_local_stopped()
         self.beat.stop()
+        self.beat.join(timeout=5)  # a beat in flight must not write after `left`
         if self.reaper is not None:
             self.reaper.stop()  # a clean stop: the reaper exits quietly
         try:
