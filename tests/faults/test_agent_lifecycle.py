@@ -29,7 +29,7 @@ from tests.harness import wait_for
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
+@pytest.fixture
 def on_broker(
     request: pytest.FixtureRequest, faults: FaultCluster, services: Services
 ) -> Iterator[Broker]:
@@ -119,6 +119,7 @@ def test_a_stopping_agent_is_leaving_with_its_runs_until_they_end_then_left(
     report("agent-leaving", leaving_after=leaving_after, left_after=time.monotonic() - asked)
 
 
+@pytest.mark.parametrize("on_broker", ["redis", "rabbitmq"], indirect=True)
 def test_celery_terminate_and_revoke_are_recorded_as_killed_at_once(
     faults: FaultCluster, services: Services, on_broker: Broker
 ):
