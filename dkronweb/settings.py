@@ -401,6 +401,9 @@ DKRON: dict[str, Any] = {
     "HEARTBEAT_INTERVAL": env_float("DKRON_HEARTBEAT_INTERVAL", 5.0),
     "AGENT_DEAD_AFTER": env_float("DKRON_AGENT_DEAD_AFTER", 20.0),
     "QUEUED_REPUBLISH_AFTER": env_float("DKRON_QUEUED_REPUBLISH_AFTER", 60.0),
+    # The agent's reaper (jobs.reaper): kills a killed agent's job processes and reports it
+    # dead at once. Off, a dead agent is found by its heartbeat (AGENT_DEAD_AFTER).
+    "AGENT_REAPER": env_bool("DKRON_AGENT_REAPER", True),
     "OUTPUT_FLUSH_INTERVAL": env_float("DKRON_OUTPUT_FLUSH_INTERVAL", 1.0),
     "DEFAULT_MAX_RUNTIME": env_float("DKRON_DEFAULT_MAX_RUNTIME", 24 * 3600.0),
     "HARD_LIMIT_GRACE": env_float("DKRON_HARD_LIMIT_GRACE", 30.0),

@@ -591,3 +591,41 @@ def _kill_all(processes: Iterable[psutil.Process]) -> None:
     for proc in processes:
         with contextlib.suppress(psutil.Error):
             proc.kill()
+
+
+def agent_processes(instance_id: str, execution_id: str | None = None) -> list[psutil.Process]:
+    """Job processes started by the agent instance `instance_id` (found by environment, so
+    double-forked and re-parented ones too); only those of one execution when given."""
+    me = os.getpid()
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        env = _environ(proc)
+        if not env.get(SPAWNER_ENV) or env.get(AGENT_ID_ENV) != instance_id:
+            continue
+        if execution_id is not None and env.get("DKRON_EXECUTION_ID") != execution_id:
+            continue
+        found.append(proc)
+    return found
+
+
+def kill_agent_processes(instance_id: str, execution_id: str | None = None) -> list[int]:
+    """SIGKILL every job process of the agent instance (or of one of its executions), their
+    process groups first; scanned twice, for a fork in between. Returns the pids killed."""
+    killed: list[int] = []
+    for _ in range(2):
+        victims = agent_processes(instance_id, execution_id)
+        if not victims:
+            break
+        for proc in victims:
+            with contextlib.suppress(psutil.Error, OSError):
+                pgid = os.getpgid(proc.pid)
+                if pgid == proc.pid:  # a run's own group (start_new_session)
+                    os.killpg(pgid, signal.SIGKILL)
+        for proc in victims:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+            killed.append(proc.pid)
+        time.sleep(0.05)
+    return sorted(set(killed))

@@ -1,8 +1,11 @@
 """The agent role: a Celery worker with node tags (`celery worker --tag k=v`).
 
-A worker bootstep gives the worker its node identity, subscribes it to its node queue,
-registers it, heartbeats, closes what a dead predecessor of the same name left running, and
-marks it `left` on a clean stop.
+A worker bootstep gives the worker its node identity (and Celery's node name `<name>@<host>`
+unless `-n` says otherwise), subscribes it to its node queue, registers it, heartbeats, closes
+what a dead predecessor of the same name left running, starts its reaper (jobs.reaper), and on a
+warm stop marks it `leaving` (no new work) until its pool has finished, then `left`. Runs
+revoked or terminated through Celery's own control commands are recorded as killed at once.
+See docs/agents.md.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ class Heartbeat(threading.Thread):
         self.node = ident
         self.concurrency = concurrency
         self.stopped = threading.Event()
+        self.leaving = threading.Event()  # stopping: still heartbeats, with its real load
+        self.reaper: Any = None  # jobs.reaper.ReaperHandle, told the pool's pids each beat
 
     def run(self) -> None:
         from jobs.runner import running_count
@@ -81,16 +86,22 @@ class Heartbeat(threading.Thread):
         interval = settings.DKRON["HEARTBEAT_INTERVAL"]
         stored: dict[str, Any] | None = None  # the metrics snapshot the row holds
         while not self.stopped.wait(interval):
+            if self.reaper is not None:
+                self.reaper.tell_pids()
             try:
                 metrics = _metrics_snapshot()
+                running = running_count()
+                if self.leaving.is_set():
+                    # A prefork parent sees none of its children's runs: count them.
+                    running = max(running, svc.running_on(self.node.name))
                 ok = svc.agent_heartbeat(
                     name=self.node.name,
                     instance_id=self.node.instance_id,
-                    running=running_count(),
+                    running=running,
                     metrics=metrics if metrics != stored else None,  # unchanged: not rewritten
                 )
                 stored = metrics
-                if not ok:
+                if not ok and not self.leaving.is_set():
                     register(self.node, self.concurrency)
                     stored = None  # registering cleared it
             except Exception:
@@ -167,17 +178,59 @@ class AgentStep(bootsteps.StartStopStep):
 
         worker.app.amqp.queues.select_add(node_queue(self.ident.name))
         self.beat: Heartbeat | None = None
+        self.reaper: Any = None
+        self.left = False
+        global _step
+        _step = self
 
     def start(self, worker: Any) -> None:
         self.beat = start_agent(self.ident, int(worker.concurrency or 1))
+        from jobs import reaper
+
+        # From the main thread: the reaper's parent-death signal follows this thread.
+        try:
+            if settings.DKRON.get("AGENT_REAPER", True):
+                self.reaper = reaper.start(self.ident)
+        except Exception:
+            log.warning("could not start the agent's reaper", exc_info=True)
+        self.beat.reaper = self.reaper
 
     def stop(self, worker: Any) -> None:
+        """A warm stop: `leaving` now (no new work), `left` once the pool has finished."""
+        from jobs.runner import with_db_retry
+        from jobs.services.agents import agent_leaving
+
+        if self.beat is None or self.left:
+            return
+        self.beat.leaving.set()
+        try:
+            close_old_connections()
+            with_db_retry(
+                lambda: agent_leaving(name=self.ident.name, instance_id=self.ident.instance_id),
+                what="marking the agent leaving",
+                deadline=10.0,
+            )
+            log.info("agent %s is leaving: it finishes its runs, then leaves", self.ident.name)
+        except Exception:
+            log.warning("could not mark agent %s as leaving", self.ident.name, exc_info=True)
+
+    def terminate(self, worker: Any) -> None:
+        # A cold stop: the pool is being terminated, nothing is left to finish.
+        self.leave()
+
+    def leave(self) -> None:
+        """The pool has finished (worker_shutdown, or the process exits): `left`."""
         from jobs.runner import with_db_retry
         from jobs.services.agents import agent_leave, agent_local_stopped
 
+        if self.left or self.beat is None:
+            return
+        self.left = True
         agent_local_stopped()
-        if self.beat is not None:
-            self.beat.stop()
+        self.beat.stop()
+        self.beat.join(timeout=5)  # a beat in flight must not write after `left`
+        if self.reaper is not None:
+            self.reaper.stop()  # a clean stop: the reaper exits quietly
         try:
             # This thread's connection dates from start-up: a database restart since then
             # broke it. Health-check it (CONN_HEALTH_CHECKS) and retry briefly, so a clean
@@ -188,15 +241,60 @@ class AgentStep(bootsteps.StartStopStep):
                 what="leaving the cluster",
                 deadline=10.0,
             )
+            log.info("agent %s left", self.ident.name)
         except Exception:
             log.warning("could not mark agent %s as left", self.ident.name, exc_info=True)
 
 
+_step: AgentStep | None = None
+
+
+def _on_worker_shutdown(sender: Any = None, **kw: Any) -> None:
+    # Sent after the blueprint (and so the pool, which waits for its tasks) has stopped.
+    if _step is not None:
+        _step.leave()
+
+
+def _at_exit() -> None:
+    if _step is not None and _step.beat is not None and not _step.left:
+        _step.leave()
+
+
+def _celery_node_name(sender: Any = None, instance: Any = None, options: Any = None, **kw: Any):
+    """`--node-name X` without `-n`: Celery's node name is `X@<host>`, not `celery@<host>`.
+
+    celeryd_init comes before the worker sets up its queues and bootsteps, so everything
+    (the banner, the pidbox that `celery status/inspect/control -d` address) uses it. An
+    explicit `-n` wins: only Celery's default name is replaced.
+    """
+    from celery.utils.nodenames import default_nodename, nodename, nodesplit
+
+    if instance is None or getattr(instance, "hostname", None) != default_nodename(None):
+        return
+    name = (options or {}).get("node_name") or settings.NODE_NAME
+    instance.hostname = nodename(name, nodesplit(instance.hostname)[1])
+
+
 def install(app: Any) -> None:
+    import atexit
+
+    from celery import signals
+
+    from jobs import revoke
+
     app.user_options["worker"].add(
         Option(("--tag",), multiple=True, help="Node tag key=value (repeatable)")
     )
     app.user_options["worker"].add(
-        Option(("--node-name",), default=None, help="Agent name (default DKRON_NODE_NAME)")
+        Option(
+            ("--node-name",),
+            default=None,
+            help="Agent name (default DKRON_NODE_NAME); Celery's node name follows it "
+            "(<name>@<host>) unless -n is given",
+        )
     )
     app.steps["worker"].add(AgentStep)
+    signals.celeryd_init.connect(_celery_node_name, weak=False)
+    signals.worker_shutdown.connect(_on_worker_shutdown, weak=False)
+    signals.task_revoked.connect(revoke.on_task_revoked, weak=False)
+    atexit.register(_at_exit)

@@ -110,8 +110,15 @@ class ClusterCollector(Collector):
         family = GaugeMetricFamily(
             "dkronweb_agents", "Registered agents by state", labels=["state"]
         )
-        states: dict[str, int] = {"alive": 0, "failed": 0, "left": 0}
+        states: dict[str, int] = {"alive": 0, "leaving": 0, "failed": 0, "left": 0}
+        # `leaving` in one query, not one per agent (the rows come without it).
+        leaving = set(
+            Agent.objects.filter(pk__in=[a.pk for a in agents], leaving=True).values_list(
+                "pk", flat=True
+            )
+        )
         for agent in agents:
+            agent.leaving = agent.pk in leaving
             state = agent_services.agent_state(agent)
             states[state] = states.get(state, 0) + 1
         for state, n in sorted(states.items()):

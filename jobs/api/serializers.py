@@ -433,7 +433,7 @@ class MemberSerializer(serializers.Serializer):
     Port = serializers.IntegerField()
     Tags = serializers.DictField(child=serializers.CharField())
     Status = serializers.IntegerField(help_text="Serf status: 1 alive, 3 left, 4 failed")
-    statusText = serializers.ChoiceField(choices=["alive", "failed", "left"])
+    statusText = serializers.ChoiceField(choices=["alive", "leaving", "failed", "left"])
 
 
 class StatusSerializer(serializers.Serializer):

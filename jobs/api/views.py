@@ -40,7 +40,7 @@ from jobs.services.cluster import ensure_not_paused
 from jobs.services.executions import execution_kill
 from jobs.services.health import health_report
 
-SERF_STATUS = {"alive": 1, "left": 3, "failed": 4}
+SERF_STATUS = {"alive": 1, "leaving": 2, "left": 3, "failed": 4}
 
 
 class ApiView(APIView):
@@ -184,7 +184,12 @@ def member_to_dict(agent: Agent) -> dict[str, Any]:
         "DelegateCur": 4,
         "id": agent.name,
         "statusText": state,
-        "running": agent.running,
+        # A leaving agent is finishing its runs: what it still runs, not a stale heartbeat.
+        "running": (
+            max(agent.running, agent_services.running_on(agent.name))
+            if state == "leaving"
+            else agent.running
+        ),
         "last_heartbeat": agent.last_heartbeat.isoformat() if agent.last_heartbeat else None,
     }
 

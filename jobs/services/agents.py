@@ -64,6 +64,7 @@ def agent_register(
             "started_at": now,
             "last_heartbeat": now,
             "left": False,
+            "leaving": False,
             "metrics": {},  # a new instance counts from zero
         },
     )
@@ -95,10 +96,31 @@ def agent_heartbeat(
 
 
 def agent_leave(*, name: str, instance_id: str = "") -> int:
+    """The agent has stopped and finished its work: `left`."""
     qs = Agent.objects.filter(name=name)
     if instance_id:
         qs = qs.filter(instance_id=instance_id)
-    return qs.update(left=True, running=0)
+    return qs.update(left=True, leaving=False, running=0)
+
+
+def agent_leaving(*, name: str, instance_id: str) -> int:
+    """The agent is stopping: no new work from now on, it finishes what it runs (`leaving`)."""
+    return Agent.objects.filter(name=name, instance_id=instance_id).update(
+        leaving=True, last_heartbeat=timeutil.now()
+    )
+
+
+def agent_died(*, name: str, instance_id: str) -> int:
+    """The agent is known dead (its reaper saw it die): `failed` at once, not after
+    AGENT_DEAD_AFTER, so no placement picks it and the sweep moves its queued work now."""
+    return Agent.objects.filter(name=name, instance_id=instance_id, left=False).update(
+        last_heartbeat=None, leaving=False, running=0
+    )
+
+
+def running_on(name: str) -> int:
+    """Executions the database says are running on this agent."""
+    return Execution.objects.filter(node_name=name, status="running").count()
 
 
 @dataclass(frozen=True)
@@ -196,20 +218,22 @@ def alive_cutoff(now: datetime | None = None) -> datetime:
 
 
 def agent_state(agent: Agent, *, now: datetime | None = None) -> str:
-    """Dkron's statusText: alive, failed (heartbeat too old) or left."""
+    """Dkron's statusText: alive, leaving (stopping, finishing its runs), failed (heartbeat
+    too old, or its reaper reported it dead) or left."""
     if agent.left:
         return "left"
     if _is_local(agent):
-        return "alive"
+        return "leaving" if agent.leaving else "alive"
     if agent.last_heartbeat is None or agent.last_heartbeat < alive_cutoff(now):
         return "failed"
-    return "alive"
+    return "leaving" if agent.leaving else "alive"
 
 
 def alive_nodes(*, now: datetime | None = None) -> list[NodeInfo]:
     """The live agents, each with its load: the executions queued for or running on it.
 
-    Only agents: scheduler-only members are left out, so no placement, retry or move of an
+    A leaving agent (stopping) is not alive here: it gets no new work from the moment it
+    said so. Only agents: scheduler-only members are left out, so no placement, retry or move of an
     orphaned run (all of which choose from this list) can pick one, whatever a job's tags.
 
     The load is counted in the database, not taken from the heartbeat: a prefork agent's
@@ -221,7 +245,9 @@ def alive_nodes(*, now: datetime | None = None) -> list[NodeInfo]:
     if local is not None:  # alive while this process is: see agent_local_started
         alive |= Q(name=local.name, instance_id=local.instance_id)
     rows = list(
-        Agent.objects.filter(alive, left=False).values("name", "tags", "running", "concurrency")
+        Agent.objects.filter(alive, left=False, leaving=False).values(
+            "name", "tags", "running", "concurrency"
+        )
     )
     load = dict(
         Execution.objects.filter(

@@ -101,9 +101,11 @@ def test_agents_by_state_are_kept(api):
     add_agent("failed", {})
     Agent.objects.filter(name="failed").update(last_heartbeat=timeutil.now() - timedelta(hours=1))
     add_agent("left", {}, left=True)
+    add_agent("leaving", {})
+    Agent.objects.filter(name="leaving").update(leaving=True)
     metrics = scrape(api)
     states = {s.labels["state"]: s.value for s in metrics["dkronweb_agents"].samples}
-    assert states == {"alive": 1, "failed": 1, "left": 1}
+    assert states == {"alive": 1, "failed": 1, "left": 1, "leaving": 1}
 
 
 def test_missed_fires_in_total_and_per_job_only_for_jobs_that_missed(api):

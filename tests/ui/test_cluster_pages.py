@@ -110,3 +110,17 @@ def test_members_without_agents_explains_how_they_appear(client, db):
     client.force_login(make_user("viewer", "view_job"))
     page = client.get("/ui/members/").content.decode()
     assert "No agent has registered yet" in page
+
+
+def test_members_shows_a_leaving_agent_with_what_it_still_runs(client, admin_user):
+    from jobs.models import Agent
+
+    add_agent("agent-l", running=0, concurrency=2)  # a prefork heartbeat says 0
+    Agent.objects.filter(name="agent-l").update(leaving=True)
+    make_job("etl")
+    add_execution("etl", status="running", node="agent-l")
+    client.force_login(admin_user)
+    page = client.get("/ui/members/").content.decode()
+    row = re.search(r'<tr data-agent="agent-l" data-state="leaving".*?</tr>', page, re.S)
+    assert row, page
+    assert "1 / 2" in row.group(0) and "badge leaving" in row.group(0)

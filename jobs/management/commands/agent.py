@@ -1,4 +1,8 @@
-"""`manage.py agent --tag k=v`: a thin wrapper over `celery worker` for the agent role."""
+"""`manage.py agent --tag k=v`: a thin wrapper over `celery worker` for the agent role.
+
+Celery's node name follows --node-name (`<name>@<host>`) here as with `celery worker`; a `-n`
+among the extra arguments wins. See docs/agents.md.
+"""
 
 from __future__ import annotations
 

@@ -59,6 +59,8 @@ def members(request: HttpRequest) -> HttpResponse:
             "agent": agent,
             "state": agent_services.agent_state(agent),
             "executions": running.get(agent.name, []),
+            # A prefork agent's heartbeat cannot see its children's runs: count them too.
+            "running": max(agent.running, len(running.get(agent.name, []))),
         }
         for agent in Agent.objects.defer("metrics")
     ]
