@@ -185,3 +185,78 @@ class Cluster:
         for proc in reversed(self.procs):
             proc.stop()
         self.procs.clear()
+
+
+# --- RabbitMQ as the broker -------------------------------------------------------------------
+
+AMQP_URL = os.environ.get("DKRON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/dkronweb-test")
+
+
+def amqp_vhost(url: str = AMQP_URL) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(url).path[1:]) or "/"
+
+
+def require_rabbitmq(url: str = AMQP_URL) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    require(
+        reachable(parts.hostname or "127.0.0.1", parts.port or 5672),
+        f"RabbitMQ at {parts.hostname}:{parts.port or 5672} is needed (DKRON_TEST_AMQP_URL)",
+    )
+
+
+def reset_rabbitmq(url: str = AMQP_URL, queues: tuple[str, ...] = ()) -> None:
+    """An empty vhost: recreated with rabbitmqctl where it can (root on the broker's host),
+    otherwise the named queues are deleted (the vhost must then exist)."""
+    import shutil
+
+    vhost = amqp_vhost(url)
+    ctl = shutil.which("rabbitmqctl")
+    if ctl and os.geteuid() == 0 and vhost != "/":
+        from urllib.parse import unquote, urlsplit
+
+        user = unquote(urlsplit(url).username or "guest")
+        for args in (
+            ["delete_vhost", vhost],
+            ["add_vhost", vhost],
+            ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
+        ):
+            subprocess.run([ctl, "-q", *args], capture_output=True, timeout=60)
+        return
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=5) as conn:
+        for queue in queues:
+            channel = conn.channel()
+            with contextlib.suppress(Exception):
+                channel.queue_delete(queue)
+            with contextlib.suppress(Exception):
+                channel.close()
+
+
+@contextlib.contextmanager
+def celery_broker(url: str) -> Any:
+    """This process's Celery app and settings publish to `url` (the in-process API's runs)."""
+    from django.conf import settings
+
+    from dkronweb.celery import app
+
+    def drop_pools() -> None:
+        # Dropped, not closed: kombu keeps its pools per URL for the whole process, and a
+        # closed one would be handed back when this URL is used again.
+        # app.amqp too: its queues, exchanges and the task-sent events' dispatcher are bound
+        # to the broker they first met (the event exchange is fanout on Redis, topic on AMQP).
+        app._pool = None  # type: ignore[attr-defined]
+        app.__dict__.pop("amqp", None)
+
+    saved = app.conf.broker_url, settings.CELERY_BROKER_URL
+    drop_pools()
+    app.conf.broker_url = settings.CELERY_BROKER_URL = url
+    try:
+        yield
+    finally:
+        drop_pools()
+        app.conf.broker_url, settings.CELERY_BROKER_URL = saved
