@@ -309,19 +309,18 @@ def _amqp_depths(url: str, queues: set[str]) -> dict[str, int]:
     or running with acks_late) is not counted. A missing queue closes its channel; the next
     queue gets a fresh one.
     """
-    from amqp.exceptions import ChannelError
     from kombu import Connection
 
     options = {"read_timeout": BROKER_TIMEOUT, "write_timeout": BROKER_TIMEOUT}
     sizes: dict[str, int] = {}
     with Connection(url, connect_timeout=BROKER_TIMEOUT, transport_options=options) as conn:
-        conn.ensure_connection(max_retries=0, timeout=BROKER_TIMEOUT)
-        channel = conn.channel()
+        conn.ensure_connection(max_retries=0, timeout=max(1, int(BROKER_TIMEOUT)))
+        channel: Any = conn.channel()
         try:
             for queue in sorted(queues):
                 try:
                     _, count, _ = channel.queue_declare(queue=queue, passive=True)
-                except ChannelError as exc:
+                except Exception as exc:  # amqp.exceptions.NotFound: the queue is not there
                     if getattr(exc, "code", None) != NOT_FOUND:
                         raise
                     sizes[queue] = 0
