@@ -209,27 +209,38 @@ def require_rabbitmq(url: str = AMQP_URL) -> None:
 
 
 def reset_rabbitmq(url: str = AMQP_URL, queues: tuple[str, ...] = ()) -> None:
-    """An empty vhost: recreated with rabbitmqctl where it can (root on the broker's host),
-    otherwise the named queues are deleted (the vhost must then exist)."""
+    """Delete the vhost's queues (connections to it stay open, e.g. a web process's).
+
+    As root on the broker's host, rabbitmqctl creates the vhost when it is missing and lists
+    every queue in it; otherwise the named ones are deleted (the vhost must then exist).
+    """
     import shutil
+    from urllib.parse import unquote, urlsplit
+
+    from kombu import Connection
 
     vhost = amqp_vhost(url)
     ctl = shutil.which("rabbitmqctl")
-    if ctl and os.geteuid() == 0 and vhost != "/":
-        from urllib.parse import unquote, urlsplit
-
+    names = set(queues)
+    if ctl and os.geteuid() == 0:
         user = unquote(urlsplit(url).username or "guest")
-        for args in (
-            ["delete_vhost", vhost],
-            ["add_vhost", vhost],
-            ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
-        ):
-            subprocess.run([ctl, "-q", *args], capture_output=True, timeout=60)
-        return
-    from kombu import Connection
-
+        if vhost != "/":
+            for args in (
+                ["add_vhost", vhost],
+                ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
+            ):
+                subprocess.run([ctl, "-q", *args], capture_output=True, timeout=60)
+        listed = subprocess.run(
+            [ctl, "-q", "list_queues", "-p", vhost, "name", "--no-table-headers"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        names |= {n.strip() for n in listed.stdout.splitlines() if n.strip()}
     with Connection(url, connect_timeout=5) as conn:
-        for queue in queues:
+        for queue in sorted(names):
+            if vhost == "/" and not queue.startswith("dkron."):
+                continue  # a shared vhost: only dkronweb's own queues
             channel = conn.channel()
             with contextlib.suppress(Exception):
                 channel.queue_delete(queue)
