@@ -202,10 +202,25 @@ def require_rabbitmq(url: str = AMQP_URL) -> None:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
+    where = f"RabbitMQ at {parts.hostname}:{parts.port or 5672}"
     require(
         reachable(parts.hostname or "127.0.0.1", parts.port or 5672),
-        f"RabbitMQ at {parts.hostname}:{parts.port or 5672} is needed (DKRON_TEST_AMQP_URL)",
+        f"{where} is needed (DKRON_TEST_AMQP_URL)",
     )
+    reset_rabbitmq(url)  # creates the vhost where rabbitmqctl can
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=5) as conn:
+            conn.ensure_connection(max_retries=0)
+    except Exception as exc:
+        vhost = amqp_vhost(url)
+        require(
+            False,
+            f"{where}: vhost {vhost!r} is not usable ({exc}); create it (rabbitmqctl add_vhost "
+            f"{vhost}; rabbitmqctl set_permissions -p {vhost} guest '.*' '.*' '.*') or set "
+            "DKRON_TEST_AMQP_URL",
+        )
 
 
 def reset_rabbitmq(url: str = AMQP_URL, queues: tuple[str, ...] = ()) -> None:
