@@ -313,7 +313,10 @@ def _amqp_depths(url: str, queues: set[str]) -> dict[str, int]:
 
     options = {"read_timeout": BROKER_TIMEOUT, "write_timeout": BROKER_TIMEOUT}
     sizes: dict[str, int] = {}
-    with Connection(url, connect_timeout=BROKER_TIMEOUT, transport_options=options) as conn:
+    ssl = getattr(settings, "CELERY_BROKER_USE_SSL", None) or False
+    with Connection(
+        url, connect_timeout=BROKER_TIMEOUT, transport_options=options, ssl=ssl
+    ) as conn:
         conn.ensure_connection(max_retries=0, timeout=max(1, int(BROKER_TIMEOUT)))
         channel: Any = conn.channel()
         try:
