@@ -27,6 +27,38 @@ def time_limits(snapshot: dict[str, Any]) -> tuple[float, float]:
     return float(soft), float(soft) + settings.DKRON["HARD_LIMIT_GRACE"]
 
 
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else ""
+
+
+def task_labels(execution: Execution) -> dict[str, Any]:
+    """What Celery's tools show for the run task instead of `run_execution(execution_id)`.
+
+    `shadow` is the name Flower, `celery events` and `inspect active` list the task under
+    (`run <job> #<attempt> @ <scheduled time>`); `kwargsrepr` is the readable arguments. The
+    message's real task name (`dkronweb.run_execution`, the `type` in `inspect`) and its
+    arguments stay as they were, so agents of two releases still run each other's messages.
+    """
+    run = execution._state.fields_cache.get("run")  # never a query of its own
+    trigger = str(run.trigger) if run is not None else ""
+    scheduled = execution.scheduled_at or (run.scheduled_at if run is not None else None)
+    # A run without a scheduled time (run now, a dependent job) shows when it was queued.
+    when = _when(scheduled or execution.queued_at)
+    shadow = f"run {execution.job_name} #{execution.attempt}" + (f" @ {when}" if when else "")
+    if trigger and trigger != "schedule":
+        shadow += f" ({trigger})"
+    readable = {
+        "execution_id": execution.pk,
+        "job": execution.job_name,
+        "scheduled_at": _when(scheduled) or None,
+        "attempt": execution.attempt,
+        "run_id": execution.run_id,
+        "trigger": trigger or None,
+        "v": MESSAGE_VERSION,
+    }
+    return {"shadow": shadow, "kwargsrepr": repr(readable)}
+
+
 def publish(execution: Execution, *, countdown: float = 0.0) -> None:
     """Send the run task to the execution's queue (call after the row is committed)."""
     publish_many([execution], countdown=countdown)
@@ -52,6 +84,7 @@ def publish_many(executions: list[Execution], *, countdown: float = 0.0) -> None
                 soft_time_limit=int(soft),
                 time_limit=int(hard),
                 producer=producer,
+                **task_labels(execution),
             )
     Execution.objects.filter(pk__in=[e.pk for e in executions]).update(published_at=timeutil.now())
 

@@ -13,6 +13,7 @@ with the agent. Queue depths are read from the broker; a broker that does not an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterable, Iterator
@@ -259,12 +260,16 @@ def _broker_url() -> str:
 def queue_depths(queues: Iterable[str]) -> dict[str, int] | None:
     """Messages per queue: the given ones and any node queue the broker holds.
 
-    None when the transport is not one this can read (Redis and the in-memory broker are).
+    None when the transport is not one this can read (Redis, RabbitMQ and the in-memory
+    broker are). AMQP cannot list queues: there the depths are those of the given queues (the
+    default queue and every registered agent's), a queue not declared yet counting 0.
     """
     url = _broker_url()
     scheme = urlsplit(url).scheme.split("+")[0]
     if scheme in ("redis", "rediss"):
         return _redis_depths(url, set(queues))
+    if scheme in AMQP_SCHEMES:
+        return _amqp_depths(url, set(queues))
     if scheme == "memory":
         return _memory_depths(set(queues))
     return None
@@ -311,6 +316,44 @@ def _redis_depths(url: str, queues: set[str]) -> dict[str, int]:
         queue: int(sum(lengths[i * len(steps) : (i + 1) * len(steps)]))
         for i, queue in enumerate(ordered)
     }
+
+
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+NOT_FOUND = 404  # the AMQP reply code of a passive declare of a queue that does not exist
+
+
+def _amqp_depths(url: str, queues: set[str]) -> dict[str, int]:
+    """message_count of a passive queue.declare per queue (RabbitMQ), over one connection.
+
+    Ready messages only, as LLEN in Redis: a message an agent holds unacknowledged (prefetched,
+    or running with acks_late) is not counted. A missing queue closes its channel; the next
+    queue gets a fresh one.
+    """
+    from kombu import Connection
+
+    options = {"read_timeout": BROKER_TIMEOUT, "write_timeout": BROKER_TIMEOUT}
+    sizes: dict[str, int] = {}
+    ssl = getattr(settings, "CELERY_BROKER_USE_SSL", None) or False
+    with Connection(
+        url, connect_timeout=BROKER_TIMEOUT, transport_options=options, ssl=ssl
+    ) as conn:
+        conn.ensure_connection(max_retries=0, timeout=max(1, int(BROKER_TIMEOUT)))
+        channel: Any = conn.channel()
+        try:
+            for queue in sorted(queues):
+                try:
+                    _, count, _ = channel.queue_declare(queue=queue, passive=True)
+                except Exception as exc:  # amqp.exceptions.NotFound: the queue is not there
+                    if getattr(exc, "code", None) != NOT_FOUND:
+                        raise
+                    sizes[queue] = 0
+                    channel = conn.channel()
+                    continue
+                sizes[queue] = int(count)
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+    return sizes
 
 
 def _memory_depths(queues: set[str]) -> dict[str, int]:

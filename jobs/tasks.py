@@ -7,16 +7,40 @@ from typing import Any
 from celery import shared_task
 
 from jobs import dispatch, timeutil
-from jobs.models import Execution
+from jobs.models import Execution, ExecutionStatus
+
+# Ends of an execution that Celery's tools (Flower, `celery events`) must show as FAILURE.
+FAILED_STATUSES = (ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT, ExecutionStatus.KILLED)
 
 
-@shared_task(bind=True, name="dkronweb.run_execution", ignore_result=True)
+class ExecutionFailed(Exception):
+    """The execution ended failed, timed out or killed, and no retry follows.
+
+    Raised after the runner has recorded everything, only so that the Celery task ends in
+    FAILURE (a `task-failed` event) rather than SUCCESS. Listed in the task's `throws`: the
+    worker logs one line for it, not a traceback, and nothing retries it.
+    """
+
+    def __init__(self, execution_id: int, job: str, status: str, reason: str = "") -> None:
+        self.execution_id, self.job, self.status, self.reason = execution_id, job, status, reason
+        text = f"execution {execution_id} of job {job!r} ended {status}"
+        super().__init__(f"{text}: {reason}" if reason else text)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable for prefork pools
+        return (type(self), (self.execution_id, self.job, self.status, self.reason))
+
+
+@shared_task(
+    bind=True, name="dkronweb.run_execution", ignore_result=True, throws=(ExecutionFailed,)
+)
 def run_execution(self: Any, execution_id: int, v: int = dispatch.MESSAGE_VERSION) -> None:
     """Run one execution on this agent; a failed attempt comes back as a Celery retry."""
     from jobs import agent, runner
 
-    retry = runner.run_execution(execution_id, node_name=agent.identity().name)
+    node_name = agent.identity().name
+    retry = runner.run_execution(execution_id, node_name=node_name)
     if retry is None:
+        _raise_if_failed(execution_id, node_name)
         return
     countdown = 0.0
     if retry.not_before is not None:
@@ -27,7 +51,23 @@ def run_execution(self: Any, execution_id: int, v: int = dispatch.MESSAGE_VERSIO
         countdown=countdown,
         queue=retry.queue,
         max_retries=None,
+        **dispatch.task_labels(retry),
     )
+
+
+def _raise_if_failed(execution_id: int, node_name: str) -> None:
+    """ExecutionFailed when this agent ran the execution and it ended badly.
+
+    A delivery that found the execution taken by another delivery, killed while queued or
+    deleted ran nothing here: it stays SUCCESS (there is nothing for it to report).
+    """
+    row = (
+        Execution.objects.filter(pk=execution_id, node_name=node_name, finished_at__isnull=False)
+        .values("job_name", "status", "reason")
+        .first()
+    )
+    if row is not None and row["status"] in FAILED_STATUSES:
+        raise ExecutionFailed(execution_id, row["job_name"], row["status"], row["reason"])
 
 
 @shared_task(name="dkronweb.notify_run", ignore_result=True)

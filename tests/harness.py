@@ -185,3 +185,104 @@ class Cluster:
         for proc in reversed(self.procs):
             proc.stop()
         self.procs.clear()
+
+
+# --- RabbitMQ as the broker -------------------------------------------------------------------
+
+AMQP_URL = os.environ.get("DKRON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/dkronweb-test")
+
+
+def amqp_vhost(url: str = AMQP_URL) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(url).path[1:]) or "/"
+
+
+def require_rabbitmq(url: str = AMQP_URL) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    where = f"RabbitMQ at {parts.hostname}:{parts.port or 5672}"
+    require(
+        reachable(parts.hostname or "127.0.0.1", parts.port or 5672),
+        f"{where} is needed (DKRON_TEST_AMQP_URL)",
+    )
+    reset_rabbitmq(url)  # creates the vhost where rabbitmqctl can
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=5) as conn:
+            conn.ensure_connection(max_retries=0)
+    except Exception as exc:
+        vhost = amqp_vhost(url)
+        require(
+            False,
+            f"{where}: vhost {vhost!r} is not usable ({exc}); create it (rabbitmqctl add_vhost "
+            f"{vhost}; rabbitmqctl set_permissions -p {vhost} guest '.*' '.*' '.*') or set "
+            "DKRON_TEST_AMQP_URL",
+        )
+
+
+def reset_rabbitmq(url: str = AMQP_URL, queues: tuple[str, ...] = ()) -> None:
+    """Delete the vhost's queues (connections to it stay open, e.g. a web process's).
+
+    As root on the broker's host, rabbitmqctl creates the vhost when it is missing and lists
+    every queue in it; otherwise the named ones are deleted (the vhost must then exist).
+    """
+    import shutil
+    from urllib.parse import unquote, urlsplit
+
+    from kombu import Connection
+
+    vhost = amqp_vhost(url)
+    ctl = shutil.which("rabbitmqctl")
+    names = set(queues)
+    if ctl and os.geteuid() == 0:
+        user = unquote(urlsplit(url).username or "guest")
+        if vhost != "/":
+            for args in (
+                ["add_vhost", vhost],
+                ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
+            ):
+                subprocess.run([ctl, "-q", *args], capture_output=True, timeout=60)
+        listed = subprocess.run(
+            [ctl, "-q", "list_queues", "-p", vhost, "name", "--no-table-headers"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        names |= {n.strip() for n in listed.stdout.splitlines() if n.strip()}
+    with Connection(url, connect_timeout=5) as conn:
+        for queue in sorted(names):
+            if vhost == "/" and not queue.startswith("dkron."):
+                continue  # a shared vhost: only dkronweb's own queues
+            channel = conn.channel()
+            with contextlib.suppress(Exception):
+                channel.queue_delete(queue)
+            with contextlib.suppress(Exception):
+                channel.close()
+
+
+@contextlib.contextmanager
+def celery_broker(url: str) -> Any:
+    """This process's Celery app and settings publish to `url` (the in-process API's runs)."""
+    from django.conf import settings
+
+    from dkronweb.celery import app
+
+    def drop_pools() -> None:
+        # Dropped, not closed: kombu keeps its pools per URL for the whole process, and a
+        # closed one would be handed back when this URL is used again.
+        # app.amqp too: its queues, exchanges and the task-sent events' dispatcher are bound
+        # to the broker they first met (the event exchange is fanout on Redis, topic on AMQP).
+        app._pool = None  # type: ignore[attr-defined]
+        app.__dict__.pop("amqp", None)
+
+    saved = app.conf.broker_url, settings.CELERY_BROKER_URL
+    drop_pools()
+    app.conf.broker_url = settings.CELERY_BROKER_URL = url
+    try:
+        yield
+    finally:
+        drop_pools()
+        app.conf.broker_url, settings.CELERY_BROKER_URL = saved

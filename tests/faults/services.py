@@ -297,10 +297,19 @@ class Api:
 class Services:
     """The session's private servers and the web process that serves the API on them."""
 
-    def __init__(self, workdir: Path, pg: PostgresServer, redis: RedisServer) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        pg: PostgresServer,
+        redis: RedisServer,
+        broker_url: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.pg = pg
         self.redis = redis
+        # None: the private Redis. An amqp:// URL (a RabbitMQ vhost, see use_broker) is the
+        # machine's RabbitMQ, which these tests never stop or restart.
+        self.broker_override = broker_url
         self.db = Db(pg.url())
         self.web: Proc | None = None
         self.web_port = free_port()
@@ -311,7 +320,7 @@ class Services:
         env.update(
             DJANGO_SETTINGS_MODULE="dkronweb.settings_test",
             DKRON_DATABASE_URL=self.pg.url(),
-            DKRON_BROKER_URL=self.redis.url(),
+            DKRON_BROKER_URL=self.broker_url,
             DKRON_DATA_DIR=str(self.workdir / "data"),
             DKRON_SECRET_KEY="fault-tests-secret-key",
             DKRON_ADMIN_PASSWORD=ADMIN_PASSWORD,
@@ -320,6 +329,20 @@ class Services:
         )
         env.update(extra)
         return env
+
+    @property
+    def broker_url(self) -> str:
+        return self.broker_override or self.redis.url()
+
+    def use_broker(self, url: str | None, log_dir: Path) -> None:
+        """Every process started from now on, the web process included, uses `url` (None: the
+        private Redis again). The web process is restarted on it."""
+        if url == self.broker_override:
+            return
+        if self.web is not None:
+            self.web.stop()
+        self.broker_override = url
+        self.start_web(log_dir)
 
     def migrate(self) -> None:
         done = subprocess.run(
@@ -356,6 +379,10 @@ class Services:
             "TRUNCATE jobs_execution, jobs_run, jobs_job, jobs_agent, jobs_lease CASCADE"
         )
         self.redis.flushall()
+        if self.broker_override:
+            from tests.harness import reset_rabbitmq
+
+            reset_rabbitmq(self.broker_override, ("dkron.default",))
 
     def close(self) -> None:
         if self.web is not None:

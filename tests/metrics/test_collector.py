@@ -240,7 +240,7 @@ def test_the_in_memory_broker_of_the_embedded_mode(api, settings):
 
 
 def test_a_transport_it_cannot_read_reports_no_depth(api, settings):
-    settings.CELERY_BROKER_URL = "amqp://guest@127.0.0.1:9//"
+    settings.CELERY_BROKER_URL = "sqs://127.0.0.1:9/"
     metrics = scrape(api)
     assert "dkronweb_broker_up" not in metrics
     assert metrics["dkronweb_queue_depth"].samples == []
