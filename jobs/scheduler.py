@@ -151,6 +151,7 @@ class JobScheduler(DatabaseScheduler):
         self.renewer: _Renewer | None = None
         self.tokens = 0.0  # the catch-up publish budget (CATCHUP_RATE per second)
         self.last_refill = time.monotonic()
+        self.tick_started = time.monotonic()
         super().__init__(*args, **kwargs)
 
     # --- starting and stopping -------------------------------------------------------------
@@ -282,7 +283,7 @@ class JobScheduler(DatabaseScheduler):
         self._check_stop()
         tick_max = _conf()["TICK_MAX"]
         self.busy = True
-        started = time.monotonic()
+        self.tick_started = time.monotonic()
         try:
             if _conf()["CLOCK_FROM_DATABASE"]:
                 timeutil.follow(lease.database_clock_offset())
@@ -298,13 +299,9 @@ class JobScheduler(DatabaseScheduler):
                 self.is_leader = False
             interval = tick_max
         else:
-            now = timeutil.now()
-            if time.monotonic() - started > float(_conf()["AGENT_DEAD_AFTER"]) / 2:
-                # The database answered, but only after a stall (a hang, not an error): the
-                # agents could not heartbeat meanwhile either, so the outage grace applies.
-                agents.database_unreachable(last_ok=self.last_ok)
-            self.last_ok = now
-            agents.database_reachable(now=now)
+            self._note_stall()
+            self.last_ok = timeutil.now()
+            agents.database_reachable(now=self.last_ok)
         finally:
             self.busy = False
         self._check_stop()  # a signal during the tick: what it committed is published
@@ -327,6 +324,7 @@ class JobScheduler(DatabaseScheduler):
             # Standbys retry often so one takes over within TTL + 0.5 s of the leader's death.
             return min(tick_max, 0.5)
         fence = self.fence if _conf()["LEASE_ENABLED"] else None
+        self._note_stall()  # before placing runs on agents that could not heartbeat
         report = runs.fire_due_jobs(fence=fence)
         if report.fenced:
             self.lease_lost("the fire transaction's fence")
@@ -359,6 +357,15 @@ class JobScheduler(DatabaseScheduler):
         if catchup_wait is not None:
             interval = min(interval, catchup_wait)
         return max(interval, 0.001)
+
+    def _note_stall(self) -> None:
+        """A tick whose database calls hung for longer than half the agents' dead time met a
+        database stall (a hang, not an error): the agents could not heartbeat meanwhile
+        either, so their liveness gets the outage grace (agents.database_unreachable), as
+        after an error. Checked before the fires are placed and when the tick ends."""
+        if time.monotonic() - self.tick_started > float(_conf()["AGENT_DEAD_AFTER"]) / 2:
+            agents.database_unreachable(last_ok=self.last_ok)
+            agents.database_reachable(now=timeutil.now())
 
     def _publish_catchups(self) -> float | None:
         """Publish the catch-up runs whose slot has come, at most CATCHUP_RATE per second
