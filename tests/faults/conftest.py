@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.agent_cli import Broker, broker
 from tests.faults.services import FaultCluster, Services, private_services
 from tests.harness import require
 
@@ -49,3 +50,13 @@ def faults(
     finally:
         cluster.stop_all()
         services.ensure_up()
+
+
+@pytest.fixture
+def on_broker(
+    request: pytest.FixtureRequest, faults: FaultCluster, services: Services
+) -> Iterator[Broker]:
+    """The fault cluster on the broker a test is parametrized with (indirect: redis or
+    rabbitmq; see tests/faults/agent_cli.py)."""
+    with broker(request.param, faults, services) as chosen:
+        yield chosen

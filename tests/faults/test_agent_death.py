@@ -14,25 +14,16 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
 from jobs.scheduler import SWEEP_EVERY
-from tests.faults.agent_cli import Broker, broker, celery_worker, job_processes
+from tests.faults.agent_cli import Broker, celery_worker, job_processes
 from tests.faults.services import AGENT_DEAD_AFTER, FaultCluster, Services, report
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def on_broker(
-    request: pytest.FixtureRequest, faults: FaultCluster, services: Services
-) -> Iterator[Broker]:
-    with broker(request.param, faults, services) as chosen:
-        yield chosen
 
 
 PRODUCTION = {"DKRON_AGENT_DEAD_AFTER": "20", "DKRON_QUEUED_REPUBLISH_AFTER": "60"}

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from tests.faults.agent_cli import (
     HOST,
     Broker,
-    broker,
     celery_cli,
     celery_worker,
     inspect_json,
@@ -27,14 +25,6 @@ from tests.faults.services import FaultCluster, Services, report
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def on_broker(
-    request: pytest.FixtureRequest, faults: FaultCluster, services: Services
-) -> Iterator[Broker]:
-    with broker(request.param, faults, services) as chosen:
-        yield chosen
 
 
 def _execution(services: Services, job: str, status: str | None = None):
