@@ -63,6 +63,9 @@ class Infra:
             DKBENCH_BROKER_URL=self.broker_url,
             DKBENCH_PREFIX=self.prefix,
             PYTHONUNBUFFERED="1",
+            # Celery task events are on by default (Flower); DKBENCH_TASK_EVENTS=false measures
+            # what they cost.
+            DKRON_TASK_EVENTS=os.environ.get("DKBENCH_TASK_EVENTS", "true"),
         )
         env.update(extra)
         return env
