@@ -20,8 +20,8 @@ run: $(STAMP)
 
 ## The whole test suite (real PostgreSQL, Redis, Celery workers), then the API, services,
 ## firing, runs, UI and admin tests again on SQLite (the embedded default). CI runs exactly this.
-SQLITE_TESTS := tests/api tests/jobs tests/ui tests/admin tests/ops tests/operations \
-	tests/processors tests/notifications
+SQLITE_TESTS := tests/web/api tests/web/ui tests/web/admin tests/jobs tests/agent tests/scheduler \
+	tests/operations tests/processors tests/notifications
 test: $(STAMP)
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory test-sqlite
@@ -60,6 +60,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports  # the layering contracts in pyproject.toml (docs/layout.md)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

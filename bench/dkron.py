@@ -33,7 +33,7 @@ from bench.report import (
 from jobs.models import Agent, Execution, Job, Run
 from jobs.services import agents as agent_services
 from jobs.services import lease as lease_services
-from jobs.services.jobs import compute_next_run
+from jobs.timing import compute_next_run
 
 ECHO = {"executor": "echo", "executor_config": {"message": "bench"}}
 ACTIVE = ("queued", "running")

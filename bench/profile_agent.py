@@ -48,7 +48,8 @@ def _profile(n: int) -> None:
     from django.core.management import call_command
     from django.db import connection, transaction
 
-    from jobs import dispatch, runner
+    from agent import runner
+    from jobs import dispatch
     from jobs.models import Execution, Job
     from jobs.services.agents import agent_register
     from jobs.services.executions import execution_claim, execution_finish

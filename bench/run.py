@@ -48,7 +48,7 @@ def setup_django(ctx: Context) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
-    from jobs.api.auth import token_create
+    from web.api.auth import token_create
 
     user = get_user_model().objects.create_superuser("bench", "bench@example.com", "bench-pass")
     ctx.extra["token"] = token_create(user=user, name="bench")[1]

@@ -270,7 +270,7 @@ def setup_django(soak: Soak) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
-    from jobs.api.auth import token_create
+    from web.api.auth import token_create
 
     user = get_user_model().objects.create_superuser("soak", "soak@example.com", "soak-pass")
     soak.token = token_create(user=user, name="soak")[1]

@@ -1,21 +1,54 @@
-"""The Celery application: configured from Django settings (prefix CELERY_)."""
+"""The Celery application: configured from Django settings (prefix CELERY_).
+
+The agent role is wired in through Celery's own hooks, by name, so that importing the app (which
+every Django process does, through `dkronweb/__init__`) imports no role and no model:
+- the agent's bootstep is a dotted path that Celery loads when a worker starts, after its
+  Django fixup has set Django up (`worker_init`);
+- the tasks are found by `autodiscover_tasks` (`agent/tasks.py`), lazily;
+- the worker's extra CLI options (`--tag`, `--node-name`) and the node-name rule are here, since
+  Celery builds its command line from the app before any worker code runs.
+The core publishes by task name (`jobs.dispatch`), so it never imports the agent either.
+"""
+
+from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
+from click import Option
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dkronweb.settings")
 
 app = Celery("dkronweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["jobs"])
+app.autodiscover_tasks(["agent"])
+app.steps["worker"].add("agent.worker:AgentStep")
+app.user_options["worker"].add(  # type: ignore[attr-defined]
+    Option(("--tag",), multiple=True, help="Node tag key=value (repeatable)")
+)
+app.user_options["worker"].add(  # type: ignore[attr-defined]
+    Option(
+        ("--node-name",),
+        default=None,
+        help="Agent name (default DKRON_NODE_NAME); Celery's node name follows it "
+        "(<name>@<host>) unless -n is given",
+    )
+)
 
 
-def _install_agent() -> None:
-    # Imported lazily: jobs.agent needs Django settings, which are ready by now.
-    from jobs.agent import install
+@signals.celeryd_init.connect(weak=False)
+def _celery_node_name(sender: Any = None, instance: Any = None, options: Any = None, **kw: Any):
+    """`--node-name X` without `-n`: Celery's node name is `X@<host>`, not `celery@<host>`.
 
-    install(app)
+    celeryd_init comes before the worker sets up its queues and bootsteps, so everything
+    (the banner, the pidbox that `celery status/inspect/control -d` address) uses it. An
+    explicit `-n` wins: only Celery's default name is replaced.
+    """
+    from celery.utils.nodenames import default_nodename, nodename, nodesplit
+    from django.conf import settings
 
-
-_install_agent()
+    if instance is None or getattr(instance, "hostname", None) != default_nodename(None):
+        return
+    name = (options or {}).get("node_name") or settings.NODE_NAME
+    instance.hostname = nodename(name, nodesplit(instance.hostname)[1])

@@ -19,6 +19,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from dkronweb import __version__
 from executors import netguard
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -158,8 +159,12 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_celery_beat",
-    "jobs",
-    "jobs.ui",
+    "jobs",  # the domain core: models, services, selectors, schedule
+    "web",  # the web role: /v1 API, admin, /metrics
+    "web.ui",  # the web UI (its own app for templates, tags and static files)
+    "scheduler",  # the scheduler role: `manage.py scheduler`
+    "agent",  # the agent role: `manage.py agent`, `leave`
+    "dkronweb",  # the project: `manage.py serve` (every role in one process)
 ]
 
 MIDDLEWARE = [
@@ -189,7 +194,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "jobs.ui.access.permissions",
+                "web.ui.access.permissions",
             ]
         },
     }
@@ -295,7 +300,7 @@ if _proxy_header:
         "HTTP_" + _proxy_header.strip().upper().replace("-", "_"),
         _proxy_value.strip() or "https",
     )
-# Content-Security-Policy of the /ui/ pages (jobs/ui/csp.py): this server's script and
+# Content-Security-Policy of the /ui/ pages (web/ui/csp.py): this server's script and
 # stylesheet only, no inline code, no framing.
 CSP_ENABLED = env_bool("DKRON_CSP", True)
 CONTENT_SECURITY_POLICY = {
@@ -312,7 +317,7 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 if CSP_ENABLED:
-    MIDDLEWARE.insert(1, "jobs.ui.csp.UIContentSecurityPolicy")
+    MIDDLEWARE.insert(1, "web.ui.csp.UIContentSecurityPolicy")
 
 # Error pages and error mails hide passwords in URLs and every secret setting, even with
 # DKRON_DEBUG on (dkronweb/error_reports.py).
@@ -320,17 +325,17 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "dkronweb.error_reports.SecretsFilter"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "jobs.api.auth.TokenAuthentication",
+        "web.api.auth.TokenAuthentication",
         "rest_framework.authentication.BasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["jobs.api.permissions.ApiAccess"],
+    "DEFAULT_PERMISSION_CLASSES": ["web.api.permissions.ApiAccess"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "web.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -364,7 +369,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes the database connection after every task unless told to reuse
 # it; reconnecting cost a sixth of an agent's time. Broken connections are retried anyway.
 CELERY_DB_REUSE_MAX = 1000
-CELERY_BEAT_SCHEDULER = "jobs.scheduler:JobScheduler"
+CELERY_BEAT_SCHEDULER = "scheduler.beat:JobScheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = 1
 # Task events (docs/celery-tools.md): agents send task-received/started/succeeded/failed/retried,
 # so Flower and `celery events` work without `-E` or `enable_events`. About one small event
@@ -392,6 +397,7 @@ def _job_env_passthrough() -> tuple[str, ...]:
     return tuple(names)
 
 
+VERSION = __version__  # what agents register and /v1/ answers (the core reads it here)
 NODE_NAME = env("DKRON_NODE_NAME", socket.gethostname().split(".")[0].lower())
 DKRON: dict[str, Any] = {
     "LEASE_TTL": env_float("DKRON_LEASE_TTL", 4.0),
@@ -411,7 +417,7 @@ DKRON: dict[str, Any] = {
     "HEARTBEAT_INTERVAL": env_float("DKRON_HEARTBEAT_INTERVAL", 5.0),
     "AGENT_DEAD_AFTER": env_float("DKRON_AGENT_DEAD_AFTER", 20.0),
     "QUEUED_REPUBLISH_AFTER": env_float("DKRON_QUEUED_REPUBLISH_AFTER", 60.0),
-    # The agent's reaper (jobs.reaper): kills a killed agent's job processes and reports it
+    # The agent's reaper (agent.reaper): kills a killed agent's job processes and reports it
     # dead at once. Off, a dead agent is found by its heartbeat (AGENT_DEAD_AFTER).
     "AGENT_REAPER": env_bool("DKRON_AGENT_REAPER", True),
     "OUTPUT_FLUSH_INTERVAL": env_float("DKRON_OUTPUT_FLUSH_INTERVAL", 1.0),
@@ -499,20 +505,20 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
-    "jobs.api.auth.BasicAuthentication" if name.endswith(".BasicAuthentication") else name
+    "web.api.auth.BasicAuthentication" if name.endswith(".BasicAuthentication") else name
     for name in REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"]
 ]
 AXES_FAILURE_LIMIT = int(env_float("DKRON_LOGIN_FAILURE_LIMIT", 10))
 AXES_COOLOFF_TIME = env_duration("DKRON_LOGIN_COOLOFF", 900.0) / 3600  # hours, as axes wants
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "jobs.api.auth.lockout_response"
+AXES_LOCKOUT_CALLABLE = "web.api.auth.lockout_response"
 AXES_VERBOSE = False
 # The client address is REMOTE_ADDR, unless DKRON_TRUST_X_FORWARDED_FOR=true: then the last
 # X-Forwarded-For entry, which a proxy that is the only way in must write (docs/nginx.conf
 # overwrites it), or a client could pick its own address.
 TRUST_X_FORWARDED_FOR = env_bool("DKRON_TRUST_X_FORWARDED_FOR", False)
-AXES_CLIENT_IP_CALLABLE = "jobs.api.auth.client_address"
+AXES_CLIENT_IP_CALLABLE = "web.api.auth.client_address"
 
 # --- Email (notifications) -------------------------------------------------------------
 EMAIL_BACKEND = env("DKRON_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

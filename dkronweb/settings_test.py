@@ -35,7 +35,8 @@ from dkronweb.settings import ALLOWED_HOSTS, DATABASES, DKRON  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Django's test client says `Host: testserver`; the test runner allows it only once it has set
-# up, and some test modules request at import (tests/api/test_fuzz.py reads the OpenAPI document).
+# up, and some test modules request at import (tests/web/api/test_fuzz.py reads the OpenAPI
+# document).
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]
 DKRON.update(
     {

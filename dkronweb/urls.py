@@ -4,13 +4,13 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from jobs.api.views import MetricsView, StatusView, health
+from web.api.views import MetricsView, StatusView, health
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/ui/", permanent=False)),
     path("v1", StatusView.as_view()),
-    path("v1/", include("jobs.api.urls")),
-    path("ui/", include("jobs.ui.urls")),
+    path("v1/", include("web.api.urls")),
+    path("ui/", include("web.ui.urls")),
     path("admin/", admin.site.urls),
     path("health", health),
     path("metrics", MetricsView.as_view()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
@@ -15,6 +16,10 @@ log = logging.getLogger("dkronweb.dispatch")
 
 # Bumped when the task's arguments change, so agents of two releases can run side by side.
 MESSAGE_VERSION = 1
+# The agent's tasks, by name: the core publishes them without importing the agent role
+# (agent/tasks.py registers these names; Celery's `current_app` is dkronweb.celery's app).
+RUN_TASK = "dkronweb.run_execution"
+NOTIFY_TASK = "dkronweb.notify_run"
 
 
 def node_queue(node_name: str) -> str:
@@ -69,15 +74,14 @@ def publish_many(executions: list[Execution], *, countdown: float = 0.0) -> None
 
     `execution.run` must be loaded (the batch path sets it) for the time limits.
     """
-    from dkronweb.celery import app
-    from jobs.tasks import run_execution
-
     if not executions:
         return
+    app = current_app
     with app.producer_or_acquire() as producer:  # type: ignore[attr-defined]
         for execution in executions:
             soft, hard = time_limits(execution.run.snapshot)
-            run_execution.apply_async(
+            app.send_task(
+                RUN_TASK,
                 kwargs={"execution_id": execution.pk, "v": MESSAGE_VERSION},
                 queue=execution.queue,
                 countdown=countdown,

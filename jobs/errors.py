@@ -7,7 +7,7 @@ from typing import Any
 
 class DomainError(Exception):
     """`message` is the text the API answers (Dkron's own where Dkron has one: see
-    jobs.api.errors); `details` maps fields to messages for JSON clients and the UI."""
+    web.api.errors); `details` maps fields to messages for JSON clients and the UI."""
 
     status_code = 400
 

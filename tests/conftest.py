@@ -50,7 +50,7 @@ def admin_user(db):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def token(admin_user) -> str:  # type: ignore[no-untyped-def]
-    from jobs.api.auth import token_create
+    from web.api.auth import token_create
 
     return token_create(user=admin_user, name="tests")[1]
 
@@ -58,7 +58,7 @@ def token(admin_user) -> str:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def api(token: str) -> APIClient:
     """An API client sending a Bearer token, as a Dkron client with credentials would, and
-    asking for JSON errors (`{"error", "details"}`, see jobs.api.errors) as the Dkron UI
+    asking for JSON errors (`{"error", "details"}`, see web.api.errors) as the Dkron UI
     does. A request can send another Accept (`HTTP_ACCEPT="*/*"`) for Dkron's plain text."""
     client = APIClient(HTTP_ACCEPT=JSON_ERRORS)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")

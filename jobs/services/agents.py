@@ -26,13 +26,11 @@ def is_scheduler_only(tags: dict[str, Any] | None) -> bool:
 
 def builtin_tags(*, server: bool = True) -> dict[str, str]:
     """Dkron's built-in node tags, so `"server": "true:1"` and `role=dkron` work unchanged."""
-    from dkronweb import __version__
-
     tags: dict[str, str] = {
         "role": "dkron",
         "dc": settings.DKRON["DC"],
         "region": settings.DKRON["REGION"],
-        "version": __version__,
+        "version": settings.VERSION,
     }
     if server:
         tags["server"] = "true"
@@ -48,8 +46,6 @@ def agent_register(
     port: int = 0,
     concurrency: int = 1,
 ) -> Agent:
-    from dkronweb import __version__
-
     now = timeutil.now()
     agent, _ = Agent.objects.update_or_create(
         name=name,
@@ -58,7 +54,7 @@ def agent_register(
             "tags": tags,
             "address": address,
             "port": port,
-            "version": __version__,
+            "version": settings.VERSION,
             "concurrency": concurrency,
             "running": 0,
             "started_at": now,
@@ -86,7 +82,7 @@ def agent_heartbeat(
 ) -> bool:
     """Refresh the heartbeat; False if another instance took the name (re-register then).
 
-    `metrics`, the agent's metrics snapshot (jobs.agent_metrics), is stored by the same UPDATE;
+    `metrics`, the agent's metrics snapshot (jobs.telemetry), is stored by the same UPDATE;
     None leaves the stored one as it is.
     """
     fields: dict[str, Any] = {"last_heartbeat": timeutil.now(), "running": running, "left": False}

@@ -73,7 +73,7 @@ def check_database() -> str:
 
 
 def check_broker() -> str:
-    from dkronweb.celery import app
+    from celery import current_app as app
 
     try:
         with app.connection_for_write() as conn:
@@ -173,7 +173,7 @@ def unmatched_jobs(nodes: list[NodeInfo]) -> tuple[int, list[str]]:
 
 
 def jobs_that_cannot_run() -> int:
-    """Enabled jobs whose runs the agent refuses (`jobs.runner.run_refusal`): stored with
+    """Enabled jobs whose runs the agent refuses (`agent.runner.run_refusal`): stored with
     problems, or using an executor disabled since they were saved."""
     refused = ~Q(problems={}) | Q(executor="")
     disabled = settings.DKRON["DISABLED_EXECUTORS"]

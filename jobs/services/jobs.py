@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +23,7 @@ from jobs.notifications import schema as notify_schema
 from jobs.services.audit import SYSTEM, Actor, audit_record
 from jobs.services.cluster import ensure_not_paused
 from jobs.targeting import TagError, parse_tags
+from jobs.timing import compute_next_run, next_run_from_now, parse_job_schedule
 from plugins import UnknownPlugin
 from processors.base import ProcessorOptions
 from processors.registry import processor_class, validate_processors
@@ -69,59 +69,6 @@ def validate_name(name: Any) -> str:
             msg = f"name contains illegal character '{ch}'"
             raise invalid(msg, {"name": msg + " (allowed: lowercase letters, 0-9, _ and -)"})
     return name
-
-
-def parse_job_schedule(job: Job) -> sched.Schedule | None:
-    if not job.schedule:
-        return None
-    return sched.parse(
-        job.schedule, job_name=job.name, timezone=job.timezone, default_tz=settings.TIME_ZONE
-    )
-
-
-def compute_next_run(job: Job, *, after: datetime) -> datetime | None:
-    """The true next fire time after `after`, honouring the start/expiry window."""
-    if job.parent_id is not None:
-        return None  # Dkron never schedules a child: it runs only after its parent succeeds
-    schedule = parse_job_schedule(job)
-    if schedule is None:
-        return None
-    if schedule.kind == "at":
-        # Kept even when past: the scheduler treats a past @at as a misfire (policy decides).
-        candidate = schedule.at
-    else:
-        base = after
-        if job.starts_at and job.starts_at > after:
-            base = job.starts_at - timedelta(microseconds=1)
-        candidate = schedule.next_after(base, anchor=job.anchor)
-    if candidate is not None and job.expires_at and candidate > job.expires_at:
-        return None
-    return candidate
-
-
-def next_run_from_now(job: Job, *, now: datetime) -> datetime | None:
-    """The first fire time after `now` for a job that comes (back) onto the schedule.
-
-    Time spent disabled is not missed time: Dkron takes a disabled job out of cron and adds it
-    back on enable, so the next fire is the first one after the enable, whatever the misfire
-    policy. A past @at therefore never fires (compute_next_run keeps it, as a misfire, for a job
-    that was enabled all along).
-    """
-    candidate = compute_next_run(job, after=now)
-    if candidate is not None and candidate <= now:
-        return None
-    return candidate
-
-
-def job_next_fire(job: Job, *, now: datetime | None = None) -> datetime | None:
-    """`next` as shown: the stored next_run, or for a disabled job the time enabling it now
-    would give (its stored next_run froze when it was disabled and may be long past)."""
-    if not job.disabled:
-        return job.next_run
-    try:
-        return next_run_from_now(job, now=now or timeutil.now())
-    except sched.ScheduleError:  # a restored job Dkron accepts and we cannot parse
-        return None
 
 
 def describe_problems(problems: dict[str, Any]) -> str:
@@ -287,7 +234,7 @@ def _validate(
     Dkron would accept gets Dkron's answer first. What Dkron refuses is refused everywhere.
     dkronweb's own findings refuse the upsert too, unless `keep_problems` (restore and import:
     a Dkron backup must restore whole), when the job is stored with them in `job.problems`
-    and its runs fail with them (jobs.runner).
+    and its runs fail with them (agent.runner).
     """
     refused = _dkron_checks(job, parent_name=parent_name)
     problems = _own_checks(

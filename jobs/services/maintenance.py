@@ -125,9 +125,8 @@ _purged: dict[str, tuple[str, str]] = {}
 def purge_node_queue(name: str) -> int:
     """Drop the messages waiting in an agent's node queue (a passive declare first: on
     RabbitMQ a purge of a missing queue is an error). Works on Redis and RabbitMQ."""
+    from celery import current_app as app
     from kombu import Queue
-
-    from dkronweb.celery import app
 
     with app.connection_for_write() as conn:
         channel = conn.channel()

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
 from executors import netguard
-from jobs import agent_metrics
 from jobs import secrets as job_secrets
+from jobs import telemetry
+from jobs.dispatch import NOTIFY_TASK
 from jobs.models import Run
 from jobs.notifications import NotificationError, render, rules, schema
 from jobs.notifications import email as email_sender
@@ -60,13 +62,13 @@ def notify_enqueue(*, run: Run, status: str) -> None:
     run_id = run.pk
 
     def publish() -> None:
-        from jobs.tasks import notify_run as task
-
         try:
-            task.apply_async(kwargs={"run_id": run_id}, queue=settings.CELERY_TASK_DEFAULT_QUEUE)
+            current_app.send_task(
+                NOTIFY_TASK, kwargs={"run_id": run_id}, queue=settings.CELERY_TASK_DEFAULT_QUEUE
+            )
         except Exception:
             FAILURES["publish"] += 1
-            agent_metrics.count_notification_failure("publish")
+            telemetry.count_notification_failure("publish")
             log.exception("run %s: could not publish its notification task", run_id)
 
     transaction.on_commit(publish)
@@ -198,6 +200,6 @@ def _deliver(label: str, channel: str, target: str, send: Callable[[], None]) ->
         log.info("%s: sent %s", label, target)
         return Outcome(channel, target, ok=True)
     FAILURES[channel] += 1
-    agent_metrics.count_notification_failure(channel)
+    telemetry.count_notification_failure(channel)
     log.error("%s: notification failed: %s: %s", label, target, error)
     return Outcome(channel, target, ok=False, error=error)

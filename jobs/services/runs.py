@@ -23,8 +23,8 @@ from jobs.errors import Conflict
 from jobs.models import ACTIVE_STATUSES, Concurrency, Execution, ExecutionStatus, Job, Run
 from jobs.services import agents as agent_services
 from jobs.services.audit import SYSTEM, Actor, audit_record
-from jobs.services.jobs import compute_next_run, parse_job_schedule
 from jobs.targeting import NodeInfo, parse_tags, select_nodes
+from jobs.timing import compute_next_run, parse_job_schedule
 
 log = logging.getLogger("dkronweb.runs")
 
@@ -41,7 +41,7 @@ def snapshot_of(job: Job) -> dict[str, Any]:
     # Who to tell when the run settles (read there without a query when nothing is set).
     snap["notify"] = job.notify or {}
     snap["owner_email"] = job.owner_email
-    # Findings a restore stored the job with: the agent fails the run with them (jobs.runner).
+    # Findings a restore stored the job with: the agent fails the run with them (agent.runner).
     snap["problems"] = job.problems or {}
     try:
         executor = get_executor(job.executor)

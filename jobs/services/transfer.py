@@ -29,13 +29,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from rest_framework import serializers
 
-from jobs.api.serializers import JobInputSerializer, job_to_dict, validation_message
 from jobs.errors import DomainError
 from jobs.models import Job
 from jobs.secrets import decrypt_config, decrypt_notify
 from jobs.services.audit import audit_record
 from jobs.services.cluster import ensure_not_paused
 from jobs.services.jobs import SYSTEM, Actor, job_upsert
+from jobs.wire import JobInputSerializer, job_to_dict, validation_message
 
 Named = tuple[str, dict[str, Any]]  # a job of the file and its name
 MAX_JOBS = 1000  # jobs per restore request (DKRON_RESTORE_MAX_JOBS)

@@ -233,7 +233,7 @@ def test_an_agent_killed_mid_run_is_failed_in_members_and_its_run_is_closed(clus
     [execution] = wait_for(finished("orphan"), timeout=30, what="the sweep to close the run")
     print(f"closed {time.monotonic() - started:.1f}s after the kill")
     assert execution.status == "failed"
-    # Closed by the agent's reaper (jobs/reaper.py) at once, or by the sweep without it.
+    # Closed by the agent's reaper (agent/reaper.py) at once, or by the sweep without it.
     assert "died while running this execution" in execution.output
 
     # The agent's own heartbeat may be a moment younger than its run's: it turns failed once

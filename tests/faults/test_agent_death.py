@@ -18,7 +18,7 @@ from datetime import timedelta
 
 import pytest
 
-from jobs.scheduler import SWEEP_EVERY
+from scheduler.beat import SWEEP_EVERY
 from tests.faults.agent_cli import Broker, celery_worker, job_processes
 from tests.faults.services import AGENT_DEAD_AFTER, FaultCluster, Services, report
 from tests.harness import wait_for

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.scheduler import SWEEP_EVERY
+from scheduler.beat import SWEEP_EVERY
 from tests.faults.services import (
     AGENT_DEAD_AFTER,
     HEARTBEAT_INTERVAL,
@@ -81,7 +81,7 @@ def test_an_agent_killed_mid_run_is_closed_retried_elsewhere_and_forbid_is_not_b
     )
     closed_after = time.monotonic() - killed
     assert closed["status"] == "failed"
-    # Its reaper (jobs/reaper.py, in a session of its own, so the group kill spares it) closes
+    # Its reaper (agent/reaper.py, in a session of its own, so the group kill spares it) closes
     # the run at once; without it the sweep would, once the heartbeat is AGENT_DEAD_AFTER old.
     assert f"agent {victim_name} died while running this execution" in closed["output"]
     assert closed["reason"] == f"agent {victim_name} died; its job processes were killed"

@@ -1,5 +1,5 @@
 """The scheduler's lifecycle under load, with real processes (issue 13 items 1-4;
-docs/scheduler.md; the unit tests are tests/jobs/test_scheduler_lifecycle.py):
+docs/scheduler.md; the unit tests are tests/scheduler/test_scheduler_lifecycle.py):
 
 1. SIGTERM at random points of many ticks: every stop ends within the bound, cleanly (not by
    the watchdog), releases the lease and leaves nothing committed unpublished;

@@ -19,11 +19,11 @@ import time_machine
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
-from jobs.api.serializers import job_to_dict
 from jobs.models import Agent, Job, Run
 from jobs.services.jobs import job_toggle, job_upsert
 from jobs.services.runs import fire_due_jobs
-from tests.ui.test_job_form import form_data
+from jobs.wire import job_to_dict
+from tests.web.ui.test_job_form import form_data
 
 T0 = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
 EVERY_5S = "*/5 * * * * *"

@@ -14,8 +14,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
+from agent.runner import run_execution
 from jobs.models import Execution, Job
-from jobs.runner import run_execution
 from jobs.services.runs import run_now
 from tests.jobs.test_executions import agent, job
 

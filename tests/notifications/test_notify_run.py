@@ -14,7 +14,7 @@ from jobs.services.executions import execution_claim, execution_finish
 from jobs.services.jobs import job_upsert
 from jobs.services.notifications import notify_enqueue, notify_run
 from jobs.services.runs import run_now
-from tests.api.helpers import add_agent
+from tests.web.api.helpers import add_agent
 
 pytestmark = pytest.mark.django_db
 

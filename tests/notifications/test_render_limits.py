@@ -14,9 +14,9 @@ import pytest
 from jobs.models import Job
 from jobs.notifications import render
 from jobs.services.notifications import notify_run
-from tests.api.helpers import assert_error, job_body
 from tests.notifications.test_notify_run import hook, make_job, settled_run
 from tests.notifications.test_render import context
+from tests.web.api.helpers import assert_error, job_body
 
 NESTED_EMPTY_LOOPS = (
     "{% with s=job.name|make_list %}"

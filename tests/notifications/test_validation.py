@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.models import Job
-from tests.api.helpers import assert_error, job_body
+from tests.web.api.helpers import assert_error, job_body
 
 pytestmark = pytest.mark.django_db
 

@@ -11,9 +11,9 @@ from django.db import connection
 
 from jobs.models import Job
 from jobs.services.notifications import notify_run
-from tests.api.helpers import http_body, job_body
-from tests.api.roles import principal
 from tests.notifications.test_notify_run import settled_run
+from tests.web.api.helpers import http_body, job_body
+from tests.web.api.roles import principal
 
 pytestmark = pytest.mark.django_db
 

@@ -16,9 +16,9 @@ import pytest
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from agent.runner import run_execution
 from jobs.logcontext import execution_logging
 from jobs.models import Execution
-from jobs.runner import run_execution
 from jobs.services.runs import run_now
 from tests.jobs.test_executions import agent, job
 

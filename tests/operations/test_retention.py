@@ -10,16 +10,17 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_celery_beat.models import PeriodicTask
 
+from agent import tasks
 from dkronweb.celery import app
-from jobs import tasks, timeutil
+from jobs import timeutil
 from jobs.models import Execution, Job, Run
-from jobs.scheduler import JobScheduler
 from jobs.services.retention import (
     PERIODIC_TASK_NAME,
     TASK_NAME,
     retention_apply,
     retention_schedule_ensure,
 )
+from scheduler.beat import JobScheduler
 from tests.jobs.test_executions import job
 
 pytestmark = pytest.mark.django_db

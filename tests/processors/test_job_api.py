@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from jobs.models import Job
-from tests.api.helpers import job_body
+from tests.web.api.helpers import job_body
 
 pytestmark = pytest.mark.django_db
 

@@ -24,9 +24,9 @@ from processors.base import (
 )
 from processors.fluent import FluentConfig, FluentProcessor
 from processors.syslog import SyslogProcessor
-from tests.api.helpers import assert_error, job_body
 from tests.harness import require
 from tests.listener import listening
+from tests.web.api.helpers import assert_error, job_body
 
 RECORD = ExecutionRecord(job_name="backup", execution_id="12", output="all good\n")
 BLOCK = ProcessorOptions(outbound=Guard(block_private=True))

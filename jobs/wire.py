@@ -1,0 +1,452 @@
+"""The wire format: Dkron-shaped job and execution JSON, input validation (types only; rules
+live in services) and output.
+
+In the core, not the web layer, because the same shape is the API's answer, its OpenAPI
+document, and the export/import and restore format (jobs.services.transfer).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
+
+from executors.registry import mask_secrets
+from executors.values import parse_go_duration
+from jobs.models import Execution, Job
+from jobs.notifications import schema as notify_schema
+from jobs.timeutil import ZERO_TIME, rfc3339
+from jobs.timing import job_next_fire
+
+DATETIME_FORMATS = ["iso-8601", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
+
+
+# Dkron's Job struct (dkron/job.go) as Go's encoding/json binds a body into it: a value of
+# another JSON type is refused before any rule runs, and Dkron answers 400 `Unable to parse
+# payload: json: cannot unmarshal ...`. Null is Go's no-op (the field keeps its zero value) and
+# unknown keys are ignored. Read-only fields are bound (so checked) too, then ignored here.
+# The last block is dkronweb's own fields, bound the same strict way.
+GO_JOB_FIELDS: dict[str, str] = {
+    "id": "string",
+    "name": "string",
+    "displayname": "string",
+    "timezone": "string",
+    "schedule": "string",
+    "owner": "string",
+    "owner_email": "string",
+    "success_count": "int",
+    "error_count": "int",
+    "last_success": "ntime.NullableTime",
+    "last_error": "ntime.NullableTime",
+    "disabled": "bool",
+    "tags": "map[string]string",
+    "metadata": "map[string]string",
+    "retries": "uint",
+    "dependent_jobs": "[]string",
+    "parent_job": "string",
+    "processors": "map[string]plugin.Config",
+    "concurrency": "string",
+    "executor": "string",
+    "executor_config": "plugin.ExecutorPluginConfig",
+    "status": "string",
+    "next": "time.Time",
+    "ephemeral": "bool",
+    "starts_at": "ntime.NullableTime",
+    "expires_at": "ntime.NullableTime",
+    "misfire_policy": "string",
+    "catchup_window": "duration",
+    "retry_backoff": "duration",
+    "history_limit": "int",
+    "notify": "object",
+}
+_GO_INT_RANGE = {"int": (-(2**63), 2**63 - 1), "uint": (0, 2**64 - 1)}
+_TIME_TYPES = {"ntime.NullableTime", "time.Time"}
+
+
+def _json_kind(value: Any) -> str:
+    """How Go's error names a JSON value: numbers with their literal, as Go writes them."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return f"number {json.dumps(value)}"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _binds(value: Any, go_type: str) -> tuple[bool, str]:
+    """Whether Go binds `value` into `go_type`; else the type Go names in its error."""
+    if value is None:
+        return True, go_type
+    if go_type == "string" or go_type in _TIME_TYPES:
+        return isinstance(value, str), go_type
+    if go_type == "bool":
+        return isinstance(value, bool), go_type
+    if go_type in _GO_INT_RANGE:
+        low, high = _GO_INT_RANGE[go_type]
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        return whole and low <= value <= high, go_type
+    if go_type == "duration":  # dkronweb's: seconds or a Go duration string
+        return isinstance(value, (int, float, str)) and not isinstance(value, bool), go_type
+    if go_type == "[]string":
+        if not isinstance(value, list):
+            return False, go_type
+        return all(v is None or isinstance(v, str) for v in value), "string"
+    if not isinstance(value, dict):
+        return False, go_type
+    if go_type == "map[string]string":
+        return all(v is None or isinstance(v, str) for v in value.values()), "string"
+    if go_type == "map[string]plugin.Config":
+        # Each processor's config must be an object; its values are the processor's to check
+        # (beyond Dkron's map[string]string, as for executor_config).
+        return all(v is None or isinstance(v, dict) for v in value.values()), "plugin.Config"
+    # executor_config (map[string]string in Dkron) takes any JSON values: each executor's
+    # schema checks and coerces its own keys, Dkron's strings included. notify: an object.
+    return True, go_type
+
+
+UNBINDABLE = "unbindable"  # the error code of a value Go's encoding/json would not bind
+
+
+def go_bind(data: dict[str, Any]) -> None:
+    """Refuse a body Go's encoding/json would not bind into Dkron's Job: a ValidationError
+    whose messages (Go's, one per field) carry the code UNBINDABLE. A code, not an exception
+    subclass: DRF re-raises a serializer's errors as a plain ValidationError."""
+    errors: dict[str, ErrorDetail] = {}
+    for field, value in data.items():
+        go_type = GO_JOB_FIELDS.get(field)
+        if go_type is None:
+            continue
+        ok, named = _binds(value, go_type)
+        if not ok:
+            bad = value
+            if named != go_type:  # an element of a list or map: Go names the element
+                items = value if isinstance(value, list) else list(value.values())
+                bad = next(v for v in items if v is not None and not _binds(v, named)[0])
+            errors[field] = ErrorDetail(
+                f"json: cannot unmarshal {_json_kind(bad)} into Go struct field "
+                f"Job.{field} of type {named}",
+                code=UNBINDABLE,
+            )
+    if errors:
+        raise serializers.ValidationError(errors)
+
+
+def _none_as_empty(values: Any) -> Any:
+    """Null map values as Go binds them: the zero value, an empty string."""
+    if not isinstance(values, dict):
+        return values
+    return {k: "" if v is None else v for k, v in values.items()}
+
+
+def validation_message(exc: serializers.ValidationError) -> str:
+    """Dkron's text for a refused body: `Unable to parse payload: ...` when it does not bind,
+    `Job validation failed: ...` when a rule refuses it (both end with a period, as Dkron's)."""
+    first = _first_detail(exc.detail)
+    if getattr(first, "code", None) == UNBINDABLE:
+        return f"Unable to parse payload: {first}."
+    return f"Job validation failed: {first_message(exc.detail).rstrip('.')}."
+
+
+def _first_detail(detail: Any) -> Any:
+    if isinstance(detail, dict):
+        return _first_detail(next(iter(detail.values()), ""))
+    if isinstance(detail, list):
+        return _first_detail(detail[0]) if detail else ""
+    return detail
+
+
+def first_message(detail: Any) -> str:
+    """The first message of a DRF error detail, prefixed by its field path."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            return f"{key}: {first_message(value)}"
+    if isinstance(detail, list) and detail:
+        return first_message(detail[0])
+    return str(detail)
+
+
+MAX_SECONDS = 10 * 366 * 24 * 3600.0  # ten years: far beyond any sane backoff or window
+
+
+class SecondsField(serializers.Field):
+    """Seconds as a number, or a Go duration string ("1h", "30s")."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool):
+            raise serializers.ValidationError("must be seconds or a duration such as '1h'")
+        if isinstance(data, (int, float)):
+            value = float(data)
+        else:
+            text = str(data).strip()
+            try:
+                value = float(text)
+            except ValueError:
+                try:
+                    value = parse_go_duration(text).total_seconds()
+                except ValueError as exc:
+                    raise serializers.ValidationError(str(exc)) from None
+        if value < 0:
+            raise serializers.ValidationError("must not be negative")
+        if value > MAX_SECONDS:
+            raise serializers.ValidationError(f"must be at most {MAX_SECONDS:.0f} seconds")
+        return value
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def _text(**kw: Any) -> serializers.CharField:
+    return serializers.CharField(required=False, allow_blank=True, allow_null=True, **kw)
+
+
+class JobInputSerializer(serializers.Serializer):
+    # Not trimmed: " job1" has an illegal character and is refused, as in Dkron. Neither
+    # required nor length-checked here: the service answers Dkron's `name cannot be empty`.
+    name = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, trim_whitespace=False
+    )
+    displayname = _text(max_length=255)
+    schedule = _text(max_length=255)
+    timezone = _text(max_length=64)
+    owner = _text(max_length=255)
+    owner_email = _text(max_length=255)
+    disabled = serializers.BooleanField(required=False, allow_null=True)
+    tags = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        allow_null=True,
+    )
+    metadata = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        allow_null=True,
+    )
+    retries = serializers.IntegerField(min_value=0, max_value=1000, required=False, allow_null=True)
+    retry_backoff = SecondsField(required=False, allow_null=True)
+    concurrency = _text(max_length=16)
+    executor = _text(max_length=64)
+    executor_config = serializers.DictField(required=False, allow_null=True)
+    processors = serializers.DictField(
+        child=serializers.DictField(), required=False, allow_null=True
+    )
+    parent_job = _text(max_length=255)
+    ephemeral = serializers.BooleanField(required=False, allow_null=True)
+    starts_at = serializers.DateTimeField(
+        required=False, allow_null=True, input_formats=DATETIME_FORMATS
+    )
+    expires_at = serializers.DateTimeField(
+        required=False, allow_null=True, input_formats=DATETIME_FORMATS
+    )
+    misfire_policy = _text(max_length=16)
+    catchup_window = SecondsField(required=False, allow_null=True)
+    history_limit = serializers.IntegerField(
+        min_value=1, max_value=1_000_000, required=False, allow_null=True
+    )
+    notify = serializers.DictField(required=False, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
+        # Neither the database nor JSON can hold these; refuse them before any field sees them.
+        bad = {k: [reason] for k, v in data.items() if (reason := _unstorable(v))}
+        if bad:
+            raise serializers.ValidationError(bad)
+        go_bind(data)
+        data = {**data, **{k: _none_as_empty(data[k]) for k in ("tags", "metadata") if k in data}}
+        for key in ("starts_at", "expires_at"):
+            if data.get(key) == ZERO_TIME:
+                data[key] = None  # Dkron's zero time means "not set"
+        return super().to_internal_value(data)
+
+
+def _unstorable(value: Any) -> str:
+    """Why a parsed JSON value cannot be stored ("" if it can): a NUL character in a string or
+    key (PostgreSQL refuses it), or a float overflowing to infinity (JSON cannot encode it)."""
+    stack = [value]
+    while stack:  # iterative: the parser accepts nesting deeper than a recursive walk would
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "must not contain NUL characters"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "numbers must be finite"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return ""
+
+
+def job_to_dict(job: Job, *, dependents: list[str] | None = None) -> dict[str, Any]:
+    """The job as Dkron returns it, plus dkronweb's optional fields."""
+    if dependents is None:
+        dependents = [d.name for d in job.dependents.all()]
+    parent_name = job.parent.name if job.parent_id and job.parent else ""
+    return {
+        "id": job.name,
+        "name": job.name,
+        "displayname": job.displayname,
+        "timezone": job.timezone,
+        "schedule": job.schedule,
+        "owner": job.owner,
+        "owner_email": job.owner_email,
+        "success_count": job.success_count,
+        "error_count": job.error_count,
+        "last_success": rfc3339(job.last_success),
+        "last_error": rfc3339(job.last_error),
+        "disabled": job.disabled,
+        "tags": job.tags or None,
+        "metadata": job.metadata or None,
+        "retries": job.retries,
+        "dependent_jobs": dependents or None,
+        "parent_job": parent_name,
+        "processors": job.processors or {},
+        "concurrency": job.concurrency,
+        "executor": job.executor,
+        "executor_config": mask_secrets(job.executor, job.executor_config or {}),
+        "status": job.status,
+        "next": rfc3339(job_next_fire(job), zero=True),
+        "ephemeral": job.ephemeral,
+        "starts_at": rfc3339(job.starts_at),
+        "expires_at": rfc3339(job.expires_at),
+        "misfire_policy": job.misfire_policy,
+        "catchup_window": job.catchup_window,
+        "retry_backoff": job.retry_backoff,
+        "history_limit": job.history_limit,
+        "notify": notify_schema.mask_secrets(job.notify or {}),
+        "missed_count": job.missed_count,
+        "problems": job.problems or {},
+    }
+
+
+def _tail(text: str, limit: int | None) -> tuple[str, bool]:
+    if limit is None:
+        return text, False
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text, False
+    # Not data[-limit:]: with a limit of 0 that is the whole output, where Dkron answers "".
+    return data[len(data) - limit :].decode("utf-8", "ignore"), True
+
+
+def execution_to_dict(execution: Execution, *, output_limit: int | None = None) -> dict[str, Any]:
+    """An execution as Dkron returns it (string id, zero finished_at while running).
+
+    Every key is always there, `output` too: Dkron omits an empty output (`omitempty`), and a
+    client that reads `output` from a queued execution crashed on the missing key."""
+    output, cut = _tail(execution.output, output_limit)
+    started: datetime | None = execution.started_at
+    return {
+        "id": str(execution.pk),
+        "job_name": execution.job_name,
+        "started_at": rfc3339(started, zero=True),
+        "finished_at": rfc3339(execution.finished_at, zero=True),
+        "success": execution.success,
+        "node_name": execution.node_name,
+        "group": execution.run_id,
+        "attempt": execution.attempt,
+        "output_truncated": cut or execution.output_truncated,
+        "status": execution.status,
+        "scheduled_at": rfc3339(execution.scheduled_at),
+        "reason": execution.reason,
+        "output": output,
+    }
+
+
+# --- Response shapes, for the OpenAPI document (the views render with the functions above) ---
+
+
+def _map(help_text: str) -> serializers.DictField:
+    return serializers.DictField(
+        child=serializers.CharField(), allow_null=True, help_text=help_text
+    )
+
+
+class JobSerializer(serializers.Serializer):
+    """A job as the API returns it (Dkron's fields, then dkronweb's optional ones)."""
+
+    id = serializers.CharField(help_text="Always equal to name")
+    name = serializers.CharField(help_text="Lowercase letters, digits, _ and -; at most 255")
+    displayname = serializers.CharField()
+    timezone = serializers.CharField(help_text="IANA zone; empty means the server's zone")
+    schedule = serializers.CharField(help_text="6-field cron (seconds first) or a descriptor")
+    owner = serializers.CharField()
+    owner_email = serializers.CharField()
+    success_count = serializers.IntegerField()
+    error_count = serializers.IntegerField()
+    last_success = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.DateTimeField(allow_null=True)
+    disabled = serializers.BooleanField()
+    tags = _map("Node targeting: tag -> value[:count]")
+    metadata = _map("Free labels, filterable with metadata[key]=value")
+    retries = serializers.IntegerField()
+    dependent_jobs = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, help_text="Children (server-maintained)"
+    )
+    parent_job = serializers.CharField()
+    processors = serializers.DictField(child=serializers.DictField())
+    concurrency = serializers.ChoiceField(choices=["allow", "forbid", "replace"])
+    executor = serializers.CharField()
+    executor_config = serializers.DictField(help_text="Executor keys; secrets are masked")
+    status = serializers.ChoiceField(
+        choices=["", "success", "failed", "partially_failed", "running"]
+    )
+    next = serializers.DateTimeField(help_text="Next fire time; 0001-01-01T00:00:00Z if none")
+    ephemeral = serializers.BooleanField()
+    starts_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    misfire_policy = serializers.ChoiceField(choices=["skip", "run_once", "run_all"])
+    catchup_window = serializers.FloatField(help_text="Seconds")
+    retry_backoff = serializers.FloatField(help_text="Seconds, doubled per attempt")
+    history_limit = serializers.IntegerField(allow_null=True)
+    notify = serializers.DictField()
+    missed_count = serializers.IntegerField()
+    problems = serializers.DictField(
+        help_text="What dkronweb's validation found wrong when a restore stored the job anyway "
+        "(key -> message); its runs fail with it until an upsert that validates clears it"
+    )
+
+
+class ExecutionSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="Execution id, as a string")
+    job_name = serializers.CharField()
+    started_at = serializers.DateTimeField(help_text="Zero time while queued")
+    finished_at = serializers.DateTimeField(help_text="Zero time while queued or running")
+    success = serializers.BooleanField()
+    node_name = serializers.CharField()
+    group = serializers.IntegerField(help_text="The run (fire) this execution belongs to")
+    attempt = serializers.IntegerField()
+    output_truncated = serializers.BooleanField()
+    status = serializers.ChoiceField(
+        choices=["queued", "running", "success", "failed", "timeout", "killed", "skipped"]
+    )
+    scheduled_at = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField()
+    output = serializers.CharField(help_text="Empty while queued or when nothing was written")
+
+
+class MemberSerializer(serializers.Serializer):
+    Name = serializers.CharField()
+    Addr = serializers.CharField()
+    Port = serializers.IntegerField()
+    Tags = serializers.DictField(child=serializers.CharField())
+    Status = serializers.IntegerField(help_text="Serf status: 1 alive, 3 left, 4 failed")
+    statusText = serializers.ChoiceField(choices=["alive", "leaving", "failed", "left"])
+
+
+class StatusSerializer(serializers.Serializer):
+    agent = serializers.DictField(child=serializers.CharField())
+    serf = serializers.DictField(child=serializers.CharField())
+    tags = serializers.DictField(child=serializers.CharField())
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    details = serializers.DictField()

@@ -1,0 +1,371 @@
+"""Prometheus metrics, read from the database (and the broker) when scraped.
+
+Every process of a cluster (web, schedulers, agents) writes its state to the database, so a
+collector that reads it there at scrape time gives the same figures whichever web process
+answers, without a multi-process metrics directory shared between hosts or a push gateway.
+
+What only agents see (executions by status, durations, fire skew, notification failures) is
+counted in the agent's processes (jobs.telemetry) and reaches the database as a snapshot
+written with the agent's heartbeat; here each agent's snapshot becomes its series, labelled
+with the agent. Queue depths are read from the broker; a broker that does not answer gives
+`dkronweb_broker_up 0`, never a failed scrape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db.models import Count, Sum
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+from jobs import telemetry
+from jobs.dispatch import node_queue
+from jobs.models import Agent, Execution, ExecutionStatus, Job, JobStatus, Lease
+from jobs.services import agents as agent_services
+from jobs.services import counters
+from jobs.services.lease import SCHEDULER, lease_holder
+
+log = logging.getLogger("dkronweb.metrics")
+
+NODE_QUEUE_PREFIX = node_queue("")
+BROKER_TIMEOUT = 1.0  # seconds, per broker call: a scrape must answer while the broker is down
+SCAN_LIMIT = 10_000  # keys looked at when listing node queues in Redis
+
+
+def counter_families() -> Iterator[Metric]:
+    """The cluster-wide counters (jobs.services.counters), one family each."""
+    families: dict[str, CounterMetricFamily] = {}
+    for name, value in sorted(counters.counter_values().items()):
+        family_name, _, label_value = name.partition(":")
+        label = counters.LABELS.get(family_name)
+        family = families.get(family_name)
+        if family is None:
+            family = families[family_name] = CounterMetricFamily(
+                f"dkronweb_{family_name}",
+                counters.HELP.get(family_name, family_name),
+                labels=[label[0]] if label else None,
+            )
+        family.add_metric([label_value] if label else [], float(value))
+    yield from families.values()
+
+
+def catchup_families() -> Iterator[Metric]:
+    """The catch-up backlog: runs of a misfire policy waiting for their CATCHUP_RATE slot."""
+    from jobs.services.runs import catchup_backlog
+
+    waiting = GaugeMetricFamily(
+        "dkronweb_scheduler_catchup_waiting",
+        "Catch-up executions committed and waiting for their publish slot (CATCHUP_RATE)",
+    )
+    waiting.add_metric([], float(catchup_backlog()))
+    yield waiting
+
+
+class ClusterCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        yield from self._scheduler()
+        members = Agent.objects.only("name", "tags", "left", "last_heartbeat", "metrics")
+        # Scheduler-only members are listed in /v1/members but are not agents: no queue, no
+        # agent metrics, and not in the agent counts.
+        agents = [a for a in members if not agent_services.is_scheduler_only(a.tags)]
+        yield self._agent_states(agents)
+        yield self._active_executions()
+        yield from self._jobs()
+        yield from agent_families(agents)
+        yield from queue_families([a.name for a in agents])
+
+    def _scheduler(self) -> Iterator[Metric]:
+        lease = Lease.objects.filter(name=SCHEDULER).first()
+        changes = CounterMetricFamily(
+            "dkronweb_scheduler_leadership_changes",
+            "Times the scheduler lease changed hands (a standby took over or a first start)",
+        )
+        changes.add_metric([], float(lease.changes if lease else 0))
+        yield changes
+        yield from counter_families()
+
+        holder = lease_holder()
+        active = GaugeMetricFamily(
+            "dkronweb_scheduler_active",
+            "1 while a scheduler holds the lease, labelled with the holder",
+            labels=["holder"],
+        )
+        active.add_metric([holder.holder if holder else ""], 1.0 if holder else 0.0)
+        yield active
+        yield from catchup_families()
+
+    def _agent_states(self, agents: list[Agent]) -> Metric:
+        family = GaugeMetricFamily(
+            "dkronweb_agents", "Registered agents by state", labels=["state"]
+        )
+        states: dict[str, int] = {"alive": 0, "leaving": 0, "failed": 0, "left": 0}
+        # `leaving` in one query, not one per agent (the rows come without it).
+        leaving = set(
+            Agent.objects.filter(pk__in=[a.pk for a in agents], leaving=True).values_list(
+                "pk", flat=True
+            )
+        )
+        for agent in agents:
+            agent.leaving = agent.pk in leaving
+            state = agent_services.agent_state(agent)
+            states[state] = states.get(state, 0) + 1
+        for state, n in sorted(states.items()):
+            family.add_metric([state], float(n))
+        return family
+
+    def _active_executions(self) -> Metric:
+        family = GaugeMetricFamily(
+            "dkronweb_executions_active", "Executions queued or running", labels=["status"]
+        )
+        counts = dict(
+            Execution.objects.filter(status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING])
+            .values_list("status")
+            .annotate(n=Count("id"))
+            .values_list("status", "n")
+        )
+        for status in (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING):
+            family.add_metric([str(status)], float(counts.get(status, 0)))
+        return family
+
+    def _jobs(self) -> Iterator[Metric]:
+        by_status: dict[str, int] = {str(s.value) or "untriggered": 0 for s in JobStatus}
+        disabled = missed = 0
+        rows = (
+            Job.objects.values("status", "disabled")
+            .annotate(n=Count("id"), missed=Sum("missed_count"))
+            .values_list("status", "disabled", "n", "missed")
+        )
+        for status, is_disabled, n, missed_n in rows:
+            label = status or "untriggered"
+            by_status[label] = by_status.get(label, 0) + n
+            disabled += n if is_disabled else 0
+            missed += missed_n or 0
+        jobs = GaugeMetricFamily(
+            "dkronweb_jobs", "Jobs by the status of their last run", labels=["status"]
+        )
+        for status, n in sorted(by_status.items()):
+            jobs.add_metric([status], float(n))
+        yield jobs
+        off = GaugeMetricFamily("dkronweb_jobs_disabled", "Jobs that are disabled")
+        off.add_metric([], float(disabled))
+        yield off
+
+        total = CounterMetricFamily(
+            "dkronweb_missed_fires",
+            "Scheduled fire times skipped by the misfire rules, all jobs together",
+        )
+        total.add_metric([], float(missed))
+        yield total
+        per_job = CounterMetricFamily(
+            "dkronweb_job_missed_fires",
+            "Scheduled fire times skipped by the misfire rules, per job (jobs with any only)",
+            labels=["job"],
+        )
+        if missed:
+            for name, n in (
+                Job.objects.filter(missed_count__gt=0)
+                .order_by("name")
+                .values_list("name", "missed_count")
+            ):
+                per_job.add_metric([name], float(n))
+        yield per_job
+
+
+# --- agent snapshots ----------------------------------------------------------------------
+
+
+def agent_families(agents: Iterable[Agent]) -> list[Metric]:
+    """The agent-side families, one series per agent (label `agent`) and label set."""
+    families: dict[str, Any] = {}
+    for fam in telemetry.FAMILIES:
+        labels = ["agent", *fam.labels]
+        if fam.kind == "counter":
+            families[fam.name] = CounterMetricFamily(fam.name, fam.help, labels=labels)
+        else:
+            families[fam.name] = HistogramMetricFamily(fam.name, fam.help, labels=labels)
+    for agent in agents:
+        for name, rows in telemetry.parse_snapshot(agent.metrics).items():
+            family = telemetry.BY_NAME.get(name)
+            if family is None or not isinstance(rows, list):
+                continue
+            for row in rows:
+                try:
+                    _add_row(families[name], family, agent.name, row)
+                except (TypeError, ValueError, IndexError):
+                    log.debug("agent %s: bad %s row %r", agent.name, name, row)
+    return list(families.values())
+
+
+def _add_row(metric: Any, family: telemetry.Family, agent: str, row: list[Any]) -> None:
+    n = len(family.labels)
+    labels = [agent, *(str(v) for v in row[:n])]
+    if len(labels) != n + 1:
+        raise ValueError("missing labels")
+    if family.kind == "counter":
+        metric.add_metric(labels, float(row[n]))
+        return
+    total, counts = float(row[n]), row[n + 1]
+    bounds = [*family.buckets, float("inf")]
+    if len(counts) != len(bounds):
+        raise ValueError("buckets differ")
+    buckets = [(floatToGoString(b), float(c)) for b, c in zip(bounds, counts, strict=True)]
+    metric.add_metric(labels, buckets, total)
+
+
+# --- broker queues ------------------------------------------------------------------------
+
+
+def queue_families(agent_names: Iterable[str]) -> list[Metric]:
+    up = GaugeMetricFamily(
+        "dkronweb_broker_up", "1 when the broker answered this scrape's queue-depth reads"
+    )
+    depth = GaugeMetricFamily(
+        "dkronweb_queue_depth", "Messages waiting in a broker queue", labels=["queue"]
+    )
+    queues = {settings.CELERY_TASK_DEFAULT_QUEUE, *(node_queue(n) for n in agent_names)}
+    try:
+        sizes = queue_depths(queues)
+    except Exception as exc:
+        log.warning("broker unreachable while scraping queue depths: %s", exc)
+        up.add_metric([], 0.0)
+        return [up, depth]
+    if sizes is None:  # a transport this does not know how to read
+        return [depth]
+    up.add_metric([], 1.0)
+    for queue, n in sorted(sizes.items()):
+        depth.add_metric([queue], float(n))
+    return [up, depth]
+
+
+def _broker_url() -> str:
+    url = settings.CELERY_BROKER_URL
+    if isinstance(url, list | tuple):
+        url = url[0] if url else ""
+    return str(url or "").split(";")[0].strip()
+
+
+def queue_depths(queues: Iterable[str]) -> dict[str, int] | None:
+    """Messages per queue: the given ones and any node queue the broker holds.
+
+    None when the transport is not one this can read (Redis, RabbitMQ and the in-memory
+    broker are). AMQP cannot list queues: there the depths are those of the given queues (the
+    default queue and every registered agent's), a queue not declared yet counting 0.
+    """
+    url = _broker_url()
+    scheme = urlsplit(url).scheme.split("+")[0]
+    if scheme in ("redis", "rediss"):
+        return _redis_depths(url, set(queues))
+    if scheme in AMQP_SCHEMES:
+        return _amqp_depths(url, set(queues))
+    if scheme == "memory":
+        return _memory_depths(set(queues))
+    return None
+
+
+_redis_lock = threading.Lock()
+_redis_clients: dict[str, Any] = {}
+
+
+def _redis_client(url: str) -> Any:
+    import redis
+
+    with _redis_lock:
+        client = _redis_clients.get(url)
+        if client is None:
+            client = redis.Redis.from_url(
+                url, socket_timeout=BROKER_TIMEOUT, socket_connect_timeout=BROKER_TIMEOUT
+            )
+            _redis_clients[url] = client
+        return client
+
+
+def _redis_depths(url: str, queues: set[str]) -> dict[str, int]:
+    """LLEN of each queue and its priority lists, as kombu's Redis transport lays them out."""
+    from kombu.transport import redis as kombu_redis
+
+    options = dict(getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {})
+    prefix = str(options.get("global_keyprefix") or "")
+    sep = str(options.get("sep") or kombu_redis.Channel.sep)
+    steps = list(options.get("priority_steps") or kombu_redis.PRIORITY_STEPS)
+    client = _redis_client(url)
+    for i, key in enumerate(client.scan_iter(match=f"{prefix}{NODE_QUEUE_PREFIX}*", count=1000)):
+        if i >= SCAN_LIMIT:
+            break
+        name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+        queues.add(name[len(prefix) :].split(sep)[0])
+    ordered = sorted(queues)
+    with client.pipeline(transaction=False) as pipe:
+        for queue in ordered:
+            for pri in steps:
+                pipe.llen(f"{prefix}{queue}{sep}{pri}" if pri else f"{prefix}{queue}")
+        lengths = pipe.execute()
+    return {
+        queue: int(sum(lengths[i * len(steps) : (i + 1) * len(steps)]))
+        for i, queue in enumerate(ordered)
+    }
+
+
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+NOT_FOUND = 404  # the AMQP reply code of a passive declare of a queue that does not exist
+
+
+def _amqp_depths(url: str, queues: set[str]) -> dict[str, int]:
+    """message_count of a passive queue.declare per queue (RabbitMQ), over one connection.
+
+    Ready messages only, as LLEN in Redis: a message an agent holds unacknowledged (prefetched,
+    or running with acks_late) is not counted. A missing queue closes its channel; the next
+    queue gets a fresh one.
+    """
+    from kombu import Connection
+
+    options = {"read_timeout": BROKER_TIMEOUT, "write_timeout": BROKER_TIMEOUT}
+    sizes: dict[str, int] = {}
+    ssl = getattr(settings, "CELERY_BROKER_USE_SSL", None) or False
+    with Connection(
+        url, connect_timeout=BROKER_TIMEOUT, transport_options=options, ssl=ssl
+    ) as conn:
+        conn.ensure_connection(max_retries=0, timeout=max(1, int(BROKER_TIMEOUT)))
+        channel: Any = conn.channel()
+        try:
+            for queue in sorted(queues):
+                try:
+                    _, count, _ = channel.queue_declare(queue=queue, passive=True)
+                except Exception as exc:  # amqp.exceptions.NotFound: the queue is not there
+                    if getattr(exc, "code", None) != NOT_FOUND:
+                        raise
+                    sizes[queue] = 0
+                    channel = conn.channel()
+                    continue
+                sizes[queue] = int(count)
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+    return sizes
+
+
+def _memory_depths(queues: set[str]) -> dict[str, int]:
+    """The in-process broker of the embedded mode (web and agent share the process)."""
+    from kombu.transport import memory
+
+    held = dict(memory.Channel.queues)
+    queues |= {q for q in held if q.startswith(NODE_QUEUE_PREFIX)}
+    return {q: int(held[q].qsize()) if q in held else 0 for q in sorted(queues)}
+
+
+def registry() -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(ClusterCollector())
+    return reg
