@@ -20,7 +20,7 @@ from typing import Any
 from django.db import close_old_connections, connection
 
 from agent.runner import with_db_retry
-from executors.shell import kill_agent_processes
+from executors import shell
 from jobs import dispatch
 from jobs.models import Execution, ExecutionStatus
 from jobs.node import identity
@@ -84,7 +84,7 @@ def on_task_revoked(
 
 def record_revoked(execution_id: int, *, reason: str) -> str:
     """Kill the run's processes and close the execution as killed; returns its status."""
-    killed = kill_agent_processes(identity().instance_id, str(execution_id))
+    killed = shell.kill_agent_processes(identity().instance_id, str(execution_id))
     if not connection.in_atomic_block:
         close_old_connections()  # the consumer thread's connection may be stale
 

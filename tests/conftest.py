@@ -12,6 +12,14 @@ from rest_framework.test import APIClient
 
 from tests.harness import Cluster, reachable, require
 
+# The executors' test servers (Kafka, NATS, Pub/Sub emulators and stand-ins) as fixture plugins,
+# available to the executor unit tests and the end-to-end tests alike.
+pytest_plugins = [
+    "tests.executors.servers_gcppubsub",
+    "tests.executors.servers_kafka",
+    "tests.executors.servers_nats",
+]
+
 _skipped: list[str] = []
 
 JSON_ERRORS = "application/json"  # the Accept of the test clients: errors as JSON, with details

@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from agent.runner import run_execution
 from jobs.models import Execution, Job
 from jobs.services.runs import run_now
-from tests.jobs.test_executions import agent, job
+from tests.factories import agent, job
 
 KEY = Fernet.generate_key().decode()
 AGENT_SECRETS = {

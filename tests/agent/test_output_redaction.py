@@ -12,7 +12,7 @@ from agent.runner import run_execution
 from jobs import secrets as job_secrets
 from jobs.models import Execution, Job
 from jobs.services.runs import run_now
-from tests.jobs.test_executions import agent, job
+from tests.factories import agent, job
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from agent.runner import run_execution
 from jobs.models import Execution, Job, Run
 from jobs.services.runs import run_now
 from jobs.services.transfer import jobs_restore
-from tests.jobs.test_executions import agent, job
+from tests.factories import agent, job
 
 
 def run(name: str) -> Execution:

@@ -18,7 +18,7 @@ import pytest
 
 from jobs.dispatch import task_labels
 from jobs.models import Execution
-from tests.e2e.test_runs import create, finished
+from tests.e2e.helpers import create, finished
 from tests.harness import ROOT, Cluster, Proc, wait_for
 
 pytestmark = pytest.mark.e2e

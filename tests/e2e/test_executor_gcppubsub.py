@@ -8,11 +8,7 @@ import json
 import pytest
 
 from jobs.models import Execution
-from tests.executors.servers_gcppubsub import (  # noqa: F401 - fixtures
-    Topic,
-    pubsub_emulator_fixture,
-    pubsub_topic_fixture,
-)
+from tests.executors.servers_gcppubsub import Topic
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.e2e

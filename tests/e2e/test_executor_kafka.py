@@ -8,15 +8,7 @@ import json
 import pytest
 
 from jobs.models import Execution
-from tests.executors.servers_kafka import (  # noqa: F401 - fixtures
-    KafkaProxy,
-    KafkaServer,
-    kafka_fixture,
-    kafka_logs_fixture,
-    kafka_proxy_fixture,
-    kafka_proxy_session_fixture,
-    tansu_path_fixture,
-)
+from tests.executors.servers_kafka import KafkaProxy, KafkaServer
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.e2e

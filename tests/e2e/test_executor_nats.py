@@ -8,15 +8,7 @@ import uuid
 import pytest
 
 from jobs.models import Execution
-from tests.executors.servers_nats import (  # noqa: F401 - fixtures
-    USER,
-    NatsServer,
-    nats_auth_fixture,
-    nats_binary_fixture,
-    nats_local_fixture,
-    nats_logs_fixture,
-    receive,
-)
+from tests.executors.servers_nats import USER, NatsServer, receive
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.e2e

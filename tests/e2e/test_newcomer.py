@@ -23,7 +23,7 @@ from tests.harness import ROOT, wait_for
 pytestmark = pytest.mark.e2e
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-BACKUP = ROOT / "tests" / "ops" / "data" / "dkron-backup.json"
+BACKUP = ROOT / "tests" / "operations" / "data" / "dkron-backup.json"
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.models import Execution
 from tests.e2e import test_failover, test_runs
-from tests.e2e.test_runs import create, finished
+from tests.e2e.helpers import create, finished
 from tests.harness import (
     AMQP_URL,
     ROOT,

@@ -10,34 +10,10 @@ import psutil
 import pytest
 
 from jobs.models import Execution, Job
+from tests.e2e.helpers import create, executions, finished
 from tests.harness import wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def create(api, name: str, command: str, **fields) -> dict:
-    body = {
-        "name": name,
-        "schedule": fields.pop("schedule", "@manually"),
-        "executor": "shell",
-        "executor_config": {"command": command, "shell": "true", **fields.pop("config", {})},
-        **fields,
-    }
-    response = api.post("/v1/jobs", body, format="json")
-    assert response.status_code == 201, response.content
-    return response.json()
-
-
-def executions(job: str) -> list[Execution]:
-    return list(Execution.objects.filter(job_name=job).order_by("id"))
-
-
-def finished(job: str, n: int = 1):
-    def check():
-        done = [e for e in executions(job) if e.status not in ("queued", "running")]
-        return done if len(done) >= n else None
-
-    return check
 
 
 def test_run_now_toggle_delete_and_execution_history(cluster, api):

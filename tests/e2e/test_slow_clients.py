@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_embedded import free_port
+from tests.e2e.helpers import free_port
 from tests.harness import ROOT, reachable, require, wait_for
 
 pytestmark = pytest.mark.e2e

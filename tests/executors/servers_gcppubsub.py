@@ -1,7 +1,7 @@
 """Pub/Sub servers for tests: the official emulator, and a stand-in for what it cannot do.
 
-Fixtures are named `*_fixture` and registered under the short name, so a test module imports
-them (`from ... import pubsub_topic_fixture  # noqa: F401`) without shadowing warnings.
+Fixtures are named `*_fixture` and registered under the short name; tests/conftest.py loads
+this module as a plugin (`pytest_plugins`), so tests ask for them by name.
 """
 
 from __future__ import annotations

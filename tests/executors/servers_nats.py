@@ -1,8 +1,8 @@
 """NATS test servers: the machine's nats-server on 4222, private nats-server instances (password,
 permissions, max_payload), and a stand-in that never answers a flush.
 
-Fixtures are named `*_fixture` and registered under the short name, so a test module imports
-them (`from ... import nats_local_fixture  # noqa: F401`) without shadowing warnings.
+Fixtures are named `*_fixture` and registered under the short name; tests/conftest.py loads
+this module as a plugin (`pytest_plugins`), so tests ask for them by name.
 """
 
 from __future__ import annotations

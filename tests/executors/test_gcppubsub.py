@@ -16,14 +16,7 @@ from executors.base import ConfigError, ExecutionContext, ExecutorError
 from executors.gcppubsub import DEFAULT_TIMEOUT, PubSubConfig, PubSubExecutor
 from executors.output import OutputSink
 from executors.registry import mask_secrets
-from tests.executors.servers_gcppubsub import (  # noqa: F401 - fixtures
-    PROJECT,
-    StandInPublisher,
-    Topic,
-    pubsub_emulator_fixture,
-    pubsub_topic_fixture,
-    stand_in_fixture,
-)
+from tests.executors.servers_gcppubsub import PROJECT, StandInPublisher, Topic
 
 executor = PubSubExecutor()
 

@@ -17,16 +17,7 @@ from executors.base import ConfigError, ExecutionContext, ExecutorError
 from executors.kafka import DEFAULT_TIMEOUT, KafkaConfig, KafkaExecutor
 from executors.output import OutputSink
 from executors.registry import SECRET_MASK, mask_secrets
-from tests.executors.servers_kafka import (  # noqa: F401 - fixtures
-    KafkaProxy,
-    KafkaServer,
-    kafka_fixture,
-    kafka_logs_fixture,
-    kafka_proxy_fixture,
-    kafka_proxy_session_fixture,
-    kafka_tls_fixture,
-    tansu_path_fixture,
-)
+from tests.executors.servers_kafka import KafkaProxy, KafkaServer
 
 executor = KafkaExecutor()
 PASSWORD = "s3cret-Pa55"

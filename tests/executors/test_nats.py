@@ -15,7 +15,7 @@ from executors.base import ConfigError, ExecutionContext, ExecutorError
 from executors.nats import DEFAULT_TIMEOUT, NatsConfig, NatsExecutor
 from executors.output import OutputSink
 from executors.registry import SECRET_MASK, mask_secrets
-from tests.executors.servers_nats import (  # noqa: F401 - fixtures
+from tests.executors.servers_nats import (
     MAX_PAYLOAD,
     PASSWORD,
     PERMS_PASSWORD,
@@ -23,13 +23,6 @@ from tests.executors.servers_nats import (  # noqa: F401 - fixtures
     USER,
     NatsServer,
     NatsStandIn,
-    nats_auth_fixture,
-    nats_binary_fixture,
-    nats_limited_fixture,
-    nats_local_fixture,
-    nats_logs_fixture,
-    nats_no_pong_fixture,
-    nats_silent_fixture,
     receive,
 )
 

@@ -16,32 +16,11 @@ from jobs.services.executions import (
     run_settle,
     trim_history,
 )
-from jobs.services.jobs import job_upsert
 from jobs.services.maintenance import sweep
 from jobs.services.runs import run_now
+from tests.factories import agent, job
 
 FUTURE = datetime.now(UTC) + timedelta(days=3650)
-
-
-def agent(name: str, running: int = 0, **tags: str) -> Agent:
-    return Agent.objects.create(
-        name=name,
-        tags={"role": "dkron", "server": "true", **tags},
-        last_heartbeat=FUTURE,
-        running=running,
-        concurrency=4,
-    )
-
-
-def job(name: str, **fields) -> Job:
-    data = {
-        "name": name,
-        "schedule": "@manually",
-        "executor": "shell",
-        "executor_config": {"command": "true"},
-        **fields,
-    }
-    return job_upsert(data=data)[0]
 
 
 def claim_all(node: str | None = None) -> list[Execution]:

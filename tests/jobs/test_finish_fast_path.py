@@ -13,7 +13,7 @@ from jobs.models import Execution, Job, Run
 from jobs.services import execution_sql
 from jobs.services.executions import execution_claim, execution_finish, execution_kill
 from jobs.services.runs import run_now
-from tests.jobs.test_executions import agent, job
+from tests.factories import agent, job
 
 
 def claim_all() -> list[Execution]:

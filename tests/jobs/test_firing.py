@@ -10,17 +10,9 @@ import time_machine
 from jobs.models import Agent, Execution, Job, Run
 from jobs.services.jobs import job_upsert
 from jobs.services.runs import fire_due_jobs, run_now
+from tests.factories import agent as make_agent
 
 T0 = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
-
-
-def make_agent(name: str, **tags: str) -> Agent:
-    return Agent.objects.create(
-        name=name,
-        tags={"role": "dkron", "server": "true", **tags},
-        last_heartbeat=datetime.now(UTC) + timedelta(days=3650),  # alive whatever the clock
-        concurrency=4,
-    )
 
 
 def make_job(**fields) -> Job:

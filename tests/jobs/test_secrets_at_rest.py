@@ -17,7 +17,7 @@ from django.db import connection
 from agent.runner import run_execution
 from jobs.models import Execution, Job
 from jobs.services.runs import run_now
-from tests.jobs.test_executions import agent, job
+from tests.factories import agent, job
 
 SECRET = "hunter2-at-rest"
 KEY, OTHER = Fernet.generate_key().decode(), Fernet.generate_key().decode()

@@ -14,7 +14,7 @@ from jobs.models import Agent, Execution, Lease, Run
 from jobs.services.health import health_report
 from jobs.services.lease import lease_acquire
 from jobs.services.transfer import jobs_restore
-from tests.jobs.test_executions import agent, job
+from tests.factories import agent, job
 
 pytestmark = pytest.mark.django_db
 

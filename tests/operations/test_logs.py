@@ -20,7 +20,7 @@ from agent.runner import run_execution
 from jobs.logcontext import execution_logging
 from jobs.models import Execution
 from jobs.services.runs import run_now
-from tests.jobs.test_executions import agent, job
+from tests.factories import agent, job
 
 ROOT = Path(__file__).resolve().parents[2]
 

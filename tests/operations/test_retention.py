@@ -21,7 +21,7 @@ from jobs.services.retention import (
     retention_schedule_ensure,
 )
 from scheduler.beat import JobScheduler
-from tests.jobs.test_executions import job
+from tests.factories import job
 
 pytestmark = pytest.mark.django_db
 DAY = 86400.0

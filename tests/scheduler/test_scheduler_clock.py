@@ -20,11 +20,7 @@ from jobs import timeutil
 from jobs.models import Agent, Run
 from jobs.services import agents as agent_services
 from jobs.services import lease
-from tests.scheduler.test_scheduler_lifecycle import (  # noqa: F401 (fixtures)
-    make_job,
-    new_scheduler,
-    published,
-)
+from tests.scheduler.helpers import make_job, new_scheduler
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("published")]
 

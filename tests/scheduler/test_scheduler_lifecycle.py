@@ -24,33 +24,15 @@ import pytest
 from django.conf import settings as django_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-import dkronweb
 from jobs import dispatch, timeutil
 from jobs.models import Execution, Job, Lease, Run
 from jobs.services import lease, runs
-from jobs.services.jobs import job_upsert
 from scheduler import beat as scheduler_module
 from scheduler.beat import JobScheduler
-from tests.jobs.test_firing import make_agent
+from tests.factories import agent as make_agent
+from tests.scheduler.helpers import make_job, new_scheduler
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def published(monkeypatch) -> list[int]:
-    """Record what is published instead of sending it (the rows are marked as the real one)."""
-    sent: list[int] = []
-
-    def fake(executions: list[Execution], *, countdown: float = 0.0) -> None:
-        if not executions:
-            return
-        sent.extend(e.pk for e in executions)
-        Execution.objects.filter(pk__in=[e.pk for e in executions]).update(
-            published_at=timeutil.now()
-        )
-
-    monkeypatch.setattr(dispatch, "publish_many", fake)
-    return sent
 
 
 @pytest.fixture
@@ -75,11 +57,6 @@ def conf(settings, **values) -> None:
     settings.DKRON = {**django_settings.DKRON, **values}
 
 
-def make_job(name: str, **fields) -> Job:
-    data = {"name": name, "executor": "shell", "executor_config": {"command": "true"}, **fields}
-    return job_upsert(data=data)[0]
-
-
 def overdue(name: str, *, seconds: float, **fields) -> Job:
     """A per-second job whose next_run is `seconds` in the past (an outage)."""
     job = make_job(name, schedule="@every 1s", **fields)
@@ -87,10 +64,6 @@ def overdue(name: str, *, seconds: float, **fields) -> Job:
     Job.objects.filter(pk=job.pk).update(next_run=since, anchor=since)  # created back then
     job.refresh_from_db()
     return job
-
-
-def new_scheduler() -> JobScheduler:
-    return JobScheduler(app=dkronweb.celery_app, lazy=True)
 
 
 def metric(api, name: str, **labels: str) -> float:

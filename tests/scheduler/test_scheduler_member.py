@@ -13,7 +13,7 @@ from jobs import node as node
 from jobs.models import Agent, Execution, Lease
 from jobs.services.runs import run_now
 from scheduler.beat import JobScheduler
-from tests.jobs.test_executions import agent, job
+from tests.factories import agent, job
 
 SCHEDULER_MEMBER = f"{settings.NODE_NAME}-scheduler"
 

@@ -19,7 +19,7 @@ from executors.output import OutputSink
 from jobs import dispatch
 from jobs.models import Execution, Job
 from jobs.services.runs import run_now
-from tests.jobs.test_executions import agent, job
+from tests.factories import agent, job
 from tests.web.api.helpers import assert_error, create, job_body
 from web.api import ops
 

@@ -15,7 +15,7 @@ import pytest
 from agent.runner import run_execution
 from jobs.models import Execution, Job
 from jobs.services.runs import run_now
-from tests.jobs.test_executions import agent
+from tests.factories import agent
 from tests.notifications.receivers import WebhookReceiver
 from tests.web.api.helpers import client_for, job_body, make_user
 from tests.web.api.roles import principal

@@ -10,8 +10,8 @@ import pytest
 from jobs import telemetry, timeutil
 from jobs.models import Agent, Job
 from jobs.telemetry import DURATION
+from tests.factories import job
 from tests.harness import reachable, require
-from tests.jobs.test_executions import job
 from tests.web.metrics.conftest import samples, scrape, value
 
 FUTURE = timeutil.now() + timedelta(days=365)

@@ -10,7 +10,7 @@ import pytest
 
 from jobs.dispatch import node_queue
 from jobs.models import Agent, Execution
-from tests.e2e.test_runs import create, finished
+from tests.e2e.helpers import create, finished
 from tests.harness import wait_for
 from tests.web.metrics.conftest import samples, scrape, value
 

@@ -19,7 +19,7 @@ from jobs.services import notifications
 from jobs.services.agents import agent_heartbeat, agent_register
 from jobs.services.runs import run_now
 from jobs.telemetry import DURATION, EXECUTIONS, FIRE_SKEW, NOTIFICATION_FAILURES
-from tests.jobs.test_executions import agent, job
+from tests.factories import agent, job
 
 ROOT = Path(__file__).resolve().parents[3]
 
