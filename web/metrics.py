@@ -37,6 +37,7 @@ from jobs.models import Agent, Execution, ExecutionStatus, Job, JobStatus, Lease
 from jobs.services import agents as agent_services
 from jobs.services import counters
 from jobs.services.lease import SCHEDULER, lease_holder
+from jobs.services.runs import catchup_backlog
 
 log = logging.getLogger("dkronweb.metrics")
 
@@ -64,8 +65,6 @@ def counter_families() -> Iterator[Metric]:
 
 def catchup_families() -> Iterator[Metric]:
     """The catch-up backlog: runs of a misfire policy waiting for their CATCHUP_RATE slot."""
-    from jobs.services.runs import catchup_backlog
-
     waiting = GaugeMetricFamily(
         "dkronweb_scheduler_catchup_waiting",
         "Catch-up executions committed and waiting for their publish slot (CATCHUP_RATE)",
