@@ -155,16 +155,8 @@ class AgentStep(bootsteps.StartStopStep):
         if self.beat is None or self.left:
             return
         self.beat.leaving.set()
-        try:
-            close_old_connections()
-            with_db_retry(
-                lambda: agent_leaving(name=self.ident.name, instance_id=self.ident.instance_id),
-                what="marking the agent leaving",
-                deadline=10.0,
-            )
+        if self._record(agent_leaving, what="marking the agent leaving"):
             log.info("agent %s is leaving: it finishes its runs, then leaves", self.ident.name)
-        except Exception:
-            log.warning("could not mark agent %s as leaving", self.ident.name, exc_info=True)
 
     def terminate(self, worker: Any) -> None:
         # A cold stop: the pool is being terminated, nothing is left to finish.
@@ -180,19 +172,27 @@ class AgentStep(bootsteps.StartStopStep):
         self.beat.join(timeout=5)  # a beat in flight must not write after `left`
         if self.reaper is not None:
             self.reaper.stop()  # a clean stop: the reaper exits quietly
+        if self._record(agent_leave, what="leaving the cluster"):
+            log.info("agent %s left", self.ident.name)
+
+    def _record(self, service: Any, *, what: str) -> bool:
+        """Record a stop step for this agent; False (logged) when the database would not.
+
+        The calling thread's connection dates from start-up: a database restart since then
+        broke it. Health-check it (CONN_HEALTH_CHECKS) and retry briefly, so a clean stop is
+        still recorded as `leaving`/`left`, not `failed`.
+        """
         try:
-            # This thread's connection dates from start-up: a database restart since then
-            # broke it. Health-check it (CONN_HEALTH_CHECKS) and retry briefly, so a clean
-            # stop is still recorded as `left`, not `failed`.
             close_old_connections()
             with_db_retry(
-                lambda: agent_leave(name=self.ident.name, instance_id=self.ident.instance_id),
-                what="leaving the cluster",
+                lambda: service(name=self.ident.name, instance_id=self.ident.instance_id),
+                what=what,
                 deadline=10.0,
             )
-            log.info("agent %s left", self.ident.name)
+            return True
         except Exception:
-            log.warning("could not mark agent %s as left", self.ident.name, exc_info=True)
+            log.warning("agent %s: %s failed", self.ident.name, what, exc_info=True)
+            return False
 
 
 _step: AgentStep | None = None
