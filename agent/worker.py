@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import socket
 import threading
 from typing import Any
@@ -122,7 +121,7 @@ class AgentStep(bootsteps.StartStopStep):
 
     def __init__(self, worker: Any, tag: Any = (), node_name: str | None = None, **kw: Any):
         super().__init__(worker, **kw)
-        server = os.environ.get("DKRON_AGENT_SERVER", "true").lower() != "false"
+        server = settings.DKRON["AGENT_SERVER"]
         self.ident = configure(name=node_name, tags=parse_tag_options(tag), server=server)
 
         # Here, in the main process before the pool forks its children, so they inherit it.

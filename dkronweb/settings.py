@@ -2,15 +2,17 @@
 
 The defaults are the embedded mode: SQLite in ./var, an in-process broker, auth on. Production
 sets DKRON_DATABASE_URL (PostgreSQL) and DKRON_BROKER_URL (Redis) and DKRON_SECRET_KEY.
+Variables are read only here, through dkronweb.env's strict readers (a bad value stops
+start-up naming the variable); the rest of the code reads django.conf.settings. The exceptions
+are not dkronweb settings: DOCKER_HOST and PUBSUB_EMULATOR_HOST, read by the docker and
+gcppubsub executors as their client libraries read them, and DKRON_AGENT_NAME/DKRON_AGENT_ID,
+which jobs.node sets for the agent's shell jobs to inherit.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
-import re
 import secrets
 import socket
 from pathlib import Path
@@ -20,84 +22,25 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from dkronweb import __version__
+from dkronweb.env import (
+    env,
+    env_bool,
+    env_choice,
+    env_duration,
+    env_float,
+    env_int,
+    env_json_object,
+    env_list,
+    env_secret,
+)
 from executors import netguard
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
-
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def env_bool(name: str, default: bool) -> bool:
-    """true/false, 1/0, yes/no, on/off (any case); anything else stops start-up.
-
-    A typo must not mean false: DKRON_AUTH_ENABLED=flase used to turn authentication off.
-    """
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name}={raw!r}: expected true or false (also 1/0, yes/no, on/off)")
-
-
-def env_float(name: str, default: float) -> float:
-    raw = env(name).strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise ImproperlyConfigured(f"{name}={raw!r}: expected a number")
-    return value
-
-
-def env_int(name: str, default: int) -> int:
-    raw = env(name).strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r}: expected a whole number") from None
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in env(name, default).split(",") if item.strip()]
-
-
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-
-
-def env_duration(name: str, default: float) -> float:
-    """Seconds from "90d", "12h", "1h30m", "45s" or a bare number of seconds ("0" is zero)."""
-    raw = env(name).strip().lower()
-    if not raw:
-        return default
-    if re.fullmatch(r"\d+(?:\.\d+)?", raw):
-        return float(raw)
-    if not re.fullmatch(f"(?:{_DURATION_PART.pattern})+", raw):
-        raise ImproperlyConfigured(f"{name}={raw!r}: expected a duration such as 30d, 12h or 90m")
-    return sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(raw))
-
-
 DATA_DIR = Path(env("DKRON_DATA_DIR", str(BASE_DIR / "var")))
-_MODE = env("DKRON_ENV", "embedded").strip().lower()
-if _MODE not in {"embedded", "production"}:
-    # "prod" or "Production " must not quietly mean embedded (auth-off and debug allowed).
-    raise ImproperlyConfigured(f"DKRON_ENV={_MODE!r}: expected embedded or production")
-PRODUCTION = _MODE == "production"
+# "prod" must not quietly mean embedded (auth-off and debug allowed).
+PRODUCTION = env_choice("DKRON_ENV", "embedded", ("embedded", "production")) == "production"
 DEBUG = env_bool("DKRON_DEBUG", False)
 
 
@@ -120,7 +63,7 @@ def _private_file(path: Path, text: str = "") -> None:
 
 
 def _secret_key() -> str:
-    key = env("DKRON_SECRET_KEY")
+    key = env_secret("DKRON_SECRET_KEY")
     if key:
         return key
     if PRODUCTION:
@@ -200,7 +143,7 @@ TEMPLATES = [
     }
 ]
 
-DATABASE_URL = env("DKRON_DATABASE_URL", f"sqlite:///{DATA_DIR / 'dkronweb.sqlite3'}")
+DATABASE_URL = env_secret("DKRON_DATABASE_URL", f"sqlite:///{DATA_DIR / 'dkronweb.sqlite3'}")
 # Persistent connections (60 s), checked before their first use in each request or task:
 # without the health check, every web thread's first request after a database restart fails
 # (500) on the connection the restart broke (tests/faults/test_server_restarts.py).
@@ -347,7 +290,7 @@ SPECTACULAR_SETTINGS = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DKRON_MAX_BODY_BYTES", 2 * 1024 * 1024)
 
 # --- Celery ----------------------------------------------------------------------------
-CELERY_BROKER_URL = env("DKRON_BROKER_URL", "memory://localhost/")
+CELERY_BROKER_URL = env_secret("DKRON_BROKER_URL", "memory://localhost/")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
@@ -404,7 +347,7 @@ DKRON: dict[str, Any] = {
     # Off only to prove that fire keys alone prevent duplicates (every scheduler fires).
     "LEASE_ENABLED": env_bool("DKRON_SCHEDULER_LEASE", True),
     "TICK_MAX": env_float("DKRON_TICK_MAX", 1.0),
-    "FIRE_BATCH": env_int("DKRON_FIRE_BATCH", 500),
+    "FIRE_BATCH": env_int("DKRON_FIRE_BATCH", 500, minimum=1),
     "MISFIRE_GRACE": env_float("DKRON_MISFIRE_GRACE", 60.0),
     # Catch-up runs (misfire_policy run_once/run_all after an outage) published per second,
     # cluster-wide; on-time fires are never held back. 0 publishes them all at once.
@@ -445,8 +388,9 @@ DKRON: dict[str, Any] = {
     "NOTIFY_EMAIL_ENABLED": env_bool(
         "DKRON_NOTIFY_EMAIL_ENABLED", bool(env("DKRON_EMAIL_HOST") or env("DKRON_EMAIL_BACKEND"))
     ),
-    "NOTIFY_WEBHOOK_URL": env("DKRON_NOTIFY_WEBHOOK_URL"),
-    "NOTIFY_WEBHOOK_HEADERS": json.loads(env("DKRON_NOTIFY_WEBHOOK_HEADERS") or "{}"),
+    # A Slack-style webhook URL is itself a secret; headers often carry a token.
+    "NOTIFY_WEBHOOK_URL": env_secret("DKRON_NOTIFY_WEBHOOK_URL"),
+    "NOTIFY_WEBHOOK_HEADERS": env_json_object("DKRON_NOTIFY_WEBHOOK_HEADERS", secret=True),
     "NOTIFY_WEBHOOK_BODY": env("DKRON_NOTIFY_WEBHOOK_BODY"),
     "NOTIFY_TIMEOUT": env_float("DKRON_NOTIFY_TIMEOUT", 10.0),
     "NOTIFY_RETRIES": env_int("DKRON_NOTIFY_RETRIES", 3),
@@ -456,17 +400,21 @@ DKRON: dict[str, Any] = {
     "UNTAGGED_TARGET": env("DKRON_UNTAGGED_TARGET", "all"),
     "DC": env("DKRON_DC", "dc1"),
     "REGION": env("DKRON_REGION", "global"),
+    # Dkron's server=true tag on this agent (agent.worker); false for agent-only nodes.
+    "AGENT_SERVER": env_bool("DKRON_AGENT_SERVER", True),
+    # The first embedded start's admin password (jobs.bootstrap); empty: a random one, printed.
+    "ADMIN_PASSWORD": env_secret("DKRON_ADMIN_PASSWORD"),
     # Retention (jobs.services.retention, the hourly `dkronweb.retention` periodic task):
     # finished executions older than HISTORY_MAX_AGE seconds are deleted (0 = keep them),
     # RETENTION_BATCH ids per DELETE, for at most RETENTION_TIME_BUDGET seconds per run.
     "HISTORY_MAX_AGE": env_duration("DKRON_HISTORY_MAX_AGE", 90 * 86400.0),
-    "RETENTION_BATCH": env_int("DKRON_RETENTION_BATCH", 5000),
+    "RETENTION_BATCH": env_int("DKRON_RETENTION_BATCH", 5000, minimum=1),
     "RETENTION_TIME_BUDGET": env_duration("DKRON_RETENTION_TIME_BUDGET", 120.0),
     # /health reports executions queued for longer than this many seconds as a backlog.
     "BACKLOG_ALERT_SECONDS": env_duration("DKRON_BACKLOG_ALERT_SECONDS", 60.0),
     # Secrets (jobs.secrets): comma-separated Fernet keys, the first encrypting; when set,
     # executor secrets are stored encrypted. Unset: stored as given.
-    "ENCRYPTION_KEYS": env_list("DKRON_ENCRYPTION_KEY"),
+    "ENCRYPTION_KEYS": env_list("DKRON_ENCRYPTION_KEY", secret=True),
     # The outbound guard (executors.netguard) for every executor, processor and notification
     # that connects: refuse loopback, private, link-local (cloud metadata) and other non-public
     # addresses. Recommended on in production; off by default so the embedded default can call
@@ -482,12 +430,12 @@ DKRON.update(
     {
         # A notification template's render stops (and its notification fails) past this many
         # characters of output or this many CPU seconds (jobs.notifications.render).
-        "NOTIFY_RENDER_LIMIT": int(env_float("DKRON_NOTIFY_RENDER_LIMIT", 1024 * 1024)),
+        "NOTIFY_RENDER_LIMIT": env_int("DKRON_NOTIFY_RENDER_LIMIT", 1024 * 1024),
         "NOTIFY_RENDER_TIME": env_float("DKRON_NOTIFY_RENDER_TIME", 1.0),
         # /v1/restore takes at most this many jobs per file (413 past it: split the file),
         # written this many jobs per transaction (jobs.services.transfer).
-        "RESTORE_MAX_JOBS": int(env_float("DKRON_RESTORE_MAX_JOBS", 1000)),
-        "RESTORE_BATCH": int(env_float("DKRON_RESTORE_BATCH", 100)),
+        "RESTORE_MAX_JOBS": env_int("DKRON_RESTORE_MAX_JOBS", 1000),
+        "RESTORE_BATCH": env_int("DKRON_RESTORE_BATCH", 100, minimum=1),
     }
 )
 # Slow clients (`manage.py serve`, dkronweb.webserver): a connection is closed when its request
@@ -508,7 +456,7 @@ REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
     "web.api.auth.BasicAuthentication" if name.endswith(".BasicAuthentication") else name
     for name in REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"]
 ]
-AXES_FAILURE_LIMIT = int(env_float("DKRON_LOGIN_FAILURE_LIMIT", 10))
+AXES_FAILURE_LIMIT = env_int("DKRON_LOGIN_FAILURE_LIMIT", 10, minimum=1)
 AXES_COOLOFF_TIME = env_duration("DKRON_LOGIN_COOLOFF", 900.0) / 3600  # hours, as axes wants
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
@@ -525,7 +473,7 @@ EMAIL_BACKEND = env("DKRON_EMAIL_BACKEND", "django.core.mail.backends.smtp.Email
 EMAIL_HOST = env("DKRON_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("DKRON_EMAIL_PORT", 25)
 EMAIL_HOST_USER = env("DKRON_EMAIL_USER")
-EMAIL_HOST_PASSWORD = env("DKRON_EMAIL_PASSWORD")
+EMAIL_HOST_PASSWORD = env_secret("DKRON_EMAIL_PASSWORD")
 EMAIL_USE_TLS = env_bool("DKRON_EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("DKRON_EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = int(DKRON["NOTIFY_TIMEOUT"])
@@ -534,9 +482,10 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # "text" (default) or "json" (one object a line: timestamp, level, logger, message, and `job`
 # and `execution` on lines about a run; jobs.logcontext adds them to both formats).
-LOG_FORMAT = env("DKRON_LOG_FORMAT", "text").strip().lower()
-if LOG_FORMAT not in {"text", "json"}:
-    raise ImproperlyConfigured(f"DKRON_LOG_FORMAT={LOG_FORMAT!r}: expected text or json")
+LOG_FORMAT = env_choice("DKRON_LOG_FORMAT", "text", ("text", "json"))
+LOG_LEVEL = env_choice(
+    "DKRON_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL")
+)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -560,7 +509,7 @@ LOGGING = {
             "filters": ["execution"],
         }
     },
-    "root": {"handlers": ["console"], "level": env("DKRON_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"level": "WARNING"},
         "celery.worker.strategy": {"level": "WARNING"},

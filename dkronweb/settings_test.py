@@ -30,6 +30,7 @@ os.environ.setdefault("DKRON_BROKER_URL", "redis://127.0.0.1:6379/7")
 os.environ.setdefault("DKRON_DATA_DIR", "/tmp/dkronweb-test")
 os.environ.setdefault("DKRON_SECRET_KEY", "test-secret-key-not-for-production")
 
+from dkronweb.env import env_float  # noqa: E402
 from dkronweb.settings import *  # noqa: E402,F403
 from dkronweb.settings import ALLOWED_HOSTS, DATABASES, DKRON  # noqa: E402
 
@@ -40,11 +41,11 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]
 DKRON.update(
     {
-        "LEASE_TTL": float(os.environ.get("DKRON_LEASE_TTL", 3.0)),
-        "HEARTBEAT_INTERVAL": float(os.environ.get("DKRON_HEARTBEAT_INTERVAL", 0.5)),
-        "AGENT_DEAD_AFTER": float(os.environ.get("DKRON_AGENT_DEAD_AFTER", 3.0)),
-        "OUTPUT_FLUSH_INTERVAL": float(os.environ.get("DKRON_OUTPUT_FLUSH_INTERVAL", 0.2)),
-        "QUEUED_REPUBLISH_AFTER": float(os.environ.get("DKRON_QUEUED_REPUBLISH_AFTER", 10.0)),
+        "LEASE_TTL": env_float("DKRON_LEASE_TTL", 3.0),
+        "HEARTBEAT_INTERVAL": env_float("DKRON_HEARTBEAT_INTERVAL", 0.5),
+        "AGENT_DEAD_AFTER": env_float("DKRON_AGENT_DEAD_AFTER", 3.0),
+        "OUTPUT_FLUSH_INTERVAL": env_float("DKRON_OUTPUT_FLUSH_INTERVAL", 0.2),
+        "QUEUED_REPUBLISH_AFTER": env_float("DKRON_QUEUED_REPUBLISH_AFTER", 10.0),
         "HARD_LIMIT_GRACE": 5.0,
         # Tests move the clock with time-machine; the database's would undo that.
         "CLOCK_FROM_DATABASE": False,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from jobs.services.tokens import token_create
@@ -23,7 +23,7 @@ def bootstrap_admin(*, username: str = "admin") -> Credentials | None:
     users = get_user_model()
     if users.objects.exists():
         return None
-    password = os.environ.get("DKRON_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    password = settings.DKRON["ADMIN_PASSWORD"] or secrets.token_urlsafe(12)
     user = users.objects.create_superuser(username=username, email="", password=password)
     _, raw = token_create(user=user, name="bootstrap")
     return Credentials(username=username, password=password, token=raw)

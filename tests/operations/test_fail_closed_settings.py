@@ -10,9 +10,16 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
+from dkronweb import env as settings_env
 from dkronweb import settings as project_settings
 from tests.harness import ROOT
-from tests.operations.settings_process import clean_env, manage, production_env, python
+from tests.operations.settings_process import (
+    GOOD_KEY,
+    clean_env,
+    manage,
+    production_env,
+    python,
+)
 
 SHOW_AUTH = "from django.conf import settings; print('AUTH_ENABLED', settings.AUTH_ENABLED)"
 
@@ -32,28 +39,89 @@ def test_a_misspelt_boolean_stops_start_up_instead_of_turning_auth_off(tmp_path,
 )
 def test_booleans_accept_exactly_the_usual_spellings_in_any_case(monkeypatch, raw, value):
     monkeypatch.setenv("DKRON_TEST_FLAG", raw)
-    assert project_settings.env_bool("DKRON_TEST_FLAG", True) is value
+    assert settings_env.env_bool("DKRON_TEST_FLAG", True) is value
 
 
 @pytest.mark.parametrize("raw", ["256k", "1,000", "nan", "inf", "ten"])
 def test_a_malformed_number_is_refused_naming_the_variable(monkeypatch, raw):
     monkeypatch.setenv("DKRON_TEST_NUMBER", raw)
     with pytest.raises(ImproperlyConfigured, match="DKRON_TEST_NUMBER"):
-        project_settings.env_float("DKRON_TEST_NUMBER", 1.0)
+        settings_env.env_float("DKRON_TEST_NUMBER", 1.0)
     with pytest.raises(ImproperlyConfigured, match="DKRON_TEST_NUMBER"):
-        project_settings.env_int("DKRON_TEST_NUMBER", 1)
+        settings_env.env_int("DKRON_TEST_NUMBER", 1)
 
 
 def test_a_whole_number_setting_refuses_a_fraction(monkeypatch):
     monkeypatch.setenv("DKRON_TEST_NUMBER", "2.5")
     with pytest.raises(ImproperlyConfigured, match="expected a whole number"):
-        project_settings.env_int("DKRON_TEST_NUMBER", 1)
+        settings_env.env_int("DKRON_TEST_NUMBER", 1)
 
 
 def test_a_malformed_number_stops_start_up_with_its_name(tmp_path):
     result = python("", clean_env(tmp_path, DKRON_OUTPUT_LIMIT="256k"))
     assert result.returncode != 0
     assert "ImproperlyConfigured: DKRON_OUTPUT_LIMIT='256k'" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "message"),
+    [
+        ("DKRON_AGENT_SERVER", "nope", "expected true or false"),  # boolean
+        ("DKRON_FIRE_BATCH", "1_000", "expected a whole number"),  # whole number
+        ("DKRON_LEASE_TTL", "4s", "expected a number"),  # number
+        ("DKRON_HISTORY_MAX_AGE", "6M", "could be minutes or months"),  # duration
+        ("DKRON_HISTORY_MAX_AGE", "30 days", "expected a duration"),  # duration
+        ("DKRON_LOG_LEVEL", "verbose", "expected DEBUG, INFO, WARNING"),  # choice
+    ],
+)
+def test_a_bad_value_of_each_kind_stops_start_up_naming_it(tmp_path, variable, raw, message):
+    result = python("", clean_env(tmp_path, **{variable: raw}))
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {variable}={raw!r}: " in result.stdout
+    assert message in result.stdout
+
+
+def test_a_webhook_headers_value_that_is_no_json_object_stops_start_up(tmp_path):
+    result = python("", clean_env(tmp_path, DKRON_NOTIFY_WEBHOOK_HEADERS='["Authorization"]'))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: DKRON_NOTIFY_WEBHOOK_HEADERS: expected a JSON object" in (
+        result.stdout
+    )
+
+
+def test_an_unreadable_secret_file_stops_start_up_naming_it(tmp_path):
+    missing = tmp_path / "no-such-secret"
+    result = python("", clean_env(tmp_path, DKRON_SECRET_KEY_FILE=str(missing)))
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: DKRON_SECRET_KEY_FILE={str(missing)!r}: cannot read it" in (
+        result.stdout
+    )
+
+
+SHOW_SECRETS = """
+from django.conf import settings
+print("KEY", settings.SECRET_KEY)
+print("FERNET", settings.DKRON["ENCRYPTION_KEYS"])
+print("ADMIN", settings.DKRON["ADMIN_PASSWORD"])
+"""
+
+
+def test_production_takes_its_secrets_from_files(tmp_path):
+    (tmp_path / "key").write_text(GOOD_KEY + "\n")
+    (tmp_path / "fernet").write_text("first-key\nsecond-key\n")
+    (tmp_path / "admin").write_text("admin-password-1\n")
+    env = production_env(
+        tmp_path,
+        DKRON_SECRET_KEY="",
+        DKRON_SECRET_KEY_FILE=str(tmp_path / "key"),
+        DKRON_ENCRYPTION_KEY_FILE=str(tmp_path / "fernet"),
+        DKRON_ADMIN_PASSWORD_FILE=str(tmp_path / "admin"),
+    )
+    result = python(SHOW_SECRETS, env)
+    assert result.returncode == 0, result.stdout
+    assert f"KEY {GOOD_KEY}\n" in result.stdout
+    assert "FERNET ['first-key', 'second-key']" in result.stdout
+    assert "ADMIN admin-password-1\n" in result.stdout
 
 
 def test_a_misspelt_dkron_env_stops_start_up_instead_of_meaning_embedded(tmp_path):

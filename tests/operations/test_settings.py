@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from dkronweb.settings import env_duration
+from dkronweb.env import env_duration
 
 
 @pytest.mark.parametrize(
