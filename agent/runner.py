@@ -19,15 +19,15 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
+from confidential import SecretError, output_secrets, redact, unseal
 from executors import netguard
 from executors.base import CancelToken, ConfigError, ExecutionContext, ExecutorError
 from executors.output import OutputSink
-from executors.registry import UnknownExecutor, get_executor
-from executors.secrets import redact
+from executors.registry import UnknownExecutor, get_executor, secret_spec
 from jobs import telemetry, timeutil
 from jobs.logcontext import execution_logging
 from jobs.models import Execution, ExecutionStatus, Run
-from jobs.secrets import SecretError, run_config
+from jobs.secrets import encryption_keys, server_secrets
 from jobs.services.executions import execution_claim, execution_finish, execution_progress
 from jobs.services.jobs import describe_problems
 from processors.base import ExecutionRecord, ProcessorOptions
@@ -238,8 +238,12 @@ def _run_claimed(execution: Execution) -> Execution | None:
         if refusal:
             raise ExecutorError(refusal, retryable=False)
         executor = get_executor(snapshot["executor"])
-        # Secrets are decrypted here only, and masked in everything the run records.
-        plain, hidden = run_config(snapshot["executor"], snapshot.get("executor_config") or {})
+        # Secrets are decrypted here only, and masked in everything the run records; the
+        # steps, in this order, are in the docstring of `confidential`.
+        stored = snapshot.get("executor_config") or {}
+        spec = secret_spec(snapshot["executor"], stored)
+        plain = unseal(spec, stored, encryption_keys())
+        hidden = [*output_secrets(spec, plain), *server_secrets()]
         sink.hide(hidden)
         config = executor.validate(plain)
         ctx = ExecutionContext(

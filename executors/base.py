@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from executors import secrets
+import confidential
 from executors.netguard import Guard, GuardError
 from executors.output import OutputSink
 
@@ -119,10 +119,10 @@ class Executor:
     # Dkron key names whose values are write-only (masked in API output, never logged).
     secret_keys: ClassVar[frozenset[str]] = frozenset()
     # Keys holding named entries whose every value is write-only, the names staying readable:
-    # key -> executors.secrets.ENV ("K=V,K2=V2") or HEADERS ('["Name: value"]').
+    # key -> confidential.ENV ("K=V,K2=V2") or HEADERS ('["Name: value"]').
     secret_entries: ClassVar[Mapping[str, str]] = {}
     # Keys holding a URL whose credentials are write-only, the rest readable:
-    # key -> executors.secrets.URL (password and key-like query parameters) or WEBHOOK.
+    # key -> confidential.URL (password and key-like query parameters) or WEBHOOK.
     secret_urls: ClassVar[Mapping[str, str]] = {}
     # Keys that decide where the secrets go (URL, broker, region; the command or image that
     # receives an environment): a masked secret is kept only while these are unchanged.
@@ -135,7 +135,7 @@ class Executor:
     dkron_checked_keys: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
-    def secret_spec(cls) -> secrets.Spec:
+    def secret_spec(cls) -> confidential.Spec:
         """The secret and destination keys, each under both spellings the schema accepts
         (Dkron's camelCase alias and the field name): `sasl_password` is as secret as
         `saslPassword`."""
@@ -151,7 +151,7 @@ class Executor:
         def each(kinds: Mapping[str, str]) -> dict[str, str]:
             return {s: kind for k, kind in kinds.items() for s in spellings.get(k, {k})}
 
-        return secrets.Spec(
+        return confidential.Spec(
             keys=every(cls.secret_keys),
             entries=each(cls.secret_entries),
             urls=each(cls.secret_urls),

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors import secrets
+import confidential
 from executors.base import (
     ConfigError,
     ExecutionContext,
@@ -323,7 +323,7 @@ class DockerExecutor(Executor):
     config_schema = DockerConfig
     runs_code = True
     secret_keys: ClassVar[frozenset[str]] = frozenset()
-    secret_entries: ClassVar[Mapping[str, str]] = {"env": secrets.ENV}
+    secret_entries: ClassVar[Mapping[str, str]] = {"env": confidential.ENV}
     # The code that receives the environment: the image, what it runs and what is mounted.
     destination_keys: ClassVar[frozenset[str]] = frozenset(
         {"image", "command", "entrypoint", "workdir", "volumes"}

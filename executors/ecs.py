@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors import secrets
+import confidential
 from executors.base import (
     ConfigError,
     ExecutionContext,
@@ -419,7 +419,7 @@ class EcsExecutor(Executor):
     runs_code = True
     # Credentials come from boto3's chain on the agent, never from the job.
     secret_keys: ClassVar[frozenset[str]] = frozenset()
-    secret_entries: ClassVar[Mapping[str, str]] = {"env": secrets.ENV}
+    secret_entries: ClassVar[Mapping[str, str]] = {"env": confidential.ENV}
     # Where the environment is sent (the API endpoint, region, cluster) and the code that
     # receives it (task definition, container, command overrides, ECS Exec access).
     destination_keys: ClassVar[frozenset[str]] = frozenset(

@@ -34,7 +34,7 @@ from grpc_reflection.v1alpha.reflection_pb2 import (
 )
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors import secrets
+import confidential
 from executors.base import (
     ConfigError,
     ExecutionContext,
@@ -263,9 +263,9 @@ class GrpcExecutor(Executor):
     description = "Call a unary gRPC method found through server reflection; JSON in and out."
     config_schema = GrpcConfig
     # Metadata often carries tokens: every value is write-only (masked in responses, stored
-    # encrypted when a key is set), the names stay readable; see executors.secrets.
+    # encrypted when a key is set), the names stay readable; see confidential.
     secret_keys: ClassVar[frozenset[str]] = frozenset()
-    secret_entries: ClassVar[Mapping[str, str]] = {"headers": secrets.HEADERS}
+    secret_entries: ClassVar[Mapping[str, str]] = {"headers": confidential.HEADERS}
     # Where the metadata goes, and whether it travels in clear or to whom TLS trusts.
     destination_keys: ClassVar[frozenset[str]] = frozenset({"url", "tls", "tlsRootCAsFile"})
 

@@ -18,7 +18,8 @@ from typing import Annotated, Any, ClassVar
 import httpx
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors import netguard, secrets
+import confidential
+from executors import netguard
 from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.regex import RegexError, compile_user_regex
 from executors.values import GoBool, config_error, refuse_control_in_pairs
@@ -148,8 +149,8 @@ class HttpExecutor(Executor):
     description = "Make an HTTP request; success is the expected status code and body."
     config_schema = HttpConfig
     secret_keys: ClassVar[frozenset[str]] = frozenset()
-    secret_entries: ClassVar[Mapping[str, str]] = {"headers": secrets.HEADERS}
-    secret_urls: ClassVar[Mapping[str, str]] = {"url": secrets.URL}
+    secret_entries: ClassVar[Mapping[str, str]] = {"headers": confidential.HEADERS}
+    secret_urls: ClassVar[Mapping[str, str]] = {"url": confidential.URL}
     # Where the headers (and the URL's own credentials) go, and who may answer as that server.
     destination_keys: ClassVar[frozenset[str]] = frozenset(
         {"url", "tlsNoVerifyPeer", "tlsRootCAsFile"}
@@ -190,10 +191,10 @@ class HttpExecutor(Executor):
 
 def debug_config(config: HttpConfig) -> dict[str, Any]:
     """The config as Dkron's keys, every header value masked (Dkron printed them; header
-    values are write-only, executors.secrets)."""
+    values are write-only, confidential)."""
     shown = config.model_dump(by_alias=True)
-    shown["headers"] = secrets.mask_header_pairs(config.headers)
-    shown["url"] = secrets.mask(shown, keys=(), entries={}, urls={"url": secrets.URL})["url"]
+    shown["headers"] = confidential.mask_header_pairs(config.headers)
+    shown["url"] = confidential.mask(HttpExecutor.secret_spec(), shown)["url"]
     shown["expectCode"] = ",".join(str(c) for c in config.expect_code)
     return shown
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from executors.secrets import redact
+from confidential import redact
 
 DEFAULT_LIMIT = 256_000
 

@@ -29,7 +29,7 @@ from pika.adapters.utils.connection_workflow import (
 )
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
-from executors import secrets
+import confidential
 from executors.base import (
     ConfigError,
     ExecutionContext,
@@ -204,7 +204,7 @@ class RabbitMQExecutor(Executor):
     # The AMQP URI carries the password, so the whole URL is write-only.
     # The URL's password is write-only; its user, host and vhost stay readable, and the
     # password is kept only while the rest of the URL is unchanged.
-    secret_urls: ClassVar[Mapping[str, str]] = {"url": secrets.URL}
+    secret_urls: ClassVar[Mapping[str, str]] = {"url": confidential.URL}
     destination_keys: ClassVar[frozenset[str]] = frozenset({"url"})
 
     def validate(self, raw: dict[str, Any]) -> RabbitMQConfig:

@@ -1,4 +1,4 @@
-"""Executor lookup by name: built-ins plus third-party plugins, and secret masking of configs.
+"""Executor lookup by name: built-ins plus third-party plugins, and what each declares secret.
 
 Built-ins are an explicit mapping of name to dotted class path; plugins register under the
 Python entry point group `dkronweb.executors` (the counterpart of Dkron's plugin directory).
@@ -10,10 +10,10 @@ an argument so `executors/` stays free of Django.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from executors import secrets
+import confidential
 from executors.base import Executor
 from plugins import PluginRegistry, UnknownPlugin, disabled_message
 
@@ -30,14 +30,12 @@ __all__ = [
     "mask_secrets",
     "merge_secrets",
     "secret_spec",
-    "secret_values",
-    "transform_secrets",
 ]
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "dkronweb.executors"
-SECRET_MASK = secrets.MASK
+SECRET_MASK = confidential.MASK
 
 BUILTIN_EXECUTORS: dict[str, str] = {
     "shell": "executors.shell.ShellExecutor",
@@ -96,38 +94,19 @@ def clear_cache() -> None:
     _registry.clear_cache()
 
 
-def secret_spec(name: str, config: Mapping[str, Any]) -> secrets.Spec:
+def secret_spec(name: str, config: Mapping[str, Any]) -> confidential.Spec:
     """What is secret in the executor's config and which keys decide where it goes.
 
     For an executor whose class cannot be loaded (plugin uninstalled) they are unknown, so
-    anything whose key looks secret is treated as such rather than risk showing a password,
-    and every other key counts as a destination (a masked secret is kept only when nothing
-    else changed).
+    `confidential.guess` treats as secret anything whose key looks so rather than risk
+    showing a password.
     """
     try:
         if name in _registry.sources():
             return _registry.load(name).secret_spec()
     except (ImportError, TypeError):
         pass
-    keys = frozenset(secrets.guess_keys(config))
-    entries = secrets.guess_entries(config)
-    return secrets.Spec(
-        keys=keys, entries=entries, destinations=frozenset(config) - keys - set(entries)
-    )
-
-
-def transform_secrets(
-    name: str, config: Mapping[str, Any], fn: Callable[[secrets.Path, Any], Any]
-) -> dict[str, Any]:
-    """A copy of `config` with each secret value replaced by `fn(path, value)`."""
-    spec = secret_spec(name, config)
-    return secrets.transform(config, keys=spec.keys, entries=spec.entries, urls=spec.urls, fn=fn)
-
-
-def secret_values(name: str, config: Mapping[str, Any]) -> dict[secrets.Path, Any]:
-    """Every secret value of the config by where it sits (for redacting output)."""
-    spec = secret_spec(name, config)
-    return secrets.secret_values(config, keys=spec.keys, entries=spec.entries, urls=spec.urls)
+    return confidential.guess(config)
 
 
 def mask_secrets(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,8 +116,7 @@ def mask_secrets(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
     (environment variables, headers, metadata) and the credentials inside URLs alike. An
     empty value stays empty so a client can tell "not set".
     """
-    spec = secret_spec(name, config)
-    return secrets.mask(config, keys=spec.keys, entries=spec.entries, urls=spec.urls)
+    return confidential.mask(secret_spec(name, config), config)
 
 
 def merge_secrets(
@@ -150,16 +128,8 @@ def merge_secrets(
     URL's password) sent back as the mask it was shown, keeps its stored value; sending any
     other value (including "") replaces it. A mask with nothing stored behind it is left out.
     A stored value is kept only while its destination keys are unchanged, and the executor
-    (`old_name`, the stored job's) too; otherwise `secrets.SecretNotKept` names what to resend.
+    (`old_name`, the stored job's) too; otherwise `confidential.SecretNotKept` names what to
+    resend.
     """
-    spec = secret_spec(name, {**old, **new})
     moved = "executor" if old_name and old and old_name != name else ""
-    return secrets.merge(
-        new,
-        old,
-        keys=spec.keys,
-        entries=spec.entries,
-        urls=spec.urls,
-        destinations=spec.destinations,
-        moved=moved,
-    )
+    return confidential.merge(secret_spec(name, {**old, **new}), new, old, moved=moved)

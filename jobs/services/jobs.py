@@ -11,9 +11,9 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import Q
 
+from confidential import SecretNotKept
 from executors.base import ConfigError
 from executors.registry import UnknownExecutor, get_executor, merge_secrets
-from executors.secrets import SecretNotKept
 from jobs import schedule as sched
 from jobs import secrets as job_secrets
 from jobs import timeutil
@@ -176,7 +176,7 @@ def _own_checks(
                 problems["executor"] = f"executor '{job.executor}' is disabled on this server"
     # Masked secrets sent back keep the stored ones (decrypted to merge and validate,
     # encrypted again to store when DKRON_ENCRYPTION_KEY is set: jobs.secrets), unless where
-    # they go changed: then the request must resend them (executors.secrets.merge).
+    # they go changed: then the request must resend them (confidential.merge).
     old_executor = old_executor or job.executor
     stored = job_secrets.decrypt_config(old_executor, old_config, strict=False)
     try:

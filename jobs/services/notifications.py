@@ -18,6 +18,7 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
+from confidential import SecretError
 from executors import netguard
 from jobs import secrets as job_secrets
 from jobs import telemetry
@@ -83,7 +84,7 @@ def notify_run(*, run_id: int) -> list[Outcome]:
     snapshot = run.snapshot
     try:
         notify = schema.parse(job_secrets.decrypt_notify(snapshot.get("notify")))
-    except job_secrets.SecretError as exc:
+    except SecretError as exc:
         log.error("job %s: its notify webhooks cannot be used: %s", run.job.name, exc)
         notify = schema.Notify()
     except schema.InvalidNotify as exc:

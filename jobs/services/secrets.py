@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from confidential import SecretError
 from jobs import secrets as job_secrets
 from jobs.models import Job
 
@@ -24,7 +25,7 @@ def secrets_reencrypt(*, decrypt: bool = False) -> Reencrypted:
     A token no key opens is left as it is (its runs keep failing with a clear error).
     """
     if not job_secrets.encryption_enabled():
-        raise job_secrets.SecretError(f"{job_secrets.SETTING} is not set")
+        raise SecretError(f"{job_secrets.SETTING} is not set")
     result = Reencrypted()
     for pk in Job.objects.order_by("pk").values_list("pk", flat=True):
         with transaction.atomic():

@@ -462,7 +462,7 @@ def test_the_executor_is_registered_runs_code_and_masks_only_env_values() -> Non
     assert isinstance(executor, EcsExecutor)
     assert executor.runs_code is True
     config = {"taskdefName": "x", "env": "TOKEN=abc"}
-    # AWS credentials never live in the job; env values are write-only (executors.secrets).
+    # AWS credentials never live in the job; env values are write-only (confidential).
     assert mask_secrets("ecs", config) == {"taskdefName": "x", "env": "TOKEN=********"}
 
 

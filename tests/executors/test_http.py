@@ -298,7 +298,7 @@ def test_debug_prepends_the_config_without_credentials(https: Server, pki: dict[
     assert error is None
     output = ctx.output.text()
     assert output.startswith("Config: {")
-    # Every header value is write-only, as in API responses (executors.secrets).
+    # Every header value is write-only, as in API responses (confidential).
     assert "Authorization: ********" in output
     assert "Accept: ********" in output
     assert "s3cret" not in output and "text/plain" not in output

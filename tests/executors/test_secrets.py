@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from confidential import redact
 from executors.http import HttpExecutor, debug_config
 from executors.output import OutputSink
 from executors.registry import SECRET_MASK, get_executor, mask_secrets, merge_secrets
-from executors.secrets import redact
 
 M = SECRET_MASK
 
@@ -140,7 +140,7 @@ def test_output_redaction_hides_secret_values_but_not_tiny_ones() -> None:
 
 
 def test_output_hides_whole_secret_keys_and_credential_named_entries_only() -> None:
-    from executors.secrets import hidden_in_output
+    from confidential.redact import hidden_in_output
 
     assert hidden_in_output(("saslPassword",))
     assert hidden_in_output(("env", "DB_PASSWORD", 0))

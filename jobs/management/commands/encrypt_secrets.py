@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.secrets import SecretError
+from confidential import SecretError
 from jobs.services.secrets import secrets_reencrypt
 
 
