@@ -115,3 +115,21 @@ def test_key_details_name_only_keys_the_schema_has(name):
     for keys in re.findall(r"^- ((?:`[^`]+`(?:, )?)+):", details, re.M):
         for key in re.findall(r"`([^`]+)`", keys):
             assert key in known, f"docs/executors/{name}.md describes unknown key {key!r}"
+
+
+def test_the_layout_page_matches_the_tree():
+    """Every path docs/layout.md's table names exists (a bare `x.py` inside the row's package),
+    and every top-level package is in it."""
+    text = (ROOT / "docs" / "layout.md").read_text()
+    missing = []
+    for row in re.findall(r"^\| `.*$", text, re.M):
+        first, _, rest = row.strip("|").partition("|")
+        bases = [ROOT / b for b in re.findall(r"`([\w./-]+)`", first)]
+        dirs = [b if b.is_dir() else b.parent for b in bases]
+        for name in re.findall(r"`([\w./-]+(?:\.py|/))`", row):
+            if not name.startswith("/") and not any((d / name).exists() for d in [ROOT, *dirs]):
+                missing.append(name)
+    assert not missing, f"docs/layout.md names paths that do not exist: {sorted(set(missing))}"
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    unlisted = sorted(p for p in packages if f"`{p}/`" not in text)
+    assert not unlisted, f"top-level packages missing from docs/layout.md: {unlisted}"
