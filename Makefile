@@ -68,3 +68,5 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+.PHONY: docs
+docs: $(STAMP) ; $(BIN)/python -m tools.executor_docs
