@@ -4,7 +4,7 @@ applies random faults on a seeded schedule; at the end every expected fire must 
 exactly one run that started within a stated bound after its scheduled time.
 
 The cluster (all separate processes, production settings `dkronweb.settings`, short timings):
-a private PostgreSQL and a private Redis (the broker) on free ports (tests/faults/services.py:
+a private PostgreSQL and a private Redis (the broker) on free ports (bench/servers.py:
 restartable, stoppable, nobody else's), gunicorn `dkronweb.wsgi` (2 sync workers), two
 schedulers (`s1`, `s2`) and three agents (`a1` tag grp=x, `a2` grp=x alt=y, `a3` alt=y).
 
@@ -80,9 +80,20 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.procs import ROOT, Proc, free_port, python, venv_bin, wait_for
+from bench.procs import (
+    ROOT,
+    Proc,
+    agent_args,
+    free_port,
+    python,
+    scheduler_args,
+    stop_together,
+    venv_bin,
+    wait_draining,
+    wait_for,
+)
 from bench.report import percentile
-from tests.faults.services import REDIS_SERVER, Db, PostgresServer, RedisServer, postgres_bin_dir
+from bench.servers import Db, PostgresServer, RedisServer, postgres_bin_dir_or_raise
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PASSWORD = "chaos-admin-pass"
@@ -231,9 +242,7 @@ class Chaos:
         self.effects = workdir / "effects"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.effects.mkdir(parents=True, exist_ok=True)
-        bin_dir = postgres_bin_dir()
-        if bin_dir is None or not Path(REDIS_SERVER).exists():
-            raise FileNotFoundError("PostgreSQL (initdb/postgres) or redis-server binaries")
+        bin_dir = postgres_bin_dir_or_raise()
         self.pg = PostgresServer(workdir, bin_dir, dbname="dkchaos")
         self.redis = RedisServer(workdir)
         self.db = Db(self.pg.url())
@@ -282,7 +291,7 @@ class Chaos:
         return self.workdir / f"clock-{name}"
 
     def start_scheduler(self, name: str) -> Proc:
-        args = [python(), "manage.py", "scheduler", "-l", "INFO", "--node-name", name]
+        args = scheduler_args(name)
         if not LIBFAKETIME:
             return self.start(name, args)
         # libfaketime re-reads the offset file on every clock call (FAKETIME_NO_CACHE): the
@@ -298,10 +307,7 @@ class Chaos:
         )
 
     def start_agent(self, name: str, wait: bool = True) -> Proc:
-        args = [python(), "manage.py", "agent", "--node-name", name, "--pool", "threads"]
-        args += ["-c", "4", "-l", "INFO"]
-        for tag in AGENTS[name]:
-            args += ["--tag", tag]
+        args = agent_args(name, *AGENTS[name], pool="threads", concurrency=4)
         proc = self.start(name, args, DKRON_NODE_NAME=name)
         if wait:
             self.wait_agent(name, proc)
@@ -377,12 +383,7 @@ class Chaos:
         )
 
     def stop_all(self) -> None:
-        for proc in self.procs.values():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGCONT)
-            proc.terminate()
-        for proc in self.procs.values():
-            proc.stop(timeout=10)
+        stop_together(self.procs.values(), timeout=10, resume=True)
         self.procs.clear()
         if self.pg.popen is not None:
             with contextlib.suppress(psutil.Error):
@@ -575,13 +576,7 @@ class Chaos:
                 )
             )
 
-        best, progressed = left(), time.monotonic()
-        while best and time.monotonic() - progressed < DRAIN:
-            time.sleep(0.5)
-            self.check_alive()
-            now = left()
-            if now < best:
-                best, progressed = now, time.monotonic()
+        wait_draining(left, window=DRAIN, each=self.check_alive)
         return disabled_at, time.monotonic() - t0
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.config import Mode
 from bench.infra import Infra
-from bench.procs import Proc
+from bench.procs import Proc, stop_together
 from bench.report import Row
 
 
@@ -40,11 +40,7 @@ class Context:
 
     def stop(self, *names: str) -> None:
         """Stop these processes, all at once (SIGTERM to each first, then wait for each)."""
-        procs = [self.procs.pop(name) for name in names if name in self.procs]
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.stop()
+        stop_together([self.procs.pop(name) for name in names if name in self.procs])
 
     def stop_all(self) -> None:
         self.stop(*reversed(list(self.procs)))

@@ -19,7 +19,7 @@ import httpx
 from django.db import close_old_connections, connection
 
 from bench.context import Context
-from bench.procs import Proc, free_port, python, venv_bin, wait_for
+from bench.procs import Proc, agent_args, free_port, python, venv_bin, wait_for
 from bench.report import (
     INF,
     ROW_LABELS,
@@ -75,8 +75,7 @@ def start(ctx: Context) -> None:
     ctx.start("web", gunicorn)
     ctx.start("scheduler", [python(), "manage.py", "scheduler", "-l", "INFO"])
     for name in agent_names(ctx):
-        args = [python(), "manage.py", "agent", "--node-name", name, "--pool", "prefork"]
-        args += ["-c", str(ctx.mode.concurrency), "-l", "INFO"]
+        args = agent_args(name, pool="prefork", concurrency=ctx.mode.concurrency)
         ctx.start(f"agent-{name}", args, DKRON_NODE_NAME=name)
     procs = list(ctx.procs.values())
 

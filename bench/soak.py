@@ -91,7 +91,16 @@ import psycopg
 import redis
 
 from bench import infra
-from bench.procs import Proc, free_port, python, venv_bin, wait_for
+from bench.procs import (
+    Proc,
+    agent_args,
+    free_port,
+    python,
+    stop_together,
+    venv_bin,
+    wait_draining,
+    wait_for,
+)
 from bench.report import percentile
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -232,11 +241,7 @@ class Soak:
         return proc
 
     def stop_all(self) -> None:
-        procs = list(reversed(self.procs.values()))
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.stop()
+        stop_together(reversed(self.procs.values()))
         self.procs.clear()
 
     def agent_names(self) -> list[str]:
@@ -277,8 +282,7 @@ def setup_django(soak: Soak) -> None:
 
 
 def start_agent(soak: Soak, node: str, proc_name: str) -> Proc:
-    args = [python(), "manage.py", "agent", "--node-name", node, "--pool", "prefork"]
-    args += ["-c", str(soak.mode.concurrency), "-l", "INFO"]
+    args = agent_args(node, pool="prefork", concurrency=soak.mode.concurrency)
     return soak.start(proc_name, args, DKRON_NODE_NAME=node)
 
 
@@ -524,14 +528,7 @@ def drain(soak: Soak) -> tuple[datetime, float]:
         )
 
     # A backlog is not stuck: wait while it shrinks, until it has not for the drain window.
-    best, progressed = left(), time.monotonic()
-    while best and time.monotonic() - progressed < soak.mode.drain:
-        if time.monotonic() - t0 > DRAIN_CAP:
-            break
-        time.sleep(0.5)
-        now = left()
-        if now < best:
-            best, progressed = now, time.monotonic()
+    wait_draining(left, window=soak.mode.drain, cap=DRAIN_CAP)
     return disabled_at, time.monotonic() - t0
 
 

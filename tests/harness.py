@@ -1,22 +1,27 @@
-"""Test harness: real agent and scheduler processes against the test database and Redis."""
+"""Test harness: real agent and scheduler processes against the test database and Redis.
+
+The process plumbing (Proc, wait_for, free_port) is bench/procs.py's, shared with the
+benchmark, the soak and the fault checker; bench never imports the tests.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import procs
+from bench.procs import ROOT as ROOT  # re-exported, as the tests import it from here
+from bench.procs import agent_args, scheduler_args
+from bench.procs import wait_for as wait_for  # re-exported: the tests' one wait_for
+
 CI = bool(os.environ.get("CI"))
 
 
@@ -37,24 +42,6 @@ def reachable(host: str, port: int) -> bool:
     return True
 
 
-def wait_for(
-    cond: Callable[[], Any],
-    *,
-    timeout: float = 20.0,
-    interval: float = 0.1,
-    what: str = "condition",
-) -> Any:
-    """Poll until `cond()` is truthy; fail with `what` after the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 def database_url() -> str:
     s = connection.settings_dict
     if s["ENGINE"].endswith("sqlite3"):
@@ -63,49 +50,10 @@ def database_url() -> str:
     return f"postgres://{user}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
 
-class Proc:
-    """A child process in its own process group, with its log kept for assertions."""
+class Proc(procs.Proc):
+    """bench/procs.py's child process, with the tests' shorter patience on stop()."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.alive():
-            os.kill(self.popen.pid, sig)
-
-    def kill_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait(timeout=10)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self.alive():
-            self.signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill_group()
-        self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    stop_timeout = 5.0
 
 
 class Cluster:
@@ -138,21 +86,7 @@ class Cluster:
     ) -> Proc:
         from jobs.models import Agent
 
-        args = [
-            sys.executable,
-            "manage.py",
-            "agent",
-            "--node-name",
-            name,
-            "--pool",
-            pool,
-            "-c",
-            str(concurrency),
-            "-l",
-            "INFO",
-        ]
-        for tag in tags:
-            args += ["--tag", tag]
+        args = agent_args(name, *tags, pool=pool, concurrency=concurrency)
         proc = Proc(f"agent-{name}", args, self.env(DKRON_NODE_NAME=name, **env), self.log_dir)
         self.procs.append(proc)
         if wait:
@@ -176,8 +110,7 @@ class Cluster:
 
     def scheduler(self, name: str = "scheduler", **env: str) -> Proc:
         # Its member name in /v1/members and /v1/leader: two schedulers on one host need two.
-        args = [sys.executable, "manage.py", "scheduler", "-l", "INFO", "--node-name", name]
-        proc = Proc(name, args, self.env(**env), self.log_dir)
+        proc = Proc(name, scheduler_args(name), self.env(**env), self.log_dir)
         self.procs.append(proc)
         return proc
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-
+from bench.procs import free_port as free_port  # re-exported: the tests' one free_port
 from jobs.models import Execution
 
 
@@ -30,9 +29,3 @@ def finished(job: str, n: int = 1):
         return done if len(done) >= n else None
 
     return check
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

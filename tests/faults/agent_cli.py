@@ -16,7 +16,9 @@ from typing import Any
 
 import psutil
 
-from tests.faults.services import Api, FaultCluster, Services, free_port, listening
+from bench.procs import free_port
+from bench.servers import listening
+from tests.faults.services import Api, FaultCluster, Services
 from tests.harness import ROOT, Proc, reachable, require, wait_for
 
 HOST = socket.gethostname()

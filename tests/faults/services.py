@@ -1,23 +1,20 @@
-"""Private PostgreSQL and Redis servers for the fault tests, and a cluster that uses them.
+"""The fault tests' services on private PostgreSQL and Redis servers, and a cluster on them.
 
-The fault tests stop, kill and restart servers, so they never touch the machine's shared
-PostgreSQL (5432) or Redis (6379): each session starts its own on free loopback ports, in a
-temporary directory, and removes them afterwards. Both are restartable on the same port.
+The servers themselves (PostgresServer, RedisServer, Db) are bench/servers.py's, shared with
+the fault checker (bench/chaos.py): the fault tests stop, kill and restart them, so they never
+touch the machine's shared PostgreSQL (5432) or Redis (6379).
 
-The test process reads the private database with plain psycopg (a fresh connection per query, so
-a restart never leaves it holding a dead one) and changes jobs through the REST API of a real web
-process (`manage.py serve --no-agent --no-scheduler`), as a Dkron client would.
+The test process reads the private database with plain psycopg (Db: a fresh connection per
+query, so a restart never leaves it holding a dead one) and changes jobs through the REST API of
+a real web process (`manage.py serve --no-agent --no-scheduler`), as a Dkron client would.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
-from psycopg.rows import dict_row
 
+from bench.procs import agent_args, free_port, scheduler_args, stop_together
+from bench.servers import Db, PostgresServer, RedisServer, listening, postgres_bin_dir_or_raise
+from bench.servers import postgres_bin_dir as postgres_bin_dir  # re-exported (tests/bench)
 from tests.harness import ROOT, Proc, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 ADMIN_PASSWORD = "faults-admin-pass"
 
 # Short timings for every process of the fault tests (seconds); the bounds derive from them.
@@ -49,222 +46,6 @@ TIMINGS = {
     "DKRON_LEASE_TTL": str(LEASE_TTL),
     "DKRON_QUEUED_REPUBLISH_AFTER": str(QUEUED_REPUBLISH_AFTER),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
-
-
-def postgres_bin_dir() -> Path | None:
-    """The newest /usr/lib/postgresql/<version>/bin holding initdb and postgres."""
-    found = sorted(
-        (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
-        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-    )
-    for path in reversed(found):
-        if (path / "initdb").exists() and (path / "postgres").exists():
-            return path
-    return None
-
-
-def _stop_popen(popen: subprocess.Popen[bytes], sig: int, timeout: float = 20.0) -> None:
-    if popen.poll() is not None:
-        return
-    os.kill(popen.pid, sig)
-    try:
-        popen.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(popen.pid, signal.SIGKILL)
-        popen.wait(timeout=10)
-
-
-class _Server:
-    """A private server process this test session starts, stops and restarts on one port."""
-
-    popen: subprocess.Popen[bytes] | None
-    stop_signal = signal.SIGTERM
-    stop_timeout = 20.0
-
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def start(self) -> None:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        if self.popen is not None:
-            _stop_popen(self.popen, self.stop_signal, timeout=self.stop_timeout)
-        self.popen = None
-
-    def restart(self, down_for: float = 0.0) -> None:
-        self.stop()
-        time.sleep(down_for)
-        self.start()
-
-
-class RedisServer(_Server):
-    """`redis-server` on its own port with no persistence (as the spec assumes for Redis)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir / "redis"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def start(self) -> None:
-        if self.running():
-            return
-        self.starts += 1
-        log = open(self.dir / f"redis-{self.starts}.log", "wb")  # noqa: SIM115 - child owns it
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no", "--dir", str(self.dir)]
-        self.popen = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        wait_for(lambda: self._ping(), timeout=15, what=f"redis on port {self.port}")
-
-    def _ping(self) -> bool:
-        if not self.running():
-            raise AssertionError(f"redis-server exited; see {self.dir}")
-        import redis
-
-        try:
-            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
-        except redis.RedisError:
-            return False
-
-    def flushall(self) -> None:
-        import redis
-
-        redis.Redis(port=self.port, socket_timeout=5).flushall()
-
-
-class PostgresServer(_Server):
-    """A private PostgreSQL cluster (initdb once), run as the `postgres` OS user.
-
-    PostgreSQL refuses to run as root, so initdb and the server run as `postgres` in a
-    temporary directory that user owns; the superuser inside is `root` with trust auth on
-    loopback, like the shared test server. fsync is off: nothing here must survive a crash
-    of the machine, only a restart of the server.
-    """
-
-    # Fast shutdown: clients are disconnected, open transactions rolled back.
-    stop_signal = signal.SIGINT
-    stop_timeout = 30.0
-
-    def __init__(self, workdir: Path, bin_dir: Path, dbname: str = "dkfaults") -> None:
-        self.bin = bin_dir
-        self.dir = workdir / "pg"
-        self.data = self.dir / "data"
-        self.dbname = dbname
-        self.port = free_port()
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-        self.dir.mkdir(parents=True, exist_ok=True)
-        shutil.chown(self.dir, "postgres", "postgres")
-
-    def url(self, dbname: str | None = None) -> str:
-        return f"postgres://root@127.0.0.1:{self.port}/{dbname or self.dbname}"
-
-    def _as_postgres(self) -> dict[str, Any]:
-        return {"user": "postgres", "group": "postgres", "extra_groups": [], "cwd": self.dir}
-
-    def initdb(self) -> None:
-        env = {"PATH": os.environ.get("PATH", ""), "LANG": "C", "LC_ALL": "C"}
-        args = [str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "root"]
-        args += ["-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]
-        done = subprocess.run(args, env=env, capture_output=True, **self._as_postgres())
-        if done.returncode != 0:
-            raise RuntimeError(f"initdb failed: {done.stdout!r} {done.stderr!r}")
-
-    def start(self) -> None:
-        if self.running():
-            return
-        self.starts += 1
-        log = open(self.dir / f"postgres-{self.starts}.log", "wb")  # noqa: SIM115
-        args = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port)]
-        for opt in (
-            "listen_addresses=127.0.0.1",
-            f"unix_socket_directories={self.dir}",
-            "fsync=off",
-            "synchronous_commit=off",
-            "full_page_writes=off",
-            "max_connections=200",
-            "shared_buffers=32MB",
-        ):
-            args += ["-c", opt]
-        env = {"PATH": os.environ.get("PATH", ""), "LANG": "C", "LC_ALL": "C"}
-        self.popen = subprocess.Popen(
-            args,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **self._as_postgres(),
-        )
-        log.close()
-        wait_for(self._ready, timeout=30, what=f"postgres on port {self.port}")
-
-    def _ready(self) -> bool:
-        if not self.running():
-            raise AssertionError(f"postgres exited; see {self.dir}")
-        try:
-            psycopg.connect(self.url("postgres"), connect_timeout=2).close()
-        except psycopg.OperationalError:
-            return False
-        return True
-
-    def create_database(self) -> None:
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.dbname}"')
-
-
-class Db:
-    """Plain SQL on the private database; one short connection per call survives restarts."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def rows(self, sql: str, *params: Any) -> list[dict[str, Any]]:
-        with psycopg.connect(self.url, connect_timeout=3, row_factory=dict_row) as conn:
-            cur = conn.execute(sql, params)  # type: ignore[arg-type]
-            return list(cur.fetchall()) if cur.description else []
-
-    def value(self, sql: str, *params: Any) -> Any:
-        rows = self.rows(sql, *params)
-        return next(iter(rows[0].values())) if rows else None
-
-    def execute(self, sql: str, *params: Any) -> None:
-        with psycopg.connect(self.url, connect_timeout=3) as conn:
-            conn.execute(sql, params)  # type: ignore[arg-type]
-
-    def executions(self, job: str) -> list[dict[str, Any]]:
-        return self.rows("SELECT * FROM jobs_execution WHERE job_name = %s ORDER BY id", job)
-
-    def active(self) -> list[dict[str, Any]]:
-        return self.rows(
-            "SELECT id, job_name, node_name, status, attempt FROM jobs_execution "
-            "WHERE status IN ('queued', 'running') ORDER BY id"
-        )
-
-    def running(self) -> list[dict[str, Any]]:
-        return [r for r in self.active() if r["status"] == "running"]
 
 
 class Api:
@@ -408,10 +189,7 @@ class FaultCluster:
         wait: bool = True,
         **env: str,
     ) -> Proc:
-        args = [sys.executable, "manage.py", "agent", "--node-name", name]
-        args += ["--pool", pool, "-c", str(concurrency), "-l", "INFO"]
-        for tag in tags:
-            args += ["--tag", tag]
+        args = agent_args(name, *tags, pool=pool, concurrency=concurrency)
         proc = Proc(
             f"agent-{name}", args, self.services.env(DKRON_NODE_NAME=name, **env), self.log_dir
         )
@@ -440,8 +218,7 @@ class FaultCluster:
 
     def scheduler(self, name: str = "scheduler", **env: str) -> Proc:
         # Its member name in /v1/members and /v1/leader: two schedulers on one host need two.
-        args = [sys.executable, "manage.py", "scheduler", "-l", "INFO", "--node-name", name]
-        proc = Proc(name, args, self.services.env(**env), self.log_dir)
+        proc = Proc(name, scheduler_args(name), self.services.env(**env), self.log_dir)
         self.procs.append(proc)
         return proc
 
@@ -457,24 +234,16 @@ class FaultCluster:
         wait_for(leads, timeout=timeout, interval=0.2, what=f"{proc.name} to lead")
 
     def stop_all(self) -> None:
-        for proc in self.procs:  # all at once: their warm shutdowns overlap
-            if proc.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGCONT)  # a test may leave one stopped
-                proc.signal(signal.SIGTERM)
-        for proc in reversed(self.procs):
-            proc.stop(timeout=10)
-            with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
-                proc.kill_group()  # and whatever its pool left behind
+        # All at once (their warm shutdowns overlap), resumed first: a test may leave one
+        # stopped. stop() kills whatever a process's pool left behind in its group.
+        stop_together(reversed(self.procs), timeout=10, resume=True)
         self.procs.clear()
 
 
 @contextlib.contextmanager
 def private_services(log_dir: Path) -> Iterator[Services]:
     """Start PostgreSQL (initdb, migrate) and Redis on free ports; remove everything after."""
-    bin_dir = postgres_bin_dir()
-    if bin_dir is None or not Path(REDIS_SERVER).exists():
-        raise FileNotFoundError("PostgreSQL (initdb/postgres) or redis-server binaries")
+    bin_dir = postgres_bin_dir_or_raise()
     workdir = Path(tempfile.mkdtemp(prefix="dkfaults-"))
     workdir.chmod(0o755)  # postgres (another OS user) must reach its directory inside
     pg = PostgresServer(workdir, bin_dir)
