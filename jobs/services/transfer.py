@@ -90,7 +90,7 @@ def jobs_export(*, include_secrets: bool = False) -> list[dict[str, Any]]:
     jobs = Job.objects.select_related("parent").prefetch_related("dependents").order_by("name")
     out = []
     for job in jobs:
-        data = job_to_dict(job, dependents=[d.name for d in job.dependents.all()])
+        data = job_to_dict(job)
         if include_secrets:
             config = job.executor_config or {}
             data["executor_config"] = decrypt_config(job.executor, config, strict=False)

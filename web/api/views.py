@@ -34,7 +34,6 @@ from jobs.wire import (
     JobSerializer,
     MemberSerializer,
     StatusSerializer,
-    execution_to_dict,
     job_to_dict,
 )
 from web import metrics
@@ -274,7 +273,7 @@ class JobsView(ApiView):
         end: int | None = None
         if "_start" in request.query_params or "_end" in request.query_params:
             start, end = selectors.page_bounds(request.query_params, total)
-        response = Response([job_to_dict(j) for j in selectors.job_page(qs, start, end)])
+        response = Response(JobSerializer(selectors.job_page(qs, start, end), many=True).data)
         response["X-Total-Count"] = str(total)
         return response
 
@@ -424,7 +423,7 @@ class ExecutionsView(ApiView):
         total = qs.count()
         start, end = selectors.page_bounds(request.query_params, total)
         limit = _output_limit(request)
-        data = [execution_to_dict(e, output_limit=limit) for e in qs[start:end]]
+        data = ExecutionSerializer(qs[start:end], many=True, context={"output_limit": limit}).data
         response = Response(data)
         response["X-Total-Count"] = str(total)
         return response
@@ -460,7 +459,7 @@ class ExecutionView(ApiView):
     )
     def get(self, request: Request, name: str, execution_id: str) -> Response:
         job_services.job_get(name)
-        return Response(execution_to_dict(_execution(name, execution_id)))
+        return Response(ExecutionSerializer(_execution(name, execution_id)).data)
 
 
 class ExecutionKillView(ApiView):
@@ -476,7 +475,7 @@ class ExecutionKillView(ApiView):
     def post(self, request: Request, name: str, execution_id: str) -> Response:
         job_services.job_get(name)
         execution = execution_kill(execution=_execution(name, execution_id), actor=_actor(request))
-        return Response(execution_to_dict(execution), status=202)
+        return Response(ExecutionSerializer(execution).data, status=202)
 
 
 class BusyView(ApiView):
@@ -486,7 +485,7 @@ class BusyView(ApiView):
         responses=ExecutionSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        data = [execution_to_dict(e) for e in selectors.running_executions()]
+        data = ExecutionSerializer(selectors.running_executions(), many=True).data
         response = Response(data)
         response["X-Total-Count"] = str(len(data))
         return response
