@@ -48,22 +48,47 @@ _MAX_FRACTION_DIGITS = 30
 _DURATION_HINT = 'a number and a unit (ns, us, ms, s, m, h), e.g. "30s", "1h30m" or "1.5h"'
 
 
+class DurationError(ValueError):
+    """A value Go's `time.ParseDuration` refuses. `kind` says why, for callers that word their
+    own message (jobs.schedule): "empty", "invalid", "missing_unit", "unknown_unit" (then
+    `unit` names it) or "too_long"; str() is this module's message."""
+
+    def __init__(self, message: str, *, value: str, kind: str, unit: str = "") -> None:
+        super().__init__(message)
+        self.value = value
+        self.kind = kind
+        self.unit = unit
+
+
 def parse_go_duration(value: str) -> timedelta:
-    """Parse a duration with Go's `time.ParseDuration` grammar.
+    """Parse a duration with Go's `time.ParseDuration` grammar: the product's one parser.
 
     A sign is accepted, as Go accepts it; callers that need a positive duration check it.
-    The result is rounded to the microsecond (timedelta's resolution; Go keeps nanoseconds).
+    The result is rounded to the microsecond (timedelta's resolution; Go keeps nanoseconds);
+    `parse_go_duration_ns` gives the nanoseconds for a caller that rounds otherwise.
+    Raises DurationError (a ValueError).
     """
+    nanoseconds = parse_go_duration_ns(value)
+    micros, rest = divmod(abs(nanoseconds), 1_000)
+    if rest >= 500:
+        micros += 1
+    return timedelta(microseconds=-micros if nanoseconds < 0 else micros)
+
+
+def parse_go_duration_ns(value: str) -> int:
+    """The whole nanoseconds of a Go duration (Go truncates the fraction of a nanosecond)."""
     s = value.strip()
     if not s:
-        raise ValueError(f"empty duration: expected {_DURATION_HINT}")
+        raise DurationError(
+            f"empty duration: expected {_DURATION_HINT}", value=value, kind="empty"
+        )
     negative = s[0] == "-"
     if s[0] in "+-":
         s = s[1:]
     if s == "0":  # Go's special case: the only unit-less value it accepts
-        return timedelta(0)
+        return 0
     if not s:
-        raise ValueError(f"invalid duration {value!r}: expected {_DURATION_HINT}")
+        raise _invalid(value)
     total = Fraction(0)
     # An index into `s`, never `s = s[n:]`: slicing the rest off per component made a long
     # value ("1s1s1s...", a megabyte of it) quadratic.
@@ -73,20 +98,27 @@ def parse_go_duration(value: str) -> timedelta:
         assert number is not None  # the pattern matches the empty string
         whole, frac = number.group(1), number.group(2) or ""
         if not whole and not frac:
-            raise ValueError(f"invalid duration {value!r}: expected {_DURATION_HINT}")
+            raise _invalid(value)
         unit_match = _UNIT.match(s, number.end())
         unit = unit_match.group(0) if unit_match else ""
         if not unit:
-            raise ValueError(f"missing unit in duration {value!r}: expected {_DURATION_HINT}")
+            raise DurationError(
+                f"missing unit in duration {value!r}: expected {_DURATION_HINT}",
+                value=value,
+                kind="missing_unit",
+            )
         if unit not in _NS_PER_UNIT:
-            raise ValueError(
-                f"unknown unit {unit!r} in duration {value!r}: expected {_DURATION_HINT}"
+            raise DurationError(
+                f"unknown unit {unit!r} in duration {value!r}: expected {_DURATION_HINT}",
+                value=value,
+                kind="unknown_unit",
+                unit=unit,
             )
         pos = number.end() + len(unit)
         scale = _NS_PER_UNIT[unit]
         whole = whole.lstrip("0")
         if len(whole) > _MAX_NS_DIGITS:  # before int(): converting huge digit runs is quadratic
-            raise ValueError(_too_long(value))
+            raise _too_long(value)
         total += int(whole or "0") * scale
         if frac:
             # Go ignores the digits that no longer change the result (leadingFraction); far
@@ -94,17 +126,24 @@ def parse_go_duration(value: str) -> timedelta:
             frac = frac[:_MAX_FRACTION_DIGITS]
             total += Fraction(int(frac) * scale, 10 ** len(frac))
         if int(total) > _MAX_NS:  # Go stops at the first overflow too
-            raise ValueError(_too_long(value))
+            raise _too_long(value)
     nanoseconds = int(total)  # Go truncates the fraction of a nanosecond too
-    micros, rest = divmod(nanoseconds, 1_000)
-    if rest >= 500:
-        micros += 1
-    return timedelta(microseconds=-micros if negative else micros)
+    return -nanoseconds if negative else nanoseconds
 
 
-def _too_long(value: str) -> str:
+def _invalid(value: str) -> DurationError:
+    return DurationError(
+        f"invalid duration {value!r}: expected {_DURATION_HINT}", value=value, kind="invalid"
+    )
+
+
+def _too_long(value: str) -> DurationError:
     shown = value if len(value) <= 80 else value[:80] + "..."
-    return f"invalid duration {shown!r}: longer than Go allows (about 292 years)"
+    return DurationError(
+        f"invalid duration {shown!r}: longer than Go allows (about 292 years)",
+        value=value,
+        kind="too_long",
+    )
 
 
 def format_go_duration(value: timedelta) -> str:

@@ -17,6 +17,8 @@ from cron_descriptor import (
     Options,
 )
 
+from executors.values import DurationError, parse_go_duration_ns
+
 __all__ = [
     "Schedule",
     "ScheduleError",
@@ -347,50 +349,25 @@ def _cron_next(cron: _Cron, tz: ZoneInfo, after: datetime) -> datetime | None:
 
 # --- @every ------------------------------------------------------------------------------------
 
-_GO_UNITS_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,  # U+00B5 micro sign
-    "μs": 1_000,  # U+03BC Greek mu
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60 * 1_000_000_000,
-    "h": 3600 * 1_000_000_000,
-}
-_GO_COMPONENT = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]+)")
-_GO_MAX_NS = 2**63 - 1
-
-
 def _parse_go_duration(text: str) -> timedelta:
-    """Go's time.ParseDuration ("1h30m", "1.5h", "500ms"), truncated to whole microseconds."""
-    rest = text
-    sign = 1
-    if rest[:1] in ("+", "-"):
-        sign = -1 if rest[0] == "-" else 1
-        rest = rest[1:]
-    if rest == "0":
-        return timedelta(0)
-    if not rest:
-        raise ValueError(f"invalid duration '{text}'")
-    total_ns = 0
-    pos = 0
-    while pos < len(rest):
-        match = _GO_COMPONENT.match(rest, pos)
-        if not match or not (match.group(1) or match.group(2)):
-            raise ValueError(f"invalid duration '{text}'")
-        whole, frac, unit = match.group(1), match.group(2) or "", match.group(3)
-        if unit not in _GO_UNITS_NS:
+    """Go's time.ParseDuration ("1h30m", "1.5h", "500ms"), truncated to whole microseconds.
+
+    The product's one parser (executors.values.parse_go_duration_ns) does the parsing; two
+    things stay the schedule's own, as its tests and Dkron's messages have them: the result is
+    truncated (not rounded) to the microsecond, so "999999999ns" stays below the 1s minimum,
+    and the messages keep the schedule's wording.
+    """
+    try:
+        nanoseconds = parse_go_duration_ns(text)
+    except DurationError as exc:
+        if exc.kind == "unknown_unit":
             raise ValueError(
-                f"unknown unit '{unit}' in duration '{text}' (use h, m, s, ms, us, ns)"
-            )
-        scale = _GO_UNITS_NS[unit]
-        total_ns += int(whole or "0") * scale + (
-            int(frac) * scale // 10 ** len(frac) if frac else 0
-        )
-        if total_ns > _GO_MAX_NS:
-            raise ValueError(f"duration '{text}' is too large")
-        pos = match.end()
-    return timedelta(microseconds=sign * total_ns // 1000)
+                f"unknown unit '{exc.unit}' in duration '{text}' (use h, m, s, ms, us, ns)"
+            ) from None
+        if exc.kind == "too_long":
+            raise ValueError(f"duration '{text}' is too large") from None
+        raise ValueError(f"invalid duration '{text}'") from None
+    return timedelta(microseconds=nanoseconds // 1000)
 
 
 def _parse_every(argument: str) -> tuple[timedelta, str]:
