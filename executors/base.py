@@ -1,7 +1,10 @@
 """The executor contract: a name, a config schema, and `execute(context)`.
 
-Executors never touch the database. The agent hands them a validated config, a bounded
-output sink and a cancel signal; they return on success or raise `ExecutorError`.
+Executors never touch the database. The agent validates the job's config once, with
+`Executor.validate`, and hands `execute` the typed result (an instance of `config_schema`) in
+the context, with a bounded output sink and a cancel signal; `execute` returns on success or
+raises `ExecutorError`. No executor validates again: `Executor.config_of` hands back that
+instance (and validates only a raw map that a hand-built context carries).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -109,6 +112,15 @@ class ExecutionContext:
             self.outbound = Guard(block_private=True, allow=self.outbound.allow)
         self.block_private = self.outbound.block_private
 
+    def limit(self, own: float | None) -> float | None:
+        """The run's time limit in seconds: the config's own, capped by the agent's default
+        (`default_timeout`); the default alone when the config has none; None: no limit."""
+        if own is None:
+            return self.default_timeout or None
+        if self.default_timeout:
+            return min(own, self.default_timeout)
+        return own
+
 
 class Executor:
     """Subclass, set `name` and `config_schema`, implement `execute`."""
@@ -174,8 +186,30 @@ class Executor:
                 errors[key] = msg
             raise ConfigError(errors) from None
 
+    def config_of(self, ctx: ExecutionContext) -> Any:
+        """The run's config as this executor's `config_schema` instance.
+
+        The agent puts the validated instance in the context, so this normally returns it as
+        it is. A context built by hand with a raw Dkron map (a plugin host, a script) has it
+        validated here, once; a bad map fails the run and is not retried.
+        """
+        if isinstance(ctx.config, self.config_schema):
+            return ctx.config
+        try:
+            return self.validate(ctx.config)
+        except ConfigError as exc:
+            raise ExecutorError(f"invalid {self.name} config: {exc}", retryable=False) from None
+
     def timeout_seconds(self, config: Any) -> float | None:
-        """The run's own time limit, used for Celery's soft/hard limits. None if unset."""
+        """The run's own time limit, used for Celery's soft/hard limits. None if unset.
+
+        By default the config's `timeout` (seconds, or a Go duration as a timedelta).
+        """
+        timeout = getattr(config, "timeout", None)
+        if isinstance(timeout, timedelta):
+            return timeout.total_seconds() or None
+        if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+            return float(timeout)
         return None
 
     def execute(self, ctx: ExecutionContext) -> None:  # pragma: no cover - interface

@@ -8,49 +8,27 @@ emulator instead, as every Google client library does.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import os
 import re
 import threading
-import time
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors.base import (
-    ConfigError,
-    ExecutionContext,
-    Executor,
-    ExecutorConfig,
-    ExecutorError,
-    check_outbound,
-)
+from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.netguard import split_host_port
-from executors.values import config_error
+from executors.publisher import Publisher
+from executors.values import base64_bytes, check_text, config_error, whole_seconds
 
 __all__ = ["PubSubConfig", "PubSubExecutor"]
 
 DEFAULT_TIMEOUT = 15  # seconds; Dkron's publish timeout
-POLL_INTERVAL = 0.1  # how often cancel and the deadline are checked
 # Pub/Sub's rule for topic ids: 3-255 characters, a letter first, not starting with "goog".
 _TOPIC_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
 # Project ids (and the legacy "domain.com:project" form); anything with '/' would change the path.
 _PROJECT_ID = re.compile(r"[a-z0-9][a-z0-9.:\-]*[a-z0-9]")
-
-
-def _parse_data(value: Any) -> Any:
-    if value is None or value == "":
-        return b""
-    if not isinstance(value, str):
-        raise config_error("gcppubsub", "data must be a base64 string")
-    try:
-        # Go's StdEncoding (Dkron's) skips newlines; anything else outside the alphabet fails.
-        return base64.b64decode(re.sub(r"[\r\n]", "", value), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise config_error("gcppubsub", f"data is not valid base64: {exc}") from None
 
 
 def _parse_attributes(value: Any) -> Any:
@@ -74,49 +52,37 @@ def _parse_attributes(value: Any) -> Any:
     return value
 
 
-def _parse_timeout(value: Any) -> Any:
-    if value is None or value == "":
-        return DEFAULT_TIMEOUT
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
-        raise config_error(
-            "gcppubsub", f"timeout {value!r} must be whole seconds, e.g. {DEFAULT_TIMEOUT}"
-        )
-    return int(text)
-
-
 class PubSubConfig(ExecutorConfig):
     """Dkron's gcppubsub keys; values may be Dkron's strings (attributes as a JSON string)."""
 
     project: str = Field(description="Google Cloud project id.")
     topic: str = Field(description="Topic id within the project (not the full path).")
-    data: Annotated[bytes, BeforeValidator(_parse_data)] = Field(
-        b"", description="Message data, base64."
-    )
+    data: Annotated[bytes, base64_bytes("data")] = Field(b"", description="Message data, base64.")
     attributes: Annotated[dict[str, str], BeforeValidator(_parse_attributes)] = Field(
         default_factory=dict, description='JSON object of string values, e.g. {"k": "v"}.'
     )
     ordering_key: str = Field("", alias="orderingKey", description="Message ordering key.")
-    timeout: Annotated[int, BeforeValidator(_parse_timeout)] = Field(
+    timeout: Annotated[int, whole_seconds(DEFAULT_TIMEOUT, kind="gcppubsub")] = Field(
         DEFAULT_TIMEOUT, description="Seconds for the publish, retries included."
     )
 
     @field_validator("project")
     @classmethod
     def _project_id(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise config_error("gcppubsub", "missing project")
-        if not _PROJECT_ID.fullmatch(value):
-            raise config_error("gcppubsub", f"project {value!r} is not a Google Cloud project id")
-        return value
+        return check_text(
+            value,
+            _PROJECT_ID,
+            "project {value!r} is not a Google Cloud project id",
+            missing="missing project",
+            kind="gcppubsub",
+        )
 
     @field_validator("topic")
     @classmethod
     def _topic_id(cls, value: str) -> str:
         value = value.strip()
         if not value:
-            raise config_error("gcppubsub", "missing topic")
+            raise config_error("missing", "missing topic")
         if value.startswith("projects/"):
             raise config_error(
                 "gcppubsub",
@@ -146,31 +112,15 @@ class PubSubExecutor(Executor):
             raise ConfigError({"data": "at least one of data and attributes must be set"})
         return config
 
-    def timeout_seconds(self, config: Any) -> float | None:
-        return float(getattr(config, "timeout", DEFAULT_TIMEOUT))
-
     def execute(self, ctx: ExecutionContext) -> None:
-        config = ctx.config
-        if not isinstance(config, PubSubConfig):
-            try:
-                config = self.validate(config)
-            except ConfigError as exc:
-                raise ExecutorError(f"invalid gcppubsub config: {exc}", retryable=False) from None
-        timeout = float(config.timeout)
-        if ctx.default_timeout:
-            timeout = min(timeout, ctx.default_timeout)
-        # Google's client resolves and connects by itself: its endpoint is checked right before.
-        emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
-        endpoint = split_host_port(emulator, 8085) if emulator else ("pubsub.googleapis.com", 443)
-        check_outbound(ctx, "gcppubsub", [endpoint])
-        publish = _Publish(config, timeout)
-        message_id = publish.run(ctx)
+        config: PubSubConfig = self.config_of(ctx)
+        message_id = _Publish(config, ctx).run()
         # Dkron's output is the message id alone; processors may rely on that.
         ctx.output.write(f"{message_id}\n")
 
 
-class _Publish:
-    """One Publish RPC in a worker thread, so that a kill or the deadline is seen at once.
+class _Publish(Publisher):
+    """One Publish RPC.
 
     This uses the generated client (`google.pubsub_v1.PublisherClient`), the one underneath
     `google.cloud.pubsub_v1.PublisherClient`, and not that batching wrapper: the wrapper takes
@@ -180,45 +130,23 @@ class _Publish:
     field of the message; client-side ordering only matters across several messages.
     """
 
-    def __init__(self, config: PubSubConfig, timeout: float) -> None:
+    prefix = "gcppubsub"
+    grace = 1.0  # api_core's retry gives up at `timeout`; the grace lets it report its last error
+
+    def __init__(self, config: PubSubConfig, ctx: ExecutionContext) -> None:
+        super().__init__(ctx, float(config.timeout))
         self.config = config
-        self.timeout = timeout
         self.topic = f"projects/{config.project}/topics/{config.topic}"
         self.target = os.environ.get("PUBSUB_EMULATOR_HOST") or "pubsub.googleapis.com:443"
         self.client: Any = None
-        self.message_id = ""
-        self.error: BaseException | None = None
         self.last_error: BaseException | None = None  # the last retried error, if any
-        self.done = threading.Event()
         self.lock = threading.Lock()
-        self.abandoned = False
 
-    def run(self, ctx: ExecutionContext) -> str:
-        deadline = time.monotonic() + self.timeout
-        worker = threading.Thread(target=self._work, name="gcppubsub-publish", daemon=True)
-        worker.start()
-        # api_core's retry gives up at `timeout`; the grace lets it report its last error.
-        hard_deadline = deadline + 1.0
-        try:
-            while not self.done.wait(POLL_INTERVAL):
-                if ctx.cancel.is_set():
-                    if ctx.cancel.reason == "timeout":
-                        raise self._timeout()
-                    raise ExecutorError(
-                        f"gcppubsub: publish to {self.topic} was killed",
-                        retryable=False,
-                        status="killed",
-                    )
-                if time.monotonic() >= hard_deadline:
-                    raise self._timeout()
-        finally:
-            if not self.done.is_set():
-                self._abandon()
-        if self.error is not None:
-            raise self._failure(self.error) from None
-        return self.message_id
+    def endpoints(self) -> list[tuple[str, int]]:
+        emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
+        return [split_host_port(emulator, 8085) if emulator else ("pubsub.googleapis.com", 443)]
 
-    def _work(self) -> None:
+    def publish(self) -> str:
         # Google's libraries are imported on first run (about 0.25 s), not when the API
         # validates a job's config at save time.
         from google.api_core import retry as retries
@@ -227,9 +155,9 @@ class _Publish:
         try:
             client = PublisherClient()
             with self.lock:
-                if self.abandoned:
+                if self.stop.is_set():
                     _close(client)
-                    return
+                    return ""
                 self.client = client
             retry = retries.Retry(
                 predicate=retries.if_exception_type(*_retryable()),
@@ -247,26 +175,25 @@ class _Publish:
             response = client.publish(
                 topic=self.topic, messages=[message], retry=retry, timeout=self.timeout
             )
-            self.message_id = response.message_ids[0]
-        except BaseException as exc:  # handed to the supervising thread
-            self.error = exc
+            return str(response.message_ids[0])
         finally:
             with self.lock:
                 if self.client is not None:
                     _close(self.client)
-            self.done.set()
 
     def _note(self, exc: BaseException) -> None:
         self.last_error = exc
 
-    def _abandon(self) -> None:
+    def abandon(self) -> None:
         """Close the channel so the RPC in flight fails and the worker thread ends."""
         with self.lock:
-            self.abandoned = True
             if self.client is not None:
                 _close(self.client)
 
-    def _timeout(self) -> ExecutorError:
+    def killed_text(self) -> str:
+        return f"publish to {self.topic} was killed"
+
+    def timeout_error(self) -> ExecutorError:
         from google.api_core import exceptions as gexc
 
         last = self.last_error
@@ -279,7 +206,7 @@ class _Publish:
             status="timeout",
         )
 
-    def _failure(self, exc: BaseException) -> ExecutorError:
+    def describe(self, exc: BaseException) -> ExecutorError:
         from google.api_core import exceptions as gexc
         from google.auth import exceptions as auth_exc
 
@@ -290,7 +217,7 @@ class _Publish:
                     f"gcppubsub: cannot connect to {self.target}: {_describe(cause)} "
                     f"(gave up after {self.timeout:g}s)"
                 )
-            return self._timeout()
+            return self.timeout_error()
         if isinstance(exc, gexc.NotFound):
             return ExecutorError(f"gcppubsub: topic {self.topic} does not exist")
         if isinstance(exc, gexc.PermissionDenied | gexc.Unauthenticated):
@@ -299,7 +226,7 @@ class _Publish:
                 retryable=False,
             )
         if isinstance(exc, gexc.DeadlineExceeded):
-            return self._timeout()
+            return self.timeout_error()
         if isinstance(exc, gexc.ServiceUnavailable):
             return ExecutorError(f"gcppubsub: cannot connect to {self.target}: {_describe(exc)}")
         if isinstance(exc, gexc.InvalidArgument):

@@ -22,38 +22,12 @@ import confidential
 from executors import netguard
 from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.regex import RegexError, compile_user_regex
-from executors.values import GoBool, config_error, refuse_control_in_pairs
+from executors.values import GoBool, check_text, config_error, header_pairs, whole_seconds
 
 __all__ = ["HttpConfig", "HttpExecutor"]
 
 CANCEL_POLL_INTERVAL = 0.1
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: method and header names
-
-
-def _parse_headers(value: Any) -> Any:
-    """A JSON array of "Name: value" strings (Dkron's form) or such a list; split on the first
-    ':' so that values such as URLs or times keep theirs."""
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise config_error(
-                "headers", f'headers must be a JSON array such as ["Name: value"]: {exc}'
-            ) from None
-    if not isinstance(value, list):
-        raise config_error("headers", 'headers must be a JSON array such as ["Name: value"]')
-    pairs: list[tuple[str, str]] = []
-    for item in value:
-        if not isinstance(item, str):
-            raise config_error("headers", f'header {item!r} must be a string "Name: value"')
-        name, sep, val = item.partition(":")
-        name = name.strip()
-        if not sep or not _TOKEN.fullmatch(name):
-            raise config_error("headers", f'header {item!r} is not of the form "Name: value"')
-        pairs.append((name, val.strip()))
-    return refuse_control_in_pairs("headers", pairs)
 
 
 def _parse_codes(value: Any) -> Any:
@@ -76,25 +50,16 @@ def _parse_codes(value: Any) -> Any:
     return codes
 
 
-def _parse_timeout(value: Any) -> Any:
-    if value is None or value == "":
-        return 30
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
-        raise config_error("timeout", f"timeout {value!r} must be whole seconds, e.g. 30")
-    return int(text)
-
-
 class HttpConfig(ExecutorConfig):
     """Dkron's http keys (camelCase as in Dkron); values may be Dkron's strings."""
 
     method: str = Field(description="Request method, e.g. GET or POST.")
     url: str = Field(description="http:// or https:// URL.")
-    headers: Annotated[list[tuple[str, str]], BeforeValidator(_parse_headers)] = Field(
+    headers: Annotated[list[tuple[str, str]], header_pairs(objects=False, name=_TOKEN)] = Field(
         default_factory=list, description='JSON array of "Name: value" strings.'
     )
     body: str = Field("", description="Request body.")
-    timeout: Annotated[int, BeforeValidator(_parse_timeout)] = Field(
+    timeout: Annotated[int, whole_seconds(30)] = Field(
         30, description="Seconds for the whole request, body included."
     )
     expect_code: Annotated[list[int], BeforeValidator(_parse_codes)] = Field(
@@ -112,11 +77,9 @@ class HttpConfig(ExecutorConfig):
     @field_validator("method")
     @classmethod
     def _method_token(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise config_error("missing", "method is empty")
-        if not _TOKEN.fullmatch(value):
-            raise config_error("method", f"method {value!r} is not a valid HTTP method")
+        value = check_text(
+            value, _TOKEN, "method {value!r} is not a valid HTTP method", missing="method is empty"
+        )
         # Go sends the method as written and servers reject "get"; upper-case it instead.
         return value.upper()
 
@@ -163,16 +126,8 @@ class HttpExecutor(Executor):
             raise ConfigError({"tlsCertificateKeyFile": "needs tlsCertificateFile as well"})
         return config
 
-    def timeout_seconds(self, config: Any) -> float | None:
-        return float(getattr(config, "timeout", 30))
-
     def execute(self, ctx: ExecutionContext) -> None:
-        config = ctx.config
-        if not isinstance(config, HttpConfig):
-            try:
-                config = self.validate(config)
-            except ConfigError as exc:
-                raise ExecutorError(f"invalid http config: {exc}", retryable=False) from None
+        config: HttpConfig = self.config_of(ctx)
         tls = _tls_context(config)
         if config.debug:
             ctx.output.write(f"Config: {json.dumps(debug_config(config))}\n")

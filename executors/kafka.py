@@ -14,7 +14,6 @@ import json
 import logging
 import re
 import ssl
-import threading
 import time
 import uuid
 from typing import Annotated, Any, ClassVar
@@ -24,21 +23,20 @@ from kafka import errors as kerrors
 from kafka.protocol.metadata import MetadataRequest
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors.base import (
-    ConfigError,
-    ExecutionContext,
-    Executor,
-    ExecutorConfig,
-    ExecutorError,
-    check_outbound,
-)
+from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.netguard import split_host_port
-from executors.values import GoBool, config_error, parse_go_duration, refuse_control_in_pairs
+from executors.publisher import Publisher
+from executors.values import (
+    GoBool,
+    check_text,
+    config_error,
+    header_pairs,
+    seconds_or_duration,
+)
 
 __all__ = ["KafkaConfig", "KafkaExecutor", "debug_config"]
 
 DEFAULT_TIMEOUT = 30.0  # seconds; Dkron has no timeout key (Sarama's own limits are ~30 s)
-CANCEL_POLL_INTERVAL = 0.1
 MASK = "********"
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _HOST_PORT = re.compile(
@@ -51,7 +49,6 @@ _MECHANISMS = {
     "scram-sha-512": "SCRAM-SHA-512",
     "plain": "PLAIN",
 }
-_HEADERS_HINT = 'a JSON array such as ["Name: value"] or a JSON object such as {"Name": "value"}'
 
 
 def _parse_brokers(value: Any) -> Any:
@@ -77,37 +74,6 @@ def _parse_brokers(value: Any) -> Any:
     return brokers
 
 
-def _parse_headers(value: Any) -> Any:
-    """Record headers: Dkron's http form (JSON array of "Name: value", split on the first ':')
-    or a JSON object of name to value. Kafka allows repeated names; the array form keeps them."""
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise config_error("headers", f"headers must be {_HEADERS_HINT}: {exc}") from None
-    pairs: list[tuple[str, str]] = []
-    if isinstance(value, dict):
-        for name, val in value.items():
-            if not isinstance(val, str):
-                raise config_error("headers", f"header {name!r} must have a string value")
-            if not name.strip():
-                raise config_error("headers", "header names must not be empty")
-            pairs.append((name.strip(), val))
-        return refuse_control_in_pairs("headers", pairs)
-    if not isinstance(value, list):
-        raise config_error("headers", f"headers must be {_HEADERS_HINT}")
-    for item in value:
-        if not isinstance(item, str):
-            raise config_error("headers", f'header {item!r} must be a string "Name: value"')
-        name, sep, val = item.partition(":")
-        if not sep or not name.strip():
-            raise config_error("headers", f'header {item!r} is not of the form "Name: value"')
-        pairs.append((name.strip(), val.strip()))
-    return refuse_control_in_pairs("headers", pairs)
-
-
 def _parse_mechanism(value: Any) -> Any:
     if value is None:
         return ""
@@ -124,28 +90,6 @@ def _parse_mechanism(value: Any) -> Any:
     return _MECHANISMS[text]
 
 
-def _parse_timeout(value: Any) -> Any:
-    """Seconds as a number or digits, or a Go duration ("10s", "1m30s"); must be positive."""
-    if value is None or value == "":
-        return DEFAULT_TIMEOUT
-    if isinstance(value, bool):
-        raise config_error("timeout", f"timeout {value!r} must be a duration such as 30s")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip().isdigit():
-        seconds = float(value.strip())
-    elif isinstance(value, str):
-        try:
-            seconds = parse_go_duration(value).total_seconds()
-        except ValueError as exc:
-            raise config_error("timeout", str(exc)) from None
-    else:
-        raise config_error("timeout", f"timeout {value!r} must be a duration such as 30s")
-    if seconds <= 0:
-        raise config_error("timeout", "timeout must be greater than zero")
-    return seconds
-
-
 class KafkaConfig(ExecutorConfig):
     """Dkron's kafka keys (camelCase as in Dkron); values may be Dkron's strings."""
 
@@ -155,7 +99,7 @@ class KafkaConfig(ExecutorConfig):
     topic: str = Field(description="Topic to produce to.")
     key: str = Field("", description="Record key; empty sends no key (null).")
     message: str = Field("", description="Record value (UTF-8).")
-    headers: Annotated[list[tuple[str, str]], BeforeValidator(_parse_headers)] = Field(
+    headers: Annotated[list[tuple[str, str]], header_pairs()] = Field(
         default_factory=list, description='["Name: value"] or {"Name": "value"}.'
     )
     tls_enable: GoBool = Field(False, alias="tlsEnable", description="Connect with TLS.")
@@ -177,22 +121,20 @@ class KafkaConfig(ExecutorConfig):
         ),
     )
     debug: GoBool = Field(False, description="Prepend the config (password masked) to output.")
-    timeout: Annotated[float, BeforeValidator(_parse_timeout)] = Field(
+    timeout: Annotated[float, seconds_or_duration(DEFAULT_TIMEOUT)] = Field(
         DEFAULT_TIMEOUT, description="Limit for connect + produce + ack; not a Dkron key."
     )
 
     @field_validator("topic")
     @classmethod
     def _topic_name(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise config_error("missing", "topic is empty")
-        if not _TOPIC.fullmatch(value) or value in (".", ".."):
-            raise config_error(
-                "topic",
-                f"topic {value!r} is not a valid Kafka topic name "
-                "(up to 249 of a-z, A-Z, 0-9, '.', '_', '-')",
-            )
+        message = (
+            "topic {value!r} is not a valid Kafka topic name "
+            "(up to 249 of a-z, A-Z, 0-9, '.', '_', '-')"
+        )
+        value = check_text(value, _TOPIC, message, missing="topic is empty", kind="topic")
+        if value in (".", ".."):
+            raise config_error("topic", message.format(value=value))
         return value
 
 
@@ -227,27 +169,17 @@ class KafkaExecutor(Executor):
             raise ConfigError(errors)
         return config
 
-    def timeout_seconds(self, config: Any) -> float | None:
-        return float(getattr(config, "timeout", DEFAULT_TIMEOUT))
-
     def execute(self, ctx: ExecutionContext) -> None:
-        config = ctx.config
-        if not isinstance(config, KafkaConfig):
-            try:
-                config = self.validate(config)
-            except ConfigError as exc:
-                raise ExecutorError(f"invalid kafka config: {exc}", retryable=False) from None
-        timeout = config.timeout
-        if ctx.default_timeout:
-            timeout = min(timeout, ctx.default_timeout)
+        config: KafkaConfig = self.config_of(ctx)
         if config.debug:
             ctx.output.write(f"Config: {json.dumps(debug_config(config))}\n")
         if config.sasl_mechanism == "PLAIN" and not config.tls_enable:
             ctx.output.write("Warning: SASL PLAIN without tlsEnable sends the password in clear\n")
-        # kafka-python resolves and connects by itself: every bootstrap broker is checked first.
-        check_outbound(ctx, "kafka", (split_host_port(b, 9092) for b in config.broker_address))
-        run = _Produce(config, ctx, timeout)
-        run.supervise()
+        meta = _Produce(config, ctx).run()
+        ctx.output.write(
+            "Result: successfully produced the message on Kafka broker "
+            f"(topic {meta.topic!r}, partition {meta.partition}, offset {meta.offset})\n"
+        )
 
 
 def debug_config(config: KafkaConfig) -> dict[str, Any]:
@@ -285,62 +217,51 @@ class _ClientErrors(logging.Handler):
                 self.errors.append(arg)
 
 
-class _Produce:
-    """One produce: a worker thread does the blocking client calls, the caller watches it.
-
-    kafka-python's calls block (bootstrap, metadata, the ack future) and cannot be interrupted,
-    so they run in a daemon thread with every client timeout set to what is left of the job's
-    timeout; the caller polls for a kill or the deadline and returns at once. An abandoned
-    worker ends on its own within the same deadline and closes its clients.
+class _Produce(Publisher):
+    """One produce. kafka-python's calls block (bootstrap, metadata, the ack future) and
+    cannot be interrupted, so every client timeout is set to what is left of the job's
+    timeout: an abandoned worker ends on its own within the same deadline and closes its
+    clients.
     """
 
-    def __init__(self, config: KafkaConfig, ctx: ExecutionContext, timeout: float) -> None:
+    prefix = "kafka"
+
+    def __init__(self, config: KafkaConfig, ctx: ExecutionContext) -> None:
+        super().__init__(ctx, config.timeout)
         self.config = config
-        self.ctx = ctx
-        self.timeout = timeout
-        self.deadline = time.monotonic() + timeout
         self.client_id = f"dkronweb-kafka-{uuid.uuid4().hex[:12]}"
         self.phase = "connect"
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.abandoned = False
         self.errors = _ClientErrors(self.client_id)
 
     @property
     def where(self) -> str:
         return ",".join(self.config.broker_address)
 
-    def supervise(self) -> None:
+    def endpoints(self) -> list[tuple[str, int]]:
+        # kafka-python resolves and connects by itself: every bootstrap broker is checked.
+        return [split_host_port(b, 9092) for b in self.config.broker_address]
+
+    def thread_name(self) -> str:
+        return self.client_id  # _ClientErrors knows this run's records by it
+
+    def run(self) -> Any:
         kafka_log = logging.getLogger("kafka")
-        worker = threading.Thread(target=self._work, name=self.client_id, daemon=True)
         kafka_log.addHandler(self.errors)
         try:
-            worker.start()
-            while worker.is_alive():
-                if self.ctx.cancel.is_set():
-                    self.abandoned = True
-                    raise self._cancelled()
-                refused = self._auth_failure()
-                if refused is not None:
-                    # kafka-python retries a refused login until its timeout; it will not pass.
-                    self.abandoned = True
-                    raise refused
-                remaining = self.deadline - time.monotonic()
-                if remaining <= 0:
-                    self.abandoned = True
-                    raise self._timed_out()
-                worker.join(min(CANCEL_POLL_INTERVAL, remaining))
+            meta = super().run()
         finally:
             kafka_log.removeHandler(self.errors)
-        if self.error is not None:
-            raise self._failure(self.error)
-        if self.result is None:  # the worker saw the cancel before sending
-            raise self._cancelled()
-        meta = self.result
-        self.ctx.output.write(
-            "Result: successfully produced the message on Kafka broker "
-            f"(topic {meta.topic!r}, partition {meta.partition}, offset {meta.offset})\n"
-        )
+        if meta is None:  # the worker saw the cancel before sending
+            raise self.timeout_error() if self.ctx.cancel.reason == "timeout" else self.killed()
+        return meta
+
+    def early_failure(self) -> ExecutorError | None:
+        # kafka-python retries a refused login until its timeout; it will not pass.
+        return self._auth_failure()
+
+    def killed_text(self) -> str:
+        note = " (it may still have been delivered)" if self.phase == "ack" else ""
+        return f"producing to {self.config.topic!r} was killed{note}"
 
     def _remaining_ms(self) -> int:
         return max(1, int((self.deadline - time.monotonic()) * 1000))
@@ -367,13 +288,7 @@ class _Produce:
             options["sasl_plain_password"] = config.sasl_password
         return options
 
-    def _work(self) -> None:
-        try:
-            self.result = self._produce()
-        except BaseException as exc:  # reported by the supervising thread
-            self.error = exc
-
-    def _produce(self) -> Any:
+    def publish(self) -> Any:
         config = self.config
         # 1. Look the topic up, allowing the broker to create it only with createTopic. The
         #    answer tells a broker that will not create it (unknown topic) from one that is
@@ -400,7 +315,7 @@ class _Produce:
                 f"kafka: topic {config.topic!r} is not available on {self.where}: "
                 f"{_reason(error())}"
             )
-        if self._stopped():
+        if self.stopped():
             return None
         if config.debug:
             partitions = len(described.get("partitions") or [])
@@ -423,7 +338,7 @@ class _Produce:
         )
         delivered = False
         try:
-            if self._stopped():  # never send after the run was reported killed or timed out
+            if self.stopped():  # never send after the run was reported killed or timed out
                 return None
             self.phase = "send"
             future = producer.send(
@@ -443,20 +358,7 @@ class _Produce:
             with contextlib.suppress(Exception):
                 producer.close(timeout=wait)
 
-    def _stopped(self) -> bool:
-        return self.abandoned or self.ctx.cancel.is_set()
-
-    def _cancelled(self) -> ExecutorError:
-        if self.ctx.cancel.reason == "timeout":
-            return self._timed_out()
-        note = " (it may still have been delivered)" if self.phase == "ack" else ""
-        return ExecutorError(
-            f"kafka: producing to {self.config.topic!r} was killed{note}",
-            retryable=False,
-            status="killed",
-        )
-
-    def _timed_out(self) -> ExecutorError:
+    def timeout_error(self) -> ExecutorError:
         cause = self._connection_failure()
         if cause is not None and self.phase in ("connect", "metadata"):
             return cause
@@ -491,11 +393,9 @@ class _Produce:
                 return ExecutorError(f"kafka: cannot connect to {self.where}: {reason}")
         return None
 
-    def _failure(self, exc: BaseException) -> ExecutorError:
+    def describe(self, exc: BaseException) -> ExecutorError:
         topic = self.config.topic
         limit = _seconds(self.timeout)
-        if isinstance(exc, ExecutorError):
-            return exc
         if isinstance(exc, kerrors.UnknownTopicOrPartitionError):
             why = (
                 "and the broker does not create topics (auto.create.topics.enable is off)"

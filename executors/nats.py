@@ -9,6 +9,7 @@ run. Plain NATS cannot tell whether anybody listens on a subject, so that is not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from typing import Annotated, Any, ClassVar
@@ -18,20 +19,13 @@ import nats
 from nats import errors as nerrors
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors.base import (
-    ConfigError,
-    ExecutionContext,
-    Executor,
-    ExecutorConfig,
-    ExecutorError,
-    check_outbound,
-)
-from executors.values import GoBool, config_error, parse_go_duration, refuse_control
+from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.publisher import Publisher
+from executors.values import GoBool, config_error, refuse_control, seconds_or_duration
 
 __all__ = ["NatsConfig", "NatsExecutor", "debug_config"]
 
 DEFAULT_TIMEOUT = 30.0  # seconds; Dkron has no timeout key
-CANCEL_POLL_INTERVAL = 0.1
 MASK = "********"
 _SCHEMES = ("nats", "tls")
 _SUBJECT_TOKEN = re.compile(r"[^\s.*>]+")
@@ -77,28 +71,6 @@ def _parse_url(value: Any) -> Any:
     return servers
 
 
-def _parse_timeout(value: Any) -> Any:
-    """Seconds as a number or digits, or a Go duration ("10s", "1m30s"); must be positive."""
-    if value is None or value == "":
-        return DEFAULT_TIMEOUT
-    if isinstance(value, bool):
-        raise config_error("timeout", f"timeout {value!r} must be a duration such as 10s")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip().isdigit():
-        seconds = float(value.strip())
-    elif isinstance(value, str):
-        try:
-            seconds = parse_go_duration(value).total_seconds()
-        except ValueError as exc:
-            raise config_error("timeout", str(exc)) from None
-    else:
-        raise config_error("timeout", f"timeout {value!r} must be a duration such as 10s")
-    if seconds <= 0:
-        raise config_error("timeout", "timeout must be greater than zero")
-    return seconds
-
-
 class NatsConfig(ExecutorConfig):
     """Dkron's nats keys (camelCase as in Dkron); values may be Dkron's strings."""
 
@@ -110,7 +82,7 @@ class NatsConfig(ExecutorConfig):
     user_name: str = Field("", alias="userName")
     password: str = Field("", description="Write-only.", repr=False)
     debug: GoBool = Field(False, description="Prepend the config (password masked) to output.")
-    timeout: Annotated[float, BeforeValidator(_parse_timeout)] = Field(
+    timeout: Annotated[float, seconds_or_duration(DEFAULT_TIMEOUT, example="10s")] = Field(
         DEFAULT_TIMEOUT, description="Limit for connect + publish + flush; not a Dkron key."
     )
 
@@ -143,24 +115,11 @@ class NatsExecutor(Executor):
             raise ConfigError({"userName": "needed with password"})
         return config
 
-    def timeout_seconds(self, config: Any) -> float | None:
-        return float(getattr(config, "timeout", DEFAULT_TIMEOUT))
-
     def execute(self, ctx: ExecutionContext) -> None:
-        config = ctx.config
-        if not isinstance(config, NatsConfig):
-            try:
-                config = self.validate(config)
-            except ConfigError as exc:
-                raise ExecutorError(f"invalid nats config: {exc}", retryable=False) from None
-        timeout = config.timeout
-        if ctx.default_timeout:
-            timeout = min(timeout, ctx.default_timeout)
+        config: NatsConfig = self.config_of(ctx)
         if config.debug:
             ctx.output.write(f"Config: {json.dumps(debug_config(config))}\n")
-        # nats-py resolves and connects by itself: every server is checked right before.
-        check_outbound(ctx, "nats", (_host_port(url) for url in config.url))
-        server = asyncio.run(_supervise(config, ctx, timeout))
+        server = _Publish(config, ctx).run()
         ctx.output.write(
             f"Result: Message successfully sent (subject {config.subject!r}, "
             f"{len(config.message.encode())} bytes, flushed to {server})\n"
@@ -177,57 +136,71 @@ def debug_config(config: NatsConfig) -> dict[str, Any]:
     return shown
 
 
-class _Progress:
-    """What the publish got to, and the asynchronous errors the server reported meanwhile."""
+class _Publish(Publisher):
+    """One publish and flush, on an event loop in the worker thread; a kill or the deadline
+    cancels the loop's task from the supervising thread, which closes the connection."""
 
-    def __init__(self) -> None:
+    prefix = "nats"
+
+    def __init__(self, config: NatsConfig, ctx: ExecutionContext) -> None:
+        super().__init__(ctx, config.timeout)
+        self.config = config
         self.phase = "connect"
-        self.errors: list[Exception] = []
+        self.errors: list[Exception] = []  # what the server reported asynchronously
         self.server = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def endpoints(self) -> list[tuple[str, int]]:
+        # nats-py resolves and connects by itself: every server is checked right before.
+        return [_host_port(url) for url in self.config.url]
+
+    def publish(self) -> str:
+        return asyncio.run(self._main())
+
+    async def _main(self) -> str:
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        if self.stop.is_set():
+            return ""
+        return await _publish(self)
+
+    def abandon(self) -> None:
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has just closed
+                loop.call_soon_threadsafe(task.cancel)
+
+    def killed_text(self) -> str:
+        note = " (it may still have been delivered)" if self.phase == "flush" else ""
+        return f"publishing on {self.config.subject!r} was killed{note}"
+
+    def timeout_error(self) -> ExecutorError:
+        limit = f"{self.timeout:g}s"
+        if self.phase == "connect":
+            return _connect_failure(self, limit)
+        if self.phase == "flush":
+            text = f"the server {self.server} did not confirm the flush within {limit}"
+        else:
+            text = f"publishing on {self.config.subject!r} did not finish within {limit}"
+        return ExecutorError(f"nats: {text}", status="timeout")
+
+    def describe(self, exc: BaseException) -> ExecutorError:
+        if isinstance(exc, TimeoutError | nerrors.FlushTimeoutError | nerrors.TimeoutError):
+            return self.timeout_error()
+        if isinstance(exc, nerrors.NoServersError):
+            return _connect_failure(self)
+        if isinstance(exc, OSError | nerrors.Error):
+            if self.phase == "connect":
+                self.errors.append(exc)
+                return _connect_failure(self)
+            return ExecutorError(
+                f"nats: publishing on {self.config.subject!r} failed: {_reason(exc)}"
+            )
+        return super().describe(exc)
 
 
-async def _supervise(config: NatsConfig, ctx: ExecutionContext, timeout: float) -> str:
-    """Run the publish as a task so that the deadline and a kill can abort it at any step."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    progress = _Progress()
-    task = asyncio.create_task(_publish(config, progress, deadline))
-    while not task.done():
-        remaining = deadline - loop.time()
-        if remaining <= 0 or ctx.cancel.is_set():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            if remaining > 0 and ctx.cancel.reason != "timeout":
-                note = " (it may still have been delivered)" if progress.phase == "flush" else ""
-                raise ExecutorError(
-                    f"nats: publishing on {config.subject!r} was killed{note}",
-                    retryable=False,
-                    status="killed",
-                )
-            raise _timed_out(config, progress, timeout)
-        await asyncio.wait({task}, timeout=min(CANCEL_POLL_INTERVAL, remaining))
-    try:
-        return task.result()
-    except ExecutorError:
-        raise
-    except (TimeoutError, nerrors.FlushTimeoutError, nerrors.TimeoutError):
-        raise _timed_out(config, progress, timeout) from None
-    except nerrors.NoServersError:
-        raise _connect_failure(config, progress) from None
-    except (OSError, nerrors.Error) as exc:
-        if progress.phase == "connect":
-            progress.errors.append(exc)
-            raise _connect_failure(config, progress) from None
-        raise ExecutorError(
-            f"nats: publishing on {config.subject!r} failed: {_reason(exc)}"
-        ) from None
-
-
-async def _publish(config: NatsConfig, progress: _Progress, deadline: float) -> str:
-    loop = asyncio.get_running_loop()
-
-    def remaining() -> float:
-        return max(0.001, deadline - loop.time())
+async def _publish(progress: _Publish) -> str:
+    config, remaining = progress.config, progress.remaining
 
     async def on_error(exc: Exception) -> None:
         progress.errors.append(exc)
@@ -274,20 +247,8 @@ async def _publish(config: NatsConfig, progress: _Progress, deadline: float) -> 
         await client.close()
 
 
-def _timed_out(config: NatsConfig, progress: _Progress, timeout: float) -> ExecutorError:
-    limit = f"{timeout:g}s"
-    if progress.phase == "connect":
-        return _connect_failure(config, progress, limit)
-    if progress.phase == "flush":
-        text = f"the server {progress.server} did not confirm the flush within {limit}"
-    else:
-        text = f"publishing on {config.subject!r} did not finish within {limit}"
-    return ExecutorError(f"nats: {text}", status="timeout")
-
-
-def _connect_failure(
-    config: NatsConfig, progress: _Progress, limit: str | None = None
-) -> ExecutorError:
+def _connect_failure(progress: _Publish, limit: str | None = None) -> ExecutorError:
+    config = progress.config
     where = ",".join(config.url)
     for exc in reversed(progress.errors):
         text = _reason(exc)

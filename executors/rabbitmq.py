@@ -8,13 +8,9 @@ means the broker took the message into a queue.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import re
 import ssl
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,13 +35,19 @@ from executors.base import (
     guard_failure,
 )
 from executors.netguard import GuardError
-from executors.values import GoBool, config_error, format_go_duration, refuse_control
+from executors.publisher import Publisher
+from executors.values import (
+    GoBool,
+    base64_bytes,
+    config_error,
+    format_go_duration,
+    refuse_control,
+)
 
 __all__ = ["AmqpAddress", "RabbitMQConfig", "RabbitMQExecutor", "parse_amqp_url"]
 
 # Dkron has no timeout key for rabbitmq; a publish that takes longer than this is stuck.
 DEFAULT_TIMEOUT = 30.0
-POLL_INTERVAL = 0.1  # how often cancel and the deadline are checked
 # RabbitMQ's management UI calls the default exchange "amq.default" and Dkron's UI fills that
 # name in, but the broker knows no exchange of that name (publishing to it fails with 404).
 DEFAULT_EXCHANGE_ALIASES = frozenset({"", "amq.default"})
@@ -108,18 +110,6 @@ def parse_amqp_url(value: str) -> AmqpAddress:
     )
 
 
-def _parse_base64(value: Any) -> Any:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise config_error("base64", "message.base64Body must be a base64 string")
-    try:
-        # Go's StdEncoding skips newlines; anything else outside the alphabet is an error.
-        return base64.b64decode(re.sub(r"[\r\n]", "", value), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise config_error("base64", f"message.base64Body is not valid base64: {exc}") from None
-
-
 def _parse_delivery_mode(value: Any) -> Any:
     if value is None or value == "":
         return 0
@@ -158,7 +148,7 @@ class RabbitMQConfig(ExecutorConfig):
     )
     message_id: str = Field("", alias="message.messageId")
     body: str = Field("", alias="message.body", description="Message body as text.")
-    base64_body: Annotated[bytes | None, BeforeValidator(_parse_base64)] = Field(
+    base64_body: Annotated[bytes | None, base64_bytes("message.base64Body", blank=None)] = Field(
         None, alias="message.base64Body", description="Message body as base64 (binary)."
     )
 
@@ -227,68 +217,43 @@ class RabbitMQExecutor(Executor):
         return DEFAULT_TIMEOUT
 
     def execute(self, ctx: ExecutionContext) -> None:
-        config = ctx.config
-        if not isinstance(config, RabbitMQConfig):
-            try:
-                config = self.validate(config)
-            except ConfigError as exc:
-                raise ExecutorError(f"invalid rabbitmq config: {exc}", retryable=False) from None
-        timeout = DEFAULT_TIMEOUT
-        if ctx.default_timeout:
-            timeout = min(timeout, ctx.default_timeout)
-        address = parse_amqp_url(config.url)
-        publish = _Publish(config, address, ctx.job_name, timeout)
-        try:  # pika connects to the checked address; TLS still names the URL's host
-            publish.connect_host = ctx.outbound.pin(address.host, address.port)
-        except GuardError as exc:
-            raise guard_failure("rabbitmq", exc) from None
-        publish.run(ctx)
+        config: RabbitMQConfig = self.config_of(ctx)
+        publish = _Publish(config, parse_amqp_url(config.url), ctx)
+        publish.run()
         ctx.output.write(f"rabbitmq: {publish.summary()}; the broker confirmed it\n")
 
 
-class _Publish:
-    """One publish, run in a worker thread so that a kill or the deadline is seen at once.
+class _Publish(Publisher):
+    """One publish with publisher confirms.
 
-    pika's BlockingConnection cannot be interrupted from another thread, so the supervising
-    thread stops waiting and tells the worker to stop: the worker checks that before each
-    step and ends by itself. Its own network waits are bounded by the same deadline (pika's
-    socket, stack and blocked-connection timeouts), so an abandoned worker dies soon after.
+    pika's BlockingConnection cannot be interrupted from another thread, so on a kill or the
+    deadline the worker is told to stop (`stop`): it checks that before each step and ends by
+    itself. Its own network waits are bounded by the same deadline (pika's socket, stack and
+    blocked-connection timeouts), so an abandoned worker dies soon after.
     """
 
-    def __init__(
-        self, config: RabbitMQConfig, address: AmqpAddress, job_name: str, timeout: float
-    ) -> None:
+    prefix = "rabbitmq"
+
+    def __init__(self, config: RabbitMQConfig, address: AmqpAddress, ctx: ExecutionContext) -> None:
+        super().__init__(ctx, DEFAULT_TIMEOUT)
         self.config = config
         self.address = address
-        self.job_name = job_name
-        self.timeout = timeout
+        self.job_name = ctx.job_name
         self.connect_host = address.host  # the checked address with the outbound guard on
         self.phase = "connecting to"
         self.connected = False
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-        self.stop = threading.Event()
 
-    def run(self, ctx: ExecutionContext) -> None:
-        deadline = time.monotonic() + self.timeout
-        worker = threading.Thread(target=self._work, name="rabbitmq-publish", daemon=True)
-        worker.start()
-        try:
-            while not self.done.wait(POLL_INTERVAL):
-                if ctx.cancel.is_set():
-                    if ctx.cancel.reason == "timeout":
-                        raise self._timeout()
-                    raise ExecutorError(
-                        f"rabbitmq: publish was killed while {self.phase} {self.address.where}",
-                        retryable=False,
-                        status="killed",
-                    )
-                if time.monotonic() >= deadline:
-                    raise self._timeout()
-        finally:
-            self.stop.set()
-        if self.error is not None:
-            raise _failure(self.error, self) from None
+    def check_endpoints(self) -> None:
+        try:  # pika connects to the checked address; TLS still names the URL's host
+            self.connect_host = self.ctx.outbound.pin(self.address.host, self.address.port)
+        except GuardError as exc:
+            raise guard_failure("rabbitmq", exc) from None
+
+    def killed_text(self) -> str:
+        return f"publish was killed while {self.phase} {self.address.where}"
+
+    def describe(self, exc: BaseException) -> ExecutorError:
+        return _failure(exc, self)
 
     def summary(self) -> str:
         config = self.config
@@ -302,22 +267,14 @@ class _Publish:
             text += f", message id {config.message_id!r}"
         return text
 
-    def _timeout(self) -> ExecutorError:
+    def timeout_error(self) -> ExecutorError:
         limit = format_go_duration(timedelta(seconds=self.timeout))
         return ExecutorError(
             f"rabbitmq: timeout after {limit} while {self.phase} {self.address.where}",
             status="timeout",
         )
 
-    def _work(self) -> None:
-        try:
-            self._publish()
-        except BaseException as exc:  # handed to the supervising thread
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def _publish(self) -> None:
+    def publish(self) -> None:
         config = self.config
         connection = pika.BlockingConnection(self._parameters())
         self.connected = True

@@ -8,24 +8,44 @@ thing here, and they reject at save time what Dkron would silently have turned i
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import json
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "DurationError",
+    "EnvMap",
     "GoBool",
+    "GoBoolDefaultTrue",
     "GoDuration",
+    "GoTimeout",
+    "JsonEnvMap",
     "OptionalGoDuration",
     "OptionalSize",
+    "base64_bytes",
+    "check_text",
     "config_error",
     "format_go_duration",
+    "header_pairs",
+    "json_if_bracketed",
+    "matching",
     "parse_bool",
+    "parse_env",
     "parse_go_duration",
+    "parse_go_duration_ns",
+    "parse_headers",
+    "seconds_or_duration",
+    "whole_seconds",
     "parse_size",
     "split_command",
 ]
@@ -79,9 +99,7 @@ def parse_go_duration_ns(value: str) -> int:
     """The whole nanoseconds of a Go duration (Go truncates the fraction of a nanosecond)."""
     s = value.strip()
     if not s:
-        raise DurationError(
-            f"empty duration: expected {_DURATION_HINT}", value=value, kind="empty"
-        )
+        raise DurationError(f"empty duration: expected {_DURATION_HINT}", value=value, kind="empty")
     negative = s[0] == "-"
     if s[0] in "+-":
         s = s[1:]
@@ -282,20 +300,25 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _to_bool(value: Any) -> Any:
-    # Dkron's UI sends "" for an unset flag and Dkron reads that as false.
-    if _is_blank(value):
-        return False
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        try:
-            return parse_bool(value)
-        except ValueError as exc:
-            raise config_error("go_bool", str(exc)) from None
-    raise config_error("go_bool", f"invalid boolean {value!r}: expected true or false")
+def go_bool(blank: bool) -> Callable[[Any], Any]:
+    """A parser of Go's booleans for a field whose unset value ("" or None) means `blank`."""
+
+    def parse(value: Any) -> Any:
+        # Dkron's UI sends "" for an unset flag and Dkron reads that as false.
+        if _is_blank(value):
+            return blank
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str):
+            try:
+                return parse_bool(value)
+            except ValueError as exc:
+                raise config_error("go_bool", str(exc)) from None
+        raise config_error("go_bool", f"invalid boolean {value!r}: expected true or false")
+
+    return parse
 
 
 def _to_duration(value: Any) -> Any:
@@ -318,6 +341,12 @@ def _to_optional_duration(value: Any) -> Any:
     return None if _is_blank(value) else _to_duration(value)
 
 
+def _positive_duration(value: timedelta | None) -> timedelta | None:
+    if value is not None and value <= timedelta(0):
+        raise config_error("positive", "timeout must be greater than zero")
+    return value
+
+
 def _to_optional_size(value: Any) -> Any:
     if _is_blank(value):
         return None
@@ -329,11 +358,218 @@ def _to_optional_size(value: Any) -> Any:
         raise config_error("size", str(exc)) from None
 
 
+def whole_seconds(default: int, *, kind: str = "timeout") -> BeforeValidator:
+    """A timeout in Dkron's whole seconds ("30"); blank is `default` (http, gcppubsub)."""
+
+    def parse(value: Any) -> Any:
+        if value is None or value == "":
+            return default
+        text = str(value).strip()
+        if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+            raise config_error(kind, f"timeout {value!r} must be whole seconds, e.g. {default}")
+        return int(text)
+
+    return BeforeValidator(parse)
+
+
+_SECONDS = re.compile(r"\d+(\.\d+)?")
+
+
+def seconds_or_duration(default: float, *, example: str = "30s") -> BeforeValidator:
+    """A positive timeout in seconds: a number, digits ("15", "1.5") or a Go duration
+    ("10s", "1m30s"); blank is `default` (kafka, nats, grpc: Dkron has no such key or whole
+    seconds only)."""
+    hint = f"seconds (e.g. 30) or a duration such as {example}"
+
+    def parse(value: Any) -> Any:
+        if value is None or value == "":
+            return default
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        elif isinstance(value, str) and _SECONDS.fullmatch(value.strip()):
+            seconds = float(value.strip())
+        elif isinstance(value, str):
+            try:
+                seconds = parse_go_duration(value).total_seconds()
+            except ValueError as exc:
+                raise config_error("timeout", f"timeout {value!r} must be {hint}: {exc}") from None
+        else:
+            raise config_error("timeout", f"timeout {value!r} must be {hint}")
+        if seconds <= 0:
+            raise config_error("timeout", f"timeout {value!r} must be positive (greater than zero)")
+        return seconds
+
+    return BeforeValidator(parse)
+
+
+def matching(
+    pattern: re.Pattern[str], message: str, *, missing: str | None = None, kind: str = "invalid"
+) -> AfterValidator:
+    """A text field's rule: stripped, then blank is "" (or, with `missing`, that error), and
+    anything else must match `pattern` whole or fail with `message` ("{value!r}" names it)."""
+
+    def check(value: str) -> str:
+        return check_text(value, pattern, message, missing=missing, kind=kind)
+
+    return AfterValidator(check)
+
+
+def check_text(
+    value: str,
+    pattern: re.Pattern[str],
+    message: str,
+    *,
+    missing: str | None = None,
+    kind: str = "invalid",
+) -> str:
+    """`matching` as a function, for a field validator that checks more afterwards."""
+    value = value.strip()
+    if not value:
+        if missing is not None:
+            raise config_error("missing", missing)
+        return value
+    if not pattern.fullmatch(value):
+        raise config_error(kind, message.format(value=value))
+    return value
+
+
+_HEADERS_HINT = 'a JSON array such as ["Name: value"]'
+_HEADERS_OBJECT_HINT = f'{_HEADERS_HINT} or a JSON object such as {{"Name": "value"}}'
+
+
+def parse_headers(value: Any, *, objects: bool = True) -> list[tuple[str, Any]]:
+    """Headers in Dkron's http form, a JSON array of "Name: value" strings split on the first
+    ':' (so values such as URLs or times keep theirs), or with `objects` a JSON object of name
+    to value; as a JSON string or already decoded. Names and array values are stripped.
+    Messages name a header by its position or name, never its value (often a credential)."""
+    hint = _HEADERS_OBJECT_HINT if objects else _HEADERS_HINT
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise config_error("headers", f"headers must be {hint}: {exc}") from None
+    pairs: list[tuple[str, Any]] = []
+    if objects and isinstance(value, dict):
+        for name, val in value.items():
+            if not isinstance(val, str):
+                raise config_error("headers", f"header {name!r} must have a string value")
+            if not str(name).strip():
+                raise config_error("headers", "header names must not be empty")
+            pairs.append((str(name).strip(), val))
+        return pairs
+    if not isinstance(value, list):
+        raise config_error("headers", f"headers must be {hint}")
+    for index, item in enumerate(value):
+        name, sep, val = item.partition(":") if isinstance(item, str) else ("", "", "")
+        if not sep or not name.strip():
+            raise config_error("headers", f'headers[{index}] is not of the form "Name: value"')
+        pairs.append((name.strip(), val.strip()))
+    return pairs
+
+
+def header_pairs(*, objects: bool = True, name: re.Pattern[str] | None = None) -> BeforeValidator:
+    """`parse_headers` for a text protocol: every name must match `name` (if given) and no
+    name or value may hold a control character."""
+
+    def parse(value: Any) -> Any:
+        pairs = parse_headers(value, objects=objects)
+        for key, _ in pairs:
+            if name is not None and not name.fullmatch(key):
+                raise config_error("headers", f"header name {key!r} is not a valid header name")
+        return refuse_control_in_pairs("headers", pairs)
+
+    return BeforeValidator(parse)
+
+
+_ENV_NAME = re.compile(r"[^=\s]+")
+
+
+def parse_env(value: Any, *, json_forms: bool = False) -> dict[str, str]:
+    """Dkron's `K=V,K2=V2` (split on commas, so values cannot hold one) or an object of strings.
+
+    With `json_forms` (docker) a string that starts with "{" or "[" is decoded as JSON, an
+    array of "K=V" strings is accepted (values may then hold commas), and names must be
+    variable names (no "=" or blanks).
+    """
+    if _is_blank(value):
+        return {}
+    if json_forms and isinstance(value, str):
+        value = json_if_bracketed(value, "env", "{")
+        if isinstance(value, str):
+            value = json_if_bracketed(value, "env", "[")
+    if isinstance(value, str):
+        value = [item for item in value.split(",") if item.strip()]
+    elif isinstance(value, list) and not json_forms:
+        raise config_error("env", 'env must be a string such as "K=V,K2=V2"')
+    pairs: dict[str, str] = {}
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise config_error("env", "env object values must be strings")
+        pairs = dict(value)
+    elif isinstance(value, list):
+        for item in value:
+            key, sep, val = item.partition("=") if isinstance(item, str) else ("", "", "")
+            key = key.strip()
+            if not sep or not key:
+                raise config_error(
+                    "env", f'env entry {item!r} is not of the form K=V ("K=V,K2=V2")'
+                )
+            pairs[key] = val
+    else:
+        raise config_error("env", 'env must be a string such as "K=V,K2=V2"')
+    if json_forms:
+        for key in pairs:
+            if not _ENV_NAME.fullmatch(key):
+                raise config_error("env", f"env name {key!r} is not a valid variable name")
+    return pairs
+
+
+def json_if_bracketed(value: str, key: str, opener: str) -> Any:
+    """Decode `value` as JSON when it starts with `opener` ("[" or "{"), else return it."""
+    text = value.strip()
+    if not text.startswith(opener):
+        return value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise config_error(key, f"{key} looks like JSON but does not parse: {exc}") from None
+
+
+def base64_bytes(key: str, *, blank: bytes | None = b"") -> BeforeValidator:
+    """Bytes given as base64 (Go's StdEncoding, as Dkron: newlines skipped, anything else
+    outside the alphabet an error); blank is `blank`."""
+
+    def parse(value: Any) -> Any:
+        if value is None or value == "":
+            return blank
+        if not isinstance(value, str):
+            raise config_error("base64", f"{key} must be a base64 string")
+        try:
+            return base64.b64decode(re.sub(r"[\r\n]", "", value), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise config_error("base64", f"{key} is not valid base64: {exc}") from None
+
+    return BeforeValidator(parse)
+
+
 # Pydantic field types. Blank strings mean "unset" because Dkron's maps hold "" for unset keys.
-GoBool = Annotated[bool, BeforeValidator(_to_bool)]
+GoBool = Annotated[bool, BeforeValidator(go_bool(False))]
+GoBoolDefaultTrue = Annotated[bool, BeforeValidator(go_bool(True))]  # unset means true
 GoDuration = Annotated[timedelta, BeforeValidator(_to_duration)]
 OptionalGoDuration = Annotated[timedelta | None, BeforeValidator(_to_optional_duration)]
+# A job's own time limit as a Go duration: unset (None) or greater than zero.
+GoTimeout = Annotated[
+    timedelta | None,
+    BeforeValidator(_to_optional_duration),
+    AfterValidator(_positive_duration),
+]
 OptionalSize = Annotated[int | None, BeforeValidator(_to_optional_size)]
+EnvMap = Annotated[dict[str, str], BeforeValidator(parse_env)]
+JsonEnvMap = Annotated[
+    dict[str, str], BeforeValidator(functools.partial(parse_env, json_forms=True))
+]
 
 
 _PLAIN_RUN = re.compile(r"[^ \t\r\n'\"\\]+")
