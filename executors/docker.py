@@ -9,7 +9,6 @@ stops it. It is removed afterwards unless `remove` is false, and it never outliv
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import threading
@@ -23,7 +22,6 @@ from pydantic import BeforeValidator, Field, field_validator
 
 import confidential
 from executors.base import (
-    ConfigError,
     ExecutionContext,
     Executor,
     ExecutorConfig,
@@ -31,10 +29,13 @@ from executors.base import (
     check_outbound,
 )
 from executors.values import (
-    OptionalGoDuration,
+    GoBoolDefaultTrue,
+    GoTimeout,
+    JsonEnvMap,
     config_error,
     format_go_duration,
-    parse_bool,
+    json_if_bracketed,
+    matching,
     split_command,
 )
 
@@ -61,9 +62,13 @@ _IMAGE = re.compile(
 )
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 _VOLUME_MODES = frozenset({"ro", "rw", "z", "Z"})
-_ENV_KEY = re.compile(r"[^=\s]+")
 _USER = re.compile(r"[^:\s]+(:[^:\s]+)?")
 _NETWORK = re.compile(r"\S+")
+_USER_HINT = 'user {value!r} must be "user", "uid" or "user:group"'
+_IMAGE_HINT = (
+    "image {value!r} is not a valid image reference "
+    "(e.g. busybox, busybox:1.36, registry.example.com:5000/team/app:v2)"
+)
 
 
 def check() -> str | None:
@@ -82,17 +87,6 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _json_if_bracketed(value: str, key: str, opener: str) -> Any:
-    """Decode `value` as JSON when it starts with `opener` ("[" or "{"), else return it."""
-    text = value.strip()
-    if not text.startswith(opener):
-        return value
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise config_error(key, f"{key} looks like JSON but does not parse: {exc}") from None
-
-
 def _argv(key: str) -> Any:
     """A parser for `command`/`entrypoint`: a JSON array of strings, or a string split as a
     POSIX shell would (quotes respected, no expansion; use ["sh", "-c", "..."] for a shell)."""
@@ -101,7 +95,7 @@ def _argv(key: str) -> Any:
         if _is_blank(value):
             return None
         if isinstance(value, str):
-            value = _json_if_bracketed(value, key, "[")
+            value = json_if_bracketed(value, key, "[")
         if isinstance(value, str):
             try:
                 value = split_command(value)
@@ -116,47 +110,12 @@ def _argv(key: str) -> Any:
     return parse
 
 
-def _parse_env(value: Any) -> Any:
-    """Dkron's `K=V,K2=V2` (so values cannot hold a comma), a JSON object, or a JSON array of
-    "K=V" strings (values may then hold commas)."""
-    if _is_blank(value):
-        return {}
-    if isinstance(value, str):
-        value = _json_if_bracketed(value, "env", "{")
-    if isinstance(value, str):
-        value = _json_if_bracketed(value, "env", "[")
-    if isinstance(value, str):
-        value = [item for item in value.split(",") if item.strip()]
-    pairs: dict[str, str] = {}
-    if isinstance(value, dict):
-        for key, val in value.items():
-            if not isinstance(val, str):
-                raise config_error("env", f"env value of {key!r} must be a string")
-            pairs[key] = val
-    elif isinstance(value, list):
-        for item in value:
-            if not isinstance(item, str):
-                raise config_error("env", f'env entry {item!r} must be a string "K=V"')
-            key, sep, val = item.partition("=")
-            if not sep:
-                raise config_error(
-                    "env", f'env entry {item!r} is not of the form K=V ("K=V,K2=V2")'
-                )
-            pairs[key.strip()] = val
-    else:
-        raise config_error("env", 'env must be "K=V,K2=V2", a JSON object or a JSON array')
-    for key in pairs:
-        if not _ENV_KEY.fullmatch(key):
-            raise config_error("env", f"env name {key!r} is not a valid variable name")
-    return pairs
-
-
 def _parse_volumes(value: Any) -> Any:
     """A list or a comma list of `host:container[:mode]`; normalised to that string form."""
     if _is_blank(value):
         return []
     if isinstance(value, str):
-        value = _json_if_bracketed(value, "volumes", "[")
+        value = json_if_bracketed(value, "volumes", "[")
     if isinstance(value, str):
         value = [item.strip() for item in value.split(",") if item.strip()]
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -195,22 +154,6 @@ def _parse_pull(value: Any) -> Any:
     raise config_error("pull", f"pull {value!r} must be never, missing or always")
 
 
-def _parse_remove(value: Any) -> Any:
-    # Unlike a plain GoBool, unset means the default (true), not false.
-    if _is_blank(value):
-        return True
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        try:
-            return parse_bool(value)
-        except ValueError as exc:
-            raise config_error("remove", str(exc)) from None
-    raise config_error("remove", f"invalid boolean {value!r}: expected true or false")
-
-
 Argv = Annotated[list[str] | None, BeforeValidator(_argv("command"))]
 Entrypoint = Annotated[list[str] | None, BeforeValidator(_argv("entrypoint"))]
 
@@ -218,62 +161,31 @@ Entrypoint = Annotated[list[str] | None, BeforeValidator(_argv("entrypoint"))]
 class DockerConfig(ExecutorConfig):
     """Dkron Pro's docker keys plus dkronweb's; values may be Dkron's strings ("true", "30s")."""
 
-    image: str = Field(description="Image reference, e.g. busybox:1.36 or registry/app@sha256:…")
+    image: Annotated[str, matching(_IMAGE, _IMAGE_HINT, missing="docker: image missing")] = Field(
+        description="Image reference, e.g. busybox:1.36 or registry/app@sha256:…"
+    )
     command: Argv = Field(None, description="Arguments; a string split like a shell, or JSON.")
-    env: Annotated[dict[str, str], BeforeValidator(_parse_env)] = Field(
+    env: JsonEnvMap = Field(
         default_factory=dict, description='"K=V,K2=V2", a JSON object or a JSON array.'
     )
     volumes: Annotated[list[str], BeforeValidator(_parse_volumes)] = Field(
         default_factory=list, description='List or comma list of "host:container[:ro]".'
     )
-    network: str = Field("", description="Network mode or name (none, host, bridge, mynet).")
+    network: Annotated[str, matching(_NETWORK, "network {value!r} must not contain spaces")] = (
+        Field("", description="Network mode or name (none, host, bridge, mynet).")
+    )
     pull: Annotated[Literal["never", "missing", "always"], BeforeValidator(_parse_pull)] = Field(
         "missing", description="When to pull the image: never, missing (default) or always."
     )
-    timeout: OptionalGoDuration = Field(None, description='Go duration, e.g. "30s".')
-    remove: Annotated[bool, BeforeValidator(_parse_remove)] = Field(
+    timeout: GoTimeout = Field(None, description='Go duration, e.g. "30s".')
+    remove: GoBoolDefaultTrue = Field(
         True, description="Remove the container afterwards (default true)."
     )
-    user: str = Field("", description='Run as "user", "uid" or "user:group" in the container.')
+    user: Annotated[str, matching(_USER, _USER_HINT)] = Field(
+        "", description='Run as "user", "uid" or "user:group" in the container.'
+    )
     workdir: str = Field("", description="Working directory inside the container.")
     entrypoint: Entrypoint = Field(None, description="Replaces the image's entrypoint.")
-
-    @field_validator("image")
-    @classmethod
-    def _image_reference(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise config_error("missing", "docker: image missing")
-        if not _IMAGE.fullmatch(value):
-            raise config_error(
-                "image",
-                f"image {value!r} is not a valid image reference "
-                "(e.g. busybox, busybox:1.36, registry.example.com:5000/team/app:v2)",
-            )
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout_positive(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value <= timedelta(0):
-            raise config_error("positive", "timeout must be greater than zero")
-        return value
-
-    @field_validator("network")
-    @classmethod
-    def _network_name(cls, value: str) -> str:
-        value = value.strip()
-        if value and not _NETWORK.fullmatch(value):
-            raise config_error("network", f"network {value!r} must not contain spaces")
-        return value
-
-    @field_validator("user")
-    @classmethod
-    def _user_format(cls, value: str) -> str:
-        value = value.strip()
-        if value and not _USER.fullmatch(value):
-            raise config_error("user", f'user {value!r} must be "user", "uid" or "user:group"')
-        return value
 
     @field_validator("workdir")
     @classmethod
@@ -329,25 +241,10 @@ class DockerExecutor(Executor):
         {"image", "command", "entrypoint", "workdir", "volumes"}
     )
 
-    def validate(self, raw: dict[str, Any]) -> DockerConfig:
-        config = super().validate(raw)
-        assert isinstance(config, DockerConfig)
-        return config
-
-    def timeout_seconds(self, config: Any) -> float | None:
-        timeout = getattr(config, "timeout", None)
-        return timeout.total_seconds() if timeout else None
-
     def execute(self, ctx: ExecutionContext) -> None:
-        config = ctx.config
-        if not isinstance(config, DockerConfig):
-            try:
-                config = self.validate(config)
-            except ConfigError as exc:
-                raise ExecutorError(f"invalid docker config: {exc}", retryable=False) from None
-        limit = config.timeout
-        if ctx.default_timeout and (limit is None or limit.total_seconds() > ctx.default_timeout):
-            limit = timedelta(seconds=ctx.default_timeout)
+        config: DockerConfig = self.config_of(ctx)
+        seconds = ctx.limit(config.timeout.total_seconds() if config.timeout else None)
+        limit = config.timeout if seconds is None else timedelta(seconds=seconds)
         host = _docker_host()
         if host.startswith(("tcp://", "http://", "https://")):  # the SDK connects by itself
             parts = urlsplit(host)

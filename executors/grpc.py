@@ -44,7 +44,13 @@ from executors.base import (
     guard_failure,
 )
 from executors.netguard import GuardError, split_host_port
-from executors.values import GoBool, config_error, format_go_duration, parse_go_duration
+from executors.values import (
+    GoBool,
+    config_error,
+    format_go_duration,
+    parse_headers,
+    seconds_or_duration,
+)
 
 __all__ = ["GrpcConfig", "GrpcExecutor", "parse_status_code", "split_url"]
 
@@ -114,31 +120,6 @@ def _parse_expect_code(value: Any) -> Any:
         raise config_error("expect_code", str(exc)) from None
 
 
-def _parse_timeout(value: Any) -> Any:
-    """Dkron's whole seconds (`"30"`), also fractional seconds or a Go duration (`"1m30s"`)."""
-    if value is None or value == "":
-        return DEFAULT_TIMEOUT
-    seconds: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            seconds = float(text)
-        else:
-            try:
-                seconds = parse_go_duration(text).total_seconds()
-            except ValueError as exc:
-                raise config_error(
-                    "timeout", f"timeout {value!r} must be seconds (e.g. 30) or a duration: {exc}"
-                ) from None
-    if seconds is None or seconds <= 0:
-        raise config_error(
-            "timeout", f"timeout {value!r} must be positive seconds (e.g. 30) or a duration"
-        )
-    return seconds
-
-
 def _parse_body(value: Any) -> Any:
     """A JSON object (as Dkron's string, or already decoded); checked against the request type
     only at run time, when the server has described it."""
@@ -189,33 +170,9 @@ def _metadata_pair(name: str, value: Any) -> tuple[str, str | bytes]:
 
 
 def _parse_headers(value: Any) -> Any:
-    """Dkron's http form, a JSON array of "name: value" strings (split on the first ':'), or a
-    JSON object of name -> value."""
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise config_error(
-                "headers",
-                f'headers must be a JSON array such as ["name: value"] or an object: {exc}',
-            ) from None
-    if isinstance(value, dict):
-        return [_metadata_pair(str(name), val) for name, val in value.items()]
-    if not isinstance(value, list):
-        raise config_error(
-            "headers", 'headers must be a JSON array such as ["name: value"] or an object'
-        )
-    pairs: list[tuple[str, str | bytes]] = []
-    for index, item in enumerate(value):
-        if not isinstance(item, str) or ":" not in item:
-            raise config_error(
-                "headers", f'headers[{index}] must be a string of the form "name: value"'
-            )
-        name, _, val = item.partition(":")
-        pairs.append(_metadata_pair(name, val))
-    return pairs
+    """Dkron's http form or a JSON object (values.parse_headers), each entry checked as gRPC
+    metadata."""
+    return [_metadata_pair(name, val) for name, val in parse_headers(value, form="name: value")]
 
 
 class GrpcConfig(ExecutorConfig):
@@ -229,7 +186,7 @@ class GrpcConfig(ExecutorConfig):
         default_factory=list,
         description='Metadata: JSON array of "name: value" strings, or a JSON object.',
     )
-    timeout: Annotated[float, BeforeValidator(_parse_timeout)] = Field(
+    timeout: Annotated[float, seconds_or_duration(DEFAULT_TIMEOUT)] = Field(
         DEFAULT_TIMEOUT, description="Seconds (or a Go duration) for reflection and the call."
     )
     expect_code: Annotated[grpc.StatusCode, BeforeValidator(_parse_expect_code)] = Field(
@@ -277,20 +234,9 @@ class GrpcExecutor(Executor):
             raise ConfigError({key: "tlsCertificateFile and tlsCertificateKeyFile go together"})
         return config
 
-    def timeout_seconds(self, config: Any) -> float | None:
-        return float(getattr(config, "timeout", DEFAULT_TIMEOUT))
-
     def execute(self, ctx: ExecutionContext) -> None:
-        config = ctx.config
-        if not isinstance(config, GrpcConfig):
-            try:
-                config = self.validate(config)
-            except ConfigError as exc:
-                raise ExecutorError(f"invalid grpc config: {exc}", retryable=False) from None
-        limit = config.timeout
-        if ctx.default_timeout:
-            limit = min(limit, ctx.default_timeout)
-        call = _Call(config, ctx, limit)
+        config: GrpcConfig = self.config_of(ctx)
+        call = _Call(config, ctx, ctx.limit(config.timeout) or config.timeout)
         done = threading.Event()
         watcher = threading.Thread(
             target=_watch_cancel, args=(ctx, call, done), name="grpc-cancel", daemon=True

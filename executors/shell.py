@@ -8,8 +8,6 @@ a dead predecessor left.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import ctypes
 import ctypes.util
@@ -29,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar
 
 import psutil
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import Field, field_validator
 
 import confidential
 from executors.base import (
@@ -40,11 +38,14 @@ from executors.base import (
     ExecutorError,
 )
 from executors.values import (
+    EnvMap,
     GoBool,
-    OptionalGoDuration,
+    GoTimeout,
     OptionalSize,
+    base64_bytes,
     config_error,
     format_go_duration,
+    matching,
     split_command,
 )
 
@@ -71,40 +72,7 @@ NEVER_PASSED = ("DKRON_", "DJANGO_", "CELERY_")
 POLL_INTERVAL = 0.1  # how often cancel and timeout are checked (the contract asks for <= 0.2 s)
 MEMORY_INTERVAL = 1.0  # Dkron checks the tree's RSS every second
 PIPE_DRAIN_TIMEOUT = 5.0  # after a kill, how long to wait for the output pipe to close
-
-
-def _parse_env(value: Any) -> Any:
-    """Dkron's `K=V,K2=V2` (split on commas, so values cannot hold one); a JSON object too."""
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise config_error("env", "env object values must be strings")
-        return value
-    if not isinstance(value, str):
-        raise config_error("env", 'env must be a string such as "K=V,K2=V2"')
-    pairs: dict[str, str] = {}
-    for item in value.split(","):
-        if not item.strip():
-            continue
-        key, sep, val = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise config_error("env", f'env entry {item!r} is not of the form K=V ("K=V,K2=V2")')
-        pairs[key] = val
-    return pairs
-
-
-def _parse_payload(value: Any) -> Any:
-    if value is None or value == "":
-        return b""
-    if not isinstance(value, str):
-        raise config_error("payload", "payload must be a base64 string")
-    try:
-        # Go's StdEncoding skips newlines; anything else outside the alphabet is an error.
-        return base64.b64decode(re.sub(r"[\r\n]", "", value), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise config_error("payload", f"payload is not valid base64: {exc}") from None
+_SU = re.compile(r"[^:\s]+(:[^:\s]+)?")
 
 
 class ShellConfig(ExecutorConfig):
@@ -112,36 +80,22 @@ class ShellConfig(ExecutorConfig):
 
     command: str = Field(description="Command line; split like a shell would unless `shell`.")
     shell: GoBool = Field(False, description="Run through /bin/sh -c (pipes, redirects).")
-    env: Annotated[dict[str, str], BeforeValidator(_parse_env)] = Field(
-        default_factory=dict, description='Extra environment, "K=V,K2=V2".'
-    )
+    env: EnvMap = Field(default_factory=dict, description='Extra environment, "K=V,K2=V2".')
     cwd: str = Field("", description="Working directory (default: the agent's).")
-    timeout: OptionalGoDuration = Field(None, description='Go duration, e.g. "30s".')
+    timeout: GoTimeout = Field(None, description='Go duration, e.g. "30s".')
     mem_limit: OptionalSize = Field(None, description='RSS limit of the tree, e.g. "512MB".')
-    payload: Annotated[bytes, BeforeValidator(_parse_payload)] = Field(
+    payload: Annotated[bytes, base64_bytes("payload")] = Field(
         b"", description="Base64; decoded and written to the command's stdin."
     )
-    su: str = Field("", description='Run as "user" or "user:group" (agent must be root).')
+    su: Annotated[str, matching(_SU, 'su {value!r} must be "user" or "user:group"', kind="su")] = (
+        Field("", description='Run as "user" or "user:group" (agent must be root).')
+    )
 
     @field_validator("command")
     @classmethod
     def _command_not_empty(cls, value: str) -> str:
         if not value.strip():
             raise config_error("missing", "shell: Command missing")
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout_positive(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value <= timedelta(0):
-            raise config_error("positive", "timeout must be greater than zero")
-        return value
-
-    @field_validator("su")
-    @classmethod
-    def _su_format(cls, value: str) -> str:
-        if value and not re.fullmatch(r"[^:\s]+(:[^:\s]+)?", value):
-            raise config_error("su", f'su {value!r} must be "user" or "user:group"')
         return value
 
 
@@ -362,17 +316,8 @@ class ShellExecutor(Executor):
                 raise ConfigError({"command": "shell: Command missing"})
         return config
 
-    def timeout_seconds(self, config: Any) -> float | None:
-        timeout = getattr(config, "timeout", None)
-        return timeout.total_seconds() if timeout else None
-
     def execute(self, ctx: ExecutionContext) -> None:
-        config = ctx.config
-        if not isinstance(config, ShellConfig):
-            try:
-                config = self.validate(config)
-            except ConfigError as exc:
-                raise ExecutorError(f"invalid shell config: {exc}", retryable=False) from None
+        config: ShellConfig = self.config_of(ctx)
         argv = ["/bin/sh", "-c", config.command] if config.shell else split_command(config.command)
         credentials = _resolve_su(config.su)
         token = uuid.uuid4().hex
@@ -451,9 +396,12 @@ class _Run:
         self.ctx = ctx
         self.config = config
         self.token = token
+        # The agent's default applies only when the job sets no timeout (as Dkron's shell), so
+        # a job may run longer than it on purpose; ctx.limit caps, which is not wanted here.
         self.timeout: timedelta | None = config.timeout
-        if self.timeout is None and ctx.default_timeout:
-            self.timeout = timedelta(seconds=ctx.default_timeout)
+        fallback = ctx.limit(None) if self.timeout is None else None
+        if fallback:
+            self.timeout = timedelta(seconds=fallback)
         assert proc.stdout is not None
         self.reader = _Reader(proc.stdout.fileno(), ctx.output.write)
         try:

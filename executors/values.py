@@ -433,16 +433,18 @@ def check_text(
     return value
 
 
-_HEADERS_HINT = 'a JSON array such as ["Name: value"]'
-_HEADERS_OBJECT_HINT = f'{_HEADERS_HINT} or a JSON object such as {{"Name": "value"}}'
-
-
-def parse_headers(value: Any, *, objects: bool = True) -> list[tuple[str, Any]]:
+def parse_headers(
+    value: Any, *, objects: bool = True, form: str = "Name: value"
+) -> list[tuple[str, Any]]:
     """Headers in Dkron's http form, a JSON array of "Name: value" strings split on the first
     ':' (so values such as URLs or times keep theirs), or with `objects` a JSON object of name
     to value; as a JSON string or already decoded. Names and array values are stripped.
-    Messages name a header by its position or name, never its value (often a credential)."""
-    hint = _HEADERS_OBJECT_HINT if objects else _HEADERS_HINT
+    Messages show `form` as the example and name a header by its position or name, never by
+    its value (often a credential)."""
+    hint = f'a JSON array such as ["{form}"]'
+    if objects:
+        name, _, val = form.partition(": ")
+        hint += f' or a JSON object such as {{"{name}": "{val}"}}'
     if value is None or value == "":
         return []
     if isinstance(value, str):
@@ -452,20 +454,20 @@ def parse_headers(value: Any, *, objects: bool = True) -> list[tuple[str, Any]]:
             raise config_error("headers", f"headers must be {hint}: {exc}") from None
     pairs: list[tuple[str, Any]] = []
     if objects and isinstance(value, dict):
-        for name, val in value.items():
-            if not isinstance(val, str):
-                raise config_error("headers", f"header {name!r} must have a string value")
-            if not str(name).strip():
+        for key, item in value.items():
+            if not isinstance(item, str):
+                raise config_error("headers", f"header {key!r} must have a string value")
+            if not str(key).strip():
                 raise config_error("headers", "header names must not be empty")
-            pairs.append((str(name).strip(), val))
+            pairs.append((str(key).strip(), item))
         return pairs
     if not isinstance(value, list):
         raise config_error("headers", f"headers must be {hint}")
     for index, item in enumerate(value):
-        name, sep, val = item.partition(":") if isinstance(item, str) else ("", "", "")
-        if not sep or not name.strip():
-            raise config_error("headers", f'headers[{index}] is not of the form "Name: value"')
-        pairs.append((name.strip(), val.strip()))
+        key, sep, val = item.partition(":") if isinstance(item, str) else ("", "", "")
+        if not sep or not key.strip():
+            raise config_error("headers", f'headers[{index}] is not of the form "{form}"')
+        pairs.append((key.strip(), val.strip()))
     return pairs
 
 
