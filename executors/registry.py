@@ -46,7 +46,7 @@ BUILTIN_EXECUTORS: dict[str, str] = {
     "grpc": "executors.grpc.GrpcExecutor",
     "gcppubsub": "executors.gcppubsub.PubSubExecutor",
     "docker": "executors.docker.DockerExecutor",
-    "ecs": "executors.ecs.EcsExecutor",
+    "ecs": "executors.ecs.executor.EcsExecutor",
 }
 
 

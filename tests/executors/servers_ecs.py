@@ -12,6 +12,7 @@ every task to STOPPED with exit code 0 after a few DescribeTasks calls, is froze
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -138,7 +139,6 @@ def moto_server() -> Iterator[Moto]:
     """Start moto on a free loopback port with dummy credentials in os.environ (which agent
     subprocesses inherit), and freeze moto's task state machine until the server stops."""
     from moto.moto_api import state_manager
-    from moto.server import ThreadedMotoServer
 
     with pytest.MonkeyPatch.context() as env:
         for key, value in CREDENTIALS.items():
@@ -149,7 +149,7 @@ def moto_server() -> Iterator[Moto]:
         state_manager.set_transition(
             model_name="ecs::task", transition={"progression": "manual", "times": 10**9}
         )
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server = _json_errors_server(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         try:
             host, port = server.get_host_and_port()
@@ -157,3 +157,86 @@ def moto_server() -> Iterator[Moto]:
         finally:
             server.stop()
             state_manager.unset_transition("ecs::task")
+
+
+def _xml_error(body: bytes) -> tuple[str, str]:
+    """The first Code and Message of an XML error document, or ("", "")."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return "", ""
+    found: dict[str, str] = {}
+    for element in root.iter():
+        tag = element.tag.rsplit("}", 1)[-1]  # without a namespace
+        if tag in ("Code", "Message") and tag not in found:
+            found[tag] = (element.text or "").strip()
+    return found.get("Code", ""), found.get("Message", "")
+
+
+class _JsonErrors:
+    """WSGI middleware: moto's credentials check answers every API with an XML error document,
+    the JSON ones (ECS, CloudWatch Logs) too, where AWS answers those with a JSON error. This
+    turns such an answer into AWS's JSON form, so botocore (and the executor) see the code and
+    message as they come from AWS. Only the test emulator needs it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if "HTTP_X_AMZ_TARGET" not in environ:  # not a JSON-protocol API call
+            return self.app(environ, start_response)
+        answer: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer.update(status=status, headers=headers)
+            return chunks.append
+
+        result = self.app(environ, capture)
+        try:
+            chunks.extend(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        body = b"".join(chunks)
+        status, headers = answer["status"], answer["headers"]
+        if int(status[:3]) >= 400 and body.lstrip().startswith(b"<"):
+            code, message = _xml_error(body)
+            if code:
+                body = json.dumps({"__type": code, "message": message}).encode()
+                headers = [
+                    (k, v)
+                    for k, v in headers
+                    if k.lower() not in ("content-type", "content-length")
+                ]
+                headers += [
+                    ("Content-Type", "application/x-amz-json-1.1"),
+                    ("Content-Length", str(len(body))),
+                ]
+        start_response(status, headers)
+        return [body]
+
+
+def _json_errors_server(**kwargs: Any) -> Any:
+    """A ThreadedMotoServer whose app is behind _JsonErrors (moto is imported only here)."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from moto.server import ThreadedMotoServer
+    from werkzeug.serving import make_server
+
+    class JsonErrorsMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:  # ThreadedMotoServer's, with the middleware
+            app = _JsonErrors(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return JsonErrorsMotoServer(**kwargs)

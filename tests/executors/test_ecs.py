@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from executors import ecs
 from executors.base import CancelToken, ConfigError, ExecutionContext, ExecutorError
 from executors.ecs import EcsConfig, EcsExecutor
+from executors.ecs import run as ecs
 from executors.output import OutputSink
 from executors.registry import get_executor, mask_secrets
 from tests.executors.servers_ecs import (
