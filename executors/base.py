@@ -175,7 +175,7 @@ class Executor:
         from pydantic import ValidationError
 
         try:
-            return self.config_schema.model_validate(raw or {})
+            config = self.config_schema.model_validate(raw or {})
         except ValidationError as exc:
             errors: dict[str, str] = {}
             for err in exc.errors():
@@ -185,6 +185,15 @@ class Executor:
                     msg = "unknown key"
                 errors[key] = msg
             raise ConfigError(errors) from None
+        problems = self.check_config(config)
+        if problems:
+            raise ConfigError(problems)
+        return config
+
+    def check_config(self, config: Any) -> dict[str, str]:
+        """The rules that span several keys, once each key is valid on its own: a message per
+        Dkron key to change; empty when the config is good."""
+        return {}
 
     def config_of(self, ctx: ExecutionContext) -> Any:
         """The run's config as this executor's `config_schema` instance.

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -36,6 +36,7 @@ from executors.values import (
     format_go_duration,
     json_if_bracketed,
     matching,
+    rfc3339,
     split_command,
 )
 
@@ -219,14 +220,6 @@ def _reason(exc: BaseException) -> str:
             stack.extend(a for a in item.args if isinstance(a, BaseException))
             stack.extend(e for e in (item.__cause__, item.__context__) if e is not None)
     return str(exc) or type(exc).__name__
-
-
-def _rfc3339(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class DockerExecutor(Executor):
@@ -427,7 +420,7 @@ class _Run:
             DKRON_JOB_NAME=self.ctx.job_name,
             DKRON_EXECUTION_ID=str(self.ctx.execution_id),
             DKRON_ATTEMPT=str(self.ctx.attempt),
-            DKRON_SCHEDULED_AT=_rfc3339(self.ctx.scheduled_at),
+            DKRON_SCHEDULED_AT=rfc3339(self.ctx.scheduled_at),
         )
         return env
 

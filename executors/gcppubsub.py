@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.base import ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.netguard import split_host_port
 from executors.publisher import Publisher
 from executors.values import base64_bytes, check_text, config_error, whole_seconds
@@ -104,13 +104,11 @@ class PubSubExecutor(Executor):
     config_schema = PubSubConfig
     secret_keys: ClassVar[frozenset[str]] = frozenset()
 
-    def validate(self, raw: dict[str, Any]) -> PubSubConfig:
-        config = super().validate(raw)
-        assert isinstance(config, PubSubConfig)
+    def check_config(self, config: PubSubConfig) -> dict[str, str]:
         if not config.data and not config.attributes:
             # Pub/Sub rejects a message with neither (Dkron checks this too).
-            raise ConfigError({"data": "at least one of data and attributes must be set"})
-        return config
+            return {"data": "at least one of data and attributes must be set"}
+        return {}
 
     def execute(self, ctx: ExecutionContext) -> None:
         config: PubSubConfig = self.config_of(ctx)

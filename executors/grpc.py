@@ -36,7 +36,6 @@ from pydantic import BeforeValidator, Field, field_validator
 
 import confidential
 from executors.base import (
-    ConfigError,
     ExecutionContext,
     Executor,
     ExecutorConfig,
@@ -226,13 +225,11 @@ class GrpcExecutor(Executor):
     # Where the metadata goes, and whether it travels in clear or to whom TLS trusts.
     destination_keys: ClassVar[frozenset[str]] = frozenset({"url", "tls", "tlsRootCAsFile"})
 
-    def validate(self, raw: dict[str, Any]) -> GrpcConfig:
-        config = super().validate(raw)
-        assert isinstance(config, GrpcConfig)
+    def check_config(self, config: GrpcConfig) -> dict[str, str]:
         if bool(config.tls_certificate_file) != bool(config.tls_certificate_key_file):
             key = "tlsCertificateKeyFile" if config.tls_certificate_file else "tlsCertificateFile"
-            raise ConfigError({key: "tlsCertificateFile and tlsCertificateKeyFile go together"})
-        return config
+            return {key: "tlsCertificateFile and tlsCertificateKeyFile go together"}
+        return {}
 
     def execute(self, ctx: ExecutionContext) -> None:
         config: GrpcConfig = self.config_of(ctx)

@@ -20,7 +20,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 import confidential
 from executors import netguard
-from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.base import ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.regex import RegexError, compile_user_regex
 from executors.values import GoBool, check_text, config_error, header_pairs, whole_seconds
 
@@ -119,12 +119,10 @@ class HttpExecutor(Executor):
         {"url", "tlsNoVerifyPeer", "tlsRootCAsFile"}
     )
 
-    def validate(self, raw: dict[str, Any]) -> HttpConfig:
-        config = super().validate(raw)
-        assert isinstance(config, HttpConfig)
+    def check_config(self, config: HttpConfig) -> dict[str, str]:
         if config.tls_certificate_key_file and not config.tls_certificate_file:
-            raise ConfigError({"tlsCertificateKeyFile": "needs tlsCertificateFile as well"})
-        return config
+            return {"tlsCertificateKeyFile": "needs tlsCertificateFile as well"}
+        return {}
 
     def execute(self, ctx: ExecutionContext) -> None:
         config: HttpConfig = self.config_of(ctx)

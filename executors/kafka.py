@@ -23,7 +23,7 @@ from kafka import errors as kerrors
 from kafka.protocol.metadata import MetadataRequest
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.base import ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.netguard import split_host_port
 from executors.publisher import Publisher
 from executors.values import (
@@ -148,9 +148,7 @@ class KafkaExecutor(Executor):
         {"brokerAddress", "tlsEnable", "tlsInsecureSkipVerify", "saslMechanism"}
     )
 
-    def validate(self, raw: dict[str, Any]) -> KafkaConfig:
-        config = super().validate(raw)
-        assert isinstance(config, KafkaConfig)
+    def check_config(self, config: KafkaConfig) -> dict[str, str]:
         errors: dict[str, str] = {}
         if config.sasl_username and not config.sasl_password:
             errors["saslPassword"] = "needed with saslUsername"
@@ -165,9 +163,7 @@ class KafkaExecutor(Executor):
             errors["saslMechanism"] = "needs saslUsername and saslPassword"
         if config.tls_insecure_skip_verify and not config.tls_enable:
             errors["tlsInsecureSkipVerify"] = "needs tlsEnable"
-        if errors:
-            raise ConfigError(errors)
-        return config
+        return errors
 
     def execute(self, ctx: ExecutionContext) -> None:
         config: KafkaConfig = self.config_of(ctx)

@@ -19,7 +19,7 @@ import nats
 from nats import errors as nerrors
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.base import ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.publisher import Publisher
 from executors.values import GoBool, config_error, refuse_control, seconds_or_duration
 
@@ -108,12 +108,10 @@ class NatsExecutor(Executor):
     secret_keys: ClassVar[frozenset[str]] = frozenset({"password"})
     destination_keys: ClassVar[frozenset[str]] = frozenset({"url"})  # the servers it logs in to
 
-    def validate(self, raw: dict[str, Any]) -> NatsConfig:
-        config = super().validate(raw)
-        assert isinstance(config, NatsConfig)
+    def check_config(self, config: NatsConfig) -> dict[str, str]:
         if config.password and not config.user_name:
-            raise ConfigError({"userName": "needed with password"})
-        return config
+            return {"userName": "needed with password"}
+        return {}
 
     def execute(self, ctx: ExecutionContext) -> None:
         config: NatsConfig = self.config_of(ctx)

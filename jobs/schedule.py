@@ -349,6 +349,7 @@ def _cron_next(cron: _Cron, tz: ZoneInfo, after: datetime) -> datetime | None:
 
 # --- @every ------------------------------------------------------------------------------------
 
+
 def _parse_go_duration(text: str) -> timedelta:
     """Go's time.ParseDuration ("1h30m", "1.5h", "500ms"), truncated to whole microseconds.
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import confidential
-from executors.base import ConfigError, ExecutionContext, Executor, check_outbound
+from executors.base import ExecutionContext, Executor, check_outbound
 from executors.ecs import run
 from executors.ecs.config import DEFAULT_TIMEOUT, EcsConfig, cross_check
 
@@ -30,13 +30,8 @@ class EcsExecutor(Executor):
          "service", "enableExecuteCommand"}
     )  # fmt: skip
 
-    def validate(self, raw: dict[str, Any]) -> EcsConfig:
-        config = super().validate(raw)
-        assert isinstance(config, EcsConfig)
-        errors = cross_check(config)
-        if errors:
-            raise ConfigError(errors)
-        return config
+    def check_config(self, config: EcsConfig) -> dict[str, str]:
+        return cross_check(config)
 
     def timeout_seconds(self, config: Any) -> float | None:
         limit = config.limit if isinstance(config, EcsConfig) else DEFAULT_TIMEOUT
