@@ -34,6 +34,7 @@ from executors.values import (
     JsonEnvMap,
     config_error,
     format_go_duration,
+    is_blank,
     json_if_bracketed,
     matching,
     rfc3339,
@@ -84,16 +85,12 @@ def check() -> str | None:
     return None
 
 
-def _is_blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
 def _argv(key: str) -> Any:
     """A parser for `command`/`entrypoint`: a JSON array of strings, or a string split as a
     POSIX shell would (quotes respected, no expansion; use ["sh", "-c", "..."] for a shell)."""
 
     def parse(value: Any) -> Any:
-        if _is_blank(value):
+        if is_blank(value):
             return None
         if isinstance(value, str):
             value = json_if_bracketed(value, key, "[")
@@ -113,7 +110,7 @@ def _argv(key: str) -> Any:
 
 def _parse_volumes(value: Any) -> Any:
     """A list or a comma list of `host:container[:mode]`; normalised to that string form."""
-    if _is_blank(value):
+    if is_blank(value):
         return []
     if isinstance(value, str):
         value = json_if_bracketed(value, "volumes", "[")
@@ -148,7 +145,7 @@ def _parse_volumes(value: Any) -> Any:
 
 
 def _parse_pull(value: Any) -> Any:
-    if _is_blank(value):
+    if is_blank(value):
         return "missing"
     if isinstance(value, str) and value.strip().lower() in ("never", "missing", "always"):
         return value.strip().lower()

@@ -47,6 +47,7 @@ from executors.values import (
     GoBool,
     config_error,
     format_go_duration,
+    is_blank,
     parse_headers,
     seconds_or_duration,
 )
@@ -122,7 +123,7 @@ def _parse_expect_code(value: Any) -> Any:
 def _parse_body(value: Any) -> Any:
     """A JSON object (as Dkron's string, or already decoded); checked against the request type
     only at run time, when the server has described it."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if is_blank(value):
         return ""
     if isinstance(value, dict):
         return json.dumps(value)

@@ -37,6 +37,7 @@ __all__ = [
     "config_error",
     "format_go_duration",
     "header_pairs",
+    "is_blank",
     "json_if_bracketed",
     "matching",
     "parse_bool",
@@ -307,7 +308,8 @@ def config_error(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, message, {})
 
 
-def _is_blank(value: Any) -> bool:
+def is_blank(value: Any) -> bool:
+    """None or a blank string: how Dkron's maps say a key is unset."""
     return value is None or (isinstance(value, str) and not value.strip())
 
 
@@ -316,7 +318,7 @@ def go_bool(blank: bool) -> Callable[[Any], Any]:
 
     def parse(value: Any) -> Any:
         # Dkron's UI sends "" for an unset flag and Dkron reads that as false.
-        if _is_blank(value):
+        if is_blank(value):
             return blank
         if isinstance(value, bool):
             return value
@@ -349,7 +351,7 @@ def _to_duration(value: Any) -> Any:
 
 
 def _to_optional_duration(value: Any) -> Any:
-    return None if _is_blank(value) else _to_duration(value)
+    return None if is_blank(value) else _to_duration(value)
 
 
 def _positive_duration(value: timedelta | None) -> timedelta | None:
@@ -359,7 +361,7 @@ def _positive_duration(value: timedelta | None) -> timedelta | None:
 
 
 def _to_optional_size(value: Any) -> Any:
-    if _is_blank(value):
+    if is_blank(value):
         return None
     if not isinstance(value, str | int):
         raise config_error("size", f"invalid size {value!r}: expected {_SIZE_HINT}")
@@ -506,7 +508,7 @@ def parse_env(value: Any, *, json_forms: bool = False) -> dict[str, str]:
     array of "K=V" strings is accepted (values may then hold commas), and names must be
     variable names (no "=" or blanks).
     """
-    if _is_blank(value):
+    if is_blank(value):
         return {}
     if json_forms and isinstance(value, str):
         value = json_if_bracketed(value, "env", "{")

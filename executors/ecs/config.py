@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, field_validator
 
 from executors.base import ExecutorConfig
-from executors.values import EnvMap, GoBool, GoTimeout, config_error, matching
+from executors.values import EnvMap, GoBool, GoTimeout, config_error, is_blank, matching
 
 __all__ = ["DEFAULT_TIMEOUT", "DKRON_POLL_SECONDS", "EcsConfig", "cross_check"]
 
@@ -63,7 +63,7 @@ def _json(key: str, value: str) -> Any:
 
 def _parse_taskdef_body(value: Any) -> Any:
     """A JSON RegisterTaskDefinition request (a string, as Dkron stores it, or an object)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if is_blank(value):
         return None
     if isinstance(value, str):
         value = _json("taskdefBody", value)
@@ -86,7 +86,7 @@ def _parse_overrides(value: Any) -> Any:
     """Dkron's comma-separated command (CSV quoting, so `echo,"a, b"` is two words), or JSON:
     an array of strings is a command, an array of objects is `containerOverrides`, and an
     object is the whole RunTask `overrides` (`containerOverrides`, `cpu`, `taskRoleArn`, ...)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if is_blank(value):
         return None
     if isinstance(value, str):
         text = value.strip()
@@ -135,7 +135,7 @@ def _comma_list(pattern: re.Pattern[str], what: str, example: str) -> Any:
 
 def _choice(key: str, choices: tuple[str, ...]) -> Any:
     def parse(value: Any) -> Any:
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if is_blank(value):
             return ""
         if isinstance(value, str) and value.strip().upper() in choices:
             return value.strip().upper()
@@ -164,7 +164,7 @@ def _parse_assign_public_ip(value: Any) -> Any:
 
 
 def _parse_max_attempts(value: Any) -> Any:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if is_blank(value):
         return None
     text = str(value).strip()
     if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
