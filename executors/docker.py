@@ -32,6 +32,7 @@ from executors.values import (
     GoBoolDefaultTrue,
     GoTimeout,
     JsonEnvMap,
+    comma_items,
     config_error,
     format_go_duration,
     is_blank,
@@ -115,7 +116,7 @@ def _parse_volumes(value: Any) -> Any:
     if isinstance(value, str):
         value = json_if_bracketed(value, "volumes", "[")
     if isinstance(value, str):
-        value = [item.strip() for item in value.split(",") if item.strip()]
+        value = comma_items(value)
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise config_error(
             "volumes", 'volumes must be a list or a comma list of "host:container[:ro]"'

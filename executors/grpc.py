@@ -32,7 +32,7 @@ from grpc_reflection.v1alpha.reflection_pb2 import (
     ServerReflectionRequest,
     ServerReflectionResponse,
 )
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field
 
 import confidential
 from executors.base import (
@@ -45,6 +45,7 @@ from executors.base import (
 from executors.netguard import GuardError, split_host_port
 from executors.values import (
     GoBool,
+    accepted_by,
     config_error,
     format_go_duration,
     is_blank,
@@ -178,7 +179,9 @@ def _parse_headers(value: Any) -> Any:
 class GrpcConfig(ExecutorConfig):
     """Dkron's grpc keys plus optional TLS; values may be Dkron's strings."""
 
-    url: str = Field(description="host:port/package.Service/Method")
+    url: Annotated[str, accepted_by(split_url, missing="url is empty", kind="url")] = Field(
+        description="host:port/package.Service/Method"
+    )
     body: Annotated[str, BeforeValidator(_parse_body)] = Field(
         "", description="The request message as JSON (protobuf JSON mapping); empty: {}."
     )
@@ -196,17 +199,6 @@ class GrpcConfig(ExecutorConfig):
     tls_root_cas_file: str = Field("", alias="tlsRootCAsFile")
     tls_certificate_file: str = Field("", alias="tlsCertificateFile")
     tls_certificate_key_file: str = Field("", alias="tlsCertificateKeyFile")
-
-    @field_validator("url")
-    @classmethod
-    def _url_shape(cls, value: str) -> str:
-        if not value.strip():
-            raise config_error("missing", "url is empty")
-        try:
-            split_url(value)
-        except ValueError as exc:
-            raise config_error("url", str(exc)) from None
-        return value.strip()
 
     @property
     def uses_tls(self) -> bool:

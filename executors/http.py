@@ -22,7 +22,14 @@ import confidential
 from executors import netguard
 from executors.base import ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.regex import RegexError, compile_user_regex
-from executors.values import GoBool, check_text, config_error, header_pairs, whole_seconds
+from executors.values import (
+    GoBool,
+    check_text,
+    comma_items,
+    config_error,
+    header_pairs,
+    whole_seconds,
+)
 
 __all__ = ["HttpConfig", "HttpExecutor"]
 
@@ -38,10 +45,7 @@ def _parse_codes(value: Any) -> Any:
     if not isinstance(value, str):
         raise config_error("expect_code", 'expectCode must be a comma list such as "200,206"')
     codes: list[int] = []
-    for part in value.split(","):
-        part = part.strip()
-        if not part:
-            continue
+    for part in comma_items(value):
         if not part.isdigit() or not 100 <= int(part) <= 599:
             raise config_error(
                 "expect_code", f"expectCode {part!r} is not an HTTP status code (100-599)"

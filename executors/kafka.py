@@ -29,6 +29,7 @@ from executors.publisher import Publisher
 from executors.values import (
     GoBool,
     check_text,
+    comma_items,
     config_error,
     header_pairs,
     seconds_or_duration,
@@ -58,10 +59,7 @@ def _parse_brokers(value: Any) -> Any:
     if not isinstance(value, str):
         raise config_error("broker_address", 'brokerAddress must be a string "host:port,..."')
     brokers: list[str] = []
-    for item in value.split(","):
-        item = item.strip()
-        if not item:
-            continue
+    for item in comma_items(value):
         match = _HOST_PORT.fullmatch(item)
         if not match or not 1 <= int(match.group("port")) <= 65535:
             raise config_error(

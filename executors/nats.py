@@ -21,7 +21,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from executors.base import ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.publisher import Publisher
-from executors.values import GoBool, config_error, refuse_control, seconds_or_duration
+from executors.values import GoBool, comma_items, config_error, refuse_control, seconds_or_duration
 
 __all__ = ["NatsConfig", "NatsExecutor", "debug_config"]
 
@@ -45,10 +45,7 @@ def _parse_url(value: Any) -> Any:
     if not isinstance(value, str):
         raise config_error("url", 'url must be a string such as "nats://127.0.0.1:4222"')
     servers: list[str] = []
-    for item in value.split(","):
-        item = item.strip()
-        if not item:
-            continue
+    for item in comma_items(value):
         if "://" not in item:
             item = f"nats://{item}"
         try:

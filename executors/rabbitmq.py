@@ -37,6 +37,7 @@ from executors.netguard import GuardError
 from executors.publisher import Publisher
 from executors.values import (
     GoBool,
+    accepted_by,
     base64_bytes,
     config_error,
     format_go_duration,
@@ -132,7 +133,9 @@ def _blank_is_default(default: str) -> Any:
 class RabbitMQConfig(ExecutorConfig):
     """Dkron's rabbitmq keys, dotted as in Dkron; values may be Dkron's strings ("true", "2")."""
 
-    url: str = Field(description="amqp:// or amqps:// URI with credentials and vhost (secret).")
+    url: Annotated[str, accepted_by(parse_amqp_url, missing="url is empty", kind="url")] = Field(
+        description="amqp:// or amqps:// URI with credentials and vhost (secret)."
+    )
     exchange: str = Field("", description='Exchange; "" (or "amq.default") is the default one.')
     queue_name: str = Field(alias="queue.name", description="Queue, also the routing key.")
     queue_create: GoBool = Field(False, alias="queue.create", description="Declare the queue.")
@@ -156,17 +159,6 @@ class RabbitMQConfig(ExecutorConfig):
     def _wire_text(cls, value: str, info: ValidationInfo) -> str:
         field = cls.model_fields[info.field_name or ""]
         return refuse_control(field.alias or info.field_name or "", value)
-
-    @field_validator("url")
-    @classmethod
-    def _url_amqp(cls, value: str) -> str:
-        if not value.strip():
-            raise config_error("missing", "url is empty")
-        try:
-            parse_amqp_url(value)
-        except ValueError as exc:
-            raise config_error("url", str(exc)) from None
-        return value.strip()
 
     @field_validator("queue_name")
     @classmethod

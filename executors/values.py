@@ -32,7 +32,9 @@ __all__ = [
     "JsonEnvMap",
     "OptionalGoDuration",
     "OptionalSize",
+    "accepted_by",
     "base64_bytes",
+    "comma_items",
     "check_text",
     "config_error",
     "format_go_duration",
@@ -496,6 +498,30 @@ def header_pairs(*, objects: bool = True, name: re.Pattern[str] | None = None) -
         return refuse_control_in_pairs("headers", pairs)
 
     return BeforeValidator(parse)
+
+
+def accepted_by(
+    parse: Callable[[str], object], *, missing: str, kind: str = "invalid"
+) -> AfterValidator:
+    """A required text field, stripped, that `parse` accepts: blank fails with `missing`, and
+    the ValueError `parse` raises is the message (grpc's and rabbitmq's URLs)."""
+
+    def check(value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise config_error("missing", missing)
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise config_error(kind, str(exc)) from None
+        return value
+
+    return AfterValidator(check)
+
+
+def comma_items(value: str) -> list[str]:
+    """The items of a Dkron comma list, stripped, the empty ones left out."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 _ENV_NAME = re.compile(r"[^=\s]+")
