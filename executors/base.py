@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from pydantic import BaseModel, ConfigDict
 
@@ -112,6 +112,10 @@ class ExecutionContext:
             self.outbound = Guard(block_private=True, allow=self.outbound.allow)
         self.block_private = self.outbound.block_private
 
+    @overload
+    def limit(self, own: float) -> float: ...
+    @overload
+    def limit(self, own: None) -> float | None: ...
     def limit(self, own: float | None) -> float | None:
         """The run's time limit in seconds: the config's own, capped by the agent's default
         (`default_timeout`); the default alone when the config has none; None: no limit."""

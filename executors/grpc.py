@@ -226,7 +226,7 @@ class GrpcExecutor(Executor):
 
     def execute(self, ctx: ExecutionContext) -> None:
         config: GrpcConfig = self.config_of(ctx)
-        call = _Call(config, ctx, ctx.limit(config.timeout) or config.timeout)
+        call = _Call(config, ctx, ctx.limit(config.timeout))
         done = threading.Event()
         watcher = threading.Thread(
             target=_watch_cancel, args=(ctx, call, done), name="grpc-cancel", daemon=True

@@ -41,8 +41,7 @@ class Publisher:
 
     def __init__(self, ctx: ExecutionContext, timeout: float) -> None:
         self.ctx = ctx
-        limit = ctx.limit(timeout)
-        self.timeout = timeout if limit is None else limit
+        self.timeout = ctx.limit(timeout)
         self.deadline = time.monotonic() + self.timeout
         self.result: Any = None
         self.error: BaseException | None = None

@@ -37,7 +37,7 @@ class EcsRun:
         self.config = config
         self.ctx = ctx
         self.out: OutputSink = ctx.output
-        self.limit = timedelta(seconds=ctx.limit(config.limit.total_seconds()) or 0)
+        self.limit = timedelta(seconds=ctx.limit(config.limit.total_seconds()))
         self.deadline = time.monotonic() + self.limit.total_seconds()
         self.cluster = config.cluster or "default"
         self.task_arn = ""
