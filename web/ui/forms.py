@@ -10,8 +10,6 @@ from __future__ import annotations
 import enum
 import json
 import re
-import types
-import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,8 +19,6 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS
-from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from executors import registry
 from executors.values import parse_bool, parse_go_duration
@@ -30,18 +26,9 @@ from jobs import schedule as sched
 from jobs.errors import DomainError
 from jobs.models import Concurrency, Job, MisfirePolicy
 from jobs.notifications import schema as notify_schema
+from web.ui.schema_widgets import Widget, config_schema, label_for, widget_for
 
 SECRET_KEPT_HELP = "Stored; leave empty to keep the stored value."
-# String keys that usually hold more than a line: shown as a textarea.
-LONG_TEXT_KEYS = {
-    "command",
-    "body",
-    "message",
-    "message.body",
-    "message.base64Body",
-    "payload",
-    "data",
-}
 DATETIME_INPUT = "%Y-%m-%dT%H:%M:%S"
 DATETIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%S",
@@ -73,17 +60,18 @@ def job_zone(timezone: str) -> ZoneInfo:
 
 @dataclass
 class ConfigField:
-    """One input of the executor's config, described from its pydantic field."""
+    """One input of the executor's config, described from its JSON schema (schema_widgets)."""
 
     key: str  # Dkron's key (the alias), posted as `config.<key>`
     attr: str  # the pydantic attribute name (also accepted as a key)
     label: str
-    kind: str  # text, number, checkbox, select, textarea, password
+    kind: str  # text, number, checkbox, select, textarea, password (schema_widgets.Widget)
     required: bool
     help: str
     default: Any = None
     choices: list[tuple[str, str]] = field(default_factory=list)
     step: str = ""
+    json: bool = False  # a textarea whose JSON array or object is sent decoded
     value: str = ""
     checked: bool = False
     stored_secret: bool = False
@@ -142,67 +130,25 @@ def _truthy(value: Any) -> bool:
         return text.lower() in {"yes", "y", "on"}
 
 
-def _members(annotation: Any) -> list[Any]:
-    """The types of a field, Optional and unions unwrapped (None left out)."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union or origin is types.UnionType:
-        out: list[Any] = []
-        for arg in typing.get_args(annotation):
-            if arg is not type(None):
-                out += _members(arg)
-        return out
-    if origin is typing.Annotated:
-        return _members(typing.get_args(annotation)[0])
-    return [annotation]
-
-
-def _describe(attr: str, info: FieldInfo, secret_keys: Iterable[str]) -> ConfigField:
-    key = info.alias or attr
-    members = _members(info.annotation)
-    origins = [typing.get_origin(m) or m for m in members]
-    default: Any = None
-    if info.default is not PydanticUndefined:
-        default = info.default
-    elif info.default_factory is not None:
-        default = info.default_factory()  # type: ignore[call-arg]
-    required = info.is_required()
-    has_parser = any(type(m).__name__ == "BeforeValidator" for m in info.metadata)
-    choices: list[tuple[str, str]] = []
-    step = ""
-    if key in secret_keys:
-        kind = "password"
-    elif bool in origins:
-        kind = "checkbox"
-    elif any(o in (dict, list, tuple, set) for o in origins):
-        kind = "textarea"
-    elif typing.Literal in origins:
-        kind = "select"
-        choices = [(str(v), str(v)) for m in members for v in typing.get_args(m)]
-    elif any(isinstance(o, type) and issubclass(o, enum.Enum) for o in origins):
-        kind = "select"
-        enum_type = next(o for o in origins if isinstance(o, type) and issubclass(o, enum.Enum))
-        choices = [(m.name, m.name) for m in enum_type]
-    elif not has_parser and origins and all(o in (int, float) for o in origins):
-        kind = "number"
-        step = "1" if origins == [int] else "any"
-    elif key in LONG_TEXT_KEYS:
-        kind = "textarea"
-    else:
-        kind = "text"
-    if kind == "select":
+def _config_field(
+    key: str, prop: Mapping[str, Any], *, attr: str, required: bool, widget: Widget
+) -> ConfigField:
+    choices = [(v, v) for v in widget.choices]
+    default = prop.get("default")
+    if widget.kind == "select":
         blank = "choose…" if required else f"default ({_display(default)})"
         choices = [("", blank), *choices]
-    label = attr.replace("_", " ").capitalize()
     return ConfigField(
         key=key,
         attr=attr,
-        label=label,
-        kind=kind,
+        label=label_for(key, prop),
+        kind=widget.kind,
         required=required,
-        help=info.description or "",
+        help=str(prop.get("description") or ""),
         default=default,
         choices=choices,
-        step=step,
+        step=widget.step,
+        json=widget.json,
     )
 
 
@@ -212,8 +158,21 @@ def schema_fields(executor: str) -> list[ConfigField] | None:
         cls = registry.executor_class(executor, disabled_executors())
     except (registry.UnknownExecutor, ImportError, TypeError):
         return None
-    schema = cls.config_schema
-    return [_describe(attr, info, cls.secret_keys) for attr, info in schema.model_fields.items()]
+    model = cls.config_schema
+    schema = config_schema(model)
+    required = set(schema.get("required", ()))
+    # The attribute name is accepted as a key too (populate_by_name): found under either.
+    attrs = {info.alias or name: name for name, info in model.model_fields.items()}
+    return [
+        _config_field(
+            key,
+            prop,
+            attr=attrs.get(key, key),
+            required=key in required,
+            widget=widget_for(key, prop, secret=key in cls.secret_keys, defs=schema.get("$defs")),
+        )
+        for key, prop in schema.get("properties", {}).items()
+    ]
 
 
 def executor_description(executor: str) -> str:
@@ -285,7 +244,7 @@ def config_from_fields(fields: list[ConfigField], post: Mapping[str, Any]) -> di
         raw = str(post.get(f.input_name, "")) if f.kind == "password" else f.value
         if raw == "":
             continue
-        if f.kind == "textarea" and f.key not in LONG_TEXT_KEYS:
+        if f.json:
             try:
                 parsed = json.loads(raw)
             except ValueError:
