@@ -409,3 +409,15 @@ def test_change_executor_to_the_same_executor_keeps_what_was_typed(client, admin
     assert response.status_code == 200
     assert ">echo hello</textarea>" in response.content.decode()
     assert not Job.objects.exists()
+
+
+def test_config_labels_come_from_the_schema_with_dkrons_key_beside_them(client, admin_user):
+    client.force_login(admin_user)
+    fragment = client.get("/ui/executor-fields/?executor=http").content.decode()
+    # No title in the http schema: the key in words, acronyms as written.
+    assert re.search(
+        r'id="config-tlsNoVerifyPeer"[^>]*> TLS no verify peer <code[^>]*>tlsNoVerifyPeer</code>',
+        fragment,
+    )
+    assert re.search(r'<label for="config-url" class="required">URL <code', fragment)
+    assert "Tls no verify peer" not in fragment
