@@ -20,7 +20,7 @@ run: $(STAMP)
 
 ## The whole test suite (real PostgreSQL, Redis, Celery workers), then the API, services,
 ## firing, runs, UI and admin tests again on SQLite (the embedded default). CI runs exactly this.
-SQLITE_TESTS := tests/web/api tests/web/ui tests/web/admin tests/jobs tests/agent tests/scheduler \
+SQLITE_TESTS := tests/web/test_filters.py tests/web/api tests/web/ui tests/web/admin tests/jobs tests/agent tests/scheduler \
 	tests/operations tests/processors tests/notifications
 test: $(STAMP)
 	$(BIN)/pytest

@@ -1,15 +1,18 @@
-"""Reads: job and execution queries with Dkron's filters, sorting and paging."""
+"""Reads: job and execution queries with Dkron's filters, sorting and paging.
+
+The filters come typed (`JobFilters`, `ExecutionFilters`): the web layer parses requests
+(web/filters.py), so a selector never sees a raw parameter.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from django.db.models import Q, QuerySet, TextField, Value
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, StrIndex
 
-from jobs.errors import DomainError
 from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job
 
 JOB_SORTS = {
@@ -38,11 +41,10 @@ EXECUTION_SORTS = {
 UNIQUE_SORTS = {"id", "name"}
 
 
-def _order(field: str, order: str) -> list[str]:
-    desc = order.upper() == "DESC"
-    primary = f"-{field}" if desc else field
-    tiebreak = "-id" if desc else "id"
-    return [primary] if field in UNIQUE_SORTS else [primary, tiebreak]
+def _order(column: str, descending: bool) -> list[str]:
+    primary = f"-{column}" if descending else column
+    tiebreak = "-id" if descending else "id"
+    return [primary] if column in UNIQUE_SORTS else [primary, tiebreak]
 
 
 def _json_text(field: str, key: str) -> Cast:
@@ -52,55 +54,60 @@ def _json_text(field: str, key: str) -> Cast:
     return Cast(KeyTextTransform(key, field), output_field=TextField())
 
 
-def _refuse_nul(params: Mapping[str, Any]) -> None:
-    """The database cannot compare with NUL characters; such a parameter is a 400."""
-    for key in params:
-        values = params.getlist(key) if hasattr(params, "getlist") else [params[key]]
-        if "\x00" in key or any("\x00" in str(v) for v in values):
-            raise DomainError("query parameters must not contain NUL characters", {key: "NUL"})
+@dataclass(frozen=True)
+class JobFilters:
+    """Dkron's GET /v1/jobs filters, parsed (web.filters.JobListFilter)."""
+
+    metadata: list[tuple[str, str]] = field(default_factory=list)  # every pair must match
+    q: str = ""  # a case-sensitive substring of the name or the displayname
+    status: str | None = None  # a JobStatus value ("" for untriggered); None: any
+    disabled: bool | None = None
+    executor: str = ""
+    sort: str = "name"  # a key of JOB_SORTS
+    descending: bool = False
 
 
-def job_list(params: Mapping[str, Any]) -> QuerySet[Job]:
-    """Dkron's GET /v1/jobs filters: metadata[k]=v (AND), q, status, disabled, _sort/_order."""
-    _refuse_nul(params)
+@dataclass(frozen=True)
+class PageSlice:
+    """react-admin's `_start`/`_end` ([start, end)); `end` None means to the last row."""
+
+    start: int = 0
+    end: int | None = None
+    given: bool = False  # whether the request asked for a slice at all
+
+
+@dataclass(frozen=True)
+class ExecutionFilters:
+    """GET /v1/jobs/{name}/executions, parsed (web.filters.ExecutionListFilter)."""
+
+    sort: str = "id"  # a key of EXECUTION_SORTS
+    descending: bool = True
+    group: int | None = None  # the run (Dkron's group)
+    page: PageSlice = PageSlice()
+    output_limit: int | None = None  # keep the last N bytes of each output
+
+
+def job_list(filters: JobFilters) -> QuerySet[Job]:
+    """The jobs matching `filters`, in their order."""
     qs = Job.objects.all()
-    n = 0
-    for key in params:
-        if key.startswith("metadata[") and key.endswith("]"):
-            name = key[len("metadata[") : -1]
-            for value in params.getlist(key) if hasattr(params, "getlist") else [params[key]]:
-                # A key transform, not a `metadata__<key>` lookup: a key may contain "__".
-                n += 1
-                alias = f"meta_{n}"
-                qs = qs.alias(**{alias: _json_text("metadata", name)})
-                qs = qs.filter(**{alias: value})
-    q = params.get("q")
-    if q:
+    for n, (name, value) in enumerate(filters.metadata, 1):
+        # A key transform, not a `metadata__<key>` lookup: a key may contain "__".
+        alias = f"meta_{n}"
+        qs = qs.alias(**{alias: _json_text("metadata", name)})
+        qs = qs.filter(**{alias: value})
+    if filters.q:
         # Dkron's q is a case-sensitive substring (strings.Contains). `__contains` is LIKE,
         # which SQLite folds to case-insensitive; INSTR / STRPOS compare exactly on both.
-        qs = qs.alias(
-            q_name=StrIndex("name", Value(q)), q_display=StrIndex("displayname", Value(q))
-        )
+        q = Value(filters.q)
+        qs = qs.alias(q_name=StrIndex("name", q), q_display=StrIndex("displayname", q))
         qs = qs.filter(Q(q_name__gt=0) | Q(q_display__gt=0))
-    status = params.get("status")
-    if status:
-        if status not in {"success", "failed", "partially_failed", "untriggered", "running"}:
-            raise DomainError(
-                "status must be success, failed, partially_failed, running or untriggered"
-            )
-        qs = qs.filter(status="" if status == "untriggered" else status)
-    disabled = params.get("disabled")
-    if disabled not in (None, ""):
-        if disabled not in {"true", "false"}:
-            raise DomainError("disabled must be true or false")
-        qs = qs.filter(disabled=disabled == "true")
-    executor = params.get("executor")
-    if executor:
-        qs = qs.filter(executor=executor)
-    sort = params.get("_sort") or "name"
-    if sort not in JOB_SORTS:
-        raise DomainError(f"cannot sort by '{sort}'; use one of {', '.join(sorted(JOB_SORTS))}")
-    return qs.order_by(*_order(JOB_SORTS[sort], params.get("_order", "ASC")))
+    if filters.status is not None:
+        qs = qs.filter(status=filters.status)
+    if filters.disabled is not None:
+        qs = qs.filter(disabled=filters.disabled)
+    if filters.executor:
+        qs = qs.filter(executor=filters.executor)
+    return qs.order_by(*_order(JOB_SORTS[filters.sort], filters.descending))
 
 
 def job_page(qs: QuerySet[Job], start: int | None, end: int | None) -> list[Job]:
@@ -122,25 +129,18 @@ def job_page(qs: QuerySet[Job], start: int | None, end: int | None) -> list[Job]
     return [by_id[pk] for pk in ids if pk in by_id]
 
 
-def page_bounds(params: Mapping[str, Any], total: int) -> tuple[int, int]:
-    """react-admin's _start/_end slice ([start, end)), clamped; bad numbers are a 400."""
-    try:
-        start = int(params.get("_start") or 0)
-        end = int(params.get("_end") or total)
-    except ValueError:
-        raise DomainError("_start and _end must be integers") from None
-    if start < 0 or end < 0:
-        raise DomainError("_start and _end must not be negative")
-    return start, max(start, min(end, total))
+def page_bounds(page: PageSlice, total: int) -> tuple[int, int]:
+    """The slice's [start, end), clamped to `total` rows."""
+    end = total if page.end is None else page.end
+    return page.start, max(page.start, min(end, total))
 
 
-def execution_list(job: Job, params: Mapping[str, Any]) -> QuerySet[Execution]:
-    sort = params.get("_sort") or "id"
-    if sort not in EXECUTION_SORTS:
-        raise DomainError(f"cannot sort executions by '{sort}'")
-    return Execution.objects.filter(job=job).order_by(
-        *_order(EXECUTION_SORTS[sort], params.get("_order", "DESC"))
-    )
+def execution_list(job: Job, filters: ExecutionFilters) -> QuerySet[Execution]:
+    """The job's executions matching `filters` (all of them: the caller slices the page)."""
+    qs = Execution.objects.filter(job=job)
+    if filters.group is not None:
+        qs = qs.filter(run_id=filters.group)
+    return qs.order_by(*_order(EXECUTION_SORTS[filters.sort], filters.descending))
 
 
 def running_executions() -> QuerySet[Execution]:

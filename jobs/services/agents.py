@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Count, Q
 
 from jobs import timeutil
-from jobs.models import ACTIVE_STATUSES, Agent, Execution
+from jobs.models import ACTIVE_STATUSES, Agent, Execution, ExecutionStatus
 from jobs.targeting import NodeInfo
 
 # The tag of a member that only schedules: listed in /v1/members (and can be /v1/leader),
@@ -116,7 +116,7 @@ def agent_died(*, name: str, instance_id: str) -> int:
 
 def running_on(name: str) -> int:
     """Executions the database says are running on this agent."""
-    return Execution.objects.filter(node_name=name, status="running").count()
+    return Execution.objects.filter(node_name=name, status=ExecutionStatus.RUNNING).count()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 
 from jobs import dispatch, timeutil
 from jobs.errors import Conflict
-from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job, Run
+from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job, JobStatus, Run
 from jobs.services import agents as agent_services
 from jobs.services import execution_sql, notifications
 from jobs.services.audit import SYSTEM, Actor, audit_record
@@ -303,10 +303,10 @@ def group_status(finals: list[str]) -> str:
         return ExecutionStatus.SKIPPED
     ok = sum(1 for s in finals if s == ExecutionStatus.SUCCESS)
     if ok == len(finals):
-        return "success"
+        return JobStatus.SUCCESS
     if ok == 0:
-        return "failed"
-    return "partially_failed"
+        return JobStatus.FAILED
+    return JobStatus.PARTIALLY_FAILED
 
 
 # History is trimmed on every TRIM_EVERY-th run of a job, not on each one: a job may briefly
@@ -337,7 +337,7 @@ def run_settle(*, run_id: int, run: Run | None = None) -> bool:
             Execution.objects.filter(job_id=OuterRef("pk"), status__in=ACTIVE_STATUSES)
         )
         Job.objects.filter(pk=run.job_id).update(
-            status=Case(When(still_active, then=Value("running")), default=Value(status))
+            status=Case(When(still_active, then=Value(JobStatus.RUNNING)), default=Value(status))
         )
     _after_settle(run, status)
     return True
@@ -348,8 +348,8 @@ def _after_settle(run: Run, status: str) -> None:
     notifications.notify_enqueue(run=run, status=status)
     run_id = run.pk
     snapshot = run.snapshot
-    chained = status == "success" and snapshot.get("has_dependents", True)
-    ephemeral = status == "success" and snapshot.get("ephemeral", True)
+    chained = status == JobStatus.SUCCESS and snapshot.get("has_dependents", True)
+    ephemeral = status == JobStatus.SUCCESS and snapshot.get("ephemeral", True)
     if not (chained or ephemeral or run_id % TRIM_EVERY == 0):
         return
     with transaction.atomic(savepoint=False):

@@ -20,7 +20,16 @@ from executors.registry import get_executor
 from jobs import dispatch, timeutil
 from jobs import secrets as job_secrets
 from jobs.errors import Conflict
-from jobs.models import ACTIVE_STATUSES, Concurrency, Execution, ExecutionStatus, Job, Run
+from jobs.models import (
+    ACTIVE_STATUSES,
+    Concurrency,
+    Execution,
+    ExecutionStatus,
+    Job,
+    JobStatus,
+    MisfirePolicy,
+    Run,
+)
 from jobs.services import agents as agent_services
 from jobs.services.audit import SYSTEM, Actor, audit_record
 from jobs.targeting import NodeInfo, parse_tags, select_nodes
@@ -175,7 +184,9 @@ def start_runs(fires: list[Fire]) -> list[Run]:
         if not chosen:
             wanted = ", ".join(f"{k}={v}" for k, v in target.required.items()) or "any"
             reason = f"no target nodes found to run job {job.name} (tags: {wanted})"
-            executions.append(_execution(run, job, node="", status="failed", reason=reason))
+            executions.append(
+                _execution(run, job, node="", status=ExecutionStatus.FAILED, reason=reason)
+            )
             failed_jobs[job.pk] = failed_jobs.get(job.pk, 0) + 1
             settle.append(run.pk)
             continue
@@ -185,7 +196,9 @@ def start_runs(fires: list[Fire]) -> list[Run]:
         one_of = target.count is not None or (not target.required and untagged == "one")
         placement = "any" if one_of else "node"
         for node in chosen:
-            execution = _execution(run, job, node=node.name, status="queued", placement=placement)
+            execution = _execution(
+                run, job, node=node.name, status=ExecutionStatus.QUEUED, placement=placement
+            )
             execution.not_before = fire.not_before
             executions.append(execution)
         if one_of:  # the next fire of the batch sees these nodes one execution busier
@@ -194,7 +207,9 @@ def start_runs(fires: list[Fire]) -> list[Run]:
         active.add(job.pk)  # a second fire of this job in the batch (run_all) sees this one
     Execution.objects.bulk_create(executions)
     if started_jobs:
-        Job.objects.filter(pk__in=started_jobs).exclude(status="running").update(status="running")
+        Job.objects.filter(pk__in=started_jobs).exclude(status=JobStatus.RUNNING).update(
+            status=JobStatus.RUNNING
+        )
     now = timeutil.now()
     for job_id, count in failed_jobs.items():  # counted like any failed execution record
         Job.objects.filter(pk=job_id).update(error_count=F("error_count") + count, last_error=now)
@@ -281,9 +296,9 @@ def _plan(
             window_start, now - grace, anchor=job.anchor, limit=MAX_COUNTED
         )
         recent = schedule.fires_between(now - grace, now, anchor=job.anchor)
-        if job.misfire_policy == "run_all":
+        if job.misfire_policy == MisfirePolicy.RUN_ALL:
             chosen = catchable
-        elif job.misfire_policy == "run_once":
+        elif job.misfire_policy == MisfirePolicy.RUN_ONCE:
             chosen = catchable[-1:]
         else:
             chosen = []

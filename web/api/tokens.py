@@ -17,6 +17,7 @@ from jobs.services.audit import Actor
 from jobs.wire import ErrorSerializer
 from web.api.permissions import can
 from web.api.views import ERRORS, NOT_FOUND, ApiView, _query
+from web.filters import JobPageFilter
 
 AUDIT_PERM = "jobs.view_auditentry"
 AUDIT_PAGE_MAX = 1000  # entries per answer; page with _start/_end (X-Total-Count has all)
@@ -147,7 +148,7 @@ class AuditView(ApiView):
             if value:
                 qs = qs.filter(**{key: value})
         total = qs.count()
-        start, end = selectors.page_bounds(request.query_params, total)
+        start, end = selectors.page_bounds(JobPageFilter.parse(request.query_params), total)
         end = min(end, start + AUDIT_PAGE_MAX)
         response = Response(AuditEntrySerializer(qs[start:end], many=True).data)
         response["X-Total-Count"] = str(total)

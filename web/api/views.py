@@ -39,6 +39,13 @@ from jobs.wire import (
 from web import metrics
 from web.api.parsers import AnyContentTypeNegotiation, JSONParser
 from web.api.permissions import can
+from web.filters import (
+    BOOLEANS,
+    JOB_STATUS_FILTERS,
+    ExecutionListFilter,
+    JobListFilter,
+    JobPageFilter,
+)
 
 SERF_STATUS = {"alive": 1, "leaving": 2, "left": 3, "failed": 4}
 
@@ -128,9 +135,9 @@ JOB_LIST_PARAMS = [
         "status",
         str,
         "Job status",
-        enum=["success", "failed", "partially_failed", "running", "untriggered"],
+        enum=list(JOB_STATUS_FILTERS),
     ),
-    _query("disabled", str, "true or false", enum=["true", "false"]),
+    _query("disabled", str, "true or false", enum=list(BOOLEANS)),
     _query("_sort", str, "Sort field", enum=sorted(selectors.JOB_SORTS)),
     *PAGING,
 ]
@@ -267,12 +274,13 @@ class JobsView(ApiView):
         tags=["jobs"],
     )
     def get(self, request: Request) -> Response:
-        qs = selectors.job_list(request.query_params)
+        qs = selectors.job_list(JobListFilter.parse(request.query_params))
         total = qs.count()
         start: int | None = None
         end: int | None = None
-        if "_start" in request.query_params or "_end" in request.query_params:
-            start, end = selectors.page_bounds(request.query_params, total)
+        page = JobPageFilter.parse(request.query_params)
+        if page.given:
+            start, end = selectors.page_bounds(page, total)
         response = Response(JobSerializer(selectors.job_page(qs, start, end), many=True).data)
         response["X-Total-Count"] = str(total)
         return response
@@ -389,19 +397,6 @@ class JobToggleView(ApiView):
         return Response(job_to_dict(job))
 
 
-def _output_limit(request: Request) -> int | None:
-    raw = request.query_params.get("output_size_limit")
-    if raw in (None, ""):
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise DomainError("output_size_limit must be an integer") from None
-    if value < 0:
-        raise DomainError("output_size_limit must not be negative")
-    return value
-
-
 class ExecutionsView(ApiView):
     write_perm = "jobs.delete_job"
 
@@ -414,16 +409,12 @@ class ExecutionsView(ApiView):
     )
     def get(self, request: Request, name: str) -> Response:
         job = job_services.job_get(name)
-        qs = selectors.execution_list(job, request.query_params)
-        group = request.query_params.get("group")
-        if group:
-            if not group.isdigit():
-                raise DomainError("group must be an integer")
-            qs = qs.filter(run_id=int(group))
+        filters = ExecutionListFilter.parse(request.query_params)
+        qs = selectors.execution_list(job, filters)
         total = qs.count()
-        start, end = selectors.page_bounds(request.query_params, total)
-        limit = _output_limit(request)
-        data = ExecutionSerializer(qs[start:end], many=True, context={"output_limit": limit}).data
+        start, end = selectors.page_bounds(filters.page, total)
+        context = {"output_limit": filters.output_limit}
+        data = ExecutionSerializer(qs[start:end], many=True, context=context).data
         response = Response(data)
         response["X-Total-Count"] = str(total)
         return response

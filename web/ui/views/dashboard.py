@@ -19,6 +19,7 @@ from jobs.services import agents as agent_services
 from jobs.services import health as health_services
 from jobs.services import lease as lease_services
 from jobs.services.runs import catchup_backlog
+from web.filters import JOB_STATUS_FILTERS
 from web.ui import access
 
 RUNNING_SHOWN = 50
@@ -28,13 +29,7 @@ SKEW_SAMPLE = 100
 # so the dashboard stays cheap with millions of executions.
 RECENT_WINDOW = 50_000
 FAILED_STATUSES = (ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT, ExecutionStatus.KILLED)
-STATUS_CARDS = (
-    ("success", "Success"),
-    ("failed", "Failed"),
-    ("partially_failed", "Partially failed"),
-    ("running", "Running"),
-    ("untriggered", "Untriggered"),
-)
+STATUS_CARDS = tuple((name, name.replace("_", " ").capitalize()) for name in JOB_STATUS_FILTERS)
 
 
 def job_counts() -> list[dict[str, Any]]:
@@ -43,7 +38,7 @@ def job_counts() -> list[dict[str, Any]]:
     total = sum(by_status.values())
     cards = [{"key": "total", "label": "Jobs", "n": total, "query": ""}]
     for key, label in STATUS_CARDS:
-        n = by_status.get("" if key == "untriggered" else key, 0)
+        n = by_status.get(JOB_STATUS_FILTERS[key], 0)
         cards.append({"key": key, "label": label, "n": n, "query": f"?status={key}"})
     disabled = Job.objects.filter(disabled=True).count()
     cards.append({"key": "disabled", "label": "Disabled", "n": disabled, "query": "?disabled=true"})

@@ -24,7 +24,7 @@ from executors.registry import mask_secrets
 from jobs import schedule as sched
 from jobs import timeutil, timing
 from jobs.errors import DomainError, NotFound
-from jobs.models import ACTIVE_STATUSES, Execution, Job
+from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job
 from jobs.services import executions as execution_services
 from jobs.services import jobs as job_services
 from jobs.services import runs as run_services
@@ -313,7 +313,7 @@ def execution_kill(request: HttpRequest, pk: int) -> HttpResponse:
     except DomainError as exc:
         messages.error(request, exc.message)
     else:
-        if killed.status == "killed":
+        if killed.status == ExecutionStatus.KILLED:
             messages.success(request, f"Execution {killed.pk} killed")
         else:
             messages.success(request, f"Kill requested for execution {killed.pk}")

@@ -20,16 +20,11 @@ from jobs.models import Job
 from jobs.services import jobs as job_services
 from jobs.services import runs as run_services
 from jobs.services.audit import Actor
+from web.filters import JOB_STATUS_FILTERS, JobListFilter
 from web.ui import access
 
 PAGE_SIZE = 50
-STATUSES = (
-    ("success", "success"),
-    ("failed", "failed"),
-    ("partially_failed", "partially failed"),
-    ("running", "running"),
-    ("untriggered", "untriggered"),
-)
+STATUSES = tuple((name, name.replace("_", " ")) for name in JOB_STATUS_FILTERS)
 # (sort key, header, extra CSS class); None as the key: not sortable.
 COLUMNS: tuple[tuple[str | None, str, str], ...] = (
     ("name", "Name", ""),
@@ -104,19 +99,19 @@ def _pairs(values: list[str], what: str, *, need_value: bool) -> list[tuple[str,
 
 
 def filtered_jobs(filters: dict[str, Any]) -> QuerySet[Job]:
-    """Dkron's list filters (selectors.job_list) plus tags; bad values raise DomainError."""
+    """Dkron's list filters (web.filters) plus tags; bad values raise DomainError."""
     params = QueryDict(mutable=True)
     for key in ("q", "status", "disabled", "executor"):
         if filters[key]:
             params[key] = filters[key]
     for key, value in _pairs(filters["metadata"], "metadata", need_value=True):
         params.appendlist(f"metadata[{key}]", value)
-    params.setlist("tag", filters["tag"])  # only for job_list's NUL check
+    params.setlist("tag", filters["tag"])  # only for the filter's NUL check
     if filters["sort"] not in SORTS:
         raise DomainError(f"cannot sort by {filters['sort']!r}")
     params["_sort"] = filters["sort"]
     params["_order"] = filters["order"].upper()
-    qs = selectors.job_list(params)
+    qs = selectors.job_list(JobListFilter.parse(params))
     return selectors.job_tag_filter(qs, _pairs(filters["tag"], "tag", need_value=False))
 
 
