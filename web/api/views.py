@@ -263,6 +263,18 @@ class IsLeaderView(ApiView):
         return Response("I am a follower", status=404)
 
 
+def _upsert_schema(operation_id: str, summary: str) -> Any:
+    """The OpenAPI entry of the three ways Dkron upserts a job (POST, PATCH, PUT)."""
+    return extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        parameters=[RUNONCREATE],
+        request=JobInputSerializer,
+        responses={201: JobSerializer, **ERRORS, **NOT_FOUND},
+        tags=["jobs"],
+    )
+
+
 class JobsView(ApiView):
     write_perm = UPSERT_PERMS
 
@@ -285,25 +297,11 @@ class JobsView(ApiView):
         response["X-Total-Count"] = str(total)
         return response
 
-    @extend_schema(
-        operation_id="createOrUpdateJob",
-        summary="Create or replace a job (upsert by the body's name)",
-        parameters=[RUNONCREATE],
-        request=JobInputSerializer,
-        responses={201: JobSerializer, **ERRORS, **NOT_FOUND},
-        tags=["jobs"],
-    )
+    @_upsert_schema("createOrUpdateJob", "Create or replace a job (upsert by the body's name)")
     def post(self, request: Request) -> Response:
         return _upsert(request)
 
-    @extend_schema(
-        operation_id="createOrUpdateJobPatch",
-        summary="Create or replace a job (same as POST)",
-        parameters=[RUNONCREATE],
-        request=JobInputSerializer,
-        responses={201: JobSerializer, **ERRORS, **NOT_FOUND},
-        tags=["jobs"],
-    )
+    @_upsert_schema("createOrUpdateJobPatch", "Create or replace a job (same as POST)")
     def patch(self, request: Request) -> Response:
         return _upsert(request)
 
@@ -322,14 +320,7 @@ class JobView(ApiView):
     def get(self, request: Request, name: str) -> Response:
         return Response(job_to_dict(job_services.job_get(name)))
 
-    @extend_schema(
-        operation_id="putJob",
-        summary="Create or replace a job (the body's name wins over the URL's)",
-        parameters=[RUNONCREATE],
-        request=JobInputSerializer,
-        responses={201: JobSerializer, **ERRORS, **NOT_FOUND},
-        tags=["jobs"],
-    )
+    @_upsert_schema("putJob", "Create or replace a job (the body's name wins over the URL's)")
     def put(self, request: Request, name: str) -> Response:
         return _upsert(request)
 
