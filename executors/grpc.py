@@ -196,9 +196,15 @@ class GrpcConfig(ExecutorConfig):
         grpc.StatusCode.OK, alias="expectCode", description="Status meaning success (0 or OK)."
     )
     tls: GoBool = Field(False, description="Use TLS (plaintext by default, as Dkron).")
-    tls_root_cas_file: str = Field("", alias="tlsRootCAsFile")
-    tls_certificate_file: str = Field("", alias="tlsCertificateFile")
-    tls_certificate_key_file: str = Field("", alias="tlsCertificateKeyFile")
+    tls_root_cas_file: str = Field(
+        "", alias="tlsRootCAsFile", description="CA bundle to verify the server (PEM file)."
+    )
+    tls_certificate_file: str = Field(
+        "", alias="tlsCertificateFile", description="Client certificate (PEM file on the agent)."
+    )
+    tls_certificate_key_file: str = Field(
+        "", alias="tlsCertificateKeyFile", description="Client certificate's key (PEM file)."
+    )
 
     @property
     def uses_tls(self) -> bool:

@@ -73,10 +73,18 @@ class HttpConfig(ExecutorConfig):
         "", alias="expectBody", description="RE2 (Go) regex searched in the body."
     )
     debug: GoBool = Field(False, description="Prepend the config (secrets masked) to output.")
-    tls_no_verify_peer: GoBool = Field(False, alias="tlsNoVerifyPeer")
-    tls_certificate_file: str = Field("", alias="tlsCertificateFile")
-    tls_certificate_key_file: str = Field("", alias="tlsCertificateKeyFile")
-    tls_root_cas_file: str = Field("", alias="tlsRootCAsFile")
+    tls_no_verify_peer: GoBool = Field(
+        False, alias="tlsNoVerifyPeer", description="Skip TLS certificate verification (unsafe)."
+    )
+    tls_certificate_file: str = Field(
+        "", alias="tlsCertificateFile", description="Client certificate (PEM file on the agent)."
+    )
+    tls_certificate_key_file: str = Field(
+        "", alias="tlsCertificateKeyFile", description="Client certificate's key (PEM file)."
+    )
+    tls_root_cas_file: str = Field(
+        "", alias="tlsRootCAsFile", description="CA bundle to verify the server (PEM file)."
+    )
 
     @field_validator("method")
     @classmethod

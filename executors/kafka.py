@@ -104,7 +104,9 @@ class KafkaConfig(ExecutorConfig):
     tls_insecure_skip_verify: GoBool = Field(
         False, alias="tlsInsecureSkipVerify", description="Do not verify the broker certificate."
     )
-    sasl_username: str = Field("", alias="saslUsername")
+    sasl_username: str = Field(
+        "", alias="saslUsername", description="SASL user (PLAIN or SCRAM); needs saslPassword."
+    )
     sasl_password: str = Field("", alias="saslPassword", description="Write-only.", repr=False)
     sasl_mechanism: Annotated[str, BeforeValidator(_parse_mechanism)] = Field(
         "", alias="saslMechanism", description="sha256, sha512 (SCRAM) or plain."

@@ -76,7 +76,7 @@ class NatsConfig(ExecutorConfig):
     )
     subject: str = Field(description="Subject to publish on (no wildcards).")
     message: str = Field("", description="Message body (UTF-8).")
-    user_name: str = Field("", alias="userName")
+    user_name: str = Field("", alias="userName", description="User, with password.")
     password: str = Field("", description="Write-only.", repr=False)
     debug: GoBool = Field(False, description="Prepend the config (password masked) to output.")
     timeout: Annotated[float, seconds_or_duration(DEFAULT_TIMEOUT, example="10s")] = Field(

@@ -139,16 +139,22 @@ class RabbitMQConfig(ExecutorConfig):
     exchange: str = Field("", description='Exchange; "" (or "amq.default") is the default one.')
     queue_name: str = Field(alias="queue.name", description="Queue, also the routing key.")
     queue_create: GoBool = Field(False, alias="queue.create", description="Declare the queue.")
-    queue_durable: GoBool = Field(False, alias="queue.durable")
-    queue_auto_delete: GoBool = Field(False, alias="queue.auto_delete")
-    queue_exclusive: GoBool = Field(False, alias="queue.exclusive")
+    queue_durable: GoBool = Field(
+        False, alias="queue.durable", description="A declared queue survives a broker restart."
+    )
+    queue_auto_delete: GoBool = Field(
+        False, alias="queue.auto_delete", description="Delete it when its last consumer leaves."
+    )
+    queue_exclusive: GoBool = Field(
+        False, alias="queue.exclusive", description="Declare it for this connection only."
+    )
     content_type: Annotated[str, _blank_is_default("text/plain")] = Field(
-        "text/plain", alias="message.content_type"
+        "text/plain", alias="message.content_type", description="MIME type of the body."
     )
     delivery_mode: Annotated[int, BeforeValidator(_parse_delivery_mode)] = Field(
         0, alias="message.delivery_mode", description="1 transient, 2 persistent, 0 unset."
     )
-    message_id: str = Field("", alias="message.messageId")
+    message_id: str = Field("", alias="message.messageId", description="AMQP message-id property.")
     body: str = Field("", alias="message.body", description="Message body as text.")
     base64_body: Annotated[bytes | None, base64_bytes("message.base64Body", blank=None)] = Field(
         None, alias="message.base64Body", description="Message body as base64 (binary)."

@@ -222,7 +222,9 @@ class EcsConfig(ExecutorConfig):
     max_attempts: Annotated[int | None, BeforeValidator(_parse_max_attempts)] = Field(
         None, alias="maxAttempts", description="Dkron's limit: polls of 6 s (timeout = n x 6s)."
     )
-    enable_execute_command: GoBool = Field(False, alias="enableExecuteCommand")
+    enable_execute_command: GoBool = Field(
+        False, alias="enableExecuteCommand", description="Allow ECS Exec into the task."
+    )
     propagate_tags: Annotated[
         str, _choice("propagateTags", ("TASK_DEFINITION", "SERVICE", "NONE"))
     ] = Field("", alias="propagateTags", description="TASK_DEFINITION, SERVICE or NONE.")

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from executors import registry
 from executors.base import ConfigError, ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.output import OutputSink
 from executors.values import GoBool
@@ -88,3 +89,11 @@ def test_timeout_seconds_reads_the_configs_timeout(timeout: Any, seconds: float 
     config = Config()
     config.timeout = timeout  # type: ignore[attr-defined]
     assert Timed().timeout_seconds(config) == seconds
+
+
+@pytest.mark.parametrize("name", sorted(registry.BUILTIN_EXECUTORS))
+def test_every_key_of_a_built_in_executor_has_a_description(name: str) -> None:
+    # The description is the key's help in the job form and its row in docs/executors/.
+    schema = registry.executor_class(name).config_schema.model_json_schema(by_alias=True)
+    undescribed = [k for k, v in schema.get("properties", {}).items() if not v.get("description")]
+    assert undescribed == [], f"{name}: describe {undescribed} (CONTRIBUTING.md step 2)"

@@ -12,10 +12,13 @@ from executors.base import ExecutionContext, Executor, ExecutorConfig, ExecutorE
 
 
 class EchoConfig(ExecutorConfig):
-    message: str = Field(min_length=1)
-    repeat: int = Field(default=1, ge=1, le=1000)
-    fail: bool = False
-    api_token: str = Field(default="", alias="apiToken")
+    # Each description is the key's help in the job form and its row in the docs table.
+    message: str = Field(min_length=1, description="Text written to the output.")
+    repeat: int = Field(default=1, ge=1, le=1000, description="How many times to write it.")
+    fail: bool = Field(default=False, description="End the run failed (for trying retries).")
+    api_token: str = Field(
+        default="", alias="apiToken", description="Write-only; shows how a secret is declared."
+    )
 
 
 class EchoExecutor(Executor):
