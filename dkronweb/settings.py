@@ -307,7 +307,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Retry a lost broker forever (None; 0 would mean "never"): Celery's default of 100 attempts
 # makes an agent exit after a long broker outage and wait for a supervisor to restart it.
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 6 * 3600}
+if CELERY_BROKER_URL.startswith("memory://"):
+    # The embedded default's in-process broker is polled, once a second unless told: every
+    # run would start up to a second late. A poll is a check of an in-memory queue.
+    CELERY_BROKER_TRANSPORT_OPTIONS["polling_interval"] = 0.05
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes the database connection after every task unless told to reuse
 # it; reconnecting cost a sixth of an agent's time. Broken connections are retried anyway.
