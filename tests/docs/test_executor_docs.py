@@ -133,3 +133,20 @@ def test_the_layout_page_matches_the_tree():
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
     unlisted = sorted(p for p in packages if f"`{p}/`" not in text)
     assert not unlisted, f"top-level packages missing from docs/layout.md: {unlisted}"
+    # Every subpackage is named (by its path or, inside its package's row, by its own name),
+    # and so is every bench module: the tests import some of them.
+    subpackages = {
+        p.parent.relative_to(ROOT)
+        for p in ROOT.glob("*/*/__init__.py")
+        if p.parent.name not in {"migrations", "management", "templatetags"}
+        and p.parts[len(ROOT.parts)] not in {"tests", "examples"}
+    }
+    unnamed = sorted(
+        str(d) for d in subpackages if f"`{d}/`" not in text and f"`{d.name}/`" not in text
+    )
+    unnamed += sorted(
+        f"bench/{p.name}"
+        for p in (ROOT / "bench").glob("*.py")
+        if p.name != "__init__.py" and f"`{p.name}`" not in text
+    )
+    assert not unnamed, f"docs/layout.md does not name: {unnamed}"

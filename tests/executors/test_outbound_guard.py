@@ -134,3 +134,12 @@ def test_allow_list_entries_are_cidrs_addresses_or_names_with_optional_ports(
 def test_a_bad_allow_list_entry_is_refused_naming_it(entry: str) -> None:
     with pytest.raises(ValueError, match="DKRON_OUTBOUND_ALLOW entry"):
         parse_allow(entry)
+
+
+def test_every_built_in_executor_that_connects_is_attacked_here() -> None:
+    # A new executor that connects anywhere gets a case above (TARGETS or its own test);
+    # only shell connects nowhere itself.
+    from executors.registry import BUILTIN_EXECUTORS
+
+    covered = {*TARGETS, "gcppubsub", "docker"}
+    assert set(BUILTIN_EXECUTORS) - covered == {"shell"}
