@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 
-.PHONY: install run test test-sqlite test-fast bench soak chaos lint format clean
+.PHONY: install run test test-sqlite test-fast bench bench-million soak chaos lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ test-fast: $(STAMP)
 MODE ?= quick
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --mode $(MODE)
+
+## A million jobs on one PostgreSQL (COPY seeding, scheduler memory, change and API latency, a
+## top-of-the-hour burst of 100,000): about 5 minutes. JOBS= and BURST= change the sizes.
+JOBS ?= 1000000
+BURST ?= 100000
+bench-million: $(STAMP)
+	$(BIN)/python -m bench.million --jobs $(JOBS) --burst $(BURST)
 
 ## The soak: a real cluster under API load, one agent killed midway; fails on any lost,
 ## duplicated or stuck execution or API 5xx. MODE=micro (~20 s), short (~2 min, the default
