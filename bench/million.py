@@ -49,7 +49,7 @@ def _template_values(connection: Any, fields: list[Any]) -> dict[str, Any]:
     now = datetime.now(UTC)
     job = Job(name="template", schedule="0 0 0 * * *", **ECHO)
     job.created_at = job.updated_at = now
-    return {f.column: f.get_db_prep_save(getattr(job, f.attname), connection) for f in fields}
+    return {str(f.column): f.get_db_prep_save(getattr(job, f.attname), connection) for f in fields}
 
 
 def _next_daily(second_of_day: int, now: datetime) -> datetime:
@@ -69,7 +69,7 @@ def copy_jobs(rows: list[tuple[str, str, datetime]], *, tags: dict[str, str] | N
     if tags:
         tags_field = Job._meta.get_field("tags")
         values["tags"] = tags_field.get_db_prep_save(dict(tags), connection)
-    columns = [f.column for f in fields]
+    columns = [str(f.column) for f in fields]
     template = [values[c] for c in columns]
     i_name, i_schedule, i_next = (
         columns.index("name"),
