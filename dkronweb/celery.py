@@ -8,6 +8,13 @@ every Django process does, through `dkronweb/__init__`) imports no role and no m
 - the worker's extra CLI options (`--tag`, `--node-name`) and the node-name rule are here, since
   Celery builds its command line from the app before any worker code runs.
 The core publishes by task name (`jobs.dispatch`), so it never imports the agent either.
+
+Celery's Django fix-up would run every system check when a worker or beat starts, and throw
+the results away: for nothing, the URL check imports the whole web role (DRF, the UI, the
+OpenAPI generator) and the executor check every executor's client library (gRPC, kafka-python,
+boto3...), which together made up a third of an idle agent's memory. So it is told to skip them
+(CELERY_SKIP_CHECKS, as `celery --skip-checks`; set it empty to have them back): `manage.py
+agent` runs the agent's own checks (`jobs.checks.AGENT_TAGS`), `manage.py check` all of them.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from celery import Celery, signals
 from click import Option
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dkronweb.settings")
+os.environ.setdefault("CELERY_SKIP_CHECKS", "true")
 
 app = Celery("dkronweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -3,8 +3,10 @@
 Built-ins are an explicit mapping of name to dotted class path; plugins register under the
 Python entry point group `dkronweb.executors` (the counterpart of Dkron's plugin directory).
 Classes are imported on first use only, so a broken or heavy plugin costs nothing until a job
-uses it. Which executors an operator has disabled is a Django setting; this module takes it as
-an argument so `executors/` stays free of Django.
+uses it: an agent that runs only shell and http jobs never imports boto3, Google's or gRPC's
+libraries, kafka-python, nats or pika (`missing` tells whether they are installed without
+importing them; tests/agent/test_agent_imports.py). Which executors an operator has disabled is
+a Django setting; this module takes it as an argument so `executors/` stays free of Django.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "get_executor",
     "mask_secrets",
     "merge_secrets",
+    "missing",
     "secret_spec",
 ]
 
@@ -47,6 +50,21 @@ BUILTIN_EXECUTORS: dict[str, str] = {
     "gcppubsub": "executors.gcppubsub.PubSubExecutor",
     "docker": "executors.docker.DockerExecutor",
     "ecs": "executors.ecs.executor.EcsExecutor",
+}
+
+# The client libraries each built-in imports when it runs (at module level or on first use),
+# by module name: what `missing` looks for, so a check need not import them. Keep in step with
+# the modules' imports (tests/agent/test_agent_imports.py compares them).
+BUILTIN_REQUIREMENTS: dict[str, tuple[str, ...]] = {
+    "shell": ("psutil",),
+    "http": ("httpx", "re2"),
+    "kafka": ("kafka",),
+    "nats": ("nats",),
+    "rabbitmq": ("pika",),
+    "grpc": ("grpc", "grpc_reflection", "google.protobuf"),
+    "gcppubsub": ("google.pubsub_v1", "google.api_core", "google.auth"),
+    "docker": ("docker",),
+    "ecs": ("boto3", "botocore"),
 }
 
 
@@ -71,6 +89,7 @@ _registry: PluginRegistry[Executor] = PluginRegistry(
     base=Executor,
     unknown=UnknownExecutor,
     disabled=DisabledExecutor,
+    requires=BUILTIN_REQUIREMENTS,
 )
 
 
@@ -82,6 +101,13 @@ def available(disabled: Collection[str] = ()) -> list[str]:
 def executor_class(name: str, disabled: Collection[str] = ()) -> type[Executor]:
     """The class registered as `name`; raises `UnknownExecutor` / `DisabledExecutor`."""
     return _registry.get_class(name, disabled)
+
+
+def missing(name: str) -> list[str]:
+    """The modules the executor `name` needs that are not installed (none imported to tell)."""
+    if name not in _registry.sources():
+        raise UnknownExecutor(name, available())
+    return _registry.missing(name)
 
 
 def get_executor(name: str, disabled: Collection[str] = ()) -> Executor:

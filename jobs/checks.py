@@ -1,17 +1,28 @@
-"""System checks: configuration mistakes reported by `manage.py check` and at start-up."""
+"""System checks: configuration mistakes reported by `manage.py check` and at start-up.
+
+The checks tagged `AGENT` are the ones an agent runs when it starts (`manage.py agent`; see
+agent/management/commands/agent.py): none of them imports an executor's client library or the
+web role, so an agent that runs only shell jobs holds neither. `manage.py check` (and every
+command that runs all checks) also imports each enabled executor (`check_executors_import`).
+"""
 
 import stat
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from executors import registry
 from jobs.secrets import check_keys
 
+AGENT = "dkron"
+# What an agent checks at start: its own checks and Django's that import nothing of the web
+# role (the URL, template, static files and admin checks load the whole web role).
+AGENT_TAGS = (AGENT, Tags.models, Tags.caches, Tags.compatibility, Tags.translation)
 
-@register()
+
+@register(AGENT)
 def check_untagged_target(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     value = settings.DKRON["UNTAGGED_TARGET"]
     if value not in {"all", "one"}:
@@ -19,30 +30,51 @@ def check_untagged_target(app_configs: Any, **kwargs: Any) -> list[CheckMessage]
     return []
 
 
-@register()
+def _cannot_load(name: str, problem: str) -> Warning:
+    return Warning(
+        f"executor {name!r} is enabled but cannot be loaded: {problem}",
+        hint=f"install its client library, or add {name} to DKRON_DISABLED_EXECUTORS",
+        id="dkron.W002",
+    )
+
+
+@register(AGENT)
 def check_executors_load(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     """An enabled executor whose client library is missing would fail every run: say so now.
 
     A warning, not an error: the other executors keep working, and its jobs fail with the
-    same message at run time.
+    same message at run time. Found without importing any library (`registry.missing`), so
+    the agent's start-up check does not load kafka-python, gRPC, boto3 and the rest.
     """
-    problems: list[CheckMessage] = []
     disabled = settings.DKRON["DISABLED_EXECUTORS"]
+    problems: list[CheckMessage] = []
     for name in registry.available(disabled):
-        try:
-            registry.executor_class(name, disabled)
-        except (ImportError, TypeError) as exc:
-            problems.append(
-                Warning(
-                    f"executor {name!r} is enabled but cannot be loaded: {exc}",
-                    hint=f"install its client library, or add {name} to DKRON_DISABLED_EXECUTORS",
-                    id="dkron.W002",
-                )
-            )
+        if missing := registry.missing(name):
+            problems.append(_cannot_load(name, "not installed: " + ", ".join(missing)))
     return problems
 
 
 @register()
+def check_executors_import(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """Import each enabled executor whose modules are installed, so `manage.py check` also
+    reports one that fails to import or is not an executor (a broken plugin).
+
+    Not an agent check (untagged): it loads every client library, which an agent does only
+    for the executors its jobs use. Missing modules are `check_executors_load`'s to report.
+    """
+    disabled = settings.DKRON["DISABLED_EXECUTORS"]
+    problems: list[CheckMessage] = []
+    for name in registry.available(disabled):
+        if registry.missing(name):
+            continue
+        try:
+            registry.executor_class(name, disabled)
+        except (ImportError, TypeError) as exc:
+            problems.append(_cannot_load(name, str(exc)))
+    return problems
+
+
+@register(AGENT)
 def check_encryption_key(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     """A malformed DKRON_ENCRYPTION_KEY would fail every save of a job with secrets: stop now."""
     problem = check_keys()
@@ -84,7 +116,7 @@ def loose_data_files() -> list[str]:
     return loose
 
 
-@register()
+@register(AGENT)
 def check_data_dir_private(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     loose = loose_data_files()
     if not loose:

@@ -1,7 +1,9 @@
 """`manage.py agent --tag k=v`: a thin wrapper over `celery worker` for the agent role.
 
 Celery's node name follows --node-name (`<name>@<host>`) here as with `celery worker`; a `-n`
-among the extra arguments wins. See docs/agents.md.
+among the extra arguments wins. It runs the agent's system checks only (`jobs.checks.AGENT_TAGS`),
+not the URL or template checks nor the one that imports every executor: those would load the
+web role and every client library into the agent. See docs/agents.md.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from jobs.checks import AGENT_TAGS
+
 
 class Command(BaseCommand):
     help = "Start an agent (a Celery worker with node tags). Extra args go to celery worker."
+    requires_system_checks = list(AGENT_TAGS)
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--tag", action="append", default=[], help="node tag key=value")
