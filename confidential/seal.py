@@ -13,11 +13,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from typing import TYPE_CHECKING, Any
 
 from confidential.declare import Fn, Path, Spec, describe, transform
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
 PREFIX = "enc:v1:"
 
@@ -28,6 +29,10 @@ class SecretError(Exception):
 
 @functools.cache
 def _fernet(keys: tuple[str, ...], name: str) -> MultiFernet:
+    # Imported with the first key: a server without keys (an agent, most of all) never loads
+    # OpenSSL's bindings for it.
+    from cryptography.fernet import Fernet, MultiFernet
+
     try:
         return MultiFernet([Fernet(key.encode()) for key in keys])
     except (ValueError, TypeError) as exc:
@@ -67,6 +72,7 @@ class Keys:
         if not self.keys:
             return None
         fernet = _fernet(self.keys, self.name)
+        from cryptography.fernet import InvalidToken
 
         def seal_(path: Path, value: Any) -> Any:
             if is_sealed(value):
@@ -97,6 +103,8 @@ class Keys:
                         "is not set"
                     )
                 return value
+            from cryptography.fernet import InvalidToken
+
             try:
                 fernet = _fernet(self.keys, self.name)
                 return fernet.decrypt(value[len(PREFIX) :].encode()).decode()

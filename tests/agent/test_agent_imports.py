@@ -44,7 +44,7 @@ AGENT_SCRIPT = """
 import json, sys
 
 def loaded(names):
-    return sorted(n for n in names if n in sys.modules or any(m.startswith(n + ".") for m in sys.modules))
+    return sorted(n for n in names if any(m == n or m.startswith(n + ".") for m in sys.modules))
 
 import django
 django.setup()
@@ -179,7 +179,9 @@ def test_each_builtins_requirements_name_the_client_libraries_it_imports():
             if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] not in SHARED
         }
         required = registry.BUILTIN_REQUIREMENTS.get(name, ())
-        uncovered = {m for m in third_party if not any(m == r or m.startswith(r + ".") for r in required)}
+        uncovered = {
+            m for m in third_party if not any(m == r or m.startswith(r + ".") for r in required)
+        }
         # A `from pkg import name` counts once, by its package.
         uncovered = {m for m in uncovered if m.rpartition(".")[0] not in uncovered}
         assert not uncovered, f"{name}: add to BUILTIN_REQUIREMENTS: {sorted(uncovered)}"
