@@ -12,7 +12,7 @@ The core publishes by task name (`jobs.dispatch`), so it never imports the agent
 Celery's Django fix-up would run every system check when a worker or beat starts, and throw
 the results away: for nothing, the URL check imports the whole web role (DRF, the UI, the
 OpenAPI generator) and the executor check every executor's client library (gRPC, kafka-python,
-boto3...), which together made up a third of an idle agent's memory. So it is told to skip them
+pika...), about 35 MB of an idle agent's 154 (docs/agents.md). So it is told to skip them
 (CELERY_SKIP_CHECKS, as `celery --skip-checks`; set it empty to have them back): `manage.py
 agent` runs the agent's own checks (`jobs.checks.AGENT_TAGS`), `manage.py check` all of them.
 """
