@@ -19,7 +19,7 @@ import httpx
 from pydantic import BeforeValidator, Field, field_validator
 
 import confidential
-from executors import netguard
+from executors import guarded_http, netguard
 from executors.base import ExecutionContext, Executor, ExecutorConfig, ExecutorError
 from executors.regex import RegexError, compile_user_regex
 from executors.values import (
@@ -249,7 +249,9 @@ async def _request(
     tail = bytearray()
     limit = ctx.output.limit
     # With the guard on, every connection (redirects included) goes through netguard.
-    transport = netguard.async_transport(ctx.outbound, verify=tls) if ctx.block_private else None
+    transport = (
+        guarded_http.async_transport(ctx.outbound, verify=tls) if ctx.block_private else None
+    )
     async with (
         httpx.AsyncClient(
             verify=tls, timeout=config.timeout, follow_redirects=True, transport=transport

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import httpx
-
 from executors import netguard
 from jobs.notifications import NotificationError
 
@@ -43,13 +41,19 @@ class Request:
 
 def send(request: Request, *, sleep: Callable[[float], None] = time.sleep) -> int:
     """Deliver the request; returns the number of attempts it took or raises NotificationError."""
+    # Imported here: every agent imports the notification service (runs settle there), and
+    # only one that sends a webhook needs httpx (docs/agents.md, a light agent).
+    import httpx
+
+    from executors import guarded_http
+
     headers = dict(request.headers)
     if request.body and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/json"
     attempts = request.retries + 1
     problem = ""
     guard = netguard.Guard(block_private=True) if request.block_private else request.guard
-    transport = netguard.sync_transport(guard) if guard.block_private else None
+    transport = guarded_http.sync_transport(guard) if guard.block_private else None
     with httpx.Client(
         timeout=request.timeout, follow_redirects=False, transport=transport
     ) as client:
