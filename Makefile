@@ -34,11 +34,15 @@ test-sqlite: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not e2e"
 
-## The scheduler benchmark beside its baselines (stock django-celery-beat, raw Celery).
-## MODE=micro (~20 s), quick (< 2 min, default) or full (the issue's sizes, ~15 min).
+## The scheduler benchmark beside its baselines (stock django-celery-beat, raw Celery), and
+## beside the last accepted full-mode figures (ACCEPTED) as ratios of ratios (bench/README.md).
+## MODE=micro (~20 s), quick (< 2 min, default) or full (the issue's sizes, ~15 min);
+## GUARD=1 exits 3 on a large loss against the accepted figures (what CI's smoke test checks).
 MODE ?= quick
+ACCEPTED ?= bench/results/accepted-full.json
+GUARD ?=
 bench: $(STAMP)
-	$(BIN)/python -m bench.run --mode $(MODE)
+	$(BIN)/python -m bench.run --mode $(MODE) --accepted $(ACCEPTED) $(if $(GUARD),--guard)
 
 ## A million jobs on one PostgreSQL (COPY seeding, scheduler memory, change and API latency, a
 ## top-of-the-hour burst of 100,000): about 5 minutes. JOBS= and BURST= change the sizes.

@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+# The last accepted full-mode result (the JSON `python -m bench.run --mode full` writes): every
+# run prints its figures beside these.
+ACCEPTED = Path(__file__).resolve().parent / "results" / "accepted-full.json"
+
+# The regression guard (`--guard`; tests/bench/test_bench_smoke.py runs the quick mode with it):
+# a row fails when dkronweb's figure against its own run's baseline, divided by the same ratio
+# in the accepted run, falls below its floor. Only size-independent ratios are guarded, so the
+# quick mode can be held against the accepted full run: see bench/README.md ("The guard").
+GUARD_FLOORS = {
+    "e2e_rate": 0.5,  # end-to-end executions/s as a share of raw Celery's
+    "fire_rate": 0.4,  # fires/s as a multiple of the stock beat's sends/s
+}
 
 
 @dataclass(frozen=True)

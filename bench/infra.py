@@ -33,6 +33,8 @@ class Infra:
     prefix: str  # Redis keys, queue names, agent names
     data_dir: Path
     redis_url: str = REDIS_URL  # the broker and the bookkeeping (the soak uses its own db)
+    # Where the children count their statements (bench/dbstats.py); None: not counted.
+    stmt_dir: Path | None = None
 
     @property
     def database_url(self) -> str:
@@ -67,6 +69,13 @@ class Infra:
             # what they cost.
             DKRON_TASK_EVENTS=os.environ.get("DKBENCH_TASK_EVENTS", "true"),
         )
+        if self.stmt_dir is not None:
+            # bench/stmthook/sitecustomize.py: a statement counter in every child (a Django
+            # execute wrapper), loaded by Python at start-up from the front of PYTHONPATH.
+            hook = str(Path(__file__).resolve().parent / "stmthook")
+            path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            env["PYTHONPATH"] = os.pathsep.join([hook, *(p for p in path if p != hook)])
+            env["DKBENCH_STMT_DIR"] = str(self.stmt_dir)
         env.update(extra)
         return env
 

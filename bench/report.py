@@ -101,20 +101,223 @@ ROW_LABELS = {
     "api_get": "API GET /v1/jobs/<name> p50 / p99",
     "api_upsert": "API upsert p50 / p99",
     "scheduler_rss": "scheduler memory (RSS)",
+    "db_commits": "commits per execution (scheduler / agents)",
+    "db_statements": "statements per execution (scheduler / agents)",
 }
 
 
-def render(rows: list[Row], title: str) -> str:
-    """A Markdown table (so it can be pasted into the README as printed)."""
-    headers = ("figure", "dkronweb", "stock beat / raw Celery", "notes")
-    table = [headers] + [(r.label, r.dkronweb, r.baseline, r.notes) for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(4)]
+def render(
+    rows: list[Row],
+    title: str,
+    accepted: dict[str, Any] | None = None,
+) -> str:
+    """A Markdown table (so it can be pasted into the README as printed); with the accepted
+    result (bench/results/accepted-full.json), two more columns: the accepted figure, and
+    this run's against it (`compare`)."""
+    headers: tuple[str, ...] = ("figure", "dkronweb", "stock beat / raw Celery", "notes")
+    table: list[tuple[str, ...]] = [(r.label, r.dkronweb, r.baseline, r.notes) for r in rows]
+    if accepted is not None:
+        meta = accepted.get("accepted_as")
+        when = meta.get("date") if isinstance(meta, dict) else None
+        when = when or str(accepted.get("started_at", ""))[:10]
+        headers = headers[:3] + (f"accepted ({when})", "now / accepted (>1 better)", "notes")
+        found = compare(to_json(rows), accepted.get("rows", []))
+        table = [
+            (*line[:3], *(found[r.key].cells() if r.key in found else ("-", "-")), line[3])
+            for r, line in zip(rows, table, strict=True)
+        ]
+    table = [headers, *table]
+    cols = len(headers)
+    widths = [max(len(line[i]) for line in table) for i in range(cols)]
     out = [title, ""]
     for i, line in enumerate(table):
-        out.append("| " + " | ".join(line[c].ljust(widths[c]) for c in range(4)) + " |")
+        out.append("| " + " | ".join(line[c].ljust(widths[c]) for c in range(cols)) + " |")
         if i == 0:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(out)
+
+
+# --- Against the accepted figures ---------------------------------------------------------
+
+
+def _num(value: Any) -> float | None:
+    """A raw JSON number (`"inf"` for never within the cap), or None."""
+    if value == "inf":
+        return INF
+    if isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
+        return float(value)
+    return None
+
+
+def _dig(raw: dict[str, Any], *path: str) -> float | None:
+    node: Any = raw
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return _num(node)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """The quantity of a row that is compared across runs.
+
+    relative: dkronweb's figure divided by its own run's baseline (raw Celery or the stock
+    beat), so the machine's speed cancels out; otherwise the absolute figure (rows without a
+    baseline, or whose baseline never finished within its cap).
+    """
+
+    value: float
+    relative: bool
+    higher_better: bool
+    text: str
+    size: int | None = None
+
+
+# Per row key: the dkronweb and the baseline figure (paths into `raw`), which way is better,
+# and how the quantity reads.
+_SPEC: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None, bool, str, str]] = {
+    "fire_rate": (("fires_per_s",), ("sends_per_s",), True, "rate", ""),
+    "skew": (("skew", "p99"), ("skew", "p99"), False, "seconds", "p99"),
+    "burst_published": (("seconds",), ("seconds",), False, "seconds", "time"),
+    "burst_finished": (("seconds",), ("seconds",), False, "seconds", "time"),
+    "change_latency": (("p50",), ("p50",), False, "seconds", "p50"),
+    "e2e_rate": (("per_s",), ("per_s",), True, "rate", ""),
+    "api_list": (("p50",), None, False, "seconds", "p50"),
+    "api_get": (("p50",), None, False, "seconds", "p50"),
+    "api_upsert": (("p50",), None, False, "seconds", "p50"),
+    # Memory does not depend on the machine's speed, and the stock beat's figure on the hour
+    # of day (it loads only tasks due within 2 hours): compared absolute.
+    "scheduler_rss": (("rss",), None, False, "bytes", ""),
+    "db_commits": (("total_per_execution",), None, False, "count", "in all"),
+    "db_statements": (("total_per_execution",), None, False, "count", "in all"),
+}
+
+
+def _fmt(value: float, kind: str) -> str:
+    if kind == "seconds":
+        return fmt_seconds(value)
+    if kind == "rate":
+        return fmt_num(value, "/s")
+    if kind == "bytes":
+        return f"{value / 2**20:.0f} MB"
+    return f"{value:.2f}"
+
+
+def measure(row: dict[str, Any]) -> Measure | None:
+    key = str(row.get("key", ""))
+    spec = _SPEC.get(key.split("_")[0] if key.startswith("skew_") else key)
+    if spec is None:
+        return None
+    dk_path, base_path, higher, kind, what = spec
+    raw = row.get("raw") or {}
+    dk = _dig(raw, "dkronweb", *dk_path)
+    if dk is None:
+        return None
+    size_value = _dig(raw, "dkronweb", "jobs") or _dig(raw, "dkronweb", "runs")
+    size = int(size_value) if size_value is not None and math.isfinite(size_value) else None
+    base = _dig(raw, "baseline", *base_path) if base_path else None
+    if base is not None and math.isfinite(base) and base > 0 and math.isfinite(dk):
+        ratio = dk / base
+        if key == "e2e_rate":
+            text = f"{ratio:.1%} of raw Celery"
+        elif higher:
+            text = f"{ratio:.1f}x the stock beat"
+        else:
+            text = f"{ratio:.1%} of the stock beat's {what}"
+        return Measure(ratio, True, higher, text, size)
+    text = " ".join(filter(None, [_fmt(dk, kind), "" if what == "time" else what]))
+    return Measure(dk, False, higher, text, size)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    now: Measure
+    accepted: Measure | None
+
+    @property
+    def sizes_differ(self) -> bool:
+        acc = self.accepted
+        return bool(acc and acc.size and self.now.size and acc.size != self.now.size)
+
+    @property
+    def score(self) -> float | None:
+        """This run's quantity against the accepted one, >1 better, 1 the same; None when
+        they cannot be compared (one relative, one absolute; absolute at different sizes)."""
+        acc = self.accepted
+        if acc is None or acc.relative != self.now.relative:
+            return None
+        if not self.now.relative and self.sizes_differ:
+            return None
+        a, b = (self.now.value, acc.value) if self.now.higher_better else (acc.value, self.now.value)
+        if math.isinf(b):
+            return 0.0 if not math.isinf(a) else None
+        if b <= 0:
+            return None if a <= 0 else INF
+        return a / b
+
+    def cells(self) -> tuple[str, str]:
+        acc = self.accepted
+        if acc is None:
+            return "none accepted yet", "-"
+        at = f" @ {acc.size:,}" if self.sizes_differ else ""
+        score = self.score
+        if score is None:
+            if acc.relative != self.now.relative:
+                why = "one side against its baseline, one absolute"
+            elif self.sizes_differ:
+                why = f"absolute, sizes differ: {self.now.size:,} here"
+            else:
+                why = "no figure"
+            return acc.text + at, f"{self.now.text} now: not compared ({why})"
+        how = "ratio of ratios" if self.now.relative else "absolute"
+        if self.sizes_differ:
+            how += f", {self.now.size:,} here"
+        return acc.text + at, f"{self.now.text} now: {fmt_num(score, digits=2)} ({how})"
+
+
+def compare(rows: list[dict[str, Any]], accepted: list[dict[str, Any]]) -> dict[str, Comparison]:
+    """Each row's measure beside the accepted row of the same key (skew rows carry their
+    size in the key, so they are compared like with like)."""
+    by_key = {str(r.get("key")): r for r in accepted}
+    out: dict[str, Comparison] = {}
+    for row in rows:
+        now = measure(row)
+        if now is None:
+            continue
+        acc_row = by_key.get(str(row.get("key")))
+        out[str(row["key"])] = Comparison(now, measure(acc_row) if acc_row else None)
+    return out
+
+
+def guard(
+    result: dict[str, Any], accepted: dict[str, Any], floors: dict[str, float]
+) -> tuple[list[str], list[str]]:
+    """The regression guard: (failures, notes). A row in `floors` fails when its ratio of
+    ratios (this run against its own baseline, over the accepted run against its own) is
+    below the floor. A row whose baseline is missing in this run is noted, not failed (the
+    guard checks dkronweb, not the baseline); a missing dkronweb figure fails."""
+    failures: list[str] = []
+    notes: list[str] = []
+    found = compare(result.get("rows", []), accepted.get("rows", []))
+    for key, floor in floors.items():
+        c = found.get(key)
+        if c is None:
+            failures.append(f"{key}: no figure in this run")
+            continue
+        if c.accepted is None or not c.accepted.relative:
+            notes.append(f"{key}: no accepted ratio to compare with")
+            continue
+        if not c.now.relative:
+            notes.append(f"{key}: not checked, this run has no baseline figure ({c.now.text})")
+            continue
+        score = c.score if c.score is not None else 0.0
+        line = (
+            f"{key}: {c.now.text} against accepted {c.accepted.text} = {score:.2f} "
+            f"(floor {floor:.2f})"
+        )
+        (failures if score < floor else notes).append(line)
+    return failures, notes
 
 
 def to_json(rows: list[Row]) -> list[dict[str, Any]]:

@@ -3,8 +3,10 @@
 Starts its own PostgreSQL database (`dkbench_<pid>`), uses Redis database 15 with keys of its
 own, starts dkronweb's web server, scheduler and agents, seeds jobs, measures, then does the
 same for the baseline (stock `DatabaseScheduler` + raw Celery workers), cleans everything up
-and prints one table with each dkronweb figure beside the baseline's. The table is also
-written as JSON to bench/results/<mode>.json (or --json).
+and prints one table with each dkronweb figure beside the baseline's, and beside the last
+accepted full-mode figures (bench/results/accepted-full.json) as a ratio of ratios. The table
+is also written as JSON to bench/results/<mode>.json (or --json). `--guard` exits 3 when a
+guarded ratio fell far below the accepted one (bench/config.py GUARD_FLOORS).
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import infra
-from bench.config import MODES
+from bench import dbstats, infra
+from bench.config import ACCEPTED, GUARD_FLOORS, MODES
 from bench.context import Context
 from bench.procs import ROOT
-from bench.report import ROW_LABELS, Row, render, to_json
+from bench.report import ROW_LABELS, Row, guard, render, to_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -65,6 +67,87 @@ def ordered_rows(ctx: Context) -> list[Row]:
     return sorted(ctx.rows.values(), key=rank)
 
 
+def measure_phases(db: dbstats.DbStats) -> None:
+    """Commits and statements of the phases each side works alone in (bench/dbstats.py)."""
+    from bench import baseline, dkron
+
+    for module, name, phase, idle_first in (
+        (dkron, "fire_rate", "fire_rate", True),
+        (dkron, "burst", "burst", False),
+        (baseline, "due_at_once", "stock", False),
+    ):
+        fn = getattr(module, name, None)
+        if fn is None:
+            db.errors.append(f"{module.__name__}.{name} is gone: phase {phase} not measured")
+            continue
+        setattr(module, name, db.wrap(phase, fn, idle_first=idle_first))
+
+
+def _raw(ctx: Context, key: str, side: str, field: str) -> int:
+    row = ctx.rows.get(key)
+    value = row.raw.get(side, {}).get(field) if row else None
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def db_rows(ctx: Context, db: dbstats.DbStats) -> None:
+    """The rows `commits per execution` and `statements per execution`."""
+    fires = _raw(ctx, "fire_rate", "dkronweb", "published")
+    executions = _raw(ctx, "burst_finished", "dkronweb", "finished")
+    stock_sent = _raw(ctx, "fire_rate", "baseline", "sent")
+    s = db.summary(fires, executions, stock_sent)
+    ctx.extra["db_stats"] = s
+    sched, agents, stock = s.get("scheduler"), s.get("agents"), s.get("stock_beat")
+    if not (sched or agents or stock):
+        return
+
+    def pair(what: str) -> tuple[str, dict[str, Any]]:
+        a = sched[what] if sched else None
+        b = agents[what] if agents else None
+        text = " / ".join("n/a" if v is None else f"{v:.2f}" for v in (a, b))
+        raw: dict[str, Any] = {"scheduler": a, "agents": b}
+        if a is not None and b is not None:
+            raw["total_per_execution"] = a + b
+        return text, raw
+
+    def verbs(d: dict[str, Any] | None) -> str:
+        by = (d or {}).get("statements_by_verb", {})
+        return ", ".join(f"{k} {v:,}" for k, v in sorted(by.items(), key=lambda kv: -kv[1])[:4])
+
+    stock_text = "n/a"
+    for key, what, stock_what in (
+        ("db_commits", "commits_per_execution", "commits_per_send"),
+        ("db_statements", "statements_per_execution", "statements_per_send"),
+    ):
+        row = ctx.row(key, ROW_LABELS[key])
+        row.dkronweb, row.raw["dkronweb"] = pair(what)
+        if stock:
+            stock_text = f"stock beat {stock[stock_what]:.2f} per send"
+            row.raw["baseline"] = {"stock_beat_per_send": stock[stock_what]}
+        row.baseline = f"{stock_text}; raw Celery none"
+    ctx.rows["db_commits"].note(
+        f"pg_stat_database deltas: scheduler over the fire-rate phase ({fires:,} fires), agents "
+        f"over the burst ({executions:,}) less the scheduler's share; the idle cluster's rate "
+        "and the benchmark's own queries taken off"
+    )
+    ctx.rows["db_statements"].note(
+        "counted in each process (a Django execute wrapper the benchmark loads); scheduler: "
+        f"{verbs(sched)}; agents: {verbs(agents)}"
+    )
+    for err in s.get("errors", []):
+        ctx.rows["db_commits"].note(f"error: {err}")
+
+
+def load_accepted(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"bench: no accepted figures ({path}: {exc})", file=sys.stderr)
+        return None
+    return data
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import version
 
@@ -97,6 +180,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="how the stock beat's tasks fall due at one instant (default: the mode's)",
     )
+    parser.add_argument(
+        "--accepted",
+        default=str(ACCEPTED),
+        help="the accepted result to print beside each figure ('none': no comparison)",
+    )
+    parser.add_argument(
+        "--guard",
+        action="store_true",
+        help="exit 3 when a guarded ratio fell below its floor against the accepted result",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
@@ -112,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     removed = infra.remove_leftovers()
     data_root = Path(tempfile.gettempdir())
     inf = infra.make(data_root)
+    db = dbstats.DbStats(inf, dbstats.enable(inf))
     log_dir = inf.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(mode=mode, infra=inf, log_dir=log_dir, verbose=not args.quiet)
@@ -128,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.say("database migrated")
         from bench import baseline, dkron
 
+        measure_phases(db)
         if args.only != "baseline":
             dkron.run_all(ctx)
             t0 = time.monotonic()
@@ -155,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         elif not ok:
             print(f"bench: logs kept in {log_dir}", file=sys.stderr)
 
+    try:
+        db_rows(ctx, db)
+    except Exception as exc:  # a figure less, never the run lost
+        print(f"bench: commits/statements rows failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     rows = ordered_rows(ctx)
     elapsed = time.monotonic() - ctx.started
     # Other work on the machine skews everything: the 5-minute load average at the end says
@@ -167,7 +266,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{load0:.1f} at start, 5-min {load5:.1f} at end; {mode.agents} agent(s) x "
         f"{mode.concurrency} prefork; stock beat = django-celery-beat DatabaseScheduler)"
     )
-    print(render(rows, title))
+    accepted = load_accepted(None if args.accepted == "none" else Path(args.accepted))
+    print(render(rows, title, accepted))
+    checked: dict[str, Any] = {}
+    if accepted is not None:
+        failures, notes = guard({"rows": to_json(rows)}, accepted, GUARD_FLOORS)
+        checked = {"failures": failures, "notes": notes, "floors": GUARD_FLOORS}
+        print()
+        print(f"Against {args.accepted} (ratio of ratios: each side against its own run's")
+        print("baseline, so the machine's speed cancels out; >1 better):")
+        for line in failures:
+            print(f"  GUARD FAILED {line}")
+        for line in notes:
+            print(f"  guard: {line}")
     result: dict[str, Any] = {
         "mode": mode.name,
         "ok": ok,
@@ -179,11 +290,15 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": {k: v for k, v in vars(mode).items()},
         "extra": {k: v for k, v in ctx.extra.items() if k not in ("token",)},
         "rows": to_json(rows),
+        "compared_with": args.accepted if accepted is not None else None,
+        "guard": checked,
     }
     out = args.json or RESULTS / f"{mode.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    return 0 if ok else 1
+    if not ok:
+        return 1
+    return 3 if args.guard and checked.get("failures") else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The benchmark's statement counter (`sitecustomize.py`, loaded into its children)."""
