@@ -136,7 +136,9 @@ class DbStats:
         self.phases[name] = phase
         return phase
 
-    def wrap(self, name: str, fn: Callable[..., Any], idle_first: bool = False) -> Callable[..., Any]:
+    def wrap(
+        self, name: str, fn: Callable[..., Any], idle_first: bool = False
+    ) -> Callable[..., Any]:
         """`fn` measured as phase `name` (an idle window first, if asked, and not yet taken).
         A phase called with arguments is measured only for the mode's largest size."""
 

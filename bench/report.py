@@ -172,6 +172,8 @@ class Measure:
     higher_better: bool
     text: str
     size: int | None = None
+    absolute: float = math.nan  # dkronweb's own figure (the value when not relative)
+    absolute_text: str = ""
 
 
 # Per row key: the dkronweb and the baseline figure (paths into `raw`), which way is better,
@@ -217,6 +219,7 @@ def measure(row: dict[str, Any]) -> Measure | None:
     size_value = _dig(raw, "dkronweb", "jobs") or _dig(raw, "dkronweb", "runs")
     size = int(size_value) if size_value is not None and math.isfinite(size_value) else None
     base = _dig(raw, "baseline", *base_path) if base_path else None
+    own = " ".join(filter(None, [_fmt(dk, kind), "" if what == "time" else what]))
     if base is not None and math.isfinite(base) and base > 0 and math.isfinite(dk):
         ratio = dk / base
         if key == "e2e_rate":
@@ -225,9 +228,8 @@ def measure(row: dict[str, Any]) -> Measure | None:
             text = f"{ratio:.1f}x the stock beat"
         else:
             text = f"{ratio:.1%} of the stock beat's {what}"
-        return Measure(ratio, True, higher, text, size)
-    text = " ".join(filter(None, [_fmt(dk, kind), "" if what == "time" else what]))
-    return Measure(dk, False, higher, text, size)
+        return Measure(ratio, True, higher, text, size, dk, own)
+    return Measure(dk, False, higher, own, size, dk, own)
 
 
 @dataclass(frozen=True)
@@ -241,15 +243,26 @@ class Comparison:
         return bool(acc and acc.size and self.now.size and acc.size != self.now.size)
 
     @property
+    def fallback(self) -> bool:
+        """One side has its baseline and the other not (a stock side that did not finish
+        within its cap): dkronweb's own figures are compared instead, at equal sizes."""
+        return bool(self.accepted and self.accepted.relative != self.now.relative)
+
+    @property
     def score(self) -> float | None:
         """This run's quantity against the accepted one, >1 better, 1 the same; None when
-        they cannot be compared (one relative, one absolute; absolute at different sizes)."""
+        they cannot be compared (absolute figures at different sizes)."""
         acc = self.accepted
-        if acc is None or acc.relative != self.now.relative:
+        if acc is None:
             return None
-        if not self.now.relative and self.sizes_differ:
+        relative = self.now.relative and not self.fallback
+        if not relative and self.sizes_differ:
             return None
-        a, b = (self.now.value, acc.value) if self.now.higher_better else (acc.value, self.now.value)
+        a, b = (self.now.value, acc.value) if relative else (self.now.absolute, acc.absolute)
+        if not self.now.higher_better:
+            a, b = b, a
+        if math.isnan(a) or math.isnan(b):
+            return None
         if math.isinf(b):
             return 0.0 if not math.isinf(a) else None
         if b <= 0:
@@ -261,19 +274,19 @@ class Comparison:
         if acc is None:
             return "none accepted yet", "-"
         at = f" @ {acc.size:,}" if self.sizes_differ else ""
+        acc_text, now_text = acc.text, self.now.text
+        if self.fallback:
+            acc_text, now_text = acc.absolute_text, self.now.absolute_text
         score = self.score
         if score is None:
-            if acc.relative != self.now.relative:
-                why = "one side against its baseline, one absolute"
-            elif self.sizes_differ:
-                why = f"absolute, sizes differ: {self.now.size:,} here"
-            else:
-                why = "no figure"
-            return acc.text + at, f"{self.now.text} now: not compared ({why})"
-        how = "ratio of ratios" if self.now.relative else "absolute"
+            why = f"absolute, sizes differ: {self.now.size:,} here" if self.sizes_differ else "n/a"
+            return acc_text + at, f"{now_text} now: not compared ({why})"
+        how = "ratio of ratios" if self.now.relative and not self.fallback else "absolute"
+        if self.fallback:
+            how += ", one run's stock side hit its cap"
         if self.sizes_differ:
             how += f", {self.now.size:,} here"
-        return acc.text + at, f"{self.now.text} now: {fmt_num(score, digits=2)} ({how})"
+        return acc_text + at, f"{now_text} now: {fmt_num(score, digits=2)} ({how})"
 
 
 def compare(rows: list[dict[str, Any]], accepted: list[dict[str, Any]]) -> dict[str, Comparison]:

@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         db_rows(ctx, db)
     except Exception as exc:  # a figure less, never the run lost
-        print(f"bench: commits/statements rows failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"bench: no commits/statements rows: {type(exc).__name__}: {exc}", file=sys.stderr)
     rows = ordered_rows(ctx)
     elapsed = time.monotonic() - ctx.started
     # Other work on the machine skews everything: the 5-minute load average at the end says

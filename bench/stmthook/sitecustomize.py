@@ -13,10 +13,12 @@ only in the benchmark's processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -85,11 +87,9 @@ def _flusher() -> None:
     while True:
         _dirty.wait()
         _dirty.clear()
-        try:
+        with contextlib.suppress(OSError):
             _write()
-        except OSError:
-            pass
-        threading.Event().wait(0.2)
+        time.sleep(0.2)
 
 
 def _start() -> None:
