@@ -40,7 +40,13 @@ import psycopg
 
 from bench.infra import PG_ADMIN_URL, Infra
 
-SETTLE = 1.2  # seconds: PostgreSQL flushes a backend's counters at most once a second
+# PostgreSQL 15 flushes a backend's counters when a transaction ends at least 1 s after its
+# last flush; a backend that then goes idle keeps what is pending for up to 10 s
+# (PGSTAT_MIN_INTERVAL, PGSTAT_IDLE_INTERVAL in pgstat.c). The scheduler's connections work
+# several times a second, so 1.2 s after a phase has all of theirs; the agents' pool children
+# go idle after the burst, so the burst's reading waits SETTLE_IDLE.
+SETTLE = 1.2
+SETTLE_IDLE = 10.5
 IDLE_WINDOW = 2.0  # seconds of the idle cluster, for the background rates
 HOOK_DIR = Path(__file__).resolve().parent / "stmthook"
 TUPLES = ("tup_inserted", "tup_updated", "tup_deleted", "tup_fetched", "tup_returned")
@@ -54,6 +60,7 @@ class Snapshot:
     tuples: dict[str, int]
     statements: dict[str, int]  # by role
     verbs: dict[str, dict[str, int]]  # role -> first keyword -> statements
+    connections: dict[str, int]  # by role: connections opened (one transaction each)
 
 
 @dataclass
@@ -67,14 +74,24 @@ class Phase:
     tuples: dict[str, int]
     statements: dict[str, int]
     verbs: dict[str, dict[str, int]]
+    connections: dict[str, int]
+    # The benchmark's own database-wide ANALYZEs in the phase (after a bulk load): PostgreSQL
+    # runs one transaction per table, catalogs included, so they are measured apart and left
+    # out: the transactions, and the benchmark's statements among them.
+    excluded_commits: int = 0
+    excluded_bench_statements: int = 0
 
     @property
     def xacts(self) -> int:
         return self.commits + self.rollbacks
 
 
-def read_statements(stmt_dir: Path) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+def read_statements(
+    stmt_dir: Path,
+) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, int]]:
+    """Statements, statements by first keyword and connections opened, by role."""
     totals: Counter[str] = Counter()
+    connections: Counter[str] = Counter()
     verbs: dict[str, Counter[str]] = {}
     for path in stmt_dir.glob("*.json"):
         try:
@@ -83,10 +100,11 @@ def read_statements(stmt_dir: Path) -> tuple[dict[str, int], dict[str, dict[str,
             continue  # being replaced: the next reading has it
         role = str(data.get("role", "other"))
         totals[role] += int(data.get("statements", 0))
+        connections[role] += int(data.get("connections", 0))
         verbs.setdefault(role, Counter()).update(
             {str(k): int(v) for k, v in data.get("by_verb", {}).items()}
         )
-    return dict(totals), {role: dict(c) for role, c in verbs.items()}
+    return dict(totals), {role: dict(c) for role, c in verbs.items()}, dict(connections)
 
 
 def pg_counters(db_name: str) -> tuple[int, int, dict[str, int]]:
@@ -112,32 +130,44 @@ class DbStats:
     stmt_dir: Path
     phases: dict[str, Phase] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # (when, transactions, the benchmark's statements) of each ANALYZE measured apart
+    excluded: list[tuple[float, int, int]] = field(default_factory=list)
 
     def snapshot(self, settle: float = SETTLE) -> Snapshot:
         time.sleep(settle)
         commits, rollbacks, tuples = pg_counters(self.infra.db_name)
-        statements, verbs = read_statements(self.stmt_dir)
-        return Snapshot(time.monotonic(), commits, rollbacks, tuples, statements, verbs)
+        statements, verbs, connections = read_statements(self.stmt_dir)
+        return Snapshot(
+            time.monotonic(), commits, rollbacks, tuples, statements, verbs, connections
+        )
 
     def record(self, name: str, a: Snapshot, b: Snapshot) -> Phase:
         verbs = {
             role: _minus(b.verbs.get(role, {}), a.verbs.get(role, {}))
             for role in sorted(set(a.verbs) | set(b.verbs))
         }
+        inside = [e for e in self.excluded if a.t <= e[0] <= b.t]
         phase = Phase(
+            excluded_commits=sum(e[1] for e in inside),
+            excluded_bench_statements=sum(e[2] for e in inside),
             name=name,
             seconds=b.t - a.t,
             commits=b.commits - a.commits,
             rollbacks=b.rollbacks - a.rollbacks,
             tuples=_minus(b.tuples, a.tuples),
             statements=_minus(b.statements, a.statements),
+            connections=_minus(b.connections, a.connections),
             verbs={r: {k: v for k, v in d.items() if v} for r, d in verbs.items()},
         )
         self.phases[name] = phase
         return phase
 
     def wrap(
-        self, name: str, fn: Callable[..., Any], idle_first: bool = False
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        idle_first: bool = False,
+        settle_after: float = SETTLE,
     ) -> Callable[..., Any]:
         """`fn` measured as phase `name` (an idle window first, if asked, and not yet taken).
         A phase called with arguments is measured only for the mode's largest size."""
@@ -158,12 +188,45 @@ class DbStats:
                 return fn(ctx, *args, **kwargs)
             result = fn(ctx, *args, **kwargs)
             try:
-                self.record(name, a, self.snapshot())
+                self.record(name, a, self.snapshot(settle_after))
             except Exception as exc:
                 self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
             return result
 
         return measured
+
+    def wrap_apart(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """`fn` (the benchmark's ANALYZE) measured on its own, to be left out of its phase:
+        the benchmark's connection flushes its counters right before and after
+        (`pg_stat_force_next_flush()`), so the reading needs no wait."""
+        from django.db import connection
+
+        from bench.stmthook import sitecustomize
+
+        def flush() -> None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_stat_force_next_flush()")
+
+        @functools.wraps(fn)
+        def apart(*args: Any, **kwargs: Any) -> Any:
+            try:
+                flush()
+                c0, r0, _ = pg_counters(self.infra.db_name)
+                s0 = sitecustomize.total()
+            except Exception as exc:
+                self.errors.append(f"analyze: {type(exc).__name__}: {exc}")
+                return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            try:
+                flush()
+                c1, r1, _ = pg_counters(self.infra.db_name)
+                s1 = sitecustomize.total()
+                self.excluded.append((time.monotonic(), c1 + r1 - c0 - r0, s1 - s0))
+            except Exception as exc:
+                self.errors.append(f"analyze: {type(exc).__name__}: {exc}")
+            return result
+
+        return apart
 
     # --- What the phases say -----------------------------------------------------------------
 
@@ -181,8 +244,10 @@ class DbStats:
 
     def net_commits(self, phase: Phase) -> float:
         """The phase's transactions less the idle cluster's and the benchmark's own."""
-        bench = phase.statements.get("bench", 0)
-        return max(phase.xacts - self._background(phase, None) - bench, 0.0)
+        bench = phase.statements.get("bench", 0) - phase.excluded_bench_statements
+        bench += phase.connections.get("bench", 0)
+        own = phase.xacts - phase.excluded_commits
+        return max(own - self._background(phase, None) - bench, 0.0)
 
     def summary(self, fires: int, executions: int, stock_sent: int) -> dict[str, Any]:
         """Per execution: the scheduler's (fire-rate phase), the agents' (burst, less the
@@ -201,6 +266,7 @@ class DbStats:
                 "commits_per_execution": sched_commits,
                 "statements_per_execution": self.net_statements(fr, "scheduler") / fires,
                 "statements_by_verb": fr.verbs.get("scheduler", {}),
+                "connections_opened": fr.connections.get("scheduler", 0),
             }
         if bu is not None and executions > 0:
             scheduler_share = (sched_commits or 0.0) * executions
@@ -210,6 +276,7 @@ class DbStats:
                 "commits_per_execution": agents / executions,
                 "statements_per_execution": self.net_statements(bu, "agent") / executions,
                 "statements_by_verb": bu.verbs.get("agent", {}),
+                "connections_opened": bu.connections.get("agent", 0),
                 "scheduler_statements_per_execution": self.net_statements(bu, "scheduler")
                 / executions,
                 "scheduler_share_of_commits": scheduler_share,
@@ -218,9 +285,13 @@ class DbStats:
             out["stock_beat"] = {
                 "sent": stock_sent,
                 # Nothing else touches the database then: the workers' no-ops write to Redis.
-                "commits_per_send": max(st.xacts - st.statements.get("bench", 0), 0) / stock_sent,
+                "commits_per_send": max(
+                    st.xacts - st.statements.get("bench", 0) - st.connections.get("bench", 0), 0
+                )
+                / stock_sent,
                 "statements_per_send": st.statements.get("stock-beat", 0) / stock_sent,
                 "statements_by_verb": st.verbs.get("stock-beat", {}),
+                "connections_opened": st.connections.get("stock-beat", 0),
             }
         return out
 

@@ -27,6 +27,7 @@ _ROLE = ""
 _installed = False
 _lock = threading.Lock()
 _counts: Counter[str] = Counter()
+_connects = [0]
 _dirty = threading.Event()
 
 
@@ -66,7 +67,18 @@ def _wrapper(execute: Any, sql: Any, params: Any, many: bool, context: Any) -> A
     return execute(sql, params, many, context)
 
 
+def total() -> int:
+    """Statements this process has sent so far."""
+    with _lock:
+        return sum(_counts.values())
+
+
 def _on_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
+    # A new connection costs PostgreSQL a transaction of its own (it reads the catalogs):
+    # counted apart from the statements.
+    with _lock:
+        _connects[0] += 1
+    _dirty.set()
     if _wrapper not in connection.execute_wrappers:
         connection.execute_wrappers.append(_wrapper)
 
@@ -74,8 +86,10 @@ def _on_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
 def _write() -> None:
     with _lock:
         by_verb = dict(_counts)
+        connects = _connects[0]
     data = {"role": role(), "pid": os.getpid(), "statements": sum(by_verb.values())}
     data["by_verb"] = by_verb
+    data["connections"] = connects
     path = os.path.join(_DIR, f"{data['role']}-{os.getpid()}.json")
     tmp = f"{path}.tmp"
     with open(tmp, "w") as fh:
@@ -101,6 +115,7 @@ def _after_fork() -> None:
     _lock = threading.Lock()
     _dirty = threading.Event()
     _counts.clear()
+    _connects[0] = 0
     _start()
 
 
