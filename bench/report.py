@@ -174,6 +174,7 @@ class Measure:
     size: int | None = None
     absolute: float = math.nan  # dkronweb's own figure (the value when not relative)
     absolute_text: str = ""
+    per_unit: bool = False  # a cost per fire or execution: comparable across sizes
 
 
 # Per row key: the dkronweb and the baseline figure (paths into `raw`), which way is better,
@@ -240,6 +241,8 @@ class Comparison:
     @property
     def sizes_differ(self) -> bool:
         acc = self.accepted
+        if self.now.per_unit:
+            return False
         return bool(acc and acc.size and self.now.size and acc.size != self.now.size)
 
     @property
@@ -289,27 +292,42 @@ class Comparison:
         return acc_text + at, f"{now_text} now: {fmt_num(score, digits=2)} ({how})"
 
 
+def derived(row: dict[str, Any]) -> dict[str, Measure]:
+    """Per-unit costs read from a row's raw numbers, guarded beside the ratios: the
+    scheduler's CPU time per fire (CPU time, not wall time: a neighbour's load hardly moves
+    it, and per fire it does not depend on how many fire)."""
+    out: dict[str, Measure] = {}
+    if row.get("key") == "fire_rate":
+        cpu = _dig(row.get("raw") or {}, "dkronweb", "scheduler_cpu_ms_per_fire")
+        if cpu is not None and math.isfinite(cpu) and cpu > 0:
+            text = f"{cpu:.2f} ms scheduler CPU per fire"
+            out["fire_cpu"] = Measure(cpu, False, False, text, None, cpu, text, per_unit=True)
+    return out
+
+
 def compare(rows: list[dict[str, Any]], accepted: list[dict[str, Any]]) -> dict[str, Comparison]:
     """Each row's measure beside the accepted row of the same key (skew rows carry their
-    size in the key, so they are compared like with like)."""
+    size in the key, so they are compared like with like), and the derived per-unit costs."""
     by_key = {str(r.get("key")): r for r in accepted}
     out: dict[str, Comparison] = {}
     for row in rows:
-        now = measure(row)
-        if now is None:
-            continue
         acc_row = by_key.get(str(row.get("key")))
-        out[str(row["key"])] = Comparison(now, measure(acc_row) if acc_row else None)
+        now = measure(row)
+        if now is not None:
+            out[str(row["key"])] = Comparison(now, measure(acc_row) if acc_row else None)
+        acc_derived = derived(acc_row) if acc_row else {}
+        for name, m in derived(row).items():
+            out[name] = Comparison(m, acc_derived.get(name))
     return out
 
 
 def guard(
     result: dict[str, Any], accepted: dict[str, Any], floors: dict[str, float]
 ) -> tuple[list[str], list[str]]:
-    """The regression guard: (failures, notes). A row in `floors` fails when its ratio of
-    ratios (this run against its own baseline, over the accepted run against its own) is
-    below the floor. A row whose baseline is missing in this run is noted, not failed (the
-    guard checks dkronweb, not the baseline); a missing dkronweb figure fails."""
+    """The regression guard: (failures, notes). A measure in `floors` fails when its score
+    against the accepted run (>1 better: a ratio of ratios, or a per-unit cost) is below the
+    floor. A measure that cannot be compared because this run's baseline is missing is noted,
+    not failed (the guard checks dkronweb, not the baseline); a missing dkronweb figure fails."""
     failures: list[str] = []
     notes: list[str] = []
     found = compare(result.get("rows", []), accepted.get("rows", []))
@@ -318,18 +336,17 @@ def guard(
         if c is None:
             failures.append(f"{key}: no figure in this run")
             continue
-        if c.accepted is None or not c.accepted.relative:
-            notes.append(f"{key}: no accepted ratio to compare with")
+        if c.accepted is None:
+            notes.append(f"{key}: no accepted figure to compare with")
             continue
-        if not c.now.relative:
-            notes.append(f"{key}: not checked, this run has no baseline figure ({c.now.text})")
+        if c.fallback or c.score is None:
+            notes.append(f"{key}: not checked, this run's figure is {c.now.text}")
             continue
-        score = c.score if c.score is not None else 0.0
         line = (
-            f"{key}: {c.now.text} against accepted {c.accepted.text} = {score:.2f} "
+            f"{key}: {c.now.text} against accepted {c.accepted.text} = {c.score:.2f} "
             f"(floor {floor:.2f})"
         )
-        (failures if score < floor else notes).append(line)
+        (failures if c.score < floor else notes).append(line)
     return failures, notes
 
 
