@@ -168,6 +168,7 @@ class DbStats:
         fn: Callable[..., Any],
         idle_first: bool = False,
         settle_after: float = SETTLE,
+        settle_before: float = SETTLE,
     ) -> Callable[..., Any]:
         """`fn` measured as phase `name` (an idle window first, if asked, and not yet taken).
         A phase called with arguments is measured only for the mode's largest size."""
@@ -177,7 +178,7 @@ class DbStats:
             if args and args[0] != ctx.mode.due_at_once:
                 return fn(ctx, *args, **kwargs)
             try:
-                a = self.snapshot()
+                a = self.snapshot(settle_before)
                 if idle_first and "idle" not in self.phases:
                     time.sleep(IDLE_WINDOW)
                     b = self.snapshot()
