@@ -134,6 +134,9 @@ class DbStats:
     excluded: list[tuple[float, int, int]] = field(default_factory=list)
 
     def snapshot(self, settle: float = SETTLE) -> Snapshot:
+        # The benchmark's own connection, idle meanwhile, would keep its counters for up to
+        # 10 s: flushed now, so its transactions are in the reading as its statements are.
+        _force_flush()
         time.sleep(settle)
         commits, rollbacks, tuples = pg_counters(self.infra.db_name)
         statements, verbs, connections = read_statements(self.stmt_dir)
@@ -200,13 +203,9 @@ class DbStats:
         """`fn` (the benchmark's ANALYZE) measured on its own, to be left out of its phase:
         the benchmark's connection flushes its counters right before and after
         (`pg_stat_force_next_flush()`), so the reading needs no wait."""
-        from django.db import connection
-
         from bench.stmthook import sitecustomize
 
-        def flush() -> None:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_stat_force_next_flush()")
+        flush = _force_flush
 
         @functools.wraps(fn)
         def apart(*args: Any, **kwargs: Any) -> Any:
@@ -295,6 +294,15 @@ class DbStats:
                 "connections_opened": st.connections.get("stock-beat", 0),
             }
         return out
+
+
+def _force_flush() -> None:
+    """`pg_stat_force_next_flush()` on this process's connection: its counters are flushed
+    when that statement's transaction ends."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
 
 
 def enable(infra: Infra) -> Path:
