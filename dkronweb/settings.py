@@ -471,6 +471,10 @@ AXES_VERBOSE = False
 # overwrites it), or a client could pick its own address.
 TRUST_X_FORWARDED_FOR = env_bool("DKRON_TRUST_X_FORWARDED_FOR", False)
 AXES_CLIENT_IP_CALLABLE = "web.api.auth.client_address"
+# The API's Basic auth remembers a verified password this many seconds in each process, so a
+# client sending Basic on every call does not pay the password hasher every time; a password
+# change or deactivation is seen on the next request all the same (web/api/auth.py). 0: off.
+BASIC_AUTH_CACHE_SECONDS = env_duration("DKRON_BASIC_AUTH_CACHE_SECONDS", 60.0)
 
 # --- Email (notifications) -------------------------------------------------------------
 EMAIL_BACKEND = env("DKRON_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

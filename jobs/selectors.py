@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db.models import Q, QuerySet, TextField, Value
+from django.db.models import F, Q, QuerySet, TextField, Value
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, StrIndex
 
@@ -110,23 +110,52 @@ def job_list(filters: JobFilters) -> QuerySet[Job]:
     return qs.order_by(*_order(JOB_SORTS[filters.sort], filters.descending))
 
 
-def job_page(qs: QuerySet[Job], start: int | None, end: int | None) -> list[Job]:
-    """The jobs of one page with their parent and dependents.
+# What job_page sets on each job it answers, read by the wire format (jobs.wire) instead of
+# `job.parent` and `job.dependents`: a name is all it shows of either.
+PARENT_NAME = "parent_name"
+DEPENDENT_NAMES = "dependent_names"
+
+
+def job_page(
+    qs: QuerySet[Job], start: int | None, end: int | None, *, total: int | None = None
+) -> list[Job]:
+    """The jobs of one page with their parent's and dependents' names (PARENT_NAME,
+    DEPENDENT_NAMES).
 
     The page is cut from the bare, ordered query (ids only, no join), then its rows are read
-    by id: OFFSET walks only an index, and the joins touch only the page's rows.
+    by id: OFFSET walks only an index, and the joins touch only the page's rows. Given `total`
+    (the count of `qs`), a page nearer the end is cut from the reversed order, counting from
+    the end: OFFSET then walks at most half the rows, and PostgreSQL keeps to the index (past
+    about three quarters of 100,000 jobs it sorted the whole table instead, 50 ms a page).
     """
     if start is None:
-        ids = None
-        rows = qs
+        return _with_family(list(qs.annotate(**{PARENT_NAME: F("parent__name")})))
+    if end is not None and start >= end:
+        return []
+    if total is not None and end is not None and end <= total and total - end < start:
+        ids = list(qs.reverse().values_list("id", flat=True)[total - end : total - start])
+        ids.reverse()
     else:
         ids = list(qs.values_list("id", flat=True)[start:end])
-        rows = Job.objects.filter(pk__in=ids)
-    rows = rows.select_related("parent").prefetch_related("dependents")
-    if ids is None:
-        return list(rows)
+    rows = Job.objects.filter(pk__in=ids).order_by().annotate(**{PARENT_NAME: F("parent__name")})
     by_id = {job.pk: job for job in rows}
-    return [by_id[pk] for pk in ids if pk in by_id]
+    return _with_family([by_id[pk] for pk in ids if pk in by_id])
+
+
+def _with_family(jobs: list[Job]) -> list[Job]:
+    """`jobs`, each given the names of its dependents (by name) in one query of names."""
+    names: dict[int, list[str]] = {job.pk: [] for job in jobs}
+    if names:
+        # A page's ids as parameters; a long list's children all (no query has 100,000 ids).
+        children = Job.objects.filter(parent__isnull=False)
+        if len(names) <= 500:
+            children = children.filter(parent_id__in=list(names))
+        for parent_id, name in children.order_by("name").values_list("parent_id", "name"):
+            if parent_id in names:
+                names[parent_id].append(name)
+    for job in jobs:
+        setattr(job, DEPENDENT_NAMES, names[job.pk])
+    return jobs
 
 
 def page_bounds(page: PageSlice, total: int) -> tuple[int, int]:

@@ -20,6 +20,7 @@ from executors.registry import mask_secrets
 from executors.values import parse_go_duration
 from jobs.models import Concurrency, ExecutionStatus, Job, JobStatus, MisfirePolicy
 from jobs.notifications import schema as notify_schema
+from jobs.selectors import DEPENDENT_NAMES, PARENT_NAME
 from jobs.timeutil import ZERO_TIME, rfc3339
 from jobs.timing import job_next_fire
 
@@ -342,11 +343,19 @@ class Map(_Read, serializers.DictField):
 
 
 def _dependent_names(job: Job) -> list[str] | None:
-    return [d.name for d in job.dependents.all()] or None  # Go's nil slice when none
+    names = getattr(job, DEPENDENT_NAMES, None)  # a page of jobs (selectors.job_page)
+    if names is None:
+        names = [d.name for d in job.dependents.all()]
+    return names or None  # Go's nil slice when none
 
 
 def _parent_name(job: Job) -> str:
-    return job.parent.name if job.parent_id and job.parent else ""
+    if not job.parent_id:
+        return ""
+    name = getattr(job, PARENT_NAME, None)  # a page of jobs (selectors.job_page)
+    if name is not None:
+        return str(name)
+    return job.parent.name if job.parent else ""
 
 
 def _map(help_text: str, attribute: str) -> Map:
@@ -373,20 +382,24 @@ class WireSerializer(serializers.Serializer):
     def to_representation(self, instance: Any) -> dict[str, Any]:
         plan = self.__dict__.get("_plan")
         if plan is None:
-            plan = self.__dict__["_plan"] = [
-                (
-                    name,
-                    field.reader() if isinstance(field, _Read) else _reader(field),
-                    field.to_representation,
-                )
-                for name, field in self.fields.items()
-                if not field.write_only
-            ]
+            plan = self.__dict__["_plan"] = self._wire_plan()
         answer = {}
         for name, read, convert in plan:
             value = read(instance)
             answer[name] = None if value is None else convert(value)
         return answer
+
+    def _wire_plan(self) -> list[tuple[str, Callable[[Any], Any], Callable[[Any], Any]]]:
+        """(name, read, convert) for each field answered, in order."""
+        return [
+            (
+                name,
+                field.reader() if isinstance(field, _Read) else _reader(field),
+                field.to_representation,
+            )
+            for name, field in self.fields.items()
+            if not field.write_only
+        ]
 
 
 def _reader(field: serializers.Field) -> Callable[[Any], Any]:
@@ -456,6 +469,18 @@ class JobSerializer(WireSerializer):
         "(key -> message); its runs fail with it until an upsert that validates clears it",
         read=lambda job: job.problems or {},
     )
+
+    def _wire_plan(self) -> list[tuple[str, Callable[[Any], Any], Callable[[Any], Any]]]:
+        # No job field reads the context, so one plan serves every JobSerializer: its fields
+        # are bound once, to a serializer holding no data, not copied again for each answer.
+        if type(self) is not JobSerializer:
+            return super()._wire_plan()
+        if not _JOB_PLAN:
+            _JOB_PLAN[:] = WireSerializer._wire_plan(JobSerializer())
+        return _JOB_PLAN
+
+
+_JOB_PLAN: list[tuple[str, Callable[[Any], Any], Callable[[Any], Any]]] = []
 
 
 def job_to_dict(job: Job) -> dict[str, Any]:

@@ -3,9 +3,14 @@ password hashing: a token is looked up by its SHA-256), and HTTP Basic behind dj
 lockout with a short cache of verified passwords.
 
 Basic: a user or client address locked out by axes (DKRON_LOGIN_FAILURE_LIMIT failures, for
-DKRON_LOGIN_COOLOFF) is refused with 429 before any password is hashed. A verified password is
-remembered for BASIC_CACHE_SECONDS under an HMAC of user and password keyed by a secret of this
-process, with the user's stored hash: a changed password (or a deactivated user) misses.
+DKRON_LOGIN_COOLOFF) is refused with 429 before any password is hashed, and before the cache is
+looked at. A verified password is remembered for DKRON_BASIC_AUTH_CACHE_SECONDS (60; 0: never)
+in this process's memory: the key is an HMAC-SHA256 of the user name and password under a
+random key of this process (never the password, and nothing a stolen SECRET_KEY or database
+could recompute), the value the user's pk and an HMAC of their stored password hash. Each hit
+reads the user again by pk and misses (so hashes in full) once they are gone, inactive, renamed
+or their hash changed: a password change or deactivation takes effect on the next request. A
+refused password is never remembered; axes counts it as before.
 """
 
 from __future__ import annotations
@@ -56,10 +61,10 @@ class TokenAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="dkronweb"'
 
 
-BASIC_CACHE_SECONDS = 60.0
-BASIC_CACHE_MAX = 1024
-_cache_secret = secrets.token_bytes(32)
-_cache: dict[bytes, tuple[int, str, float]] = {}  # digest -> (user pk, password hash, until)
+BASIC_CACHE_MAX = 1024  # entries per process; past it the expired go, then all
+_cache_secret = secrets.token_bytes(32)  # this process's alone: never stored, never sent
+# HMAC(user name, password) -> (user pk, HMAC of the user's stored password hash, until)
+_cache: dict[bytes, tuple[int, bytes, float]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -92,37 +97,79 @@ class LockedOut(exceptions.APIException):
 
 
 class BasicAuthentication(authentication.BasicAuthentication):
-    """DRF's Basic through `authenticate(request=...)`, so axes counts and locks it."""
+    """DRF's Basic through `authenticate(request=...)`, so axes counts and locks it; a verified
+    password is remembered for DKRON_BASIC_AUTH_CACHE_SECONDS (`_remember`, `_recall`)."""
 
     def authenticate_credentials(self, userid: str, password: str, request: Any = None) -> Any:
         django_request = getattr(request, "_request", request)
+        # First, cached or not: a locked-out user or address is refused, unhashed.
         if AxesProxyHandler.is_locked(django_request, {"username": userid}):
             raise LockedOut(lockout_message(django_request))
-        digest = hmac.new(_cache_secret, f"{userid}\0{password}".encode(), hashlib.sha256).digest()
-        user = _cached_user(digest)
+        digest = _credentials_digest(userid, password)
+        user = _recall(digest, userid)
         if user is None:
             user = authenticate(request=django_request, username=userid, password=password)
             if getattr(django_request, "axes_locked_out", False):
                 raise LockedOut(lockout_message(django_request))
             if user is None or not user.is_active:
                 raise exceptions.AuthenticationFailed("Invalid username/password.")
-            with _cache_lock:
-                if len(_cache) >= BASIC_CACHE_MAX:
-                    _cache.clear()
-                _cache[digest] = (user.pk, user.password, time.monotonic() + BASIC_CACHE_SECONDS)
+            _remember(digest, user)
         return (user, None)
 
 
-def _cached_user(digest: bytes) -> Any:
-    """The user of a recently verified password, if its stored hash has not changed since."""
+def _credentials_digest(userid: str, password: str) -> bytes:
+    # Length-prefixed: no (user name, password) pair can collide with another's.
+    data = f"{len(userid)}:{userid}\0{password}".encode("utf-8", "surrogatepass")
+    return hmac.new(_cache_secret, data, hashlib.sha256).digest()
+
+
+def _hash_fingerprint(password_hash: str) -> bytes:
+    """Stands for the user's stored hash in the cache (no copy of the hash is kept)."""
+    return hmac.new(_cache_secret, password_hash.encode(), hashlib.sha256).digest()
+
+
+def _remember(digest: bytes, user: Any) -> None:
+    """Remember a password just verified; never called for a refused one."""
+    seconds = float(settings.BASIC_AUTH_CACHE_SECONDS)
+    if seconds <= 0:
+        return
+    now = time.monotonic()
+    entry = (user.pk, _hash_fingerprint(user.password), now + seconds)
+    with _cache_lock:
+        if len(_cache) >= BASIC_CACHE_MAX:
+            for key in [k for k, (_, _, until) in _cache.items() if until <= now]:
+                del _cache[key]
+            if len(_cache) >= BASIC_CACHE_MAX:
+                _cache.clear()
+        _cache[digest] = entry
+
+
+def _recall(digest: bytes, userid: str) -> Any:
+    """The user of a password verified less than DKRON_BASIC_AUTH_CACHE_SECONDS ago, read
+    afresh (one query by primary key): None, and the entry forgotten, once it has expired, or
+    the user is gone, inactive, renamed or has another password hash since."""
     with _cache_lock:
         hit = _cache.get(digest)
     if hit is None:
         return None
-    pk, password_hash, until = hit
-    user = get_user_model().objects.filter(pk=pk, is_active=True).first()
-    if time.monotonic() > until or user is None or user.password != password_hash:
+    pk, fingerprint, until = hit
+    user = None
+    if time.monotonic() < until:
+        user = get_user_model()._default_manager.filter(pk=pk).first()
+    if (
+        user is None
+        or not user.is_active
+        or user.get_username() != userid
+        or not hmac.compare_digest(_hash_fingerprint(user.password), fingerprint)
+    ):
         with _cache_lock:
-            _cache.pop(digest, None)
+            if _cache.get(digest) is hit:
+                del _cache[digest]
         return None
     return user
+
+
+def forget_basic_credentials() -> None:
+    """Empty this process's cache of verified Basic passwords (the tests use it)."""
+    with _cache_lock:
+        _cache.clear()

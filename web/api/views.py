@@ -293,7 +293,8 @@ class JobsView(ApiView):
         page = JobPageFilter.parse(request.query_params)
         if page.given:
             start, end = selectors.page_bounds(page, total)
-        response = Response(JobSerializer(selectors.job_page(qs, start, end), many=True).data)
+        jobs = selectors.job_page(qs, start, end, total=total)
+        response = Response(JobSerializer(jobs, many=True).data)
         response["X-Total-Count"] = str(total)
         return response
 
