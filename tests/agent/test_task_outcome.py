@@ -43,9 +43,7 @@ def test_a_success_is_reported_without_reading_the_row_back(transactional_db, he
         assert len(queries) == 2, [q["sql"][:80] for q in queries]
 
 
-def test_a_failure_without_retries_fails_the_task_with_the_recorded_reason(
-    transactional_db, here
-):
+def test_a_failure_without_retries_fails_the_task_with_the_recorded_reason(transactional_db, here):
     execution = queued("bad", executor="echo", executor_config={"message": "x", "fail": "true"})
     result = tasks.run_execution.apply(kwargs={"execution_id": execution.pk})
     assert result.failed()
@@ -69,9 +67,7 @@ def test_a_kill_requested_meanwhile_is_reported_as_killed(transactional_db, here
     claimed = execution_claim(execution_id=execution.pk, node_name="n1")
     assert claimed is not None
     execution_kill(execution=Execution.objects.get(pk=execution.pk))
-    closed = execution_close(
-        execution_id=execution.pk, status="failed", output="", claimed=claimed
-    )
+    closed = execution_close(execution_id=execution.pk, status="failed", output="", claimed=claimed)
     assert closed.status == "killed" and closed.retry is None
     assert Execution.objects.get(pk=execution.pk).status == "killed"
 
