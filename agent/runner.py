@@ -28,7 +28,7 @@ from jobs import telemetry, timeutil
 from jobs.logcontext import execution_logging
 from jobs.models import Execution, ExecutionStatus, Run
 from jobs.secrets import encryption_keys, server_secrets
-from jobs.services.executions import execution_claim, execution_finish, execution_progress
+from jobs.services.executions import execution_claim, execution_close, execution_progress
 from jobs.services.jobs import describe_problems
 from processors.base import ExecutionRecord, ProcessorOptions
 from processors.registry import run_processors
@@ -209,13 +209,33 @@ def run_refusal(snapshot: dict[str, Any]) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How one delivery of an execution went on this agent.
+
+    `status` is what this agent recorded ("" when it recorded nothing: the claim found the
+    execution taken, killed while queued or deleted, or the row was closed by someone else
+    before the result was written); `retry` the next attempt, queued and not yet published.
+    """
+
+    status: str = ""
+    reason: str = ""
+    job: str = ""
+    retry: Execution | None = None
+
+
 def run_execution(execution_id: int, *, node_name: str) -> Execution | None:
     """Run one execution here; returns the next attempt when the run must be retried."""
+    return run(execution_id, node_name=node_name).retry
+
+
+def run(execution_id: int, *, node_name: str) -> Outcome:
+    """Run one execution here: `run_execution`, also saying what was recorded."""
     execution = with_db_retry(
         lambda: execution_claim(execution_id=execution_id, node_name=node_name), what="claiming"
     )
     if execution is None:
-        return None  # taken by another delivery, killed while queued, or deleted
+        return Outcome()  # taken by another delivery, killed while queued, or deleted
     _track(+1)
     try:
         with execution_logging(job=execution.job_name, execution=execution.pk):
@@ -224,7 +244,7 @@ def run_execution(execution_id: int, *, node_name: str) -> Execution | None:
         _track(-1)
 
 
-def _run_claimed(execution: Execution) -> Execution | None:
+def _run_claimed(execution: Execution) -> Outcome:
     limit = settings.DKRON["OUTPUT_LIMIT"]
     snapshot = execution.run.snapshot
     sink = OutputSink(limit)
@@ -285,8 +305,8 @@ def _run_claimed(execution: Execution) -> Execution | None:
     output, truncated = _final_output(reason, sink, limit)
     output = _process_output(execution, status, output, reason, truncated)
     log.info("finished status=%s", status)
-    next_attempt = with_db_retry(
-        lambda: execution_finish(
+    closed = with_db_retry(
+        lambda: execution_close(
             execution_id=execution.pk,
             status=status,
             output=output,
@@ -306,4 +326,4 @@ def _run_claimed(execution: Execution) -> Execution | None:
         scheduled_at=execution.scheduled_at,
         scheduled=execution.attempt == 1 and execution.run.trigger == Run.Trigger.SCHEDULE,
     )
-    return next_attempt
+    return Outcome(closed.status, reason[:255], execution.job_name, closed.retry)

@@ -37,9 +37,13 @@ class ExecutionFailed(Exception):
 def run_execution(self: Any, execution_id: int, v: int = dispatch.MESSAGE_VERSION) -> None:
     """Run one execution on this agent; a failed attempt comes back as a Celery retry."""
     node_name = node.identity().name
-    retry = runner.run_execution(execution_id, node_name=node_name)
+    outcome = runner.run(execution_id, node_name=node_name)
+    retry = outcome.retry
     if retry is None:
-        _raise_if_failed(execution_id, node_name)
+        if not outcome.status:  # recorded nothing here: ask the row (rare)
+            _raise_if_failed(execution_id, node_name)
+        elif outcome.status in FAILED_STATUSES:  # as recorded, without reading it back
+            raise ExecutionFailed(execution_id, outcome.job, outcome.status, outcome.reason)
         return
     countdown = 0.0
     if retry.not_before is not None:

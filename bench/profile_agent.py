@@ -6,6 +6,7 @@ process claims, runs and finishes each execution the way an agent does, and prin
 time and CPU per execution and per step, beside the round trip of a bare `SELECT 1` and of a
 one-row `UPDATE` with and without a synchronous commit. It is the profile behind the README's
 end-to-end figure: what the database path costs, apart from the broker and the process pool.
+`--cprofile` adds cProfile's table of the runner loop (cumulative and own time).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _cpu() -> float:
@@ -23,14 +25,31 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def main(n: int) -> None:
+def _backend_cpu(pid: int) -> float | None:
+    """CPU seconds of a PostgreSQL backend on this host (None when not readable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _commits(cursor: Any) -> int:
+    """Transactions committed in this database (PostgreSQL's own statistics)."""
+    cursor.execute("SELECT pg_stat_force_next_flush()")
+    cursor.execute("SELECT pg_stat_clear_snapshot()")
+    cursor.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+    return int(cursor.fetchone()[0])
+
+
+def main(n: int, *, profile: bool = False) -> None:
     from bench import infra
 
     env = infra.make(Path(tempfile.gettempdir()))
     infra.create_database(env)
     os.environ.update(env.env())
     try:
-        _profile(n)
+        _profile(n, profile=profile)
     finally:
         from django.db import connections
 
@@ -38,7 +57,7 @@ def main(n: int) -> None:
         infra.drop_database(env)
 
 
-def _profile(n: int) -> None:
+def _profile(n: int, *, profile: bool) -> None:
     import logging
 
     import django
@@ -94,10 +113,35 @@ def _profile(n: int) -> None:
         t1 = time.perf_counter()
         execution_finish(execution_id=pk, status="success", output="x\n", claimed=execution)
         claim, finish = claim + t1 - t0, finish + time.perf_counter() - t1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = int(cursor.fetchone()[0])
+        commits0 = _commits(cursor)
+    statements = 0
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        nonlocal statements
+        statements += 1
+        return execute(sql, params, many, context)
+
+    b0 = _backend_cpu(backend)
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
     c0, t0 = _cpu(), time.perf_counter()
-    for pk in ids[n:]:
-        runner.run_execution(pk, node_name="profile")
+    if profiler is not None:
+        profiler.enable()
+    with connection.execute_wrapper(count):
+        for pk in ids[n:]:
+            runner.run_execution(pk, node_name="profile")
+    if profiler is not None:
+        profiler.disable()
     wall, cpu = (time.perf_counter() - t0) / n, (_cpu() - c0) / n
+    b1 = _backend_cpu(backend)
+    with connection.cursor() as cursor:
+        commits = _commits(cursor) - commits0 - 3  # the three statistics reads commit too
 
     ms = 1000.0
     print(f"database: {connection.vendor}, {n} executions per measurement")
@@ -108,7 +152,19 @@ def _profile(n: int) -> None:
     print(f"finish (service):               {finish / n * ms:6.2f} ms")
     print(f"whole execution (runner), wall: {wall * ms:6.2f} ms")
     print(f"whole execution (runner), CPU:  {cpu * ms:6.2f} ms of this process")
+    if b0 is not None and b1 is not None:
+        print(f"whole execution, database CPU:  {(b1 - b0) / n * ms:6.2f} ms of its backend")
+    print(f"statements per execution:       {statements / n:6.2f}")
+    print(f"commits per execution:          {commits / n:6.2f} (pg_stat_database)")
+    if profiler is not None:
+        import pstats
+
+        print("\ncProfile of the runner loop (cumulative, then own time):")
+        stats = pstats.Stats(profiler, stream=sys.stdout).strip_dirs()
+        stats.sort_stats("cumulative").print_stats(35)
+        stats.sort_stats("tottime").print_stats(25)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500)
+    args = [a for a in sys.argv[1:] if a != "--cprofile"]
+    main(int(args[0]) if args else 500, profile="--cprofile" in sys.argv[1:])

@@ -7,6 +7,10 @@ whose data-modifying CTEs close the execution, count the result on the job and s
 run when this was its last active execution. The ORM path in `executions` stays the
 reference: it handles SQLite, retries, kills and everything this statement leaves alone.
 
+Both statements are prepared on the server (once per connection, `_cursor`): planning them took
+more of the database's time than running them. A pooler that cannot keep prepared statements
+(PgBouncer in transaction mode before 1.21) turns that off for the process on its first error.
+
 All CTEs of a statement see the same snapshot, taken before any of its updates; that is why
 the sibling checks below exclude the row being closed. Two executions of one run finishing
 at the same moment both see the other as running and leave the run unsettled; the caller
@@ -16,11 +20,15 @@ then settles it with `run_settle` after commit, as the ORM path does.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+import psycopg
+from django.db import DatabaseError, connection
 
 from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job, Run
 
@@ -29,8 +37,80 @@ _EXEC_FIELDS = [f for f in Execution._meta.concrete_fields]
 _RUN_FIELDS = [f for f in Run._meta.concrete_fields]
 
 
+log = logging.getLogger("dkronweb.executions")
+
+# SQLSTATEs of a prepared statement the server does not know or already has: a pooler that
+# moved the session between connections.
+_POOLER_ERRORS = frozenset({"26000", "42P05"})
+_prepare = True  # per process; off after a pooler error
+_ONLY_WHEN_ASKED = 2**31 - 1  # a threshold no other statement reaches
+
+
 def available() -> bool:
     return connection.vendor == "postgresql"
+
+
+class _PreparedCursor(psycopg.Cursor):
+    """Server-side binding, each statement prepared on its connection (psycopg keeps them).
+
+    Django turns psycopg's preparing off (`prepare_threshold` None, for poolers); it is on here
+    only while this cursor's statement is sent, so every other query stays as Django sends it.
+    """
+
+    def execute(self, query: Any, params: Any = None, **kw: Any) -> Any:
+        conn = self.connection
+        saved = conn.prepare_threshold
+        if saved is None:
+            conn.prepare_threshold = _ONLY_WHEN_ASKED
+        try:
+            return super().execute(query, params, prepare=True, **kw)
+        finally:
+            conn.prepare_threshold = saved
+
+
+@contextmanager
+def _cursor() -> Iterator[Any]:
+    """A cursor for the hot path's statements: a prepared one outside transactions.
+
+    Inside a transaction (a finish with follow-ups) a failed statement would abort it, so there
+    the statement is sent as Django sends any other.
+    """
+    if not _prepare or connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.close_if_health_check_failed()  # as connection.cursor() does
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        raw: Any = _PreparedCursor(connection.connection)
+    wrapped = (
+        connection.make_debug_cursor(raw)
+        if connection.queries_logged
+        else connection.make_cursor(raw)
+    )
+    with wrapped as cursor:
+        yield cursor
+
+
+def _fetchone(sql: str, params: Any) -> Any:
+    global _prepare
+    use_prepared = _prepare and not connection.in_atomic_block
+    try:
+        with _cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    except DatabaseError as exc:
+        state = getattr(exc.__cause__, "sqlstate", None)
+        if not use_prepared or state not in _POOLER_ERRORS:
+            raise
+        _prepare = False
+        log.warning(
+            "prepared statements are not kept by the database connection (a pooler?): "
+            "the agent's claim and finish are sent unprepared from now on"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
 
 
 def claim(*, execution_id: int, node_name: str, queue: str, now: datetime) -> Execution | None:
@@ -53,9 +133,7 @@ def claim(*, execution_id: int, node_name: str, queue: str, now: datetime) -> Ex
         execution_id,
         ExecutionStatus.QUEUED,
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = _fetchone(sql, params)
     if row is None:
         return None
     n = len(_EXEC_FIELDS)
@@ -144,9 +222,7 @@ SELECT (SELECT count(*) FROM closed), (SELECT status FROM settled), (SELECT busy
         "ok": ExecutionStatus.SUCCESS,
         "skipped": ExecutionStatus.SKIPPED,
     }
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        closed, run_status, busy, _ = cursor.fetchone()
+    closed, run_status, busy, _ = _fetchone(sql, params)
     return Finished(
         closed=bool(closed),
         settled=run_status is not None,

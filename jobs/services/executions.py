@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -79,6 +80,15 @@ def _retry_node(execution: Execution) -> str:
     return nodes[0].name if nodes else execution.node_name
 
 
+@dataclass(frozen=True)
+class Closed:
+    """What `execution_close` recorded: the status it wrote ("" when it closed nothing: the
+    row was closed or deleted meanwhile) and the next attempt, if one was queued."""
+
+    status: str
+    retry: Execution | None = None
+
+
 def execution_finish(
     *,
     execution_id: int,
@@ -89,7 +99,29 @@ def execution_finish(
     retryable: bool = True,
     claimed: Execution | None = None,
 ) -> Execution | None:
-    """Close an execution; returns the next attempt (queued, not yet published) if any.
+    """Close an execution; returns the next attempt (queued, not yet published) if any."""
+    return execution_close(
+        execution_id=execution_id,
+        status=status,
+        output=output,
+        truncated=truncated,
+        reason=reason,
+        retryable=retryable,
+        claimed=claimed,
+    ).retry
+
+
+def execution_close(
+    *,
+    execution_id: int,
+    status: str,
+    output: str,
+    truncated: bool = False,
+    reason: str = "",
+    retryable: bool = True,
+    claimed: Execution | None = None,
+) -> Closed:
+    """Close an execution: `execution_finish`, also saying which status was recorded.
 
     `claimed` is the row as the agent claimed it (with its run): then the usual case costs one
     conditional UPDATE. Without it, or when the row changed meanwhile (a kill request, the
@@ -109,7 +141,7 @@ def execution_finish(
             retryable=retryable,
         )
     ):
-        return None
+        return Closed(status)
     with transaction.atomic():
         execution = (
             Execution.objects.select_for_update(of=("self",))
@@ -118,7 +150,7 @@ def execution_finish(
             .first()
         )
         if execution is None:
-            return None  # deleted with its job, or already closed by the dead-agent sweep
+            return Closed("")  # deleted with its job, or already closed by the dead-agent sweep
         if execution.kill_requested and status != ExecutionStatus.SUCCESS:
             status, retryable = ExecutionStatus.KILLED, False
         retry = _needs_retry(execution, status=status, retryable=retryable)
@@ -132,7 +164,7 @@ def execution_finish(
             retry=retry,
             guard=False,
         )
-        return _after_close(execution, status=status, retry=retry)
+        return Closed(status, _after_close(execution, status=status, retry=retry))
 
 
 def _close_claimed(
