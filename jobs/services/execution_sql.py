@@ -41,7 +41,10 @@ def claim(*, execution_id: int, node_name: str, queue: str, now: datetime) -> Ex
         f'UPDATE "{Execution._meta.db_table}" e SET status = %s, node_name = %s, queue = %s, '
         f"started_at = %s, heartbeat_at = %s "
         f'FROM "{Run._meta.db_table}" r '
-        f"WHERE e.id = %s AND e.status = %s AND r.id = e.run_id "
+        # `(SELECT %s)`, not `%s` (issue 15): compared to a plain constant, the planner may
+        # prove exec_active_idx usable and, with statistics taken when few rows were queued,
+        # cost it as one row; the claim then read every queued row instead of one by key.
+        f"WHERE e.id = %s AND e.status = (SELECT %s) AND r.id = e.run_id "
         f"RETURNING {e_cols}, {r_cols}"
     )
     params: list[Any] = [

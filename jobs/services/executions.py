@@ -111,13 +111,16 @@ def execution_finish(
     ):
         return None
     with transaction.atomic():
+        # Locked by primary key alone, the status checked here (issue 15): with
+        # `status__in=ACTIVE_STATUSES` in the query, stale planner statistics could send the
+        # lookup through exec_active_idx, every active row of the cluster.
         execution = (
             Execution.objects.select_for_update(of=("self",))
             .select_related("run")
-            .filter(pk=execution_id, status__in=ACTIVE_STATUSES)
+            .filter(pk=execution_id)
             .first()
         )
-        if execution is None:
+        if execution is None or execution.status not in ACTIVE_STATUSES:
             return None  # deleted with its job, or already closed by the dead-agent sweep
         if execution.kill_requested and status != ExecutionStatus.SUCCESS:
             status, retryable = ExecutionStatus.KILLED, False
@@ -387,12 +390,15 @@ def trim_history(*, job: Job) -> int:
     ids = list(cutoff)
     if not ids:
         return 0
-    deleted, _ = (
-        Execution.objects.filter(job=job, id__lte=ids[0])
-        .filter(~Q(status__in=ACTIVE_STATUSES))
-        .delete()
+    doomed = Execution.objects.filter(job=job, id__lte=ids[0]).filter(
+        ~Q(status__in=ACTIVE_STATUSES)
     )
-    Run.objects.filter(job=job, finished=True, executions__isnull=True).delete()
+    # Issue 15: only the runs of the rows deleted here can have become empty. Asking for every
+    # empty run of the job walked all its runs (and probed each one's executions) on every
+    # TRIM_EVERY-th run.
+    run_ids = set(doomed.values_list("run_id", flat=True))
+    deleted, _ = doomed.delete()
+    Run.objects.filter(pk__in=run_ids, finished=True, executions__isnull=True).delete()
     return deleted
 
 
