@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Case, CharField, Exists, F, OuterRef, Q, Value, When
+from django.db.models.expressions import RawSQL
 
 from jobs import dispatch, timeutil
 from jobs.errors import Conflict
@@ -59,8 +60,11 @@ def execution_progress(*, execution_id: int, output: str | None, truncated: bool
     fields: dict[str, object] = {"heartbeat_at": timeutil.now()}
     if output is not None:
         fields.update(output=output, output_truncated=truncated)
+    # The status as `(SELECT 'running')` (issue 15, see execution_sql.claim): the row by its
+    # key, never through exec_active_idx's 'running' range and its dead entries.
+    running = RawSQL("SELECT %s", (str(ExecutionStatus.RUNNING),), output_field=CharField())
     updated = Execution.objects.filter(
-        pk=execution_id, status=ExecutionStatus.RUNNING, kill_requested=False
+        pk=execution_id, status=running, kill_requested=False
     ).update(**fields)
     return bool(updated)
 
