@@ -115,7 +115,9 @@ class Run(models.Model):
         PARENT = "parent"
         CATCHUP = "catchup"
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="runs")
+    # No index of its own: run_job_idx and unique_fire_key lead with job_id (one index less
+    # to maintain on every fire).
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="runs", db_index=False)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     trigger = models.CharField(max_length=16, choices=Trigger, default=Trigger.SCHEDULE)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -155,7 +157,11 @@ class Execution(models.Model):
     """One attempt of a run on one node."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="executions")
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="executions")
+    # No index of its own: exec_job_idx leads with job_id (one index less to maintain on every
+    # insert and status change).
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="executions", db_index=False
+    )
     job_name = models.CharField(max_length=255)
     attempt = models.PositiveIntegerField(default=1)
     node_name = models.CharField(max_length=255, blank=True, default="")
@@ -187,6 +193,33 @@ class Execution(models.Model):
                 fields=["status", "node_name"],
                 name="exec_active_idx",
                 condition=models.Q(status__in=["queued", "running"]),
+            ),
+            # "Does this job have an active execution?" (forbid, replace, the job's status
+            # when a run settles, the agent's finish statement): a probe into the job's
+            # active rows, not a walk through its history (exec_job_idx) or through the
+            # cluster's whole active set (exec_active_idx).
+            #
+            # Planner statistics are always stale about `status`: they are taken when few
+            # rows are queued, so every partial index on active rows looks like one row to
+            # the planner, and one it may use is a trap for a query it was not meant for (a
+            # scan of 100,000 queued rows where the primary key would do). `job_id IS NOT
+            # NULL` (always true) keeps this one to queries that compare job_id (which
+            # implies it), so only they can use it.
+            models.Index(
+                fields=["job"],
+                name="exec_job_active_idx",
+                condition=models.Q(status__in=["queued", "running"], job__isnull=False),
+            ),
+            # Never published and not finished: catch-up fires waiting for their publish
+            # slot (not_before set), and what a previous scheduler committed and did not
+            # publish (not_before null). The scheduler asks on every tick; the published
+            # backlog and the history stay out. No `status` in the condition, for the reason
+            # above: the queries compare the status in a form the planner cannot use to pick
+            # exec_active_idx instead (jobs.services.runs).
+            models.Index(
+                fields=["not_before"],
+                name="exec_unpublished_idx",
+                condition=models.Q(published_at__isnull=True, finished_at__isnull=True),
             ),
             # Retention walks finished rows oldest first; queued and running rows (no
             # finished_at) stay out of the index.

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db import connection
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
 
 from jobs import timeutil
 from jobs.models import ACTIVE_STATUSES, Agent, Execution, ExecutionStatus
@@ -225,6 +227,30 @@ def agent_state(agent: Agent, *, now: datetime | None = None) -> str:
     return "leaving" if agent.leaving else "alive"
 
 
+# The placement load of an agent counts its queued and running executions up to this many
+# per slot of its concurrency. Every fire batch asks, so an uncapped count read the whole
+# backlog each time (100,000 queued rows: 100,000 index entries per batch of fires); capped,
+# the cost is bounded by the agents' slots, whatever the backlog. Agents past the cap are
+# ranked as equally busy per slot, and `start_runs` gives them work in turn.
+LOAD_CAP_PER_SLOT = 500
+
+
+def _capped_load() -> RawSQL:
+    """Per agent row: its queued and running executions (exec_active_idx), at most
+    LOAD_CAP_PER_SLOT x concurrency of them (a LIMIT inside the count, which the ORM cannot
+    write). SQLite refuses a LIMIT that refers to the outer row: there (the embedded mode,
+    one agent, a small backlog) the count is exact."""
+    ex, agent = Execution._meta.db_table, Agent._meta.db_table
+    limit, cap = "", []
+    if connection.vendor == "postgresql":
+        limit, cap = f' LIMIT %s * "{agent}"."concurrency"', [LOAD_CAP_PER_SLOT]
+    sql = (
+        f'SELECT COUNT(*) FROM (SELECT 1 FROM "{ex}" e WHERE e."status" IN (%s, %s) '
+        f'AND e."node_name" = "{agent}"."name"{limit}) capped'
+    )
+    return RawSQL(sql, (*(str(s) for s in ACTIVE_STATUSES), *cap))
+
+
 def alive_nodes(*, now: datetime | None = None) -> list[NodeInfo]:
     """The live agents, each with its load: the executions queued for or running on it.
 
@@ -235,29 +261,22 @@ def alive_nodes(*, now: datetime | None = None) -> list[NodeInfo]:
     The load is counted in the database, not taken from the heartbeat: a prefork agent's
     heartbeat thread lives in the parent process and cannot see what its pool children run,
     so it reports 0 and "least busy first" would send all the work to the first agent by name.
+    It is counted up to LOAD_CAP_PER_SLOT per slot, so the cost does not grow with the backlog.
     """
     alive = Q(last_heartbeat__gte=alive_cutoff(now))
     local = local_agent()
     if local is not None:  # alive while this process is: see agent_local_started
         alive |= Q(name=local.name, instance_id=local.instance_id)
     rows = list(
-        Agent.objects.filter(alive, left=False, leaving=False).values(
-            "name", "tags", "running", "concurrency"
-        )
-    )
-    load = dict(
-        Execution.objects.filter(
-            status__in=ACTIVE_STATUSES, node_name__in=[r["name"] for r in rows]
-        )
-        .values_list("node_name")
-        .annotate(n=Count("pk"))
-        .values_list("node_name", "n")
+        Agent.objects.filter(alive, left=False, leaving=False)
+        .annotate(load=_capped_load())
+        .values("name", "tags", "running", "concurrency", "load")
     )
     return [
         NodeInfo(
             name=r["name"],
             tags={k: str(v) for k, v in (r["tags"] or {}).items()},
-            running=max(r["running"], load.get(r["name"], 0)),
+            running=max(r["running"], r["load"] or 0),
             concurrency=r["concurrency"],
         )
         for r in rows

@@ -121,7 +121,11 @@ def claim(*, execution_id: int, node_name: str, queue: str, now: datetime) -> Ex
         f'UPDATE "{Execution._meta.db_table}" e SET status = %s, node_name = %s, queue = %s, '
         f"started_at = %s, heartbeat_at = %s "
         f'FROM "{Run._meta.db_table}" r '
-        f"WHERE e.id = %s AND e.status = %s AND r.id = e.run_id "
+        # `(SELECT %s)`, not `%s` (issue 15): compared to a plain constant, the planner may
+        # prove exec_active_idx usable and, with statistics taken when few rows were queued,
+        # cost it as one row; the claim then read every queued row instead of one by key.
+        # A value it sees only when the statement runs leaves the primary key as the path.
+        f"WHERE e.id = %s AND e.status = (SELECT %s) AND r.id = e.run_id "
         f"RETURNING {e_cols}, {r_cols}"
     )
     params: list[Any] = [
@@ -164,7 +168,11 @@ def finish(
     retryable: bool,
     now: datetime,
 ) -> Finished:
-    """Close a running execution as final, count it on the job, settle its run if last."""
+    """Close a running execution as final, count it on the job, settle its run if last.
+
+    `status = (SELECT %(running)s)` for the reason given in `claim`: with a plain constant
+    the row could be looked up through exec_active_idx's 'running' range (every execution
+    that ran since the last vacuum left a dead entry there) instead of by its key."""
     ex, run, job = Execution._meta.db_table, Run._meta.db_table, Job._meta.db_table
     success = status == ExecutionStatus.SUCCESS
     counter = (
@@ -177,7 +185,7 @@ WITH closed AS (
     UPDATE "{ex}" SET status = %(status)s, success = %(success)s, output = %(output)s,
         output_truncated = %(truncated)s, reason = %(reason)s, retryable = %(retryable)s,
         finished_at = %(now)s, started_at = COALESCE(started_at, %(now)s), final = true
-    WHERE id = %(id)s AND status = %(running)s AND NOT kill_requested
+    WHERE id = %(id)s AND status = (SELECT %(running)s) AND NOT kill_requested
     RETURNING id, run_id, job_id
 ), siblings AS (
     SELECT e.status, e.final FROM "{ex}" e, closed c WHERE e.run_id = c.run_id AND e.id <> c.id

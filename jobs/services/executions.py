@@ -13,7 +13,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Case, CharField, Exists, F, OuterRef, Q, Value, When
+from django.db.models.expressions import RawSQL
 
 from jobs import dispatch, timeutil
 from jobs.errors import Conflict
@@ -60,8 +61,11 @@ def execution_progress(*, execution_id: int, output: str | None, truncated: bool
     fields: dict[str, object] = {"heartbeat_at": timeutil.now()}
     if output is not None:
         fields.update(output=output, output_truncated=truncated)
+    # The status as `(SELECT 'running')` (issue 15, see execution_sql.claim): the row by its
+    # key, never through exec_active_idx's 'running' range and its dead entries.
+    running = RawSQL("SELECT %s", (str(ExecutionStatus.RUNNING),), output_field=CharField())
     updated = Execution.objects.filter(
-        pk=execution_id, status=ExecutionStatus.RUNNING, kill_requested=False
+        pk=execution_id, status=running, kill_requested=False
     ).update(**fields)
     return bool(updated)
 
@@ -143,13 +147,16 @@ def execution_close(
     ):
         return Closed(status)
     with transaction.atomic():
+        # Locked by primary key alone, the status checked here (issue 15): with
+        # `status__in=ACTIVE_STATUSES` in the query, stale planner statistics could send the
+        # lookup through exec_active_idx, every active row of the cluster.
         execution = (
             Execution.objects.select_for_update(of=("self",))
             .select_related("run")
-            .filter(pk=execution_id, status__in=ACTIVE_STATUSES)
+            .filter(pk=execution_id)
             .first()
         )
-        if execution is None:
+        if execution is None or execution.status not in ACTIVE_STATUSES:
             return Closed("")  # deleted with its job, or already closed by the dead-agent sweep
         if execution.kill_requested and status != ExecutionStatus.SUCCESS:
             status, retryable = ExecutionStatus.KILLED, False
@@ -419,12 +426,15 @@ def trim_history(*, job: Job) -> int:
     ids = list(cutoff)
     if not ids:
         return 0
-    deleted, _ = (
-        Execution.objects.filter(job=job, id__lte=ids[0])
-        .filter(~Q(status__in=ACTIVE_STATUSES))
-        .delete()
+    doomed = Execution.objects.filter(job=job, id__lte=ids[0]).filter(
+        ~Q(status__in=ACTIVE_STATUSES)
     )
-    Run.objects.filter(job=job, finished=True, executions__isnull=True).delete()
+    # Issue 15: only the runs of the rows deleted here can have become empty. Asking for every
+    # empty run of the job walked all its runs (and probed each one's executions) on every
+    # TRIM_EVERY-th run.
+    run_ids = set(doomed.values_list("run_id", flat=True))
+    deleted, _ = doomed.delete()
+    Run.objects.filter(pk__in=run_ids, finished=True, executions__isnull=True).delete()
     return deleted
 
 

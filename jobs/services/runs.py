@@ -14,7 +14,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max, Min
+from django.db.models import CharField, F
+from django.db.models.expressions import RawSQL
 
 from executors.registry import get_executor
 from jobs import dispatch, timeutil
@@ -109,8 +110,11 @@ def active_job_ids(job_ids: list[int]) -> set[int]:
     """Jobs with a queued, running or retry-pending execution (forbid and replace ask this)."""
     if not job_ids:
         return set()
+    # Through exec_job_active_idx: the jobs' active rows, never their history. No ordering:
+    # the model's default (-id) would make DISTINCT keep one row per execution.
     return set(
         Execution.objects.filter(job_id__in=job_ids, status__in=ACTIVE_STATUSES)
+        .order_by()
         .values_list("job_id", flat=True)
         .distinct()
     )
@@ -426,14 +430,27 @@ def fire_due_jobs(
     return report
 
 
-def _waiting_catchups() -> Any:
-    """Queued catch-up executions committed with a publish slot and not yet published."""
+def _unpublished() -> Any:
+    """Queued executions never published: through exec_unpublished_idx (rows never published
+    and not finished), never the published backlog or the history.
+
+    The status is compared to `(SELECT 'queued')`, a value the planner sees only when the
+    statement runs: with a plain 'queued' it could prove exec_active_idx (status, node_name)
+    usable too, and planner statistics, taken when few rows were queued, cost that index as
+    one row whatever the backlog (it then read every queued row, on every tick)."""
+    queued = RawSQL("SELECT %s", (str(ExecutionStatus.QUEUED),), output_field=CharField())
     return Execution.objects.filter(
-        status=ExecutionStatus.QUEUED,
-        published_at__isnull=True,
-        not_before__isnull=False,
-        run__trigger=Run.Trigger.CATCHUP,
+        status=queued, published_at__isnull=True, finished_at__isnull=True
     )
+
+
+def _waiting_catchups() -> Any:
+    """Queued catch-up executions committed with a publish slot and not yet published.
+
+    Read through exec_unpublished_idx (queued, never published, by not_before), which holds
+    neither the history nor the published backlog; callers read it in not_before order and
+    stop early (a MIN or MAX over the join with runs would read every waiting row)."""
+    return _unpublished().filter(not_before__isnull=False, run__trigger=Run.Trigger.CATCHUP)
 
 
 def catchup_slots(fires: list[Fire], *, now: datetime) -> int:
@@ -451,7 +468,7 @@ def catchup_slots(fires: list[Fire], *, now: datetime) -> int:
     if rate <= 0 or not catchups:
         return 0
     step = timedelta(seconds=1.0 / rate)
-    last = _waiting_catchups().aggregate(last=Max("not_before"))["last"]
+    last = _waiting_catchups().order_by("-not_before").values_list("not_before", flat=True).first()
     start = max(now, last + step) if last is not None else now
     for i, fire in enumerate(catchups):
         fire.not_before = start + step * i
@@ -465,7 +482,7 @@ def catchup_backlog() -> int:
 
 def seconds_until_next_catchup(*, now: datetime | None = None) -> float | None:
     now = now or timeutil.now()
-    nxt = _waiting_catchups().aggregate(first=Min("not_before"))["first"]
+    nxt = _waiting_catchups().order_by("not_before").values_list("not_before", flat=True).first()
     if nxt is None:
         return None
     return max(0.0, (nxt - now).total_seconds())
@@ -500,9 +517,8 @@ def publish_left_unpublished(*, now: datetime | None = None, chunk: int = 1000) 
     total = seen = 0
     while True:
         batch = list(
-            Execution.objects.filter(
-                status=ExecutionStatus.QUEUED,
-                published_at__isnull=True,
+            _unpublished()
+            .filter(
                 not_before__isnull=True,
                 queued_at__lte=now,
                 run__trigger__in=(Run.Trigger.SCHEDULE, Run.Trigger.CATCHUP),
