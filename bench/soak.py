@@ -50,7 +50,8 @@ Definitions (each counted per run, the group of executions of one fire or one ru
   as the number of active executions keeps falling (a backlog), and ends when it has not
   fallen for the drain window (60 s micro, 90 s short, 120 s full; at most 15 minutes).
 - closed by the kill: executions of the killed agent closed as failed (`agent <name> died` by
-  the scheduler's sweep, or `agent <name> restarted` by the replacement); re-run after the
+  the scheduler's sweep or, with `; its job processes were killed`, by the agent's reaper, or
+  `agent <name> restarted` by the replacement); re-run after the
   kill: their runs that then succeeded on a retry.
 - API: every request the threads made; errors are 5xx answers and transport errors (the web
   server is never faulted); 4xx answers are counted apart. Latency p50/p99 per kind.
@@ -574,8 +575,12 @@ def account(soak: Soak, disabled_at: datetime) -> dict[str, Any]:
     for e in execs:
         by_run[e.run_id].append(e)
     node = soak.kill.get("node", "")
-    kill_reasons = {f"agent {node} died", f"agent {node} restarted"}
-    closed_by_kill = {e.pk for e in execs if e.status == "failed" and e.reason in kill_reasons}
+    # Whoever closes them first: the scheduler's sweep ("died"), the replacement agent
+    # ("restarted") or the dead agent's reaper ("died; its job processes were killed").
+    kill_reasons = (f"agent {node} died", f"agent {node} restarted")
+    closed_by_kill = {
+        e.pk for e in execs if e.status == "failed" and e.reason.startswith(kill_reasons)
+    }
     lines, malformed = read_effects(soak.effects)
     exec_by_id = {e.pk: e for e in execs}
     lines_by_run: dict[int, list[Line]] = defaultdict(list)
