@@ -15,7 +15,7 @@ ACCEPTED = Path(__file__).resolve().parent / "results" / "accepted-full.json"
 # be held against the accepted full run: see bench/README.md ("The guard").
 GUARD_FLOORS = {
     # end-to-end executions/s as a share of raw Celery's (a ratio of ratios)
-    "e2e_rate": 0.5,
+    "e2e_rate": 0.4,
     # the scheduler's CPU time per fire (accepted / now): the fire path's cost
     "fire_cpu": 0.4,
 }
