@@ -36,6 +36,7 @@ import socket
 import threading
 import time
 import uuid
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
@@ -137,6 +138,9 @@ class JobScheduler(DatabaseScheduler):
         self.is_leader = False
         self.last_sweep = 0.0
         self.last_ok = timeutil.now()  # the database last answered a tick
+        # Since when this scheduler has been firing without a break (active, every tick done):
+        # a fire due after it is late, never missed, however long the work takes (runs._plan).
+        self.active_since: datetime | None = None
         self.lease_until = 0.0  # monotonic time until which this process surely holds the lease
         self.republished = 0  # executions published by the last takeover
         self.busy = False  # inside a tick, a sync or close: a signal only asks to stop
@@ -226,6 +230,7 @@ class JobScheduler(DatabaseScheduler):
             log.warning("scheduler %s lost the lease (%s): standby, not firing", self.holder, how)
         self.lease_until = 0.0
         self.is_leader = False
+        self.active_since = None
 
     def fence(self) -> bool:
         """The fire transaction's last statement: renew the lease only while still held."""
@@ -276,6 +281,10 @@ class JobScheduler(DatabaseScheduler):
         self._check_stop()
         tick_max = _conf()["TICK_MAX"]
         self.busy = True
+        if time.monotonic() - self.tick_started > float(_conf()["MISFIRE_GRACE"]):
+            # The last tick began longer ago than the grace: it hung (a database stall) or the
+            # process was frozen. Nobody fired meanwhile, so what fell due is judged as missed.
+            self.active_since = None
         self.tick_started = time.monotonic()
         try:
             if _conf()["CLOCK_FROM_DATABASE"]:
@@ -284,6 +293,7 @@ class JobScheduler(DatabaseScheduler):
         except Exception as exc:
             # A database or broker restart must not kill the scheduler: wait and retry.
             log.exception("scheduler tick failed; retrying")
+            self.active_since = None  # fires due from here on were nobody's: misfires
             if isinstance(exc, DatabaseError):
                 # Agents cannot heartbeat meanwhile: liveness gets a grace once it is back.
                 agents.database_unreachable(last_ok=self.last_ok)
@@ -302,6 +312,7 @@ class JobScheduler(DatabaseScheduler):
 
     def _tick(self, tick_max: float) -> float:
         was_leader = self.is_leader
+        started = timeutil.now()
         self.member.keep_alive()
         self.is_leader = self._lead()
         if self.is_leader != was_leader:
@@ -314,11 +325,14 @@ class JobScheduler(DatabaseScheduler):
             if self.is_leader:
                 self.take_over()
         if not self.is_leader:
+            self.active_since = None
             # Standbys retry often so one takes over within TTL + 0.5 s of the leader's death.
             return min(tick_max, 0.5)
+        if self.active_since is None:
+            self.active_since = started
         fence = self.fence if _conf()["LEASE_ENABLED"] else None
         self._note_stall()  # before placing runs on agents that could not heartbeat
-        report = runs.fire_due_jobs(fence=fence)
+        report = runs.fire_due_jobs(fence=fence, active_since=self.active_since)
         if report.fenced:
             self.lease_lost("the fire transaction's fence")
             return min(tick_max, 0.5)

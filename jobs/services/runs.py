@@ -267,7 +267,7 @@ class FireReport:
 
 
 def _plan(
-    job: Job, now: datetime, budget: int | None = None
+    job: Job, now: datetime, budget: int | None = None, since: datetime | None = None
 ) -> tuple[list[tuple[datetime, str]], int, datetime | None]:
     """Decide which fire times of a due job run now, how many are missed, and the next time.
 
@@ -275,6 +275,11 @@ def _plan(
     2. Later than that it is a misfire: `skip` drops it, `run_once` runs the latest missed
        time inside the catch-up window, `run_all` runs each of them oldest first.
     3. Fire times outside starts_at/expires_at never run and are not misfires.
+
+    Lateness is counted up to `since` when it is earlier than `now`: the time from which this
+    scheduler has been firing without a break. A fire due while it was at work was not missed,
+    however long the work before it took (a top-of-the-hour burst of 100,000 takes minutes to
+    fire): it runs, late; only fire times nobody was there for are misfires.
     """
     due = job.next_run
     times: list[tuple[datetime, str]]
@@ -283,7 +288,8 @@ def _plan(
     grace = timedelta(seconds=settings.DKRON["MISFIRE_GRACE"])
     if schedule is None or schedule.kind == "manual":
         return [], 0, None
-    if now - due <= grace:
+    cut = min(now, since or now) - grace  # fire times before it were missed
+    if due >= cut:
         times, missed = [(due, Run.Trigger.SCHEDULE)], 0
         upto = due
     else:
@@ -296,10 +302,8 @@ def _plan(
         ]
         before = [t for t in head if t < window_start]
         catchable = [t for t in head if t >= window_start]
-        catchable += schedule.fires_between(
-            window_start, now - grace, anchor=job.anchor, limit=MAX_COUNTED
-        )
-        recent = schedule.fires_between(now - grace, now, anchor=job.anchor)
+        catchable += schedule.fires_between(window_start, cut, anchor=job.anchor, limit=MAX_COUNTED)
+        recent = schedule.fires_between(cut, now, anchor=job.anchor)
         if job.misfire_policy == MisfirePolicy.RUN_ALL:
             chosen = catchable
         elif job.misfire_policy == MisfirePolicy.RUN_ONCE:
@@ -371,6 +375,7 @@ def fire_due_jobs(
     now: datetime | None = None,
     limit: int | None = None,
     fence: Callable[[], bool] | None = None,
+    active_since: datetime | None = None,
 ) -> FireReport:
     """Fire every enabled job whose next_run has come; the per-tick cost follows due jobs only.
 
@@ -384,6 +389,8 @@ def fire_due_jobs(
        fires get staggered publish slots under CATCHUP_RATE (`catchup_slots`).
     4. `fence`, the last statement of the transaction, renews the lease only if still held:
        when it fails everything rolls back, nothing is published and `report.fenced` is set.
+
+    `active_since`: since when the caller has been firing without a break (see `_plan`).
     """
     now = now or timeutil.now()
     limit = limit or settings.DKRON["FIRE_BATCH"]
@@ -401,7 +408,7 @@ def fire_due_jobs(
             report.more = True
             break
         try:
-            times, missed, next_run = _plan(job, now, budget)
+            times, missed, next_run = _plan(job, now, budget, active_since)
         except Exception:
             log.exception("job %s: cannot compute its schedule; not firing it", job.name)
             Job.objects.filter(pk=job.pk, next_run=job.next_run).update(next_run=None)

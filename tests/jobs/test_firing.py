@@ -58,6 +58,29 @@ def test_a_fire_late_by_less_than_the_grace_period_still_runs(agent):
     assert report.fired == 1 and report.missed == 0
 
 
+def test_a_fire_due_while_the_scheduler_was_at_work_runs_however_late(agent):
+    # A top-of-the-hour burst takes the scheduler minutes to fire: the last of it is later
+    # than the grace when it is reached, but the scheduler was there when it fell due.
+    with time_machine.travel(T0, tick=False):
+        make_job(name="busy", schedule="0 1 10 * * *")  # due 10:01:00
+    now = T0 + timedelta(minutes=3)
+    report = fire_due_jobs(now=now, active_since=T0 + timedelta(seconds=30))
+    assert (report.fired, report.missed) == (1, 0)
+    assert Run.objects.get().trigger == Run.Trigger.SCHEDULE
+
+
+def test_a_fire_due_before_the_scheduler_started_is_judged_from_its_start(agent):
+    with time_machine.travel(T0, tick=False):
+        make_job(name="outage-short", schedule="0 1 10 * * *")  # due 10:01:00
+        make_job(name="outage-long", schedule="0 0 10 * * *", misfire_policy="skip")
+    Job.objects.filter(name="outage-long").update(next_run=T0 - timedelta(minutes=5))
+    # Active since 10:01:30: 10:01:00 was 30 s late then (within the grace) and runs, whatever
+    # the time it is reached; 09:55 and 10:00 were already later than the grace: misfires.
+    report = fire_due_jobs(now=T0 + timedelta(minutes=4), active_since=T0 + timedelta(seconds=90))
+    assert (report.fired, report.missed) == (1, 2)
+    assert Run.objects.get().job.name == "outage-short"
+
+
 @pytest.mark.parametrize(
     ("policy", "fired", "missed"),
     [("skip", 0, 6), ("run_once", 1, 5), ("run_all", 6, 0)],
