@@ -28,7 +28,7 @@ test: $(STAMP)
 
 ## The SQLite pass of `make test` alone.
 test-sqlite: $(STAMP)
-	DKRON_TEST_DATABASE=sqlite $(BIN)/pytest -m "not e2e and not browser" $(SQLITE_TESTS)
+	DKRON_TEST_DATABASE=sqlite $(BIN)/pytest -m "not e2e and not browser and not postgresql" $(SQLITE_TESTS)
 
 ## The quick subset (no agent/scheduler processes, PostgreSQL only), about four minutes.
 test-fast: $(STAMP)

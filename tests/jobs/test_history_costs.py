@@ -26,6 +26,7 @@ from jobs.models import Execution, Job, Run
 from jobs.services import agents, executions, runs
 from jobs.services.runs import Fire, start_runs
 from tests.factories import agent, job
+from tests.harness import require
 
 HISTORY = 3000  # finished executions of the job under test
 BACKLOG = 3000  # queued executions of another job, on the agent
@@ -86,8 +87,7 @@ def assert_bounded(seen: list[tuple[str, str, float]]) -> None:
 @pytest.fixture
 def history(db, monkeypatch, settings) -> Job:
     """A job with HISTORY finished runs and a BACKLOG of queued executions on the agents."""
-    if not on_postgres():
-        pytest.skip("plans are PostgreSQL's")
+    require(on_postgres(), "plans are PostgreSQL's (the SQLite pass leaves these tests out)")
     settings.DKRON = {**settings.DKRON, "UNTAGGED_TARGET": "one"}
     monkeypatch.setattr(agents, "LOAD_CAP_PER_SLOT", 2)  # 8 per agent
     # Trimming (every TRIM_EVERY-th run) reads up to the job's history_limit, by design; this
@@ -138,6 +138,7 @@ def history(db, monkeypatch, settings) -> Job:
     return busy
 
 
+@pytest.mark.postgresql
 def test_firing_a_job_reads_neither_its_history_nor_the_backlog(history, monkeypatch):
     now = timeutil.now()
     Job.objects.filter(pk=history.pk).update(next_run=now)
@@ -148,6 +149,7 @@ def test_firing_a_job_reads_neither_its_history_nor_the_backlog(history, monkeyp
     assert_bounded(seen)
 
 
+@pytest.mark.postgresql
 def test_forbid_and_replace_checks_read_the_jobs_active_rows_only(history):
     with explained() as seen:
         assert runs.active_job_ids([history.pk]) == set()
@@ -155,6 +157,7 @@ def test_forbid_and_replace_checks_read_the_jobs_active_rows_only(history):
     assert_bounded(seen)
 
 
+@pytest.mark.postgresql
 def test_claim_and_finish_read_the_run_not_the_history(history):
     with transaction.atomic():
         [run] = start_runs([Fire(job=history, scheduled_at=None, trigger=Run.Trigger.MANUAL)])
@@ -172,6 +175,7 @@ def test_claim_and_finish_read_the_run_not_the_history(history):
     assert_bounded(seen)
 
 
+@pytest.mark.postgresql
 def test_settling_through_the_orm_reads_the_run_not_the_history(history):
     with transaction.atomic():
         [run] = start_runs([Fire(job=history, scheduled_at=None, trigger=Run.Trigger.MANUAL)])
@@ -182,6 +186,7 @@ def test_settling_through_the_orm_reads_the_run_not_the_history(history):
     assert_bounded(seen)
 
 
+@pytest.mark.postgresql
 def test_the_schedulers_tick_queries_skip_the_published_backlog(history):
     with explained() as seen:
         assert agents.alive_nodes()
@@ -218,9 +223,8 @@ def test_placement_load_is_exact_below_the_cap_and_equal_above(db, monkeypatch):
         assert load == {"n1": 2, "n2": 9, "n3": 30}
 
 
+@pytest.mark.postgresql  # SQLite counts the load uncapped
 def test_agents_past_the_cap_are_given_work_in_turn(db, settings, monkeypatch):
-    if not on_postgres():
-        pytest.skip("SQLite counts the load uncapped")
     monkeypatch.setattr(agents, "LOAD_CAP_PER_SLOT", 1)
     settings.DKRON = {**settings.DKRON, "UNTAGGED_TARGET": "one"}
     agent("n1")
