@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import infra
 from bench.config import Mode
 from bench.infra import Infra
 from bench.procs import Proc, stop_together
@@ -44,6 +47,22 @@ class Context:
 
     def stop_all(self) -> None:
         self.stop(*reversed(list(self.procs)))
+
+    def finish(self, *, ok: bool, keep_logs: bool) -> None:
+        """The end of every benchmark run, whatever happened: its processes stopped, its
+        database and Redis keys dropped, its logs removed unless it failed or was asked to keep
+        them (a failed run says where they are)."""
+        self.stop_all()
+        with contextlib.suppress(Exception):
+            from django.db import connections
+
+            connections.close_all()
+        with contextlib.suppress(Exception):
+            infra.cleanup(self.infra)
+        if ok and not keep_logs:
+            shutil.rmtree(self.infra.data_dir, ignore_errors=True)
+        else:
+            print(f"bench: logs kept in {self.log_dir}", file=sys.stderr)
 
     def row(self, key: str, label: str) -> Row:
         if key not in self.rows:

@@ -21,11 +21,9 @@ end) and Redis keys, like `bench.run`:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import math
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -223,17 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         scheduler_memory(ctx, "rss_end", "after the phases")
         ok = True
     finally:
-        ctx.stop_all()
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-        with contextlib.suppress(Exception):
-            infra.cleanup(inf)
-        if ok and not args.keep_logs:
-            shutil.rmtree(inf.data_dir, ignore_errors=True)
-        else:
-            print(f"bench: logs in {log_dir}", file=sys.stderr)
+        ctx.finish(ok=ok, keep_logs=args.keep_logs)
     elapsed = time.monotonic() - ctx.started
     print(
         render(

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
@@ -245,17 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
         traceback.print_exc()
     finally:
-        ctx.stop_all()
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-        with contextlib.suppress(Exception):
-            infra.cleanup(inf)
-        if ok and not args.keep_logs:
-            shutil.rmtree(inf.data_dir, ignore_errors=True)
-        elif not ok:
-            print(f"bench: logs kept in {log_dir}", file=sys.stderr)
+        ctx.finish(ok=ok, keep_logs=args.keep_logs)
 
     try:
         db_rows(ctx, db)
