@@ -112,6 +112,7 @@ ACTIVE = ("queued", "running")
 SLEEP = 0.2  # seconds each run sleeps before its side effect (the kill finds runs in flight)
 STALLED_AFTER = 30.0
 DRAIN_CAP = 900.0  # seconds: the drain stops here even while the backlog still shrinks
+SETTLE = 3.0  # seconds: longer than a scheduler tick (TICK_MAX) plus its commit
 OUTLIVED = 0.1  # seconds after the SIGKILL: a job's effect written later outlived its agent
 SETTINGS = {
     "DKRON_HEARTBEAT_INTERVAL": "1",
@@ -529,7 +530,12 @@ def drain(soak: Soak) -> tuple[datetime, float]:
         )
 
     # A backlog is not stuck: wait while it shrinks, until it has not for the drain window.
-    wait_draining(left, window=soak.mode.drain, cap=DRAIN_CAP)
+    # A tick that read the jobs before they were disabled may still commit its fires after
+    # `left()` first reads 0, so an empty count is believed only after it holds for a tick.
+    while not wait_draining(left, window=soak.mode.drain, cap=DRAIN_CAP):
+        time.sleep(SETTLE)
+        if not left() or time.monotonic() - t0 > DRAIN_CAP:
+            break
     return disabled_at, time.monotonic() - t0
 
 

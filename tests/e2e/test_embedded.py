@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -86,3 +87,6 @@ def test_serve_runs_web_scheduler_and_agent_in_one_process_and_stops_on_ctrl_c(t
         print(f"stopped in {time.monotonic() - started:.1f}s")
     assert code == 0, log.read_text()[-3000:]
     assert "Stopped." in log.read_text()
+    # Ctrl-C hands the scheduler lease back: a restart leads at once, not after LEASE_TTL.
+    with sqlite3.connect(tmp_path / "dkronweb.sqlite3") as db:
+        assert db.execute("select holder from jobs_lease").fetchall() == [("",)]

@@ -62,9 +62,11 @@ class Command(BaseCommand):
             threading.Thread(target=worker.start, name="agent", daemon=True).start()
 
         service: Any = None
+        scheduler_thread: threading.Thread | None = None
         if not opts["no_scheduler"]:
             service = beat.Service(app, scheduler_cls="scheduler.beat:JobScheduler")  # type: ignore[call-arg]
-            threading.Thread(target=service.start, name="scheduler", daemon=True).start()
+            scheduler_thread = threading.Thread(target=service.start, name="scheduler", daemon=True)
+            scheduler_thread.start()
 
         server = make_server(
             application,
@@ -105,8 +107,12 @@ class Command(BaseCommand):
         finally:
             self.stdout.write("Stopping...")
             server.close()
-            if service is not None:
+            if service is not None and scheduler_thread is not None:
+                # Wait for beat's loop to wake (at most TICK_MAX) and close the scheduler: it
+                # releases the lease, so a restart or another scheduler leads at once instead
+                # of after LEASE_TTL. Bounded like the scheduler command's own stop.
                 service.stop()
+                scheduler_thread.join(timeout=float(settings.DKRON["STOP_TIMEOUT"]))
             if worker is not None:
                 worker.stop(in_sighandler=False)
             self.stdout.write("Stopped.")
