@@ -351,6 +351,10 @@ DKRON: dict[str, Any] = {
     # Off only to prove that fire keys alone prevent duplicates (every scheduler fires).
     "LEASE_ENABLED": env_bool("DKRON_SCHEDULER_LEASE", True),
     "TICK_MAX": env_float("DKRON_TICK_MAX", 1.0),
+    # Schedulers active at once share the jobs in this many shards (job id % SHARDS), each
+    # holding ceil(SHARDS / schedulers alive); 1: one active scheduler, the others standby.
+    # Every scheduler of a cluster must use the same value (docs/scheduler.md).
+    "SHARDS": env_int("DKRON_SCHEDULER_SHARDS", 1, minimum=1),
     "FIRE_BATCH": env_int("DKRON_FIRE_BATCH", 500, minimum=1),
     "MISFIRE_GRACE": env_float("DKRON_MISFIRE_GRACE", 60.0),
     # Catch-up runs (misfire_policy run_once/run_all after an outage) published per second,

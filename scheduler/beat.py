@@ -48,6 +48,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 
 from jobs import node, timeutil
 from jobs.services import agents, counters, lease, maintenance, retention, runs
+from scheduler.shards import ShardLeases
 
 log = logging.getLogger("dkronweb.scheduler")
 
@@ -120,6 +121,11 @@ class _Renewer(threading.Thread):
             while not self.done.wait(ttl / 3):
                 if self.scheduler.is_leader:
                     self.scheduler.renew_once()
+                try:
+                    self.scheduler.shards.renew()
+                except Exception:
+                    log.warning("could not renew the scheduler's shards", exc_info=True)
+                    connection.close()
         finally:
             connection.close()
 
@@ -135,6 +141,10 @@ class JobScheduler(DatabaseScheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.holder = scheduler_id()
         self.member = _Member()
+        # Shards need leases: with the lease disabled (a test of fire keys) every scheduler
+        # fires every job.
+        shards = int(_conf()["SHARDS"]) if _conf()["LEASE_ENABLED"] else 1
+        self.shards = ShardLeases(holder=self.holder, member=self.member.name, count=shards)
         self.is_leader = False
         self.last_sweep = 0.0
         self.last_ok = timeutil.now()  # the database last answered a tick
@@ -241,6 +251,13 @@ class JobScheduler(DatabaseScheduler):
         self.lease_until = max(self.lease_until, sent + ttl)
         return True
 
+    def _fence_shards(self, extra: list[int]) -> bool:
+        """The fence of a sharded fire transaction: the leader's lease (shard 0) when it
+        leads, and every extra shard fired in it; any one lost rolls the whole batch back."""
+        if self.is_leader and not self.fence():
+            return False
+        return self.shards.fence(extra)
+
     def _lead(self) -> bool:
         conf = _conf()
         if not conf["LEASE_ENABLED"]:
@@ -255,11 +272,21 @@ class JobScheduler(DatabaseScheduler):
         self.lease_until = 0.0
         return False
 
-    def take_over(self) -> int:
-        """A new leader's first act: publish what the previous scheduler left unpublished."""
-        n = runs.publish_left_unpublished()
+    def take_over(self, shards: list[int] | None = None) -> int:
+        """A new leader's first act (or a shard's new holder's): publish what the previous
+        scheduler left unpublished, of shard 0 (or `shards`) only when the jobs are sharded."""
+        sharded = None
+        if self.shards.enabled:
+            sharded = runs.Shards(count=self.shards.count, since=dict.fromkeys(shards or [0]))
+        n = runs.publish_left_unpublished(shards=sharded)
         counters.counter_add("scheduler_republished:takeover", n)
-        log.info("republished %d execution(s) left unpublished by the previous scheduler", n)
+        log.info(
+            "republished %d execution(s) left unpublished by the previous scheduler%s",
+            n,
+            f" (shard(s) {shards})" if shards else "",
+        )
+        if shards:
+            return n
         self.republished = n
         self.tokens = 0.0
         self.last_refill = time.monotonic()
@@ -324,17 +351,42 @@ class JobScheduler(DatabaseScheduler):
             )
             if self.is_leader:
                 self.take_over()
+        extra: dict[int, datetime | None] = {}
+        if self.shards.enabled:
+            taken = self.shards.rebalance(leading=self.is_leader)
+            if taken:
+                self.take_over(taken)
+            extra = self.shards.since()
         if not self.is_leader:
             self.active_since = None
-            # Standbys retry often so one takes over within TTL + 0.5 s of the leader's death.
-            return min(tick_max, 0.5)
-        if self.active_since is None:
+            if not extra:
+                # Standbys retry often so one takes over within TTL + 0.5 s of a death.
+                return min(tick_max, 0.5)
+        elif self.active_since is None:
             self.active_since = started
-        fence = self.fence if _conf()["LEASE_ENABLED"] else None
         self._note_stall()  # before placing runs on agents that could not heartbeat
-        report = runs.fire_due_jobs(fence=fence, active_since=self.active_since)
+        sharded: runs.Shards | None = None
+        if self.shards.enabled:
+            since = dict(extra)
+            if self.is_leader:
+                since[0] = self.active_since
+            sharded = runs.Shards(count=self.shards.count, since=since)
+            report = runs.fire_due_jobs(
+                fence=lambda: self._fence_shards(list(extra)), shards=sharded
+            )
+        else:
+            fence = self.fence if _conf()["LEASE_ENABLED"] else None
+            report = runs.fire_due_jobs(fence=fence, active_since=self.active_since)
         if report.fenced:
-            self.lease_lost("the fire transaction's fence")
+            if self.shards.enabled:
+                self.shards.lost(list(extra))
+                self.lease_until = 0.0  # the rolled-back fence did not renew it: ask again
+                if self.is_leader and not lease.lease_renew(
+                    holder=self.holder, ttl=float(_conf()["LEASE_TTL"])
+                ):
+                    self.lease_lost("the fire transaction's fence")
+            else:
+                self.lease_lost("the fire transaction's fence")
             return min(tick_max, 0.5)
         if report.fired or report.missed:
             log.info(
@@ -347,6 +399,13 @@ class JobScheduler(DatabaseScheduler):
             )
         if self.stopping:
             return 0.0
+        if not self.is_leader:
+            # Firing shards only: the leader sweeps, publishes catch-ups and runs the system
+            # tasks. Ticks stay short so that a dead scheduler's shards are taken in time.
+            if report.more:
+                return 0.001
+            until = runs.seconds_until_next_due(shards=sharded)
+            return max(0.001, min(0.5, tick_max, until if until is not None else tick_max))
         catchup_wait = self._publish_catchups()
         if self.stopping:
             return 0.0
@@ -357,8 +416,10 @@ class JobScheduler(DatabaseScheduler):
         system_interval = super().tick()
         if report.more:
             return 0.001  # more are due: go again at once
-        until_due = runs.seconds_until_next_due()
+        until_due = runs.seconds_until_next_due(shards=sharded)
         interval = min(tick_max, system_interval or tick_max)
+        if self.shards.enabled:
+            interval = min(interval, 0.5)  # free shards (a dead scheduler's) are taken in time
         if until_due is not None:
             interval = min(interval, until_due)
         if catchup_wait is not None:
@@ -406,6 +467,10 @@ class JobScheduler(DatabaseScheduler):
         except Exception:
             log.warning("could not release the scheduler lease", exc_info=True)
         self.is_leader = False
+        try:
+            self.shards.close()
+        except Exception:
+            log.warning("could not release the scheduler's shards", exc_info=True)
         try:
             self.member.leave()
         except Exception:

@@ -117,6 +117,16 @@ def _cluster_state(report: HealthReport) -> None:
         report.alerts.append("no active scheduler: no job is being fired")
     else:
         report.scheduler = "ok"
+        shards = int(settings.DKRON["SHARDS"])
+        if shards > 1:
+            # Several active schedulers: a shard nobody holds is jobs nobody fires (for up
+            # to LEASE_TTL after a scheduler's death, until another takes it).
+            unowned = [k for k, h in lease_services.shard_holders(shards=shards).items() if not h]
+            if unowned:
+                report.alerts.append(
+                    f"scheduler shard(s) {', '.join(map(str, unowned))} of {shards} held by "
+                    "no scheduler: their jobs are not being fired"
+                )
 
     nodes = agent_services.alive_nodes()
     report.agents_alive = len(nodes)

@@ -113,3 +113,58 @@ def lease_release(*, holder: str, name: str = SCHEDULER) -> None:
 def lease_holder(*, name: str = SCHEDULER) -> Lease | None:
     """The current, unexpired holder (None when no scheduler is active)."""
     return Lease.objects.filter(name=name, expires_at__gte=Now()).exclude(holder="").first()
+
+
+# --- shards: several active schedulers, each firing the jobs of the shards it holds ---------
+#
+# With DKRON_SCHEDULER_SHARDS=N > 1 a job belongs to shard `id % N`. Shard 0 is the lease
+# above (its holder is also the leader: sweep, catch-ups, system tasks, /v1/leader); shards
+# 1..N-1 are leases of their own. Each scheduler also keeps a presence lease, so every one can
+# count the schedulers alive and hold its fair share, ceil(N / schedulers).
+
+PRESENCE = "scheduler-presence/"
+
+
+def shard_name(shard: int) -> str:
+    return SCHEDULER if shard == 0 else f"{SCHEDULER}/{shard}"
+
+
+def lease_renew_many(*, holder: str, names: list[str], ttl: float) -> set[str]:
+    """Extend every lease in `names` still held unexpired by `holder`; the names renewed.
+
+    One UPDATE (the fire transaction's fence when it fires several shards): the row locks
+    last until the commit, as with `lease_renew`."""
+    if not names:
+        return set()
+    clock = _clock()
+    expires = ExpressionWrapper(clock + timedelta(seconds=ttl), output_field=DateTimeField())
+    held = Lease.objects.filter(name__in=names, holder=holder, expires_at__gt=clock)
+    if held.update(expires_at=expires) == len(names):
+        return set(names)
+    still = Lease.objects.filter(name__in=names, holder=holder, expires_at__gt=clock)
+    return set(still.values_list("name", flat=True))
+
+
+def presence_beat(*, holder: str, ttl: float) -> int:
+    """Say this scheduler is alive for `ttl`; how many schedulers are (itself included)."""
+    lease_acquire(holder=holder, ttl=ttl, name=PRESENCE + holder)
+    Lease.objects.filter(
+        name__startswith=PRESENCE, expires_at__lt=Now() - timedelta(seconds=60)
+    ).delete()  # schedulers gone for a minute: few rows, on the name index
+    alive = Lease.objects.filter(name__startswith=PRESENCE, expires_at__gt=Now()).count()
+    return max(1, alive)
+
+
+def presence_clear(*, holder: str) -> None:
+    Lease.objects.filter(name=PRESENCE + holder).delete()
+
+
+def shard_holders(*, shards: int) -> dict[int, str]:
+    """Each shard's unexpired holder ("" when nobody holds it): /health and /metrics."""
+    names = {shard_name(k): k for k in range(shards)}
+    held = dict(
+        Lease.objects.filter(name__in=list(names), expires_at__gte=Now())
+        .exclude(holder="")
+        .values_list("name", "holder")
+    )
+    return {k: held.get(name, "") for name, k in names.items()}

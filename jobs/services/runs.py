@@ -14,8 +14,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import CharField, F
+from django.db.models import CharField, F, QuerySet
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Mod
 
 from executors.registry import get_executor
 from jobs import dispatch, timeutil
@@ -255,6 +256,25 @@ def fire_dependents(*, job: Job) -> None:
             _start(child, scheduled_at=None, trigger=Run.Trigger.PARENT)
 
 
+@dataclass(frozen=True)
+class Shards:
+    """The shards one scheduler fires when several are active (DKRON_SCHEDULER_SHARDS): the
+    jobs whose `id % count` is a key of `since`, and since when it has held each shard (the
+    `active_since` of `_plan`, per shard: a shard taken over from a dead scheduler judges the
+    fires nobody was there for as missed, as a new leader does)."""
+
+    count: int
+    since: dict[int, datetime | None]
+
+    def filter(self, queryset: QuerySet[Any], field: str = "id") -> QuerySet[Any]:
+        if self.count <= 1:
+            return queryset
+        return queryset.annotate(_shard=Mod(field, self.count)).filter(_shard__in=list(self.since))
+
+    def since_of(self, job: Job) -> datetime | None:
+        return self.since.get(job.pk % self.count) if self.count > 1 else self.since.get(0)
+
+
 @dataclass
 class FireReport:
     fired: int = 0
@@ -376,6 +396,7 @@ def fire_due_jobs(
     limit: int | None = None,
     fence: Callable[[], bool] | None = None,
     active_since: datetime | None = None,
+    shards: Shards | None = None,
 ) -> FireReport:
     """Fire every enabled job whose next_run has come; the per-tick cost follows due jobs only.
 
@@ -391,15 +412,15 @@ def fire_due_jobs(
        when it fails everything rolls back, nothing is published and `report.fenced` is set.
 
     `active_since`: since when the caller has been firing without a break (see `_plan`).
+    `shards`: only the jobs of these shards, each with its own `active_since`.
     """
     now = now or timeutil.now()
     limit = limit or settings.DKRON["FIRE_BATCH"]
     report = FireReport()
-    due = list(
-        Job.objects.filter(disabled=False, next_run__isnull=False, next_run__lte=now).order_by(
-            "next_run"
-        )[:limit]
-    )
+    due_jobs = Job.objects.filter(disabled=False, next_run__isnull=False, next_run__lte=now)
+    if shards is not None:
+        due_jobs = shards.filter(due_jobs)
+    due = list(due_jobs.order_by("next_run")[:limit])
     moves: list[tuple[Job, datetime | None, int]] = []
     fires: list[Fire] = []
     for job in due:
@@ -408,7 +429,8 @@ def fire_due_jobs(
             report.more = True
             break
         try:
-            times, missed, next_run = _plan(job, now, budget, active_since)
+            since = active_since if shards is None else shards.since_of(job)
+            times, missed, next_run = _plan(job, now, budget, since)
         except Exception:
             log.exception("job %s: cannot compute its schedule; not firing it", job.name)
             Job.objects.filter(pk=job.pk, next_run=job.next_run).update(next_run=None)
@@ -511,21 +533,26 @@ def publish_due_catchups(*, limit: int, now: datetime | None = None) -> int:
     return len(due)
 
 
-def publish_left_unpublished(*, now: datetime | None = None, chunk: int = 1000) -> int:
+def publish_left_unpublished(
+    *, now: datetime | None = None, chunk: int = 1000, shards: Shards | None = None
+) -> int:
     """Publish the fires a previous scheduler committed and never published (a new leader's
     first act): queued executions of schedule and catch-up runs with no publish time and no
     publish slot of their own (catch-ups waiting for a slot are `publish_due_catchups`').
 
     Only schedulers create these runs, and the lease fence means the previous one cannot
     commit any more, so nobody else is about to publish them (a duplicate message would still
-    be harmless: an agent runs an execution only from `queued`).
+    be harmless: an agent runs an execution only from `queued`). With `shards`, only the
+    executions of those shards' jobs: the other shards have live holders of their own.
     """
     now = now or timeutil.now()
     total = seen = 0
+    unpublished = _unpublished()
+    if shards is not None:
+        unpublished = shards.filter(unpublished, "run__job_id")
     while True:
         batch = list(
-            _unpublished()
-            .filter(
+            unpublished.filter(
                 not_before__isnull=True,
                 queued_at__lte=now,
                 run__trigger__in=(Run.Trigger.SCHEDULE, Run.Trigger.CATCHUP),
@@ -541,14 +568,14 @@ def publish_left_unpublished(*, now: datetime | None = None, chunk: int = 1000) 
         seen = batch[-1].pk
 
 
-def seconds_until_next_due(*, now: datetime | None = None) -> float | None:
+def seconds_until_next_due(
+    *, now: datetime | None = None, shards: Shards | None = None
+) -> float | None:
     now = now or timeutil.now()
-    nxt = (
-        Job.objects.filter(disabled=False, next_run__isnull=False)
-        .order_by("next_run")
-        .values_list("next_run", flat=True)
-        .first()
-    )
+    enabled = Job.objects.filter(disabled=False, next_run__isnull=False)
+    if shards is not None:
+        enabled = shards.filter(enabled)
+    nxt = enabled.order_by("next_run").values_list("next_run", flat=True).first()
     if nxt is None:
         return None
     return max(0.0, (nxt - now).total_seconds())

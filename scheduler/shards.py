@@ -1,0 +1,171 @@
+"""Shards 1..N-1 of the jobs, held by this scheduler when several are active at once.
+
+With DKRON_SCHEDULER_SHARDS=N > 1 a job belongs to shard `id % N`, and each shard is a lease
+(jobs.services.lease): every active scheduler fires the due jobs of the shards it holds, so
+firing scales out over schedulers. Shard 0 is the ordinary scheduler lease, taken by
+JobScheduler._lead; its holder is also the leader (sweep, catch-ups, system tasks,
+/v1/leader). This class holds the others:
+
+- every tick it beats a presence lease and counts the schedulers alive, P; its fair share is
+  ceil(N / P) shards, shard 0 included when it leads. It releases what it holds beyond that
+  (the highest shards first) and takes free or expired shards up to it, so a joining
+  scheduler gets shards within a tick or two of the others' and a dead one's are taken once
+  its leases expire (LEASE_TTL);
+- the renewer thread renews what it holds every TTL/3, apart from the tick;
+- the fire transaction's fence renews every shard fired in it, in one UPDATE: one lost
+  shard rolls the batch back (it is fired again by whoever holds it, from the same
+  next_run);
+- a shard taken over is published first: what its previous holder committed and never
+  published.
+
+Fire keys stay the guarantee: two schedulers that both believed they held a shard (or that
+disagree on N) still cannot run a fire twice; the leases only keep them from trying.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+
+from jobs import timeutil
+from jobs.services import counters, lease
+
+log = logging.getLogger("dkronweb.scheduler")
+
+
+@dataclass
+class _Held:
+    until: float  # monotonic time until which the lease surely holds
+    since: datetime  # when this scheduler took it (its shard's active_since)
+
+
+class ShardLeases:
+    """The extra shards (1..N-1) one scheduler holds; shard 0 stays JobScheduler's lease."""
+
+    def __init__(self, *, holder: str, member: str, count: int) -> None:
+        self.holder = holder
+        self.member = member
+        self.count = count
+        self.held: dict[int, _Held] = {}
+        self.lock = threading.Lock()  # the renewer thread and the tick both change `held`
+        # Where this scheduler starts looking for a free shard: spread, so that schedulers
+        # starting together do not all race for shard 1.
+        self.offset = zlib.crc32(holder.encode()) % max(1, count - 1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.count > 1
+
+    def ttl(self) -> float:
+        return float(settings.DKRON["LEASE_TTL"])
+
+    def owned(self) -> list[int]:
+        now = time.monotonic()
+        with self.lock:
+            return sorted(k for k, h in self.held.items() if h.until > now)
+
+    def rebalance(self, *, leading: bool) -> list[int]:
+        """Beat presence, then release or take shards towards the fair share; the shards
+        newly taken (their unpublished fires are the caller's to publish)."""
+        if not self.enabled:
+            return []
+        ttl = self.ttl()
+        alive = lease.presence_beat(holder=self.holder, ttl=ttl)
+        fair = math.ceil(self.count / alive) - (1 if leading else 0)
+        self._drop_expired()
+        mine = self.owned()
+        for shard in sorted(mine, reverse=True)[: max(0, len(mine) - fair)]:
+            self.release(shard, why=f"{alive} schedulers alive, a fair share is {fair}")
+        taken: list[int] = []
+        need = fair - len(self.owned())
+        others = [1 + (self.offset + i) % (self.count - 1) for i in range(self.count - 1)]
+        for shard in others:
+            if need <= 0:
+                break
+            if shard in self.held:
+                continue
+            sent = time.monotonic()
+            name = lease.shard_name(shard)
+            if lease.lease_acquire(holder=self.holder, ttl=ttl, name=name, member=self.member):
+                with self.lock:
+                    self.held[shard] = _Held(until=sent + ttl, since=timeutil.now())
+                taken.append(shard)
+                need -= 1
+        if taken:
+            log.info("scheduler %s took shard(s) %s of %d", self.holder, taken, self.count)
+            counters.counter_add("scheduler_shard_takes", len(taken))
+        return taken
+
+    def _drop_expired(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            for shard in [k for k, h in self.held.items() if h.until <= now]:
+                log.warning("scheduler %s: shard %d expired before renewal", self.holder, shard)
+                del self.held[shard]
+
+    def renew(self) -> None:
+        """The renewer thread's call: extend every held shard; forget the lost ones."""
+        with self.lock:
+            shards = list(self.held)
+        if not shards:
+            return
+        sent = time.monotonic()
+        kept = self._renew(shards)
+        with self.lock:
+            for shard in shards:
+                if shard in kept and shard in self.held:
+                    self.held[shard].until = max(self.held[shard].until, sent + self.ttl())
+                elif shard in self.held:
+                    log.warning("scheduler %s lost shard %d", self.holder, shard)
+                    del self.held[shard]
+
+    def fence(self, shards: list[int]) -> bool:
+        """Inside the fire transaction: renew the extra shards fired in it, all or nothing."""
+        if not shards:
+            return True
+        sent = time.monotonic()
+        kept = self._renew(shards)
+        with self.lock:
+            for shard in shards:
+                if shard in kept and shard in self.held:
+                    self.held[shard].until = max(self.held[shard].until, sent + self.ttl())
+        return kept == set(shards)
+
+    def lost(self, shards: list[int]) -> None:
+        """A fence failed: ask the database which of these are still held, forget the rest."""
+        kept = self._renew(shards)
+        with self.lock:
+            for shard in shards:
+                if shard not in kept:
+                    self.held.pop(shard, None)
+
+    def _renew(self, shards: list[int]) -> set[int]:
+        names = {lease.shard_name(k): k for k in shards}
+        renewed = lease.lease_renew_many(holder=self.holder, names=list(names), ttl=self.ttl())
+        return {names[n] for n in renewed}
+
+    def release(self, shard: int, *, why: str) -> None:
+        with self.lock:
+            self.held.pop(shard, None)
+        lease.lease_release(holder=self.holder, name=lease.shard_name(shard))
+        log.info("scheduler %s released shard %d (%s)", self.holder, shard, why)
+
+    def since(self) -> dict[int, datetime | None]:
+        now = time.monotonic()
+        with self.lock:
+            return {k: h.since for k, h in self.held.items() if h.until > now}
+
+    def close(self) -> None:
+        """Hand every shard back and leave the presence count (a clean stop)."""
+        if not self.enabled:
+            return
+        for shard in list(self.held):
+            self.release(shard, why="stopping")
+        lease.presence_clear(holder=self.holder)
