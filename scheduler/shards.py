@@ -6,11 +6,11 @@ firing scales out over schedulers. Shard 0 is the ordinary scheduler lease, take
 JobScheduler._lead; its holder is also the leader (sweep, catch-ups, system tasks,
 /v1/leader). This class holds the others:
 
-- every tick it beats a presence lease and counts the schedulers alive, P; its fair share is
-  ceil(N / P) shards, shard 0 included when it leads. It releases what it holds beyond that
-  (the highest shards first) and takes free or expired shards up to it, so a joining
-  scheduler gets shards within a tick or two of the others' and a dead one's are taken once
-  its leases expire (LEASE_TTL);
+- every tick it beats a presence lease and reads the schedulers alive and the leader; from
+  that list, the same for all, `share` deals shards 1..N-1 round the schedulers, the leader
+  last (it has shard 0). Each hands back what is not in its share and takes the free shards
+  that are, so a joining scheduler gets its share within a tick or two and a dead one's
+  shards are dealt to the others once its presence and leases expire (LEASE_TTL);
 - the renewer thread renews what it holds every TTL/3, apart from the tick;
 - the fire transaction's fence renews every shard fired in it, in one UPDATE: one lost
   shard rolls the batch back (it is fired again by whoever holds it, from the same
@@ -25,10 +25,8 @@ disagree on N) still cannot run a fire twice; the leases only keep them from try
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,9 +53,6 @@ class ShardLeases:
         self.count = count
         self.held: dict[int, _Held] = {}
         self.lock = threading.Lock()  # the renewer thread and the tick both change `held`
-        # Where this scheduler starts looking for a free shard: spread, so that schedulers
-        # starting together do not all race for shard 1.
-        self.offset = zlib.crc32(holder.encode()) % max(1, count - 1)
 
     @property
     def enabled(self) -> bool:
@@ -72,32 +67,25 @@ class ShardLeases:
             return sorted(k for k, h in self.held.items() if h.until > now)
 
     def rebalance(self, *, leading: bool) -> list[int]:
-        """Beat presence, then release or take shards towards the fair share; the shards
-        newly taken (their unpublished fires are the caller's to publish)."""
+        """Beat presence, then hand back the shards that are not this scheduler's share and
+        take the free ones that are; the shards newly taken (their unpublished fires are the
+        caller's to publish)."""
         if not self.enabled:
             return []
         ttl = self.ttl()
-        alive = lease.presence_beat(holder=self.holder, ttl=ttl)
-        fair = math.ceil(self.count / alive) - (1 if leading else 0)
+        alive, leader = lease.presence_beat(holder=self.holder, ttl=ttl)
+        mine = share(self.holder, alive=alive, leader=leader, count=self.count)
         self._drop_expired()
-        mine = self.owned()
-        for shard in sorted(mine, reverse=True)[: max(0, len(mine) - fair)]:
-            self.release(shard, why=f"{alive} schedulers alive, a fair share is {fair}")
+        for shard in sorted(set(self.owned()) - mine, reverse=True):
+            self.release(shard, why=f"its share among {len(alive)} schedulers is another's")
         taken: list[int] = []
-        need = fair - len(self.owned())
-        others = [1 + (self.offset + i) % (self.count - 1) for i in range(self.count - 1)]
-        for shard in others:
-            if need <= 0:
-                break
-            if shard in self.held:
-                continue
+        for shard in sorted(mine - set(self.owned())):
             sent = time.monotonic()
             name = lease.shard_name(shard)
             if lease.lease_acquire(holder=self.holder, ttl=ttl, name=name, member=self.member):
                 with self.lock:
                     self.held[shard] = _Held(until=sent + ttl, since=timeutil.now())
                 taken.append(shard)
-                need -= 1
         if taken:
             log.info("scheduler %s took shard(s) %s of %d", self.holder, taken, self.count)
             counters.counter_add("scheduler_shard_takes", len(taken))
@@ -169,3 +157,11 @@ class ShardLeases:
         for shard in list(self.held):
             self.release(shard, why="stopping")
         lease.presence_clear(holder=self.holder)
+
+
+def share(holder: str, *, alive: list[str], leader: str, count: int) -> set[int]:
+    """The extra shards (1..count-1) that are `holder`'s: dealt round the schedulers alive,
+    the leader last, since it fires shard 0 already. Every scheduler computes it from the same
+    rows, so the shares do not overlap (and while two views differ, the leases still do not)."""
+    order = [h for h in alive if h != leader] + ([leader] if leader in alive else [])
+    return {k for k in range(1, count) if order[(k - 1) % len(order)] == holder}

@@ -119,8 +119,9 @@ def lease_holder(*, name: str = SCHEDULER) -> Lease | None:
 #
 # With DKRON_SCHEDULER_SHARDS=N > 1 a job belongs to shard `id % N`. Shard 0 is the lease
 # above (its holder is also the leader: sweep, catch-ups, system tasks, /v1/leader); shards
-# 1..N-1 are leases of their own. Each scheduler also keeps a presence lease, so every one can
-# count the schedulers alive and hold its fair share, ceil(N / schedulers).
+# 1..N-1 are leases of their own. Each scheduler also keeps a presence lease, so that every one
+# sees the same list of schedulers alive and can tell which shards are its own
+# (scheduler.shards).
 
 PRESENCE = "scheduler-presence/"
 
@@ -145,14 +146,19 @@ def lease_renew_many(*, holder: str, names: list[str], ttl: float) -> set[str]:
     return set(still.values_list("name", flat=True))
 
 
-def presence_beat(*, holder: str, ttl: float) -> int:
-    """Say this scheduler is alive for `ttl`; how many schedulers are (itself included)."""
+def presence_beat(*, holder: str, ttl: float) -> tuple[list[str], str]:
+    """Say this scheduler is alive for `ttl`; the schedulers alive (sorted, itself included)
+    and the leader (shard 0's holder, "" when none), read together."""
     lease_acquire(holder=holder, ttl=ttl, name=PRESENCE + holder)
     Lease.objects.filter(
         name__startswith=PRESENCE, expires_at__lt=Now() - timedelta(seconds=60)
     ).delete()  # schedulers gone for a minute: few rows, on the name index
-    alive = Lease.objects.filter(name__startswith=PRESENCE, expires_at__gt=Now()).count()
-    return max(1, alive)
+    rows = Lease.objects.filter(
+        Q(name__startswith=PRESENCE) | Q(name=SCHEDULER), expires_at__gt=Now()
+    ).values_list("name", "holder")
+    alive = sorted({h for n, h in rows if n.startswith(PRESENCE)} | {holder})
+    leader = next((h for n, h in rows if n == SCHEDULER), "")
+    return alive, leader
 
 
 def presence_clear(*, holder: str) -> None:

@@ -54,11 +54,12 @@ def test_two_schedulers_split_the_shards_and_each_fires_only_its_own(sharded, pu
     b.tick()  # two alive now, but every shard is held
     a.tick()  # a's fair share is two: it hands back the highest
     b.tick()
-    assert held(a) == {0, 1} and held(b) == {2, 3}
+    # Shards 1..3 dealt round the two, the leader last: b has 1 and 3, a has 0 and 2.
+    assert held(a) == {0, 2} and held(b) == {1, 3}
 
     jobs = due_jobs(40)
     a.tick()
-    assert fired() == {j.pk for j in jobs if j.pk % SHARDS in (0, 1)}
+    assert fired() == {j.pk for j in jobs if j.pk % SHARDS in (0, 2)}
     b.tick()
     assert fired() == {j.pk for j in jobs}
     a.tick()
@@ -72,9 +73,9 @@ def test_a_dead_schedulers_shards_are_taken_and_their_unpublished_fires_publishe
     a, b = new_scheduler(), new_scheduler()
     for s in (a, b, a, b):
         s.tick()
-    assert held(b) == {2, 3}
+    assert held(b) == {1, 3}
     jobs = due_jobs(20)
-    b.tick()  # fires shards 2 and 3, then "dies" before publishing
+    b.tick()  # fires shards 1 and 3, then "dies" before publishing
     left = list(Execution.objects.values_list("pk", flat=True))
     assert left
     Execution.objects.update(published_at=None)
@@ -91,12 +92,12 @@ def test_a_scheduler_whose_shard_was_taken_fires_nothing_of_the_batch(sharded, p
     a, b = new_scheduler(), new_scheduler()
     for s in (a, b, a, b):
         s.tick()
-    Lease.objects.filter(name=lease.shard_name(2)).update(
+    Lease.objects.filter(name=lease.shard_name(1)).update(
         holder="thief", expires_at=timeutil.now() + timedelta(seconds=60)
     )
     jobs = due_jobs(20)
-    b.tick()  # the fence renews shards 2 and 3: 2 is gone, the whole batch rolls back
-    assert not Run.objects.filter(job__in=[j for j in jobs if j.pk % SHARDS in (2, 3)]).exists()
+    b.tick()  # the fence renews shards 1 and 3: 1 is gone, the whole batch rolls back
+    assert not Run.objects.filter(job__in=[j for j in jobs if j.pk % SHARDS in (1, 3)]).exists()
     assert b.shards.owned() == [3]
     b.tick()
     assert fired() == {j.pk for j in jobs if j.pk % SHARDS == 3}
@@ -111,6 +112,15 @@ def test_a_clean_stop_hands_the_shards_back_at_once(sharded, published):
     assert not Lease.objects.filter(name=lease.PRESENCE + b.holder).exists()
     a.tick()
     assert held(a) == {0, 1, 2, 3}
+
+
+def test_a_third_scheduler_gets_a_share_and_nobody_holds_a_shard_twice(sharded, published):
+    a, b, c = new_scheduler(), new_scheduler(), new_scheduler()
+    for s in (a, b, c, a, b, c, a, b, c):
+        s.tick()
+    shares = [held(s) for s in (a, b, c)]
+    assert all(shares), shares  # each of three fires a share of four shards
+    assert sorted(k for x in shares for k in x) == [0, 1, 2, 3]
 
 
 def test_health_names_a_shard_nobody_holds(sharded, published):
