@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,7 +37,7 @@ from jobs.dispatch import node_queue
 from jobs.models import Agent, Execution, ExecutionStatus, Job, JobStatus, Lease
 from jobs.services import agents as agent_services
 from jobs.services import counters
-from jobs.services.lease import SCHEDULER, lease_holder
+from jobs.services.lease import SCHEDULER, lease_holder, shard_holders
 from jobs.services.runs import catchup_backlog
 
 log = logging.getLogger("dkronweb.metrics")
@@ -73,6 +74,27 @@ def catchup_families() -> Iterator[Metric]:
     yield waiting
 
 
+def shard_families() -> Iterator[Metric]:
+    """Several active schedulers (DKRON_SCHEDULER_SHARDS > 1): the shards each holds, and
+    the shards nobody holds (their jobs are not fired until a scheduler takes them)."""
+    count = int(settings.DKRON["SHARDS"])
+    if count <= 1:
+        return
+    holders = shard_holders(shards=count)
+    unheld = GaugeMetricFamily(
+        "dkronweb_scheduler_shards_unheld",
+        f"Shards of the {count} (DKRON_SCHEDULER_SHARDS) held by no scheduler",
+    )
+    unheld.add_metric([], float(sum(1 for h in holders.values() if not h)))
+    yield unheld
+    held = GaugeMetricFamily(
+        "dkronweb_scheduler_shards_held", "Shards each scheduler holds", labels=["holder"]
+    )
+    for holder, n in sorted(Counter(h for h in holders.values() if h).items()):
+        held.add_metric([holder], float(n))
+    yield held
+
+
 class ClusterCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._scheduler()
@@ -105,6 +127,7 @@ class ClusterCollector(Collector):
         active.add_metric([holder.holder if holder else ""], 1.0 if holder else 0.0)
         yield active
         yield from catchup_families()
+        yield from shard_families()
 
     def _agent_states(self, agents: list[Agent]) -> Metric:
         family = GaugeMetricFamily(

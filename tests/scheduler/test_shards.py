@@ -132,6 +132,18 @@ def test_health_names_a_shard_nobody_holds(sharded, published):
     assert "shard(s) 3 of 4 held by no scheduler" in alert
 
 
+def test_metrics_count_the_shards_held_and_unheld(sharded, published, api):
+    a, b = new_scheduler(), new_scheduler()
+    for s in (a, b, a, b):
+        s.tick()
+    text = api.get("/metrics").content.decode()
+    assert "dkronweb_scheduler_shards_unheld 0.0" in text
+    assert f'dkronweb_scheduler_shards_held{{holder="{a.holder}"}} 2.0' in text
+    assert f'dkronweb_scheduler_shards_held{{holder="{b.holder}"}} 2.0' in text
+    b.close()
+    assert "dkronweb_scheduler_shards_unheld 2.0" in api.get("/metrics").content.decode()
+
+
 def test_one_shard_is_the_single_leader_of_before(settings, published):
     """SHARDS=1 (the default): no shard or presence lease, one active scheduler."""
     make_agent("node-1")
