@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 
-.PHONY: install run test test-sqlite test-fast bench bench-million soak chaos lint format clean
+.PHONY: install run test test-sqlite test-fast bench bench-million bench-shards soak chaos lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ JOBS ?= 1000000
 BURST ?= 100000
 bench-million: $(STAMP)
 	$(BIN)/python -m bench.million --jobs $(JOBS) --burst $(BURST)
+
+## Firing with 1, 2 and 4 active schedulers over shards (bench/shards.py, docs/benchmarks.md).
+bench-shards: $(STAMP)
+	$(BIN)/python -m bench.shards
 
 ## The soak: a real cluster under API load, one agent killed midway; fails on any lost,
 ## duplicated or stuck execution or API 5xx. MODE=micro (~20 s), short (~2 min, the default

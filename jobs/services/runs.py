@@ -267,8 +267,8 @@ class Shards:
     since: dict[int, datetime | None]
 
     def filter(self, queryset: QuerySet[Any], field: str = "id") -> QuerySet[Any]:
-        if self.count <= 1:
-            return queryset
+        if self.count <= 1 or len(self.since) >= self.count:
+            return queryset  # every shard: no filter (a lone scheduler of a sharded cluster)
         return queryset.annotate(_shard=Mod(field, self.count)).filter(_shard__in=list(self.since))
 
     def since_of(self, job: Job) -> datetime | None:
