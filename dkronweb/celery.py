@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any
 
 from celery import Celery, signals
@@ -75,10 +76,12 @@ def _redis_without_opentelemetry(**kw: Any) -> None:
     connection imports redis: `sys.modules["opentelemetry"] = None` makes an import of it
     raise ImportError (the import system's documented "None in sys.modules"), redis-py is
     imported, and the entry is removed: a gcppubsub job later imports OpenTelemetry as usual.
-    celeryd_init is sent first thing by every worker (`manage.py agent`, `celery worker`);
-    nothing is done where redis-py or OpenTelemetry is loaded already, or not installed.
+    celeryd_init is sent first thing by every worker, while it is the only thread (checked:
+    another thread's import of OpenTelemetry would fail for that moment); nothing is done where
+    redis-py or OpenTelemetry is loaded already, as in `celery -A dkronweb worker`, whose
+    command group imports both before it starts the worker: `manage.py agent` is the light one.
     """
-    if "redis" in sys.modules or "opentelemetry" in sys.modules:
+    if "redis" in sys.modules or "opentelemetry" in sys.modules or threading.active_count() > 1:
         return
     sys.modules["opentelemetry"] = None  # type: ignore[assignment]
     try:
