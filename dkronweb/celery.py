@@ -20,6 +20,8 @@ agent` runs the agent's own checks (`jobs.checks.AGENT_TAGS`), `manage.py check`
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from typing import Any
 
 from celery import Celery, signals
@@ -60,3 +62,31 @@ def _celery_node_name(sender: Any = None, instance: Any = None, options: Any = N
         return
     name = (options or {}).get("node_name") or settings.NODE_NAME
     instance.hostname = nodename(name, nodesplit(instance.hostname)[1])
+
+
+@signals.celeryd_init.connect(weak=False)
+def _redis_without_opentelemetry(**kw: Any) -> None:
+    """A worker imports redis-py with OpenTelemetry hidden, so redis-py does not load it.
+
+    redis-py (8.x) imports OpenTelemetry's metrics SDK at import time whenever it is installed
+    (`redis.observability`, for metrics that must still be turned on in code: dkronweb never
+    does), and it is installed as a requirement of google-cloud-pubsub: about 3 MB of every
+    agent (docs/agents.md). redis-py has no switch for it; each of its imports is guarded by
+    `except ImportError` (OTel absent: observability off). So, once, before the broker
+    connection imports redis: `sys.modules["opentelemetry"] = None` makes an import of it
+    raise ImportError (the import system's documented "None in sys.modules"), redis-py is
+    imported, and the entry is removed: a gcppubsub job later imports OpenTelemetry as usual.
+    celeryd_init is sent first thing by every worker, while it is the only thread (checked:
+    another thread's import of OpenTelemetry would fail for that moment); nothing is done where
+    redis-py or OpenTelemetry is loaded already, as in `celery -A dkronweb worker`, whose
+    command group imports both before it starts the worker: `manage.py agent` is the light one.
+    """
+    if "redis" in sys.modules or "opentelemetry" in sys.modules or threading.active_count() > 1:
+        return
+    sys.modules["opentelemetry"] = None  # type: ignore[assignment]
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        pass  # an AMQP-only install
+    finally:
+        del sys.modules["opentelemetry"]

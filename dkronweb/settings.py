@@ -15,6 +15,7 @@ import contextlib
 import os
 import secrets
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -479,6 +480,44 @@ AXES_CLIENT_IP_CALLABLE = "web.api.auth.client_address"
 # client sending Basic on every call does not pay the password hasher every time; a password
 # change or deactivation is seen on the next request all the same (web/api/auth.py). 0: off.
 BASIC_AUTH_CACHE_SECONDS = env_duration("DKRON_BASIC_AUTH_CACHE_SECONDS", 60.0)
+
+# --- The agent's apps ------------------------------------------------------------------
+# Apps that serve the web role only: the admin (its autodiscovery imports every admin module,
+# forms and widgets), sessions, messages, static files, DRF and the OpenAPI generator, the
+# login lockout, the UI, and the scheduler's and `serve`'s commands. No agent code uses their
+# models, signals or templates: runs, webhooks and emails need jobs, auth, contenttypes (the
+# models' relations) and django_celery_beat (the retention task's periodic task). Nor does an
+# agent authenticate anyone, so it needs no axes backend. `manage.py agent` leaves them out
+# (about 2.5 MB of its resident memory, docs/agents.md); agents run no migrations, and every
+# other command (`migrate`, `check`, `serve`, which runs an agent beside the web role, and
+# `celery -A dkronweb worker`, which cannot be told apart before Django is set up) has them all.
+WEB_ONLY_APPS = (
+    "django.contrib.admin",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "web",
+    "web.ui",
+    "scheduler",
+    "dkronweb",
+    "axes",
+)
+AGENT_ENTRY_POINTS = ("manage.py", "django-admin", "__main__.py")
+
+
+def _agent_command(argv: list[str]) -> bool:
+    """True for `manage.py agent` (or `django-admin agent`, `python -m django agent`): the
+    command name is argv[1], as Django's ManagementUtility reads it, and it is known before
+    django.setup() loads the apps, which is before the command itself runs."""
+    return len(argv) > 1 and argv[1] == "agent" and Path(argv[0]).name in AGENT_ENTRY_POINTS
+
+
+AGENT_PROCESS = _agent_command(sys.argv)
+if AGENT_PROCESS:
+    INSTALLED_APPS = [app for app in INSTALLED_APPS if app not in WEB_ONLY_APPS]
+    AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 
 # --- Email (notifications) -------------------------------------------------------------
 EMAIL_BACKEND = env("DKRON_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

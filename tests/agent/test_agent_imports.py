@@ -1,9 +1,14 @@
 """A light agent: starting one, and running shell jobs on it, imports no other executor's client
 library (boto3, Google's, gRPC, kafka-python, nats, pika, docker) and none of the web role.
 
-The agent is set up in a fresh interpreter the way `manage.py agent` does it (Django, the
-command's system checks, the Celery worker with its bootstep and pool), without starting it, so
-no broker is needed. Memory is not asserted here (docs/agents.md has the figures).
+Nor the apps of the web role (the admin, sessions, messages, static files, DRF, the OpenAPI
+generator, axes: `dkronweb.settings.WEB_ONLY_APPS`), nor OpenTelemetry, which redis-py would
+import with itself (`dkronweb.celery`).
+
+The agent is set up in a fresh interpreter the way `manage.py agent` does it (its command line,
+so that settings choose the agent's apps; Django, the command's system checks, the Celery worker
+with its bootstep and pool), without starting it, so no broker is needed. Memory is not asserted
+here (docs/agents.md has the figures).
 """
 
 from __future__ import annotations
@@ -41,6 +46,19 @@ OTHER_CLIENTS = (
 # The http executor's and webhooks' client, loaded with the first http job or webhook.
 HTTP_CLIENT = ("httpx", "httpcore", "anyio")
 WEB_ROLE = ("rest_framework.views", "drf_spectacular.openapi", "web.api.views", "web.ui.views")
+# The web role's apps, which `manage.py agent` leaves out of INSTALLED_APPS, and OpenTelemetry.
+WEB_APPS = (
+    "django.contrib.admin",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "axes",
+    "web",
+    "scheduler",
+)
+OPENTELEMETRY = ("opentelemetry",)
 
 AGENT_SCRIPT = """
 import json, sys
@@ -48,14 +66,21 @@ import json, sys
 def loaded(names):
     return sorted(n for n in names if any(m == n or m.startswith(n + ".") for m in sys.modules))
 
+names = json.loads(sys.argv[1])
+sys.argv = ["manage.py", "agent"]  # what settings read to choose the agent's apps
 import django
 django.setup()
+from django.apps import apps
+from django.conf import settings
+assert settings.AGENT_PROCESS
+for label in ("jobs", "auth", "contenttypes", "django_celery_beat"):  # the models agents use
+    apps.get_app_config(label)
 from agent.management.commands.agent import Command
 command = Command()
 command.check(tags=command.requires_system_checks)  # what BaseCommand.execute runs first
 
 from celery import current_app as app
-worker = app.WorkController(  # manage.py agent's worker, set up, not started
+worker = app.Worker(  # manage.py agent's worker (celeryd_init and all), set up, not started
     pool_cls="threads", concurrency=2, without_mingle=True, without_gossip=True,
     tag=("role=light",), node_name="light", hostname="light@test",
 )
@@ -63,8 +88,8 @@ from agent import worker as agent_worker
 assert agent_worker._step is not None, "the agent bootstep was not applied"
 import agent.tasks  # what the worker runs (autodiscovered by name)
 
-names = json.loads(sys.argv[1])
 started = loaded(names)
+assert "redis" in sys.modules  # imported by the worker, without OpenTelemetry
 
 from executors import registry
 from executors.base import ExecutionContext
@@ -79,7 +104,10 @@ assert ctx.output.text().strip() == "light", ctx.output.text()
 after_shell = loaded(names)
 
 registry.get_executor("kafka")  # a kafka job on this agent still works: it loads its client
-print(json.dumps({"started": started, "after_shell": after_shell, "after_kafka": loaded(names)}))
+after_kafka = loaded(names)
+from google.cloud import pubsub_v1  # so does gcppubsub's, with the OpenTelemetry it imports
+print(json.dumps({"started": started, "after_shell": after_shell, "after_kafka": after_kafka,
+                  "after_pubsub": loaded(names)}))
 """
 
 
@@ -88,7 +116,12 @@ def _run_agent_script() -> dict[str, list[str]]:
     env.setdefault("DJANGO_SETTINGS_MODULE", "dkronweb.settings_test")
     env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run(
-        [sys.executable, "-c", AGENT_SCRIPT, json.dumps([*OTHER_CLIENTS, *HTTP_CLIENT, *WEB_ROLE])],
+        [
+            sys.executable,
+            "-c",
+            AGENT_SCRIPT,
+            json.dumps([*OTHER_CLIENTS, *HTTP_CLIENT, *WEB_ROLE, *WEB_APPS, *OPENTELEMETRY]),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -105,6 +138,20 @@ def test_an_agent_and_its_shell_jobs_import_no_other_executors_client_nor_the_we
     # The script looked up the http executor's secrets too, which loads its client.
     assert [m for m in seen["after_shell"] if m not in HTTP_CLIENT] == []
     assert "kafka" in seen["after_kafka"]  # loaded on first use, as before
+    assert "opentelemetry" in seen["after_pubsub"]  # hidden from redis-py only
+
+
+def test_only_the_agent_command_leaves_the_web_apps_out():
+    from dkronweb.settings import _agent_command
+
+    assert _agent_command(["manage.py", "agent", "--pool", "threads"])
+    assert _agent_command(["/srv/dkronweb/manage.py", "agent"])
+    assert _agent_command(["/venv/bin/django-admin", "agent"])
+    assert not _agent_command(["manage.py", "serve"])  # the agent beside the web role
+    assert not _agent_command(["manage.py", "check"])
+    assert not _agent_command(["manage.py"])
+    assert not _agent_command(["/venv/bin/celery", "agent"])
+    assert not _agent_command(["/venv/bin/pytest", "agent"])
 
 
 def test_the_agent_command_runs_only_the_agents_checks():
