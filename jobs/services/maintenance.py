@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import CharField, Q
 from django.db.models.expressions import RawSQL
 
@@ -38,9 +38,11 @@ class SweepReport:
 
 def _close_dead_runs(now: datetime, report: SweepReport) -> None:
     # The agents' rule (AGENT_DEAD_AFTER), stretched after a database outage: see alive_cutoff.
+    # No ordering: the model's (-id) would let the planner walk the primary key, the whole
+    # table, instead of the running rows of exec_active_idx.
     stale = Execution.objects.filter(
         status=ExecutionStatus.RUNNING, heartbeat_at__lt=agent_services.alive_cutoff(now)
-    )
+    ).order_by()
     local = agent_services.local_agent()
     if local is not None:
         # Runs of the agent in this process are alive while it is (agent_local_started);
@@ -91,9 +93,48 @@ def _queued_nodes() -> set[str]:
         "FROM nodes WHERE nodes.name IS NOT NULL) SELECT name FROM nodes WHERE name IS NOT NULL"
     )
     statuses = [str(ExecutionStatus.QUEUED), *(str(s) for s in ACTIVE_STATUSES)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, statuses * 2)
-        return {row[0] for row in cursor.fetchall()}
+    with transaction.atomic(), connection.cursor() as cursor:
+        saved = _planner_without_sorts(cursor)
+        try:
+            cursor.execute(sql, statuses * 2)
+            return {row[0] for row in cursor.fetchall()}
+        finally:
+            _planner_restore(cursor, saved)
+
+
+_PLANNER_KNOBS = ("enable_sort", "enable_bitmapscan")
+
+
+def _planner_without_sorts(cursor: Any) -> list[str]:
+    """On PostgreSQL, make an ordered index scan the only cheap plan for the statement.
+
+    Each probe of the loose scan is `ORDER BY node_name LIMIT 1` over the queued rows after a
+    name: with statistics taken while few rows were queued (autovacuum analyzes after a tenth
+    of the table changed), a bitmap scan and a sort of "one row" look as cheap as walking the
+    index, and that plan reads every queued row after the name. With sorts and bitmap scans
+    off for this transaction only, the walk is the plan. Returns the settings to restore (an
+    enclosing transaction, as in the tests, would keep a SET LOCAL past this statement)."""
+    if connection.vendor != "postgresql":
+        return []
+    cursor.execute("SELECT " + ", ".join(f"current_setting('{k}')" for k in _PLANNER_KNOBS))
+    saved = list(cursor.fetchone())
+    cursor.execute("SELECT " + ", ".join(f"set_config('{k}', 'off', true)" for k in _PLANNER_KNOBS))
+    return saved
+
+
+def _planner_restore(cursor: Any, saved: list[str]) -> None:
+    if saved:
+        knobs = ", ".join(f"set_config('{k}', %s, true)" for k in _PLANNER_KNOBS)
+        cursor.execute("SELECT " + knobs, saved)
+
+
+def _rows(ids: list[int]) -> list[Execution]:
+    """The executions with their runs (publish needs the snapshot), each table read by
+    primary key: a join, in this statement or the one that chose the rows, lets statistics
+    that say the tables are small pick a nested loop that walks the whole runs table."""
+    if not ids:
+        return []
+    return list(Execution.objects.filter(pk__in=ids).prefetch_related("run").order_by())
 
 
 def _move_from_gone(
@@ -108,11 +149,19 @@ def _move_from_gone(
     long, is never read here."""
     if not stranded_nodes:
         return
-    stranded = list(
-        Execution.objects.filter(status=ExecutionStatus.QUEUED, node_name__in=stranded_nodes)
-        .select_related("run")
-        .order_by()[:1000]
-    )
+    ids: list[int] = []
+    for name in sorted(stranded_nodes):
+        # One node at a time: an equality on both columns of exec_active_idx is a bounded
+        # index read; an IN list on the second column is planned as a filter over every
+        # queued row.
+        ids += (
+            Execution.objects.filter(status=ExecutionStatus.QUEUED, node_name=name)
+            .order_by()[: 1000 - len(ids)]
+            .values_list("pk", flat=True)
+        )
+        if len(ids) >= 1000:
+            break
+    stranded = _rows(ids)
     if not stranded:
         return
     agents = {a.name: a for a in Agent.objects.filter(name__in={e.node_name for e in stranded})}
@@ -227,12 +276,14 @@ def _never_published(now: datetime, alive: dict[str, NodeInfo], limit: int) -> l
     through exec_unpublished_idx by not_before, which leaves out catch-ups whose publish slot
     is still to come and never holds the published backlog."""
     cutoff = now - timedelta(seconds=settings.DKRON["QUEUED_REPUBLISH_AFTER"])
-    return list(
-        _queued(published_at__isnull=True, node_name__in=list(alive))
-        .filter(Q(not_before__isnull=True) | Q(not_before__lt=cutoff))
-        .filter(queued_at__lt=now - timedelta(seconds=5))
-        .select_related("run")
-        .order_by()[:limit]
+    return _rows(
+        list(
+            _queued(published_at__isnull=True, node_name__in=list(alive))
+            .filter(Q(not_before__isnull=True) | Q(not_before__lt=cutoff))
+            .filter(queued_at__lt=now - timedelta(seconds=5))
+            .order_by()
+            .values_list("pk", flat=True)[:limit]
+        )
     )
 
 
@@ -269,11 +320,11 @@ def _lost_on(
     rows = (
         _queued(node_name=node.name, published_at__isnull=False, published_at__lt=read_at)
         .filter(Q(not_before__isnull=True) | Q(not_before__lt=cutoff))
-        .select_related("run")
-        .order_by("-published_at", "-id")[skip : skip + limit]
+        .order_by("-published_at", "-id")
+        .values_list("pk", "published_at", "queued_at")[skip : skip + limit]
     )
     early = now - timedelta(seconds=5)
-    return [e for e in rows if e.published_at < cutoff and e.queued_at < early]
+    return _rows([pk for pk, published, queued in rows if published < cutoff and queued < early])
 
 
 def _queue_depths(nodes: list[NodeInfo]) -> dict[str, int]:
