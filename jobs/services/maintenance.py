@@ -368,8 +368,11 @@ def _recover_queued(now: datetime, report: SweepReport) -> None:
     for node in busy:
         left = REPUBLISH_BATCH - len(unpublished) - len(lost)
         depth = depths[node.name]
-        if left <= 0 or depth >= DEEP_QUEUE:
+        if depth >= DEEP_QUEUE:
+            log.debug("agent %s: %d message(s) wait in its queue; left to drain", node.name, depth)
             continue
+        if left <= 0:
+            break
         found = _lost_on(node, depth, read_at=read_at, now=now, limit=left)
         if found:
             log.warning(
