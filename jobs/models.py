@@ -221,6 +221,16 @@ class Execution(models.Model):
                 name="exec_unpublished_idx",
                 condition=models.Q(published_at__isnull=True, finished_at__isnull=True),
             ),
+            # Published and not finished, per node, newest publish first: the sweep's
+            # "which of this node's queued executions are behind the messages still waiting
+            # in its queue" reads the few rows past the queue's depth, not the node's whole
+            # backlog (jobs.services.maintenance). Running rows (bounded by the agents'
+            # slots) are in it too; no `status` in the condition, as above.
+            models.Index(
+                fields=["node_name", "published_at", "id"],
+                name="exec_published_idx",
+                condition=models.Q(published_at__isnull=False, finished_at__isnull=True),
+            ),
             # Retention walks finished rows oldest first; queued and running rows (no
             # finished_at) stay out of the index.
             models.Index(

@@ -219,3 +219,20 @@ def celery_broker(url: str) -> Any:
     finally:
         drop_pools()
         app.conf.broker_url, settings.CELERY_BROKER_URL = saved
+
+
+def empty_test_broker() -> Any:
+    """FLUSHDB the test broker's Redis database and return a client; None when the broker is
+    not a reachable Redis. The sweep reads the node queues' depths to tell a lost message from
+    a long queue, so a test of what it republishes starts from empty queues (messages other
+    tests published stay in the test broker: nothing consumes them)."""
+    from django.conf import settings
+
+    url = str(settings.CELERY_BROKER_URL)
+    if not url.startswith("redis://") or not reachable("127.0.0.1", 6379):
+        return None
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    return client

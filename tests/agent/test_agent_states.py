@@ -15,6 +15,7 @@ from jobs.services.agents import agent_died, agent_leaving, agent_state, alive_n
 from jobs.services.jobs import job_upsert
 from jobs.services.maintenance import sweep
 from jobs.services.runs import run_now
+from tests.harness import empty_test_broker
 
 
 def make_agent(name: str, **tags: str) -> Agent:
@@ -45,7 +46,9 @@ def purged(monkeypatch):  # type: ignore[no-untyped-def]
     calls: list[str] = []
     monkeypatch.setattr(maintenance, "_purged", {})
     monkeypatch.setattr(maintenance, "purge_node_queue", lambda name: calls.append(name) or 3)
-    return calls
+    empty_test_broker()  # the sweep republishes only past what waits in the node queues
+    yield calls
+    empty_test_broker()
 
 
 def test_a_leaving_agent_shows_leaving_and_gets_no_new_work(db):
