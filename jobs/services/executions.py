@@ -361,7 +361,9 @@ def run_settle(*, run_id: int, run: Run | None = None) -> bool:
     job has dependents and is ephemeral is read from the run's snapshot (taken at fire time).
     Returns False while some execution of the run is still active.
     """
-    rows = list(Execution.objects.filter(run_id=run_id).values_list("status", "final"))
+    # No ORDER BY (the model's default is -id): with it, stale statistics can plan a walk of
+    # the primary key backwards, through the whole history, instead of the run's few rows.
+    rows = list(Execution.objects.filter(run_id=run_id).order_by().values_list("status", "final"))
     if any(s in ACTIVE_STATUSES for s, _ in rows):
         return False
     if run is None:
