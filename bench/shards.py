@@ -140,6 +140,11 @@ def render(results: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.shards", description=__doc__)
     parser.add_argument("--burst", type=int, default=10_000, help="jobs due at one second")
+    parser.add_argument(
+        "--rounds",
+        default=",".join(f"{s}x{n}" for s, n in ROUNDS),
+        help="schedulers x shards of each round, comma-separated",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args(argv)
@@ -157,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         infra.create_database(inf)
         setup_django(ctx)
-        for schedulers, shards in ROUNDS:
-            results.append(one_round(ctx, schedulers, shards, args.burst))
+        for spec in args.rounds.split(","):
+            schedulers, _, shards = spec.partition("x")
+            results.append(one_round(ctx, int(schedulers), int(shards), args.burst))
         ok = True
     except (Exception, KeyboardInterrupt) as exc:
         print(f"bench: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
