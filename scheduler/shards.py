@@ -102,42 +102,36 @@ class ShardLeases:
         """The renewer thread's call: extend every held shard; forget the lost ones."""
         with self.lock:
             shards = list(self.held)
-        if not shards:
-            return
-        sent = time.monotonic()
-        kept = self._renew(shards)
-        with self.lock:
-            for shard in shards:
-                if shard in kept and shard in self.held:
-                    self.held[shard].until = max(self.held[shard].until, sent + self.ttl())
-                elif shard in self.held:
-                    log.warning("scheduler %s lost shard %d", self.holder, shard)
-                    del self.held[shard]
+        if shards:
+            self._renew(shards, forget=True)
 
     def fence(self, shards: list[int]) -> bool:
-        """Inside the fire transaction: renew the extra shards fired in it, all or nothing."""
-        if not shards:
-            return True
-        sent = time.monotonic()
-        kept = self._renew(shards)
-        with self.lock:
-            for shard in shards:
-                if shard in kept and shard in self.held:
-                    self.held[shard].until = max(self.held[shard].until, sent + self.ttl())
-        return kept == set(shards)
+        """Inside the fire transaction: renew the extra shards fired in it, all or nothing
+        (the caller rolls back and calls `lost` when this is False)."""
+        return not shards or self._renew(shards, forget=False) == set(shards)
 
     def lost(self, shards: list[int]) -> None:
         """A fence failed: ask the database which of these are still held, forget the rest."""
-        kept = self._renew(shards)
-        with self.lock:
-            for shard in shards:
-                if shard not in kept:
-                    self.held.pop(shard, None)
+        self._renew(shards, forget=True)
 
-    def _renew(self, shards: list[int]) -> set[int]:
+    def _renew(self, shards: list[int], *, forget: bool) -> set[int]:
+        """Extend these shards' leases in one UPDATE; the ones still held. Their `until`
+        moves on; with `forget`, the others are dropped."""
+        sent = time.monotonic()
         names = {lease.shard_name(k): k for k in shards}
         renewed = lease.lease_renew_many(holder=self.holder, names=list(names), ttl=self.ttl())
-        return {names[n] for n in renewed}
+        kept = {names[n] for n in renewed}
+        with self.lock:
+            for shard in shards:
+                held = self.held.get(shard)
+                if held is None:
+                    continue
+                if shard in kept:
+                    held.until = max(held.until, sent + self.ttl())
+                elif forget:
+                    log.warning("scheduler %s lost shard %d", self.holder, shard)
+                    del self.held[shard]
+        return kept
 
     def release(self, shard: int, *, why: str) -> None:
         with self.lock:

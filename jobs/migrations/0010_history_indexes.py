@@ -20,26 +20,10 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+from jobs.migration_ops import AddIndexConcurrentlyOnPostgres
+
 EXEC_JOB_FK_INDEX = "jobs_execution_job_id_f1a67db0"
 RUN_JOB_FK_INDEX = "jobs_run_job_id_f26ec71d"
-
-
-class AddIndexConcurrentlyOnPostgres(migrations.AddIndex):
-    """AddIndex, built CONCURRENTLY on PostgreSQL (outside a transaction)."""
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor != "postgresql":
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.add_index(model, self.index, concurrently=True)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor != "postgresql":
-            return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.remove_index(model, self.index, concurrently=True)
 
 
 def _drop_fk_index(model_name, related_name, index, table):
