@@ -21,6 +21,10 @@ with `-B`) it is that agent; otherwise it registers and heartbeats a member of i
 5. runs the inherited system periodic tasks;
 6. sleeps until the next due job, at most TICK_MAX.
 
+With DKRON_SCHEDULER_SHARDS > 1 every scheduler also holds its share of shard leases and
+fires the due jobs of its shards; the lease above is shard 0, and only its holder (the leader)
+does steps 3-5 (scheduler/shards.py, docs/scheduler.md).
+
 SIGTERM or SIGINT while it sleeps exits at once; inside a tick it only sets a flag, checked
 between transactions, so what was committed is published before it exits and releases the
 lease. A second signal, or STOP_TIMEOUT without an exit, exits hard (the lease then expires
