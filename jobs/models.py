@@ -60,6 +60,9 @@ class Job(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     misfire_policy = models.CharField(max_length=16, choices=MisfirePolicy, default="skip")
     catchup_window = models.FloatField(default=3600.0, help_text="Seconds of catch-up look-back")
+    jitter = models.FloatField(
+        default=0.0, help_text="Seconds: each fire starts at a stable offset within this window"
+    )
     history_limit = models.PositiveIntegerField(null=True, blank=True)
     notify = models.JSONField(default=dict, blank=True)
     problems = models.JSONField(
@@ -77,6 +80,11 @@ class Job(models.Model):
     last_error = models.DateTimeField(null=True, blank=True)
     next_run = models.DateTimeField(
         null=True, blank=True, help_text="Next fire time (UTC); null when none"
+    )
+    # With jitter, next_run is when the next fire starts (what the scheduler's index orders)
+    # and next_scheduled the schedule's own time, the fire key; null when they are the same.
+    next_scheduled = models.DateTimeField(
+        null=True, blank=True, help_text="Scheduled time of the next fire when jitter moved it"
     )
     anchor = models.DateTimeField(null=True, blank=True, help_text="Phase of @every schedules")
     missed_count = models.PositiveBigIntegerField(default=0)

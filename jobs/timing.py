@@ -6,7 +6,8 @@ UI all ask here, so they agree.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import hashlib
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
@@ -57,11 +58,52 @@ def next_run_from_now(job: Job, *, now: datetime) -> datetime | None:
     return candidate
 
 
+def jitter_offset(job: Job, scheduled: datetime) -> timedelta:
+    """Where in its jitter window the fire scheduled at `scheduled` starts (issue 16).
+
+    A hash of the job's name and the scheduled time, never a random draw: every scheduler,
+    a restarted one and one that took over after a failover compute the same offset, so a
+    fire neither moves nor runs twice when the scheduler changes. Millisecond steps.
+    """
+    window_ms = int(job.jitter * 1000)
+    if window_ms <= 0:
+        return timedelta(0)
+    key = f"{job.name}\x00{scheduled.astimezone(UTC).isoformat()}".encode()
+    digest = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+    return timedelta(milliseconds=digest % window_ms)
+
+
+def fire_start(job: Job, scheduled: datetime) -> datetime:
+    """When the fire scheduled at `scheduled` starts: the scheduled time plus its offset."""
+    return scheduled + jitter_offset(job, scheduled)
+
+
+def next_fields(job: Job, scheduled: datetime | None) -> tuple[datetime | None, datetime | None]:
+    """The stored pair for the next fire scheduled at `scheduled`: `next_run`, when it starts
+    (what the scheduler's index orders), and `next_scheduled`, its scheduled time (the fire
+    key) when jitter moved it, else None."""
+    if scheduled is None or job.jitter <= 0:
+        return scheduled, None
+    start = fire_start(job, scheduled)
+    return start, (scheduled if start != scheduled else None)
+
+
+def set_next(job: Job, scheduled: datetime | None) -> None:
+    """Store the next fire scheduled at `scheduled` on the job (see `next_fields`)."""
+    job.next_run, job.next_scheduled = next_fields(job, scheduled)
+
+
+def scheduled_next(job: Job) -> datetime | None:
+    """The scheduled time of the stored next fire (the fire key): `next_run` less jitter."""
+    return job.next_scheduled or job.next_run
+
+
 def job_next_fire(job: Job, *, now: datetime | None = None) -> datetime | None:
-    """`next` as shown: the stored next_run, or for a disabled job the time enabling it now
-    would give (its stored next_run froze when it was disabled and may be long past)."""
+    """`next` as shown: the schedule's next time (the stored one, before jitter), or for a
+    disabled job the time enabling it now would give (its stored next fire froze when it was
+    disabled and may be long past)."""
     if not job.disabled:
-        return job.next_run
+        return scheduled_next(job)
     try:
         return next_run_from_now(job, now=now or timeutil.now())
     except sched.ScheduleError:  # a restored job Dkron accepts and we cannot parse

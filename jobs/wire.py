@@ -61,6 +61,7 @@ GO_JOB_FIELDS: dict[str, str] = {
     "expires_at": "ntime.NullableTime",
     "misfire_policy": "string",
     "catchup_window": "duration",
+    "jitter": "duration",
     "retry_backoff": "duration",
     "history_limit": "int",
     "notify": "object",
@@ -246,6 +247,7 @@ class JobInputSerializer(serializers.Serializer):
     )
     misfire_policy = _text(max_length=16)
     catchup_window = SecondsField(required=False, allow_null=True)
+    jitter = SecondsField(required=False, allow_null=True)
     history_limit = serializers.IntegerField(
         min_value=1, max_value=1_000_000, required=False, allow_null=True
     )
@@ -460,6 +462,10 @@ class JobSerializer(WireSerializer):
     expires_at = Time(allow_null=True)
     misfire_policy = serializers.ChoiceField(choices=MisfirePolicy.values)
     catchup_window = serializers.FloatField(help_text="Seconds")
+    jitter = serializers.FloatField(
+        help_text="Seconds: each fire starts at a stable offset within this window after its "
+        "scheduled time (`next`)"
+    )
     retry_backoff = serializers.FloatField(help_text="Seconds, doubled per attempt")
     history_limit = serializers.IntegerField(allow_null=True)
     notify = Map(read=lambda job: notify_schema.mask_secrets(job.notify or {}))

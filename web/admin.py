@@ -78,6 +78,7 @@ class JobAdmin(admin.ModelAdmin):
         "last_success",
         "last_error",
         "next_run",
+        "next_scheduled",
         "anchor",
         "missed_count",
         "created_at",

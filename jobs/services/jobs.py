@@ -23,7 +23,7 @@ from jobs.notifications import schema as notify_schema
 from jobs.services.audit import SYSTEM, Actor, audit_record
 from jobs.services.cluster import ensure_not_paused
 from jobs.targeting import TagError, parse_tags
-from jobs.timing import compute_next_run, next_run_from_now, parse_job_schedule
+from jobs.timing import compute_next_run, next_run_from_now, parse_job_schedule, set_next
 from plugins import UnknownPlugin
 from processors.base import ProcessorOptions
 from processors.registry import processor_class, validate_processors
@@ -49,9 +49,30 @@ USER_FIELDS = {
     "expires_at": None,
     "misfire_policy": MisfirePolicy.SKIP,
     "catchup_window": 3600.0,
+    "jitter": 0.0,
     "history_limit": None,
     "notify": dict,
 }
+
+
+MAX_JITTER = 86400.0
+
+
+def _jitter_problem(job: Job) -> str:
+    """A jitter window must fit between two fires of an @every schedule: wider, a fire could
+    start after the next one was due, and fires would bunch instead of spreading."""
+    if job.jitter < 0 or job.jitter > MAX_JITTER:
+        return "must be between 0s and 24h"
+    if job.jitter == 0:
+        return ""
+    try:
+        schedule = parse_job_schedule(job)
+    except sched.ScheduleError:  # the schedule's own check names that problem
+        return ""
+    interval = schedule.interval if schedule is not None else None
+    if interval and job.jitter >= interval.total_seconds():
+        return f"must be shorter than the schedule's interval ({schedule.spec})"
+    return ""
 
 
 def invalid(text: str, details: dict[str, Any]) -> InvalidJob:
@@ -159,6 +180,8 @@ def _own_checks(
         problems["expires_at"] = "must be after starts_at"
     if job.retry_backoff < 0 or job.catchup_window < 0:
         problems["retry_backoff"] = "must not be negative"
+    if jitter_problem := _jitter_problem(job):
+        problems["jitter"] = jitter_problem
     try:
         parse_tags(job.tags)
     except TagError as exc:
@@ -403,6 +426,7 @@ def _store(
         "timezone": job.timezone,
         "starts_at": job.starts_at,
         "expires_at": job.expires_at,
+        "jitter": job.jitter,
         "parent_id": job.parent_id,
     }
     for field in USER_FIELDS:
@@ -419,12 +443,13 @@ def _store(
         if schedule is not None and schedule.interval and job.starts_at and job.starts_at > now:
             job.anchor = job.starts_at - schedule.interval
     timing_changed = created or any(
-        getattr(job, f) != old[f] for f in ("schedule", "timezone", "starts_at", "expires_at")
+        getattr(job, f) != old[f]
+        for f in ("schedule", "timezone", "starts_at", "expires_at", "jitter")
     )
     if not created and before["disabled"] and not job.disabled:
-        job.next_run = next_run_from_now(job, now=now)  # enabled: from now, see job_toggle
+        set_next(job, next_run_from_now(job, now=now))  # enabled: from now, see job_toggle
     elif timing_changed or job.parent_id != old["parent_id"]:
-        job.next_run = compute_next_run(job, after=now)
+        set_next(job, compute_next_run(job, after=now))
     job.save()
     detail: dict[str, Any] = {"executor": job.executor}
     if not created:
@@ -482,8 +507,8 @@ def job_toggle(*, job: Job, actor: Actor = SYSTEM) -> Job:
     job.disabled = not job.disabled
     fields = ["disabled", "updated_at"]
     if not job.disabled:
-        job.next_run = next_run_from_now(job, now=timeutil.now())
-        fields.append("next_run")
+        set_next(job, next_run_from_now(job, now=timeutil.now()))
+        fields += ["next_run", "next_scheduled"]
     job.save(update_fields=fields)
     audit_record(actor=actor, action="toggle", target=job.name, detail={"disabled": job.disabled})
     return Job.objects.select_related("parent").get(pk=job.pk)

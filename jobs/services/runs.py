@@ -19,7 +19,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Mod
 
 from executors.registry import get_executor
-from jobs import dispatch, timeutil
+from jobs import dispatch, timeutil, timing
 from jobs import secrets as job_secrets
 from jobs.errors import Conflict
 from jobs.models import (
@@ -300,8 +300,13 @@ def _plan(
     scheduler has been firing without a break. A fire due while it was at work was not missed,
     however long the work before it took (a top-of-the-hour burst of 100,000 takes minutes to
     fire): it runs, late; only fire times nobody was there for are misfires.
+
+    With jitter (issue 16) the times returned, and the next one, are the schedule's own
+    (the fire keys); lateness is counted from when each fire was to start, its offset added,
+    and a fire whose start has not come yet is left for the next time.
     """
-    due = job.next_run
+    assert job.next_run is not None
+    due = timing.scheduled_next(job)
     times: list[tuple[datetime, str]]
     assert due is not None
     schedule = parse_job_schedule(job)
@@ -309,7 +314,7 @@ def _plan(
     if schedule is None or schedule.kind == "manual":
         return [], 0, None
     cut = min(now, since or now) - grace  # fire times before it were missed
-    if due >= cut:
+    if job.next_run >= cut:
         times, missed = [(due, Run.Trigger.SCHEDULE)], 0
         upto = due
     else:
@@ -324,6 +329,13 @@ def _plan(
         catchable = [t for t in head if t >= window_start]
         catchable += schedule.fires_between(window_start, cut, anchor=job.anchor, limit=MAX_COUNTED)
         recent = schedule.fires_between(cut, now, anchor=job.anchor)
+        upto = now
+        if job.jitter > 0:
+            # Only the fires whose start has come; the first that has not is the next.
+            started = [t for t in recent if timing.fire_start(job, t) <= now]
+            if len(started) < len(recent):
+                upto = recent[len(started)] - timedelta(microseconds=1)
+                recent = recent[: len(started)]
         if job.misfire_policy == MisfirePolicy.RUN_ALL:
             chosen = catchable
         elif job.misfire_policy == MisfirePolicy.RUN_ONCE:
@@ -333,7 +345,6 @@ def _plan(
         missed = len(before) + len(catchable) - len(chosen)
         times = [(t, Run.Trigger.CATCHUP) for t in chosen]
         times += [(t, Run.Trigger.SCHEDULE) for t in recent]
-        upto = now
     times = [
         (t, trig)
         for t, trig in times
@@ -354,35 +365,41 @@ def _plan(
 
 
 def _advance(moves: list[tuple[Job, datetime | None, int]]) -> set[int]:
-    """Move each job's next_run from its old value to the new one, if nobody did it first.
+    """Move each job's next fire from its old value to the new one, if nobody did it first.
 
-    One statement on PostgreSQL (UPDATE ... FROM VALUES ... RETURNING); a loop elsewhere
-    (the embedded SQLite mode fires few jobs at a time).
+    Each move names the next scheduled time; `timing.set_next` turns it into the stored
+    pair (the start with jitter, and the scheduled time). One statement on PostgreSQL
+    (UPDATE ... FROM VALUES ... RETURNING); a loop elsewhere (the embedded SQLite mode fires
+    few jobs at a time).
     """
     if not moves:
         return set()
+    planned = [
+        (job.pk, job.next_run, *timing.next_fields(job, scheduled), missed)
+        for job, scheduled, missed in moves
+    ]
     if connection.vendor == "postgresql":
         table = Job._meta.db_table
         rows = ", ".join(
-            ["(%s::bigint, %s::timestamptz, %s::timestamptz, %s::bigint)"] * len(moves)
+            ["(%s::bigint, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::bigint)"]
+            * len(planned)
         )
-        params: list[Any] = []
-        for job, next_run, missed in moves:
-            params += [job.pk, job.next_run, next_run, missed]
+        params: list[Any] = [value for row in planned for value in row]
         sql = (
-            f"UPDATE {table} AS j SET next_run = v.new, missed_count = j.missed_count + v.missed "
-            f"FROM (VALUES {rows}) AS v(id, old, new, missed) "
+            f"UPDATE {table} AS j SET next_run = v.new, next_scheduled = v.scheduled, "
+            "missed_count = j.missed_count + v.missed "
+            f"FROM (VALUES {rows}) AS v(id, old, new, scheduled, missed) "
             "WHERE j.id = v.id AND j.next_run = v.old RETURNING j.id"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return {row[0] for row in cursor.fetchall()}
     claimed = set()
-    for job, next_run, missed in moves:
-        if Job.objects.filter(pk=job.pk, next_run=job.next_run).update(
-            next_run=next_run, missed_count=F("missed_count") + missed
+    for pk, old, new, scheduled, missed in planned:
+        if Job.objects.filter(pk=pk, next_run=old).update(
+            next_run=new, next_scheduled=scheduled, missed_count=F("missed_count") + missed
         ):
-            claimed.add(job.pk)
+            claimed.add(pk)
     return claimed
 
 
@@ -433,11 +450,13 @@ def fire_due_jobs(
             times, missed, next_run = _plan(job, now, budget, since)
         except Exception:
             log.exception("job %s: cannot compute its schedule; not firing it", job.name)
-            Job.objects.filter(pk=job.pk, next_run=job.next_run).update(next_run=None)
+            Job.objects.filter(pk=job.pk, next_run=job.next_run).update(
+                next_run=None, next_scheduled=None
+            )
             continue
         moves.append((job, next_run, missed))
         fires += [Fire(job=job, scheduled_at=t, trigger=trig) for t, trig in times]
-        if next_run is not None and next_run <= now:
+        if next_run is not None and timing.fire_start(job, next_run) <= now:
             report.more = True
     if len(due) >= limit:
         report.more = True
@@ -582,5 +601,6 @@ def seconds_until_next_due(
 
 
 def job_refresh_next(*, job: Job) -> None:
-    """Recompute next_run from now (used after a run of an @at job, or an admin repair)."""
-    Job.objects.filter(pk=job.pk).update(next_run=compute_next_run(job, after=timeutil.now()))
+    """Recompute the next fire from now (used after a run of an @at job, or an admin repair)."""
+    start, scheduled = timing.next_fields(job, compute_next_run(job, after=timeutil.now()))
+    Job.objects.filter(pk=job.pk).update(next_run=start, next_scheduled=scheduled)

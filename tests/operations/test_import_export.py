@@ -36,7 +36,7 @@ USER_FIELDS = (
     "displayname", "schedule", "timezone", "owner", "owner_email", "disabled", "tags",
     "metadata", "retries", "retry_backoff", "concurrency", "executor", "executor_config",
     "processors", "ephemeral", "starts_at", "expires_at", "misfire_policy", "catchup_window",
-    "history_limit", "notify",
+    "history_limit", "notify", "jitter",
 )  # fmt: skip
 
 
@@ -53,6 +53,7 @@ def make_jobs() -> None:
             concurrency="forbid",
             processors={"log": {"forward": "true"}},
             notify=NOTIFY,
+            jitter=90,
         )
     )
     job_upsert(

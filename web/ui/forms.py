@@ -374,6 +374,10 @@ class JobForm(forms.Form):
         help_text="Fire times missed while no scheduler ran: skip, run once, or run all.",
     )
     catchup_window = _text("Catch-up window", "How far back catch-up looks (seconds or 1h).")
+    jitter = _text(
+        "Jitter",
+        "Spread each fire over this window after its time (seconds or 5m); 0 for none.",
+    )
     history_limit = forms.IntegerField(
         label="History limit",
         required=False,
@@ -473,7 +477,7 @@ class JobForm(forms.Form):
                 data[name] = _parse_datetime(text, zone) if text else None
             except forms.ValidationError as exc:
                 self.add_error(name, exc)
-        for name, what in (("retry_backoff", "retry backoff"), ("catchup_window", "window")):
+        for name, what in (("retry_backoff", "retry backoff"), ("catchup_window", "window"), ("jitter", "jitter")):
             text = (data.get(name) or "").strip()
             try:
                 data[name] = _seconds(text, what) if text else None
@@ -524,6 +528,7 @@ class JobForm(forms.Form):
             "expires_at": d.get("expires_at"),
             "misfire_policy": d.get("misfire_policy"),
             "catchup_window": d.get("catchup_window"),
+            "jitter": d.get("jitter"),
             "history_limit": d.get("history_limit"),
             "notify": d["notify_json"],
         }
@@ -606,6 +611,7 @@ def initial_from_job(job: Job, *, clone: bool = False) -> dict[str, Any]:
         "ephemeral": job.ephemeral,
         "misfire_policy": job.misfire_policy,
         "catchup_window": seconds(job.catchup_window),
+        "jitter": seconds(job.jitter),
         "history_limit": job.history_limit,
         "starts_at": local(job.starts_at),
         "expires_at": local(job.expires_at),
@@ -630,6 +636,7 @@ def default_initial() -> dict[str, Any]:
         "concurrency": Concurrency.ALLOW,
         "misfire_policy": MisfirePolicy.SKIP,
         "catchup_window": "3600",
+        "jitter": "0",
     }
 
 

@@ -91,6 +91,9 @@ def test_invalid_utf8_is_a_400(api):
         ("history_limit", 0),
         ("retry_backoff", "soon"),
         ("catchup_window", -5),
+        ("jitter", "soon"),
+        ("jitter", -1),
+        ("jitter", "2m"),  # job_body's @every 1m: wider than the interval
     ],
 )
 def test_a_wrong_type_is_a_400_naming_the_field(api, field, value):

@@ -312,5 +312,20 @@ def test_durations_may_be_seconds_or_go_duration_strings(api):
     assert body["catchup_window"] == 7200.0
 
 
+def test_jitter_is_a_duration_and_next_stays_the_scheduled_time(api):
+    body = create(api, "jittered", schedule="0 0 * * * *", jitter="5m")
+
+    assert body["jitter"] == 300.0
+    nxt = parse_time(body["next"])
+    assert (nxt.minute, nxt.second) == (0, 0)  # the schedule's time; the start is later
+    job = Job.objects.get(name="jittered")
+    assert nxt <= job.next_run < nxt + timedelta(minutes=5)
+    assert api.get("/v1/jobs/jittered").json()["jitter"] == 300.0
+
+
+def test_a_job_without_jitter_answers_zero(api):
+    assert create(api, "steady")["jitter"] == 0.0
+
+
 def test_a_cron_that_never_fires_has_zero_time_as_next(api):
     assert create(api, "never", schedule="0 0 0 30 2 *")["next"] == ZERO_TIME

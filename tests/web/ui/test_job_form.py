@@ -197,6 +197,17 @@ def test_form_level_mistakes_are_caught_before_saving(client, admin_user):
     assert not Job.objects.exists()
 
 
+def test_the_form_saves_a_jitter_as_a_duration_and_refuses_a_bad_one(client, admin_user):
+    client.force_login(admin_user)
+    response = client.post("/ui/jobs/new/", form_data(jitter="soon"))
+    assert "jitter" in inline_error(response.content.decode(), "jitter")
+    assert not Job.objects.filter(name="greet").exists()
+    client.post("/ui/jobs/new/", form_data(jitter="1m30s"))
+    assert Job.objects.get(name="greet").jitter == 90.0
+    page = client.get("/ui/jobs/greet/edit/").content.decode()
+    assert re.search(r'name="jitter"[^>]*value="90"', page)
+
+
 def test_a_name_that_exists_is_not_overwritten_by_the_new_job_form(client, admin_user):
     make_job("greet", executor_config={"command": "original"})
     client.force_login(admin_user)

@@ -323,6 +323,7 @@ def test_the_admin_saves_jobs_through_the_validating_service(client, admin_user)
         "concurrency": "allow",
         "misfire_policy": "skip",
         "catchup_window": 3600,
+        "jitter": 0,
     }
     client.post("/admin/jobs/job/add/", form)
     assert not Job.objects.filter(name="from-admin").exists()  # 5-field cron refused

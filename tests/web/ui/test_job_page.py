@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from django.contrib.messages import get_messages
 
+from jobs import timing
 from jobs.models import Execution, Job, Run
 from jobs.services.executions import execution_claim
 from jobs.services.jobs import job_upsert
@@ -110,6 +111,23 @@ def test_the_schedule_is_described_with_the_next_five_fires_in_the_job_zone(clie
         local = moment.astimezone(berlin)
         assert (local.hour, local.minute) == (3, 0)
         assert local.strftime("%Y-%m-%d 03:00:00") in text
+
+
+def test_a_jittered_job_shows_where_each_fire_starts_in_its_window(client, admin_user):
+    job = make_job("spread", jitter=600)
+    client.force_login(admin_user)
+    page = client.get("/ui/jobs/spread/").content.decode()
+    assert "within 600 s after its time" in section(page, "job-summary")
+    moments = [
+        datetime.fromisoformat(m)
+        for m in re.findall(r'<time datetime="([^"]+)"', section(page, "next-fires"))
+    ]
+    offsets = re.findall(r"starts \+([0-9.]+) ?(s|min)", section(page, "next-fires"))
+    assert len(moments) == len(offsets) == 5
+    for moment, (value, unit) in zip(moments, offsets, strict=True):
+        seconds = float(value) * (60 if unit == "min" else 1)
+        expected = timing.jitter_offset(job, moment).total_seconds()
+        assert abs(seconds - expected) <= (6 if unit == "min" else 0.1)
 
 
 def test_a_manual_job_and_a_child_job_say_how_they_run(client, admin_user):

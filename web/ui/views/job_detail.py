@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -139,7 +139,12 @@ def schedule_view(job: Job, *, now: datetime | None = None) -> ScheduleView:
             times.append(moment)
             after = moment
     fires = [
-        {"at": t, "local": t.astimezone(parsed.tz).strftime("%a %Y-%m-%d %H:%M:%S %Z")}
+        {
+            "at": t,
+            "local": t.astimezone(parsed.tz).strftime("%a %Y-%m-%d %H:%M:%S %Z"),
+            # With jitter: where in its window this fire starts (stable, see timing).
+            "offset": _offset_text(timing.jitter_offset(job, t)) if job.jitter > 0 else "",
+        }
         for t in times
     ]
     note = ""
@@ -148,6 +153,11 @@ def schedule_view(job: Job, *, now: datetime | None = None) -> ScheduleView:
     elif job.disabled:
         note = "The job is disabled: these fire times are skipped until it is enabled."
     return ScheduleView(description, zone, fires, note=note)
+
+
+def _offset_text(offset: timedelta) -> str:
+    seconds = offset.total_seconds()
+    return f"starts +{seconds:.1f}s" if seconds < 60 else f"starts +{seconds / 60:.1f} min"
 
 
 def _tail(text: str, total_chars: int) -> tuple[str, bool]:
