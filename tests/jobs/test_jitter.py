@@ -106,9 +106,7 @@ def test_a_second_scheduler_and_a_restart_fire_the_same_key_once(agent):
 
 def test_after_an_outage_fires_whose_start_has_not_come_wait(agent):
     with time_machine.travel(T0, tick=False):
-        job = make_job(
-            name="outage", schedule="@every 10s", jitter=9, misfire_policy="run_all"
-        )
+        job = make_job(name="outage", schedule="@every 10s", jitter=9, misfire_policy="run_all")
     # Down for five minutes: the catch-up runs the missed times; of the fires since the
     # grace began, only those whose start has come run now, the first of the others is next.
     now = T0 + timedelta(minutes=5)

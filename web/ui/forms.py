@@ -477,7 +477,11 @@ class JobForm(forms.Form):
                 data[name] = _parse_datetime(text, zone) if text else None
             except forms.ValidationError as exc:
                 self.add_error(name, exc)
-        for name, what in (("retry_backoff", "retry backoff"), ("catchup_window", "window"), ("jitter", "jitter")):
+        for name, what in (
+            ("retry_backoff", "retry backoff"),
+            ("catchup_window", "window"),
+            ("jitter", "jitter"),
+        ):
             text = (data.get(name) or "").strip()
             try:
                 data[name] = _seconds(text, what) if text else None
