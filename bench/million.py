@@ -14,8 +14,9 @@ end) and Redis keys, like `bench.run`:
    `bench.run` measures them (`bench.dkron`);
 4. a top-of-the-hour burst: B more jobs due at one second, targeted at a registered agent that
    does not consume (as `bench.run`'s fire-rate row), so the figure is the scheduler's: until
-   every fire is recorded and published. Jitter (issue 16) would spread it; without it, this is
-   the worst case.
+   every fire is recorded and published, and each publish's lag after its fire's start;
+5. the same burst with `--jitter` seconds (default 60) of jitter on each job (issue 16), which
+   spreads the fires over that window.
 """
 
 from __future__ import annotations
@@ -56,10 +57,17 @@ def _next_daily(second_of_day: int, now: datetime) -> datetime:
     return at if at > now else at + timedelta(days=1)
 
 
-def copy_jobs(rows: list[tuple[str, str, datetime]], *, tags: dict[str, str] | None = None) -> None:
-    """COPY jobs (name, schedule, next_run) into the job table, every other column a default."""
+def copy_jobs(
+    rows: list[tuple[str, str, datetime]],
+    *,
+    tags: dict[str, str] | None = None,
+    jitter: float = 0.0,
+) -> None:
+    """COPY jobs (name, schedule, next fire) into the job table, every other column a default;
+    with `jitter`, each job's next fire starts at its offset as the services store it."""
     from django.db import connection
 
+    from jobs import timing
     from jobs.models import Job
 
     fields = [f for f in Job._meta.concrete_fields if f.column != "id"]
@@ -67,19 +75,29 @@ def copy_jobs(rows: list[tuple[str, str, datetime]], *, tags: dict[str, str] | N
     if tags:
         tags_field = Job._meta.get_field("tags")
         values["tags"] = tags_field.get_db_prep_save(dict(tags), connection)
+    values["jitter"] = jitter
     columns = [str(f.column) for f in fields]
     template = [values[c] for c in columns]
-    i_name, i_schedule, i_next = (
+    i_name, i_schedule, i_next, i_scheduled = (
         columns.index("name"),
         columns.index("schedule"),
         columns.index("next_run"),
+        columns.index("next_scheduled"),
     )
     quoted = ", ".join(f'"{c}"' for c in columns)
     sql = f'COPY "{Job._meta.db_table}" ({quoted}) FROM STDIN'
     with connection.cursor() as cursor, cursor.copy(sql) as copy:
-        for name, schedule, next_run in rows:
+        for name, schedule, scheduled in rows:
             row = list(template)
-            row[i_name], row[i_schedule], row[i_next] = name, schedule, next_run
+            start, key = scheduled, None
+            if jitter:
+                start, key = timing.next_fields(Job(name=name, jitter=jitter), scheduled)
+            row[i_name], row[i_schedule], row[i_next], row[i_scheduled] = (
+                name,
+                schedule,
+                start,
+                key,
+            )
             copy.write_row(row)
 
 
@@ -108,21 +126,27 @@ def seed_daily(ctx: Context, n: int) -> None:
     ctx.say(f"seeded {n:,} jobs in {ctx.extra['seed_seconds']:.1f}s (COPY {copied:.1f}s)")
 
 
-def top_of_hour(ctx: Context, n: int) -> None:
-    """N more jobs due at one second, published to an agent that does not consume."""
+def top_of_hour(ctx: Context, n: int, *, jitter: float = 0.0) -> None:
+    """N more jobs due at one second, published to an agent that does not consume.
+
+    With `jitter` (issue 16) the same burst with each job's fires spread over that window:
+    besides the time until all are published, the lag of each publish after its own fire's
+    start (scheduled time + offset), which is what a job waiting for its start sees."""
     from bench.dkron import Sink, analyze, retire, ts
     from bench.procs import wait_for
+    from jobs import timing
     from jobs.models import Execution, Job
 
     sink = Sink(ctx)
+    prefix = f"top{int(jitter)}-"
     due = datetime.fromtimestamp(math.ceil(time.time() + 5.0 + n / 20_000), UTC)
     spec = f"{due.second} {due.minute} {due.hour} * * *"
-    copy_jobs([(f"top-{i:06d}", spec, due) for i in range(n)], tags=SINK_TAGS)
+    copy_jobs([(f"{prefix}{i:06d}", spec, due) for i in range(n)], tags=SINK_TAGS, jitter=jitter)
     analyze()
-    ids = Job.objects.filter(name__startswith="top-").values_list("id", flat=True)
+    ids = Job.objects.filter(name__startswith=prefix).values_list("id", flat=True)
     lo, hi = min(ids), max(ids)
     cpu0 = ctx.procs["scheduler"].cpu_seconds()
-    cap = max(120.0, n / 200)
+    cap = max(120.0, n / 200) + jitter
     try:
         wait_for(
             lambda: (
@@ -140,30 +164,47 @@ def top_of_hour(ctx: Context, n: int) -> None:
         pass
     finally:
         sink.leave(ctx)
-    published = list(
+    rows = list(
         Execution.objects.filter(
             job_id__gte=lo, job_id__lte=hi, published_at__isnull=False
-        ).values_list("published_at", flat=True)
+        ).values_list("job_name", "published_at")
     )
+    published = [p for _, p in rows]
     cpu = ctx.procs["scheduler"].cpu_seconds() - cpu0
     last = max((ts(p) or 0.0 for p in published), default=due.timestamp())
     elapsed = last - due.timestamp() if len(published) >= n else INF
     rate = len(published) / max(last - due.timestamp(), 1e-6)
-    row = ctx.row("top_of_hour", f"top-of-the-hour burst: {n:,} due at one second, all published")
+    lags = sorted(
+        (p - timing.fire_start(Job(name=name, jitter=jitter), due)).total_seconds()
+        for name, p in rows
+    )
+    p50, p99 = (_quantile(lags, q) for q in (0.5, 0.99))
+    key = "top_of_hour" if not jitter else f"top_of_hour_jitter_{int(jitter)}"
+    spread = f" with jitter {jitter:g}s" if jitter else ""
+    row = ctx.row(key, f"top-of-the-hour burst: {n:,} due at one second{spread}, all published")
     row.dkronweb = fmt_seconds(elapsed, cap)
     row.note(
-        f"{fmt_num(rate, '/s')}, scheduler CPU {1000 * cpu / max(len(published), 1):.2f} ms/fire;"
-        " no jitter (issue 16)"
+        f"publish lag after each fire's start p50 {fmt_seconds(p50)} / p99 {fmt_seconds(p99)};"
+        f" {fmt_num(rate, '/s')}, scheduler CPU {1000 * cpu / max(len(published), 1):.2f} ms/fire"
     )
     row.raw["dkronweb"] = {
         "jobs": n,
+        "jitter": jitter,
         "published": len(published),
         "seconds": elapsed,
         "fires_per_s": rate,
         "scheduler_cpu_s": cpu,
+        "lag_p50": p50,
+        "lag_p99": p99,
     }
     retire(lo, hi)
     ctx.say(f"top of the hour: {len(published):,}/{n:,} published in {row.dkronweb}")
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return INF
+    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def scheduler_memory(ctx: Context, key: str, when: str) -> None:
@@ -182,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=100_000)
     parser.add_argument("--changes", type=int, default=10, help="API changes timed")
     parser.add_argument("--requests", type=int, default=300, help="API requests per kind")
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=60.0,
+        help="seconds: the burst again with this jitter window (issue 16); 0 to skip it",
+    )
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args(argv)
     problem = infra.services_reachable()
@@ -218,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         dkron.change_latency(ctx)
         dkron.api_latency(ctx)
         top_of_hour(ctx, args.burst)
+        if args.jitter > 0:
+            top_of_hour(ctx, args.burst, jitter=args.jitter)
         scheduler_memory(ctx, "rss_end", "after the phases")
         ok = True
     finally:
