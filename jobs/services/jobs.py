@@ -69,9 +69,9 @@ def _jitter_problem(job: Job) -> str:
         schedule = parse_job_schedule(job)
     except sched.ScheduleError:  # the schedule's own check names that problem
         return ""
-    if schedule is not None and schedule.interval:
-        if job.jitter >= schedule.interval.total_seconds():
-            return f"must be shorter than the schedule's interval ({schedule.spec})"
+    interval = schedule.interval if schedule is not None else None
+    if interval and job.jitter >= interval.total_seconds():
+        return f"must be shorter than the schedule's interval ({job.schedule})"
     return ""
 
 
