@@ -89,7 +89,8 @@ def copy_jobs(
     with connection.cursor() as cursor, cursor.copy(sql) as copy:
         for name, schedule, scheduled in rows:
             row = list(template)
-            start, key = scheduled, None
+            start: datetime | None = scheduled
+            key: datetime | None = None
             if jitter:
                 start, key = timing.next_fields(Job(name=name, jitter=jitter), scheduled)
             row[i_name], row[i_schedule], row[i_next], row[i_scheduled] = (
@@ -177,6 +178,7 @@ def top_of_hour(ctx: Context, n: int, *, jitter: float = 0.0) -> None:
     lags = sorted(
         (p - timing.fire_start(Job(name=name, jitter=jitter), due)).total_seconds()
         for name, p in rows
+        if p is not None
     )
     p50, p99 = (_quantile(lags, q) for q in (0.5, 0.99))
     key = "top_of_hour" if not jitter else f"top_of_hour_jitter_{int(jitter)}"
