@@ -32,12 +32,36 @@ def berlin(*args: int) -> datetime:
         ({"timezone": ""}, "calendar"),
         ({"timezone": "UTC", "dates": ["2026-02-30"]}, "dates[0]"),
         ({"timezone": "UTC", "dates": "2026-01-01"}, "dates"),
-        ({"timezone": "UTC", "ranges": [{"start": "2026-01-02", "end": "2026-01-01"}]}, "ranges[0]"),
-        ({"timezone": "UTC", "ranges": [{"start": "2026-01-01T10:00+01:00", "end": "2026-01-02"}]}, "ranges[0].start"),
-        ({"timezone": "UTC", "windows": [{"days": ["sat"], "start": "25:00", "end": "06:00"}]}, "windows[0].start"),
-        ({"timezone": "UTC", "windows": [{"days": ["caturday"], "start": "22:00", "end": "06:00"}]}, "windows[0].days"),
-        ({"timezone": "UTC", "windows": [{"days": ["sat"], "start": "10:00", "end": "10:00"}]}, "windows[0]"),
-        ({"timezone": "UTC", "windows": [{"days": [], "start": "10:00", "end": "11:00"}]}, "calendar"),
+        (
+            {"timezone": "UTC", "ranges": [{"start": "2026-01-02", "end": "2026-01-01"}]},
+            "ranges[0]",
+        ),
+        (
+            {
+                "timezone": "UTC",
+                "ranges": [{"start": "2026-01-01T10:00+01:00", "end": "2026-01-02"}],
+            },
+            "ranges[0].start",
+        ),
+        (
+            {"timezone": "UTC", "windows": [{"days": ["sat"], "start": "25:00", "end": "06:00"}]},
+            "windows[0].start",
+        ),
+        (
+            {
+                "timezone": "UTC",
+                "windows": [{"days": ["caturday"], "start": "22:00", "end": "06:00"}],
+            },
+            "windows[0].days",
+        ),
+        (
+            {"timezone": "UTC", "windows": [{"days": ["sat"], "start": "10:00", "end": "10:00"}]},
+            "windows[0]",
+        ),
+        (
+            {"timezone": "UTC", "windows": [{"days": [], "start": "10:00", "end": "11:00"}]},
+            "calendar",
+        ),
     ],
 )
 def test_it_refuses_a_bad_definition_naming_the_field(definition, field):
@@ -58,11 +82,15 @@ def test_it_normalises_days_dates_and_date_only_range_ends():
     assert cleaned["dates"] == ["2026-12-25", "2026-12-26"]
     # A date-only end includes that whole day.
     assert cleaned["ranges"] == [{"start": "2026-12-31T00:00:00", "end": "2027-01-02T00:00:00"}]
-    assert cleaned["windows"] == [{"days": ["mon", "fri", "sat", "sun"], "start": "22:00", "end": "06:00"}]
+    assert cleaned["windows"] == [
+        {"days": ["mon", "fri", "sat", "sun"], "start": "22:00", "end": "06:00"}
+    ]
 
 
 def test_a_weekly_window_that_crosses_midnight_covers_the_next_morning():
-    cal = compiled(timezone="Europe/Berlin", windows=[{"days": ["sat"], "start": "22:00", "end": "06:00"}])
+    cal = compiled(
+        timezone="Europe/Berlin", windows=[{"days": ["sat"], "start": "22:00", "end": "06:00"}]
+    )
     assert not cal.contains(berlin(2026, 6, 6, 21, 59))  # Saturday
     assert cal.contains(berlin(2026, 6, 6, 22, 0))
     assert cal.contains(berlin(2026, 6, 7, 5, 59))  # Sunday morning: still Saturday's window
@@ -84,7 +112,9 @@ def test_touching_stretches_join_into_one():
 def test_a_date_is_a_local_day_in_the_calendars_zone_after_a_dst_change():
     # New York moved to EDT (UTC-4) on 2026-03-08: 04:30Z on 03-09 is 00:30 local (inside the
     # holiday); 04:30Z on 03-10 is 00:30 on 03-10 (outside). With EST's offset both would flip.
-    cal = Compiled.of("h", clean_definition({"timezone": "America/New_York", "dates": ["2026-03-09"]}))
+    cal = Compiled.of(
+        "h", clean_definition({"timezone": "America/New_York", "dates": ["2026-03-09"]})
+    )
     assert cal.contains(datetime(2026, 3, 9, 4, 30, tzinfo=UTC))
     assert not cal.contains(datetime(2026, 3, 10, 4, 30, tzinfo=UTC))
     assert not cal.contains(datetime(2026, 3, 9, 3, 59, tzinfo=UTC))  # 23:59 on 03-08
@@ -93,7 +123,9 @@ def test_a_date_is_a_local_day_in_the_calendars_zone_after_a_dst_change():
 
 def test_a_window_keeps_its_wall_clock_across_the_autumn_change():
     # Berlin left CEST on 2026-10-25 at 03:00 (back to 02:00): 22:00-06:00 that night lasts 9 h.
-    cal = compiled(timezone="Europe/Berlin", windows=[{"days": ["sat"], "start": "22:00", "end": "06:00"}])
+    cal = compiled(
+        timezone="Europe/Berlin", windows=[{"days": ["sat"], "start": "22:00", "end": "06:00"}]
+    )
     start = berlin(2026, 10, 24, 22, 0)
     assert start == datetime(2026, 10, 24, 20, 0, tzinfo=UTC)
     assert cal.end_of(start) == datetime(2026, 10, 25, 5, 0, tzinfo=UTC)
@@ -145,7 +177,12 @@ def test_the_ics_import_gives_all_day_events_as_dates_and_timed_ones_as_local_ra
 
 @pytest.mark.parametrize(
     "text",
-    ["", "not a calendar", "BEGIN:VEVENT\nEND:VEVENT\n", "BEGIN:VCALENDAR\nBEGIN:VEVENT\nSUMMARY:x\nEND:VEVENT\nEND:VCALENDAR\n"],
+    [
+        "",
+        "not a calendar",
+        "BEGIN:VEVENT\nEND:VEVENT\n",
+        "BEGIN:VCALENDAR\nBEGIN:VEVENT\nSUMMARY:x\nEND:VEVENT\nEND:VCALENDAR\n",
+    ],
 )
 def test_the_ics_import_refuses_what_is_not_an_icalendar_file(text):
     with pytest.raises(InvalidCalendar):
@@ -163,7 +200,11 @@ def _with(job: SimpleNamespace, *cals: Compiled) -> SimpleNamespace:
 
 def test_next_allowed_jumps_over_an_excluded_weekend_night_in_one_step():
     every_second = sched.parse("* * * * * *", job_name="x", timezone="UTC", default_tz="UTC")
-    nights = compiled("nights", timezone="Europe/Berlin", windows=[{"days": ["fri"], "start": "22:00", "end": "06:00"}])
+    nights = compiled(
+        "nights",
+        timezone="Europe/Berlin",
+        windows=[{"days": ["fri"], "start": "22:00", "end": "06:00"}],
+    )
     job = _with(_job(exclude_calendars=["nights"]), nights)
     steps = []
 
@@ -187,7 +228,10 @@ def test_only_calendars_confine_fires_to_their_windows():
     friday_5pm = datetime(2026, 6, 5, 17, 0, tzinfo=NEW_YORK).astimezone(UTC)
     got = calendars.next_allowed(job, friday_5pm, half_hourly.next_after)
     assert got == datetime(2026, 6, 8, 9, 0, tzinfo=NEW_YORK).astimezone(UTC)
-    assert calendars.exclusion_reason(job, friday_5pm) == "missed: outside only_calendars 'business-hours'"
+    assert (
+        calendars.exclusion_reason(job, friday_5pm)
+        == "missed: outside only_calendars 'business-hours'"
+    )
     assert calendars.exclusion_reason(job, got) == ""
 
 
@@ -195,7 +239,9 @@ def test_an_only_calendar_with_nothing_ahead_gives_no_next_fire():
     daily = sched.parse("0 0 12 * * *", job_name="x", timezone="UTC", default_tz="UTC")
     past = compiled("once", dates=["2020-01-01"])
     job = _with(_job(only_calendars=["once"]), past)
-    assert calendars.next_allowed(job, datetime(2026, 1, 1, 12, tzinfo=UTC), daily.next_after) is None
+    assert (
+        calendars.next_allowed(job, datetime(2026, 1, 1, 12, tzinfo=UTC), daily.next_after) is None
+    )
 
 
 def test_a_job_without_calendars_is_returned_untouched():
