@@ -193,15 +193,15 @@ def clean_definition(data: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(item, dict):
             raise InvalidCalendar(f"{field}: expected {{'days': ..., 'start': ..., 'end': ...}}")
         days = _days(item.get("days"), f"{field}.days")
-        start = _clock(item.get("start"), f"{field}.start", end=False)
-        end = _clock(item.get("end"), f"{field}.end", end=True)
-        if start == end:
+        opens = _clock(item.get("start"), f"{field}.start", end=False)
+        closes = _clock(item.get("end"), f"{field}.end", end=True)
+        if opens == closes:
             raise InvalidCalendar(
                 f"{field}: start and end are equal; use 00:00-24:00 for whole days",
                 {field: "empty window"},
             )
         clean_windows.append(
-            {"days": [DAYS[d] for d in days], "start": _fmt_clock(start), "end": _fmt_clock(end)}
+            {"days": [DAYS[d] for d in days], "start": _fmt_clock(opens), "end": _fmt_clock(closes)}
         )
     return {
         "timezone": zone.key,
@@ -452,7 +452,10 @@ def attach(jobs: Iterable[Any]) -> None:
     if not with_calendars:
         return
     wanted = set().union(*(_names(job) for job in with_calendars))
-    loaded = {c.name: c.compiled() for c in Calendar.objects.filter(name__in=wanted)}
+    loaded = {
+        c.name: Compiled.of(c.name, c.definition())
+        for c in Calendar.objects.filter(name__in=wanted)
+    }
     for job in with_calendars:
         job.__dict__[_ATTR] = {n: loaded[n] for n in _names(job) if n in loaded}
 

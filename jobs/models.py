@@ -5,8 +5,6 @@ State changes live in `jobs.services`; models hold fields, constraints and tiny 
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.db import models
 
@@ -428,8 +426,3 @@ class Calendar(models.Model):
             "ranges": self.ranges,
             "windows": self.windows,
         }
-
-    def compiled(self) -> Any:
-        from jobs.calendars import Compiled
-
-        return Compiled.of(self.name, self.definition())

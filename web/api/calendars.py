@@ -192,12 +192,12 @@ class CalendarIcsView(ApiView):
     def post(self, request: Request, name: str) -> Response:
         ensure_not_paused()
         calendar = calendar_services.calendar_get(name)
-        data = request.data
+        body: Any = request.data
         replace = str(request.query_params.get("replace", "")).lower() in {"1", "true", "yes"}
-        if isinstance(data, dict):
-            replace = replace or data.get("replace") is True
-            data = data.get("ics")
+        if isinstance(body, dict):
+            replace = replace or body.get("replace") is True
+            body = body.get("ics")
         calendar = calendar_services.calendar_import_ics(
-            calendar=calendar, ics=data, replace=replace, actor=_actor(request)
+            calendar=calendar, ics=body, replace=replace, actor=_actor(request)
         )
         return _answer(calendar)
