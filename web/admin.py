@@ -291,6 +291,11 @@ class CalendarAdmin(admin.ModelAdmin):
     search_fields = ("name", "description")
     readonly_fields = ("created_at", "updated_at")
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Calendar | None = None) -> Any:
+        """Calendars are not renamed: jobs name them."""
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return (*fields, "name") if obj is not None and obj.pk else fields
+
     def save_model(self, request: HttpRequest, obj: Calendar, form: Any, change: bool) -> None:
         try:
             saved, _ = calendar_services.calendar_upsert(
