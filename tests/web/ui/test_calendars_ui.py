@@ -1,5 +1,5 @@
-"""The job form picks calendars: the existing ones are offered, the choice is saved through
-the service and shown again when the job is edited."""
+"""Calendars in the UI: the job form picks them (the existing ones are offered, the choice is
+saved through the service and shown again on edit), and a page lists them."""
 
 from __future__ import annotations
 
@@ -46,3 +46,20 @@ def test_a_job_without_calendars_edits_unchanged(client, admin_user):
     client.force_login(admin_user)
     page = client.get("/ui/jobs/plain/edit/").content.decode()
     assert "No calendars yet" in page
+
+
+def test_the_calendars_page_lists_each_calendar_with_the_jobs_naming_it(client, admin_user):
+    calendar_upsert(
+        name="nights",
+        data={
+            "timezone": "Europe/Berlin",
+            "dates": ["2026-12-24"],
+            "windows": [{"days": ["fri"], "start": "22:00", "end": "06:00"}],
+        },
+    )
+    make_job("batch", exclude_calendars=["nights"])
+    client.force_login(admin_user)
+    page = client.get("/ui/calendars/").content.decode()
+    assert 'data-calendar="nights"' in page and "Europe/Berlin" in page
+    assert "fri 22:00–06:00" in page and "2026-12-24" in page
+    assert 'href="/ui/jobs/batch/"' in page
