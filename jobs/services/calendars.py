@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 
 from jobs import calendars, timeutil
 from jobs.errors import Conflict, InvalidJob, NotFound
@@ -123,15 +124,21 @@ def jobs_naming(name: str) -> list[str]:
 
 
 def _reschedule(name: str) -> None:
-    """A changed calendar moves the next fire of the enabled jobs that name it. Only jobs
-    whose next fire is still ahead: a due one is the scheduler's to fire or count missed."""
-    from jobs.timing import compute_next_run
+    """A changed calendar moves the next fire of the enabled jobs that name it: those whose
+    next fire is ahead, and those it had left with none (an `only_calendars` calendar with
+    nothing ahead). A due one is the scheduler's to fire or count missed."""
+    from jobs.timing import compute_next_run, next_run_from_now
 
     now = timeutil.now()
     names = jobs_naming(name)
-    for job in Job.objects.filter(name__in=names, disabled=False, next_run__gt=now):
-        nxt = compute_next_run(job, after=now)
-        Job.objects.filter(pk=job.pk, next_run=job.next_run).update(next_run=nxt)
+    ahead_or_none = Q(next_run__gt=now) | Q(next_run__isnull=True)
+    for job in Job.objects.filter(ahead_or_none, name__in=names, disabled=False):
+        if job.next_run is None:  # from now on only: never a catch-up of a past @at
+            nxt = next_run_from_now(job, now=now)
+            Job.objects.filter(pk=job.pk, next_run__isnull=True).update(next_run=nxt)
+        else:
+            nxt = compute_next_run(job, after=now)
+            Job.objects.filter(pk=job.pk, next_run=job.next_run).update(next_run=nxt)
 
 
 @transaction.atomic

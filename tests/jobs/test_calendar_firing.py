@@ -184,6 +184,22 @@ def test_updating_a_calendar_moves_the_next_fire_of_the_jobs_naming_it(holidays)
     assert job.next_run == MAR09
 
 
+def test_a_job_an_empty_only_calendar_left_without_next_gets_one_when_the_calendar_fills(db):
+    calendar_upsert(name="office", data={"timezone": "UTC"})
+    with time_machine.travel(T0, tick=False):
+        job = make_job(name="office-job", schedule="0 0 * * * *", only_calendars=["office"])
+        assert job.next_run is None
+        calendar_upsert(
+            name="office",
+            data={
+                "timezone": "UTC",
+                "windows": [{"days": "mon-fri", "start": "09:00", "end": "17:00"}],
+            },
+        )
+    job.refresh_from_db()
+    assert job.next_run == datetime(2026, 3, 9, 9, 0, tzinfo=UTC)  # Monday 09:00
+
+
 def test_a_batch_without_calendars_reads_no_calendar(db):
     make_agent("node-1")
     with time_machine.travel(T0, tick=False):
