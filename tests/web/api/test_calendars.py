@@ -180,3 +180,14 @@ def test_the_openapi_document_describes_calendars_and_the_job_fields(api):
     )
     job = doc["components"]["schemas"]["Job"]["properties"]
     assert {"exclude_calendars", "only_calendars"} <= set(job)
+
+
+def test_a_job_read_and_sent_back_keeps_its_calendars(api):
+    api.post("/v1/calendars", BODY, format="json")
+    job = create(api, "round-trip", exclude_calendars=["holidays"])
+
+    again = api.put("/v1/jobs/round-trip", job, format="json")
+
+    assert again.status_code == 201, again.content
+    assert again.json()["exclude_calendars"] == ["holidays"]
+    assert again.json()["next"] == job["next"]
