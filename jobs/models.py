@@ -65,6 +65,14 @@ class Job(models.Model):
     )
     history_limit = models.PositiveIntegerField(null=True, blank=True)
     notify = models.JSONField(default=dict, blank=True)
+    # Calendars (jobs.calendars), by name: never fire inside any of the first, and, when the
+    # second is not empty, only inside one of them.
+    exclude_calendars = models.JSONField(
+        default=list, blank=True, help_text="Names of calendars this job never fires inside"
+    )
+    only_calendars = models.JSONField(
+        default=list, blank=True, help_text="Names of calendars this job fires only inside"
+    )
     problems = models.JSONField(
         default=dict,
         blank=True,
@@ -391,3 +399,38 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"
+
+
+class Calendar(models.Model):
+    """A named set of local times (dates, ranges, weekly windows) in one zone, which jobs
+    name in `exclude_calendars` or `only_calendars`; see jobs.calendars for the meaning."""
+
+    name = models.CharField(max_length=255, unique=True, help_text="a-z, 0-9, _ and -")
+    description = models.TextField(blank=True, default="")
+    timezone = models.CharField(max_length=64, help_text="IANA zone the times are read in")
+    dates = models.JSONField(default=list, blank=True, help_text="Whole local days, YYYY-MM-DD")
+    ranges = models.JSONField(
+        default=list, blank=True, help_text="Local [start, end) wall times, ISO 8601"
+    )
+    windows = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Weekly windows {days, start, end}; end before start crosses midnight",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def definition(self) -> dict[str, object]:
+        return {
+            "timezone": self.timezone,
+            "description": self.description,
+            "dates": self.dates,
+            "ranges": self.ranges,
+            "windows": self.windows,
+        }

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
+from jobs import calendars, timeutil
 from jobs import schedule as sched
-from jobs import timeutil
 from jobs.models import Job
 
 
@@ -39,6 +39,10 @@ def compute_next_run(job: Job, *, after: datetime) -> datetime | None:
         if job.starts_at and job.starts_at > after:
             base = job.starts_at - timedelta(microseconds=1)
         candidate = schedule.next_after(base, anchor=job.anchor)
+        # Past the times the job's calendars exclude, so `next` is the real next fire.
+        candidate = calendars.next_allowed(
+            job, candidate, lambda t: schedule.next_after(t, anchor=job.anchor)
+        )
     if candidate is not None and job.expires_at and candidate > job.expires_at:
         return None
     return candidate

@@ -65,6 +65,8 @@ GO_JOB_FIELDS: dict[str, str] = {
     "retry_backoff": "duration",
     "history_limit": "int",
     "notify": "object",
+    "exclude_calendars": "[]string",
+    "only_calendars": "[]string",
 }
 _GO_INT_RANGE = {"int": (-(2**63), 2**63 - 1), "uint": (0, 2**64 - 1)}
 _TIME_TYPES = {"ntime.NullableTime", "time.Time"}
@@ -252,6 +254,12 @@ class JobInputSerializer(serializers.Serializer):
         min_value=1, max_value=1_000_000, required=False, allow_null=True
     )
     notify = serializers.DictField(required=False, allow_null=True)
+    exclude_calendars = serializers.ListField(
+        child=serializers.CharField(max_length=255), max_length=100, required=False, allow_null=True
+    )
+    only_calendars = serializers.ListField(
+        child=serializers.CharField(max_length=255), max_length=100, required=False, allow_null=True
+    )
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
@@ -470,6 +478,16 @@ class JobSerializer(WireSerializer):
     history_limit = serializers.IntegerField(allow_null=True)
     notify = Map(read=lambda job: notify_schema.mask_secrets(job.notify or {}))
     missed_count = serializers.IntegerField()
+    exclude_calendars = Names(
+        child=serializers.CharField(),
+        help_text="Calendars the job never fires inside (GET /v1/calendars)",
+        read=lambda job: job.exclude_calendars or [],
+    )
+    only_calendars = Names(
+        child=serializers.CharField(),
+        help_text="Calendars the job fires only inside; empty: no such limit",
+        read=lambda job: job.only_calendars or [],
+    )
     problems = Map(
         help_text="What dkronweb's validation found wrong when a restore stored the job anyway "
         "(key -> message); its runs fail with it until an upsert that validates clears it",

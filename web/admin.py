@@ -15,8 +15,19 @@ from django.utils.html import format_html
 
 from executors import registry
 from jobs.errors import DomainError
-from jobs.models import ACTIVE_STATUSES, Agent, ApiToken, AuditEntry, Execution, Job, Lease, Run
+from jobs.models import (
+    ACTIVE_STATUSES,
+    Agent,
+    ApiToken,
+    AuditEntry,
+    Calendar,
+    Execution,
+    Job,
+    Lease,
+    Run,
+)
 from jobs.notifications import schema as notify_schema
+from jobs.services import calendars as calendar_services
 from jobs.services import executions as execution_services
 from jobs.services import jobs as job_services
 from jobs.services import runs as run_services
@@ -270,3 +281,38 @@ class AuditEntryAdmin(admin.ModelAdmin):
 @admin.register(Lease)
 class LeaseAdmin(admin.ModelAdmin):
     list_display = ("name", "holder", "expires_at", "acquired_at", "changes")
+
+
+@admin.register(Calendar)
+class CalendarAdmin(admin.ModelAdmin):
+    """Calendars (jobs.calendars), saved and deleted through their service: checked, audited,
+    the jobs that name one rescheduled, a calendar still named by jobs kept."""
+
+    list_display = ("name", "timezone", "description", "updated_at")
+    search_fields = ("name", "description")
+    readonly_fields = ("created_at", "updated_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Calendar | None = None) -> Any:
+        """Calendars are not renamed: jobs name them."""
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return (*fields, "name") if obj is not None and obj.pk else fields
+
+    def save_model(self, request: HttpRequest, obj: Calendar, form: Any, change: bool) -> None:
+        try:
+            saved, _ = calendar_services.calendar_upsert(
+                name=obj.name, data=obj.definition(), actor=_actor(request)
+            )
+        except DomainError as exc:
+            self.message_user(request, f"{exc.message} {exc.details}", messages.ERROR)
+            return
+        obj.pk = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: Calendar) -> None:
+        try:
+            calendar_services.calendar_delete(calendar=obj, actor=_actor(request))
+        except DomainError as exc:
+            self.message_user(request, f"{obj.name}: {exc.message}", messages.ERROR)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Calendar]) -> None:
+        for calendar in queryset:
+            self.delete_model(request, calendar)

@@ -29,6 +29,10 @@ ACTIONS = (
     "token_create",
     "token_revoke",
     "login_failed",
+    # Calendars (jobs.services.calendars): the target is the calendar's name.
+    "calendar_create",
+    "calendar_update",
+    "calendar_delete",
 )
 
 

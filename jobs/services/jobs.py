@@ -52,6 +52,8 @@ USER_FIELDS = {
     "jitter": 0.0,
     "history_limit": None,
     "notify": dict,
+    "exclude_calendars": list,
+    "only_calendars": list,
 }
 
 
@@ -260,6 +262,7 @@ def _validate(
     and its runs fail with them (agent.runner).
     """
     refused = _dkron_checks(job, parent_name=parent_name)
+    refused.update(_calendar_checks(job))
     problems = _own_checks(
         job, actor=actor, old_executor=old_executor, old_config=old_config, refused=refused
     )
@@ -276,6 +279,21 @@ def _validate(
                 details.setdefault(key, value)
         raise invalid(_first_message(refused or problems), details)
     job.problems = problems
+
+
+def _calendar_checks(job: Job) -> dict[str, Any]:
+    """Calendars are named by existing calendars, always (restore too: a job that fired in
+    a blackout because its calendar was missing would be worse than a refused job)."""
+    from jobs.services.calendars import unknown_names
+
+    errors: dict[str, Any] = {}
+    for field in ("exclude_calendars", "only_calendars"):
+        names = list(dict.fromkeys(getattr(job, field) or []))
+        setattr(job, field, names)
+        unknown = unknown_names(names)
+        if unknown:
+            errors[field] = f"{field}: unknown calendar '{unknown[0]}'"
+    return errors
 
 
 def _ensure_no_host_processors(processors: Any) -> None:
@@ -428,6 +446,8 @@ def _store(
         "expires_at": job.expires_at,
         "jitter": job.jitter,
         "parent_id": job.parent_id,
+        "exclude_calendars": job.exclude_calendars,
+        "only_calendars": job.only_calendars,
     }
     for field in USER_FIELDS:
         setattr(job, field, getattr(validated, field))
@@ -444,7 +464,15 @@ def _store(
             job.anchor = job.starts_at - schedule.interval
     timing_changed = created or any(
         getattr(job, f) != old[f]
-        for f in ("schedule", "timezone", "starts_at", "expires_at", "jitter")
+        for f in (
+            "schedule",
+            "timezone",
+            "starts_at",
+            "expires_at",
+            "jitter",
+            "exclude_calendars",
+            "only_calendars",
+        )
     )
     if not created and before["disabled"] and not job.disabled:
         set_next(job, next_run_from_now(job, now=now))  # enabled: from now, see job_toggle

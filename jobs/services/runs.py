@@ -19,7 +19,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Mod
 
 from executors.registry import get_executor
-from jobs import dispatch, timeutil, timing
+from jobs import calendars, dispatch, timeutil, timing
 from jobs import secrets as job_secrets
 from jobs.errors import Conflict
 from jobs.models import (
@@ -172,8 +172,18 @@ def start_runs(fires: list[Fire]) -> list[Run]:
     settle: list[int] = []
     started_jobs: set[int] = set()
     failed_jobs: dict[int, int] = {}
+    calendar_missed: dict[int, int] = {}
     for fire, run in created:
         job = fire.job
+        # A scheduled or catch-up time inside an excluded calendar stretch: recorded as a
+        # missed fire with the calendar's name, and never run (its fire key is taken).
+        if fire.trigger != Run.Trigger.MANUAL and (
+            reason := calendars.exclusion_reason(job, fire.scheduled_at)
+        ):
+            executions.append(_execution(run, job, node="", status="skipped", reason=reason))
+            calendar_missed[job.pk] = calendar_missed.get(job.pk, 0) + 1
+            settle.append(run.pk)
+            continue
         checks = fire.trigger != Run.Trigger.MANUAL or job.concurrency == Concurrency.REPLACE
         if checks and job.pk in active and job.concurrency == Concurrency.FORBID:
             reason = "skipped: concurrency is forbid and the previous run is still going"
@@ -218,6 +228,8 @@ def start_runs(fires: list[Fire]) -> list[Run]:
     now = timeutil.now()
     for job_id, count in failed_jobs.items():  # counted like any failed execution record
         Job.objects.filter(pk=job_id).update(error_count=F("error_count") + count, last_error=now)
+    for job_id, count in calendar_missed.items():
+        Job.objects.filter(pk=job_id).update(missed_count=F("missed_count") + count)
     for run_id in settle:
         execution_services.run_settle(run_id=run_id)
     dispatch.publish_on_commit(
@@ -359,6 +371,9 @@ def _plan(
         keep = max(budget, 1)
         return times[:keep], missed, times[keep][0]
     next_run = schedule.next_after(upto, anchor=job.anchor)
+    next_run = calendars.next_allowed(
+        job, next_run, lambda t: schedule.next_after(t, anchor=job.anchor)
+    )
     if next_run is not None and job.expires_at and next_run > job.expires_at:
         next_run = None
     return times, missed, next_run
@@ -438,6 +453,7 @@ def fire_due_jobs(
     if shards is not None:
         due_jobs = shards.filter(due_jobs)
     due = list(due_jobs.order_by("next_run")[:limit])
+    calendars.attach(due)  # one query for the batch's calendars; none if no job has any
     moves: list[tuple[Job, datetime | None, int]] = []
     fires: list[Fire] = []
     for job in due:

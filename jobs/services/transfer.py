@@ -95,8 +95,44 @@ def jobs_export(*, include_secrets: bool = False) -> list[dict[str, Any]]:
             config = job.executor_config or {}
             data["executor_config"] = decrypt_config(job.executor, config, strict=False)
             data["notify"] = decrypt_notify(job.notify or {}, strict=False)
+        if job.exclude_calendars or job.only_calendars:
+            data[CALENDARS_KEY] = _definitions(job)
         out.append(data)
     return out
+
+
+# Calendars travel inside the jobs that name them, under a key Dkron ignores: the file stays
+# a plain Dkron job array, and a restore creates or replaces them before any job.
+CALENDARS_KEY = "calendar_definitions"
+
+
+def _definitions(job: Job) -> dict[str, Any]:
+    from jobs.models import Calendar
+
+    names = [*job.exclude_calendars, *job.only_calendars]
+    return {c.name: c.definition() for c in Calendar.objects.filter(name__in=names)}
+
+
+def _restore_calendars(items: list[dict[str, Any]], actor: Actor) -> None:
+    """Create or replace the calendars the file's jobs carry, each once (the first one met);
+    a definition that does not validate is left out, and its jobs fail as naming an unknown
+    calendar."""
+    from jobs.services.calendars import calendar_upsert
+
+    done: set[str] = set()
+    for item in items:
+        definitions = item.get(CALENDARS_KEY)
+        if not isinstance(definitions, dict):
+            continue
+        for name, definition in definitions.items():
+            if name in done or not isinstance(definition, dict):
+                continue
+            done.add(name)
+            try:
+                with transaction.atomic():
+                    calendar_upsert(name=name, data=definition, actor=actor)
+            except DomainError:
+                continue
 
 
 def parse_export(raw: bytes | str, *, max_jobs: int | None = None) -> list[dict[str, Any]]:
@@ -232,7 +268,11 @@ def _restore_one(name: str, item: dict[str, Any], actor: Actor) -> RestoreResult
 
 
 def jobs_restore(
-    *, items: list[dict[str, Any]], actor: Actor = SYSTEM, dry_run: bool = False
+    *,
+    items: list[dict[str, Any]],
+    actor: Actor = SYSTEM,
+    dry_run: bool = False,
+    with_calendars: bool = True,
 ) -> list[RestoreResult]:
     """Create or replace each job of a Dkron export (see `parse_export`), parents first.
 
@@ -242,17 +282,24 @@ def jobs_restore(
     dkronweb's own validation finds wrong is stored with its `problems` (see the module
     doc). A child whose parent failed is not attempted. `dry_run` does all of it in one
     transaction and rolls back. Refused as a whole (503) while the cluster is paused.
+    `with_calendars`: create or replace the calendars the jobs carry first (CALENDARS_KEY);
+    the API passes whether the caller may.
     """
     ensure_not_paused()
     ordered, results, failed_names = _order(items)
     batch = max(1, int(settings.DKRON.get("RESTORE_BATCH", BATCH)))
     if dry_run:
         with transaction.atomic():
+            if with_calendars:
+                _restore_calendars(items, actor)
             for name, item in ordered:
                 results.append(_restore_or_skip(name, item, actor, failed_names))
             _audit_restore(actor, results)
             transaction.set_rollback(True)
         return results
+    if with_calendars:
+        with transaction.atomic():
+            _restore_calendars(items, actor)
     breather = SQLITE_BREATHER if connection.vendor == "sqlite" else 0.0
     for start in range(0, len(ordered), batch):
         if start and breather and not connection.in_atomic_block:

@@ -144,7 +144,12 @@ class RestoreView(ApiView):
             )
         max_jobs = int(settings.DKRON.get("RESTORE_MAX_JOBS", transfer_services.MAX_JOBS))
         items = transfer_services.parse_export(upload.read(), max_jobs=max_jobs)
-        results = transfer_services.jobs_restore(items=items, actor=Actor.from_user(request.user))
+        calendar_perms = ("jobs.add_calendar", "jobs.change_calendar")
+        results = transfer_services.jobs_restore(
+            items=items,
+            actor=Actor.from_user(request.user),
+            with_calendars=all(can(request, p) for p in calendar_perms),
+        )
         # Dkron renders json.Marshal(lines) as a JSON string: clients decode twice.
         response = Response(json.dumps([r.dkron_line() for r in results], separators=(",", ":")))
         with_problems = {r.name: r.problems for r in results if r.problems}

@@ -4,7 +4,7 @@ from django.urls import path, re_path
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from web.api import ops, schema, tokens, views  # schema: registers the token auth scheme
+from web.api import calendars, ops, schema, tokens, views  # schema: registers the token auth scheme
 from web.api.permissions import ApiAccess
 
 NAME = r"(?P<name>[^/]+)"
@@ -41,6 +41,10 @@ urlpatterns = [
     re_path(r"^tokens/?$", tokens.TokensView.as_view()),
     re_path(r"^tokens/(?P<token_id>[^/]+)/?$", tokens.TokenView.as_view()),
     re_path(r"^audit/?$", tokens.AuditView.as_view()),
+    # dkronweb extension: calendars, named by jobs' exclude_calendars and only_calendars.
+    re_path(r"^calendars/?$", calendars.CalendarsView.as_view()),
+    re_path(rf"^calendars/{NAME}/?$", calendars.CalendarView.as_view()),
+    re_path(rf"^calendars/{NAME}/ics/?$", calendars.CalendarIcsView.as_view()),
     re_path(r"^jobs/?$", views.JobsView.as_view()),
     re_path(rf"^jobs/{NAME}/?$", views.JobView.as_view()),
     re_path(rf"^jobs/{NAME}/run/?$", views.JobRunView.as_view()),

@@ -24,7 +24,7 @@ from executors import registry
 from executors.values import parse_bool, parse_go_duration
 from jobs import schedule as sched
 from jobs.errors import DomainError
-from jobs.models import Concurrency, Job, MisfirePolicy
+from jobs.models import Calendar, Concurrency, Job, MisfirePolicy
 from jobs.notifications import schema as notify_schema
 from web.ui.schema_widgets import Widget, config_schema, label_for, widget_for
 
@@ -411,6 +411,20 @@ class JobForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
     )
 
+    # Calendars (jobs.calendars): the choices are the calendars that exist, read per form.
+    exclude_calendars = forms.MultipleChoiceField(
+        label="Exclude calendars",
+        required=False,
+        help_text="Never fire inside these calendars (holidays, blackout windows).",
+        widget=forms.SelectMultiple(attrs={"size": 4}),
+    )
+    only_calendars = forms.MultipleChoiceField(
+        label="Only calendars",
+        required=False,
+        help_text="If any is chosen, fire only inside one of them (business hours).",
+        widget=forms.SelectMultiple(attrs={"size": 4}),
+    )
+
     ROW_LABELS = {"tags": "Tags", "metadata": "Metadata"}
     # The service judges every rule; a browser's own checks would hide its messages.
     use_required_attribute = False
@@ -438,6 +452,9 @@ class JobForm(forms.Form):
             self.metadata_rows = list(rows.get("metadata", []))
         self.row_errors: dict[str, list[str]] = {"tags": [], "metadata": []}
         self.config_fields: list[ConfigField] = []
+        calendar_names = [(n, n) for n in Calendar.objects.values_list("name", flat=True)]
+        self.fields["exclude_calendars"].choices = calendar_names  # type: ignore[attr-defined]
+        self.fields["only_calendars"].choices = calendar_names  # type: ignore[attr-defined]
 
     # -- validation of what only the form knows (types, JSON, rows) --
 
@@ -535,6 +552,8 @@ class JobForm(forms.Form):
             "jitter": d.get("jitter"),
             "history_limit": d.get("history_limit"),
             "notify": d["notify_json"],
+            "exclude_calendars": list(d.get("exclude_calendars") or []),
+            "only_calendars": list(d.get("only_calendars") or []),
         }
 
     # -- the service's verdict, placed next to the fields --
@@ -621,6 +640,8 @@ def initial_from_job(job: Job, *, clone: bool = False) -> dict[str, Any]:
         "expires_at": local(job.expires_at),
         "processors_json": as_json(job.processors),
         "notify_json": as_json(notify_schema.mask_secrets(job.notify)),
+        "exclude_calendars": list(job.exclude_calendars or []),
+        "only_calendars": list(job.only_calendars or []),
     }
 
 

@@ -2,7 +2,16 @@
 
 from django.urls import path
 
-from web.ui.views import auth, cluster, dashboard, job_detail, job_form, job_list, tokens
+from web.ui.views import (
+    auth,
+    calendars,
+    cluster,
+    dashboard,
+    job_detail,
+    job_form,
+    job_list,
+    tokens,
+)
 
 urlpatterns = [
     path("", dashboard.dashboard, name="ui-dashboard"),
@@ -29,6 +38,8 @@ urlpatterns = [
     path("busy/", cluster.busy, name="ui-busy"),
     path("busy/fragment/", cluster.busy_fragment, name="ui-busy-fragment"),
     path("members/", cluster.members, name="ui-members"),
+    # Calendars (read only: edited through /v1/calendars or the admin).
+    path("calendars/", calendars.calendars, name="ui-calendars"),
     # The signed-in user's API tokens.
     path("tokens/", tokens.tokens, name="ui-tokens"),
     path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="ui-token-revoke"),

@@ -17,6 +17,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from jobs.models import AuditEntry
+from jobs.services.calendars import calendar_upsert
 from jobs.services.jobs import job_upsert
 from tests.web.api.helpers import JSON_ERRORS, add_execution, http_body, job_body
 from tests.web.api.roles import PRINCIPALS, principal
@@ -29,6 +30,8 @@ EDITORS = OPERATORS - {"operator"}
 CODERS = {"editor+run_code_jobs", "code-editor", "superuser"}
 SUPERUSER = {"superuser"}
 PUBLIC = EVERYONE | {"anonymous"}
+
+ICS = "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//t//EN\nBEGIN:VEVENT\nUID:1\nDTSTAMP:20260101T000000Z\nDTSTART;VALUE=DATE:20261225\nEND:VEVENT\nEND:VCALENDAR\n"  # noqa: E501
 
 # (method, path, body, who may). {id}: a queued execution of job1; {token}: the caller's own
 # token. job1 is a shell job, web an http job.
@@ -80,6 +83,13 @@ TABLE: list[tuple[str, str, Any, set[str]]] = [
     ),
     ("post", "/v1/tokens", {"name": "ci"}, EVERYONE - {p for p in PRINCIPALS if "token" in p}),
     ("delete", "/v1/tokens/{token}", None, EVERYONE),
+    # Calendars: read by all, edited by editors (as jobs that run no code).
+    ("get", "/v1/calendars", None, EVERYONE),
+    ("get", "/v1/calendars/days", None, EVERYONE),
+    ("post", "/v1/calendars", {"name": "new-cal", "timezone": "UTC"}, EDITORS),
+    ("put", "/v1/calendars/days", {"timezone": "UTC", "dates": ["2026-12-25"]}, EDITORS),
+    ("post", "/v1/calendars/days/ics", {"ics": ICS}, EDITORS),
+    ("delete", "/v1/calendars/days", None, EDITORS),
 ]
 WHO = ["anonymous", *PRINCIPALS]
 
@@ -89,7 +99,7 @@ def case_id(row: tuple[str, str, Any, set[str]]) -> str:
     label = f"{method.upper()} {path}"
     if isinstance(body, dict) and "executor" in body:
         label += f" [{body['executor']}]"
-    if isinstance(body, dict) and "executor" not in body:
+    if isinstance(body, dict) and "executor" not in body and "calendars" not in path:
         label += f" [role={body.get('role')}]"
     if isinstance(body, list):
         label += f" [{body[0]['executor']}]"
@@ -99,6 +109,7 @@ def case_id(row: tuple[str, str, Any, set[str]]) -> str:
 @pytest.fixture
 def world(db):  # type: ignore[no-untyped-def]
     job_upsert(data=job_body("job1"))
+    calendar_upsert(name="days", data={"timezone": "UTC"})
     job_upsert(data={k: v for k, v in http_body("web").items()})
     return add_execution("job1", status="queued")
 
@@ -181,7 +192,15 @@ def test_the_migration_creates_the_roles_each_holding_the_one_before():
     assert {"view_job", "view_execution", "view_agent"} <= perms("read-only")
     assert not {p for p in perms("read-only") if not p.startswith("view_")}
     assert perms("operator") - perms("read-only") == {"operate_job"}
-    assert perms("editor") - perms("operator") == {"add_job", "change_job", "delete_job"}
+    assert perms("editor") - perms("operator") == {
+        "add_job",
+        "change_job",
+        "delete_job",
+        "add_calendar",
+        "change_calendar",
+        "delete_calendar",
+    }
+    assert "view_calendar" in perms("read-only")
     assert perms("code-editor") - perms("editor") == {"run_code_jobs"}
 
 
