@@ -302,13 +302,16 @@ def _occurrences(event: Any, start: Any, horizon: datetime, rrulestr: Any) -> li
     if "RRULE" in event:
         rule = event["RRULE"].to_ical().decode()
         try:
-            found = list(rrulestr(rule, dtstart=base).between(base, limit, inc=True))
+            found = _expand(rrulestr(rule, dtstart=base), limit)
+        except InvalidCalendar:
+            raise
         except Exception as exc:
             raise InvalidCalendar(
                 f"ics: bad RRULE {rule!r} ({exc})", {"ics": "bad RRULE"}
             ) from None
     else:
         found = [base]
+    excluded: set[Any] = set()
     for key, sign in (("RDATE", 1), ("EXDATE", -1)):
         values = event.get(key)
         for prop in values if isinstance(values, list) else [values] if values else []:
@@ -319,12 +322,69 @@ def _occurrences(event: Any, start: Any, horizon: datetime, rrulestr: Any) -> li
                     value = value.replace(tzinfo=base.tzinfo)
                 if sign > 0:
                     found.append(value)
-                elif is_dt:
-                    found = [f for f in found if f != value]
                 else:
-                    found = [f for f in found if f.date() != value.date()]
-    found = sorted(set(found))[: MAX_RANGES + 1]
+                    excluded.add(value if is_dt else value.date())
+    kept = {f for f in found if (f if is_dt else f.date()) not in excluded}
+    found = sorted(kept)[: MAX_RANGES + 1]
     return found if is_dt else [f.date() for f in found]
+
+
+def _never_occurs(rule: Any) -> bool:
+    """Whether a rule's BYxxx parts contradict each other (`BYMONTH=2;BYMONTHDAY=30`).
+
+    dateutil looks for the next occurrence of such a rule until the year 9999: seconds of CPU
+    for a daily rule, 18 s for a secondly one, whatever UNTIL says, and an .ics may hold
+    thousands of them. The Gregorian calendar repeats every 400 years, so the same date filters
+    tried yearly over the last 400 years dateutil knows (from 9600, a leap year) either match
+    there or never: a few ms.
+    """
+    from dateutil.rrule import YEARLY
+
+    start = rule._dtstart
+    try:
+        probe = rule.replace(
+            freq=YEARLY,
+            interval=1,
+            count=1,
+            until=None,
+            dtstart=start.replace(year=9600),
+            bysetpos=None,
+            byhour=None,
+            byminute=None,
+            bysecond=None,
+        )
+    except ValueError:
+        return False  # a rule dateutil will refuse anyway, with its own message
+    return next(iter(probe), None) is None
+
+
+def _expand(rule: Any, limit: datetime) -> list[datetime]:
+    """A rule's occurrences up to `limit`, never more than MAX_RANGES + 1 of them.
+
+    Lazily, and with the rule's UNTIL moved to `limit`: an editor's `FREQ=SECONDLY` over the
+    five-year horizon is 157 million datetimes, which `between()` would build in memory before
+    the count check refused the file; a rule that never matches stops at `limit`, not in 9999.
+    """
+    if _never_occurs(rule):
+        raise InvalidCalendar(
+            "ics: a recurring event's RRULE never occurs", {"ics": "RRULE never occurs"}
+        )
+    if getattr(rule, "_count", None) is None:
+        until = getattr(rule, "_until", None)
+        if until is None or until > limit:
+            rule = rule.replace(until=limit)
+    found: list[datetime] = []
+    for occurrence in rule:
+        if occurrence > limit:
+            break
+        found.append(occurrence)
+        if len(found) > MAX_RANGES:
+            raise InvalidCalendar(
+                f"ics: a recurring event has more than {MAX_RANGES} occurrences in the "
+                "five years imported",
+                {"ics": "too many occurrences"},
+            )
+    return found
 
 
 # --- 2. Compiled calendars ------------------------------------------------------------------

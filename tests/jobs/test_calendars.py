@@ -3,6 +3,8 @@ changes, the iCalendar import, and the search for the next allowed fire time."""
 
 from __future__ import annotations
 
+import time
+
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -187,6 +189,38 @@ def test_the_ics_import_gives_all_day_events_as_dates_and_timed_ones_as_local_ra
 def test_the_ics_import_refuses_what_is_not_an_icalendar_file(text):
     with pytest.raises(InvalidCalendar):
         parse_ics(text, zone=BERLIN, today=date(2026, 6, 1))
+
+
+def _recurring(rule: str, *, copies: int = 1) -> str:
+    events = "".join(
+        f"BEGIN:VEVENT\nUID:r{i}\nDTSTAMP:20260101T000000Z\nDTSTART:20260101T000000Z\n"
+        f"DTEND:20260101T000001Z\nRRULE:{rule}\nEND:VEVENT\n"
+        for i in range(copies)
+    )
+    return f"BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//t//t//EN\n{events}END:VCALENDAR\n"
+
+
+@pytest.mark.parametrize(
+    ("rule", "said"),
+    [
+        # dateutil alone looks for these until the year 9999: 7-18 s of CPU each.
+        ("FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30", "never occurs"),
+        ("FREQ=DAILY;BYMONTH=4;BYMONTHDAY=31;COUNT=5", "never occurs"),
+        ("FREQ=SECONDLY", "more than"),  # 157 million in the five years imported
+    ],
+)
+def test_an_rrule_an_editor_wrote_to_burn_cpu_is_refused_at_once(rule, said):
+    started = time.monotonic()
+    with pytest.raises(InvalidCalendar, match=said):
+        parse_ics(_recurring(rule, copies=20), zone=BERLIN, today=date(2026, 6, 1))
+    assert time.monotonic() - started < 5.0
+
+
+def test_a_rare_but_real_rrule_still_imports():
+    dates, ranges = parse_ics(
+        _recurring("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29"), zone=BERLIN, today=date(2026, 6, 1)
+    )
+    assert [r["start"][:10] for r in ranges] == ["2028-02-29"]
 
 
 def _job(**fields) -> SimpleNamespace:
