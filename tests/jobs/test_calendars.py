@@ -4,7 +4,6 @@ changes, the iCalendar import, and the search for the next allowed fire time."""
 from __future__ import annotations
 
 import time
-
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
