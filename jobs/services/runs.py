@@ -351,7 +351,9 @@ def _plan(
         if job.misfire_policy == MisfirePolicy.RUN_ALL:
             chosen = catchable
         elif job.misfire_policy == MisfirePolicy.RUN_ONCE:
-            chosen = catchable[-1:]
+            # The latest missed time its calendars let through, not the latest of all.
+            allowed = [t for t in catchable if not calendars.exclusion_reason(job, t)]
+            chosen = allowed[-1:]
         else:
             chosen = []
         missed = len(before) + len(catchable) - len(chosen)

@@ -159,6 +159,25 @@ def test_catch_up_records_an_excluded_time_as_missed_with_the_calendars_name_and
     assert not Execution.objects.filter(job=job, scheduled_at=MAR09).exclude(status="skipped")
 
 
+def test_run_once_catches_up_the_latest_time_its_calendars_let_through(holidays):
+    with time_machine.travel(T0, tick=False):
+        job = make_job(
+            name="once",
+            schedule="0 30 4 * * *",
+            exclude_calendars=["ny-holidays"],
+            misfire_policy="run_once",
+            catchup_window=3 * 86400,
+        )
+    # Down from before 03-08 04:30Z until 03-09 06:00Z: the latest missed time, 03-09, is the
+    # holiday, so the one catch-up run is 03-08's.
+    Job.objects.filter(pk=job.pk).update(next_run=datetime(2026, 3, 8, 4, 30, tzinfo=UTC))
+    fire_due_jobs(now=datetime(2026, 3, 9, 6, 0, tzinfo=UTC))
+    keys = set(Run.objects.filter(job=job).values_list("scheduled_at", flat=True))
+    assert keys == {datetime(2026, 3, 8, 4, 30, tzinfo=UTC)}
+    job.refresh_from_db()
+    assert job.missed_count == 1 and job.next_run == MAR10
+
+
 def test_a_due_time_a_changed_calendar_now_excludes_is_missed_not_run(holidays):
     with time_machine.travel(T0, tick=False):
         job = make_job(name="stale", schedule="0 30 4 * * *", exclude_calendars=["ny-holidays"])
