@@ -62,6 +62,13 @@ class Job(models.Model):
     catchup_window = models.FloatField(default=3600.0, help_text="Seconds of catch-up look-back")
     history_limit = models.PositiveIntegerField(null=True, blank=True)
     notify = models.JSONField(default=dict, blank=True)
+    # Run parameters (jobs.params): declared here, given by a run now, defaults otherwise.
+    params = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Declared run parameters: a list of {name, type, default, required, "
+        "description, choices}; runs get them as DKRON_PARAM_<NAME> and {{ params.<name> }}",
+    )
     problems = models.JSONField(
         default=dict,
         blank=True,

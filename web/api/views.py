@@ -33,6 +33,7 @@ from jobs.wire import (
     JobInputSerializer,
     JobSerializer,
     MemberSerializer,
+    RunBodySerializer,
     StatusSerializer,
     job_to_dict,
 )
@@ -340,7 +341,7 @@ class JobView(ApiView):
     @extend_schema(
         operation_id="runJob",
         summary="Run a job now",
-        request=None,
+        request=RunBodySerializer,
         parameters=[FORCE],
         responses={202: JobSerializer, **ERRORS, **NOT_FOUND, **CONFLICT},
         tags=["jobs"],
@@ -349,9 +350,28 @@ class JobView(ApiView):
         return run_job(request, name)
 
 
+def _run_params(request: Request) -> Any:
+    """The run body's `params`, None when there are none. Dkron clients send no body or an
+    empty one, with a Content-Type or not, and that runs as it always did; a JSON object may
+    carry `{"params": {...}}` (jobs.params), checked by the service."""
+    if not request.body.strip():
+        return None
+    data = request.data
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise DomainError('the run body must be a JSON object: {"params": {...}}', {})
+    return data.get("params")
+
+
 def run_job(request: Request, name: str) -> Response:
     job = job_services.job_get(name)
-    run = run_services.run_now(job=job, force=_flag(request, "force"), actor=_actor(request))
+    run = run_services.run_now(
+        job=job,
+        force=_flag(request, "force"),
+        actor=_actor(request),
+        params=_run_params(request),
+    )
     job.refresh_from_db()
     response = Response(job_to_dict(job), status=202)
     response["Location"] = f"{_job_location(job.name)}/executions?group={run.pk}"
@@ -365,7 +385,7 @@ class JobRunView(ApiView):
     @extend_schema(
         operation_id="runJobNow",
         summary="Run a job now (same as POST /jobs/{name})",
-        request=None,
+        request=RunBodySerializer,
         parameters=[FORCE],
         responses={202: JobSerializer, **ERRORS, **NOT_FOUND, **CONFLICT},
         tags=["jobs"],

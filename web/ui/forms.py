@@ -406,6 +406,14 @@ class JobForm(forms.Form):
         'e.g. {"on": "on_failure", "emails": ["ops@example.com"]}',
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
     )
+    # Run parameters (jobs.params): a JSON list; the service checks each entry.
+    params_json = _text(
+        "Run parameters (JSON)",
+        'A list, e.g. [{"name": "region", "type": "choice", "choices": ["eu", "us"], '
+        '"default": "eu"}]; types string, int, bool, choice. Runs get DKRON_PARAM_REGION '
+        "and {{ params.region }} in config values.",
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+    )
 
     ROW_LABELS = {"tags": "Tags", "metadata": "Metadata"}
     # The service judges every rule; a browser's own checks would hide its messages.
@@ -464,6 +472,18 @@ class JobForm(forms.Form):
             raise forms.ValidationError("must be a JSON object ({...})")
         return value
 
+    def _json_list(self, field_name: str) -> list[Any]:
+        text = (self.cleaned_data.get(field_name) or "").strip()
+        if not text:
+            return []
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"not valid JSON: {exc}") from None
+        if not isinstance(value, list):
+            raise forms.ValidationError("must be a JSON list ([{...}, ...])")
+        return value
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         zone = job_zone(str(data.get("timezone") or ""))
@@ -484,6 +504,10 @@ class JobForm(forms.Form):
                 data[name] = self._json_object(name)
             except forms.ValidationError as exc:
                 self.add_error(name, exc)
+        try:
+            data["params_json"] = self._json_list("params_json")
+        except forms.ValidationError as exc:
+            self.add_error("params_json", exc)
         data["tags"] = self._map("tags")
         data["metadata"] = self._map("metadata")
         if any(self.row_errors.values()):
@@ -526,6 +550,7 @@ class JobForm(forms.Form):
             "catchup_window": d.get("catchup_window"),
             "history_limit": d.get("history_limit"),
             "notify": d["notify_json"],
+            "params": d.get("params_json") or [],
         }
 
     # -- the service's verdict, placed next to the fields --
@@ -543,6 +568,9 @@ class JobForm(forms.Form):
                         self.add_error("extra_json", f"{config_key}: {config_message}")
                     else:
                         self.add_error(None, f"executor config {config_key}: {config_message}")
+                placed = True
+            elif key == "params":
+                self.add_error("params_json", _params_message(message))
                 placed = True
             elif key in self.row_errors:
                 self.row_errors[key].append(str(message))
@@ -578,6 +606,13 @@ class JobForm(forms.Form):
         return out
 
 
+def _params_message(message: Any) -> str:
+    """The service's findings about the declaration (`{"region.choices": "..."}`) as text."""
+    if isinstance(message, Mapping):
+        return "; ".join(f"{key}: {text}" for key, text in message.items())
+    return str(message)
+
+
 def initial_from_job(job: Job, *, clone: bool = False) -> dict[str, Any]:
     zone = job_zone(job.timezone)
 
@@ -611,6 +646,7 @@ def initial_from_job(job: Job, *, clone: bool = False) -> dict[str, Any]:
         "expires_at": local(job.expires_at),
         "processors_json": as_json(job.processors),
         "notify_json": as_json(notify_schema.mask_secrets(job.notify)),
+        "params_json": as_json(job.params),
     }
 
 
