@@ -350,6 +350,10 @@ class Map(_Read, serializers.DictField):
     pass
 
 
+class Json(_Read, serializers.JSONField):
+    """Any stored JSON, answered as it is (a declaration a restore stored with problems)."""
+
+
 def _dependent_names(job: Job) -> list[str] | None:
     names = getattr(job, DEPENDENT_NAMES, None)  # a page of jobs (selectors.job_page)
     if names is None:
@@ -477,9 +481,9 @@ class JobSerializer(WireSerializer):
         "(key -> message); its runs fail with it until an upsert that validates clears it",
         read=lambda job: job.problems or {},
     )
-    params = Names(
-        child=serializers.DictField(),
-        help_text="Declared run parameters (jobs.params); [] when none",
+    params = Json(
+        help_text="Declared run parameters (jobs.params): a list of {name, type, default, "
+        "required, description, choices}; [] when none",
         read=lambda job: job.params or [],
     )
 

@@ -59,3 +59,15 @@ def test_restore_stores_a_bad_declaration_as_a_problem_that_fails_its_runs(api):
 
     job = Job.objects.get(name="odd")
     assert "non-empty list of choices" in job.problems["params"]["region.choices"]
+
+
+def test_a_job_restored_with_a_declaration_of_the_wrong_shape_still_reads_back(
+    api, client, admin_user
+):
+    restored_lines(restore(api, [job_body("odd", params=["region", 3])]))
+    client.force_login(admin_user)
+
+    assert api.get("/v1/jobs/odd").json()["params"] == ["region", 3]
+    assert api.get("/v1/jobs/odd").json()["problems"]["params"]
+    page = client.get("/ui/jobs/odd/")
+    assert page.status_code == 200 and ">Run now</button>" in page.content.decode()

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
+from django.http.request import RawPostDataException
 from django.utils.encoding import iri_to_uri
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -354,7 +355,11 @@ def _run_params(request: Request) -> Any:
     """The run body's `params`, None when there are none. Dkron clients send no body or an
     empty one, with a Content-Type or not, and that runs as it always did; a JSON object may
     carry `{"params": {...}}` (jobs.params), checked by the service."""
-    if not request.body.strip():
+    try:
+        empty = not request.body.strip()
+    except RawPostDataException:  # a form body Django has read already: the parser answers
+        empty = False
+    if empty:
         return None
     data = request.data
     if data is None:
