@@ -89,7 +89,7 @@ def test_running_with_the_form_gives_the_typed_values_to_the_run(client, admin_u
     snapshot = Run.objects.get(job__name="deploy").snapshot
     assert snapshot["params"] == {"region": "us", "count": 5, "dry_run": True, "ticket": "T-1"}
     fragment = client.get("/ui/jobs/deploy/executions/").content.decode()
-    assert "region=us, count=5, dry_run=True, ticket=T-1" in fragment
+    assert "region=us, count=5, dry_run=true, ticket=T-1" in fragment
 
 
 def test_a_refused_value_is_a_message_naming_the_parameter(client, admin_user):

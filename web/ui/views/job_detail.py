@@ -21,6 +21,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from executors.registry import mask_secrets
+from jobs import params as job_params
 from jobs import schedule as sched
 from jobs import selectors, timeutil, timing
 from jobs.errors import DomainError, NotFound
@@ -170,12 +171,24 @@ def _executions(job: Job) -> list[Execution]:
         .order_by("-id")[:EXECUTIONS_SHOWN]
     )
     executions = list(rows)
+    declared = [p.get("name") for p in job.params if isinstance(p, dict)] if job.params else []
     for e in executions:
+        e.params_shown = _params_shown(e.run_params, declared)  # type: ignore[attr-defined]
         tail, cut = _tail(e.output_tail or "", e.output_length or 0)  # type: ignore[attr-defined]
         e.tail = tail  # type: ignore[attr-defined]
         e.tail_cut = cut  # type: ignore[attr-defined]
         e.active = e.status in ACTIVE_STATUSES  # type: ignore[attr-defined]
     return executions
+
+
+def _params_shown(values: Any, declared: list[Any]) -> list[tuple[str, str]]:
+    """A run's parameters as name=value text, in the declaration's order (PostgreSQL's jsonb
+    keeps its own key order); bools as the API writes them."""
+    if not isinstance(values, dict):
+        return []
+    rank = {name: i for i, name in enumerate(declared)}
+    items = sorted(values.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+    return [(name, "" if v is None else job_params.as_text(v)) for name, v in items]
 
 
 def _executions_context(job: Job) -> dict[str, Any]:
