@@ -350,10 +350,6 @@ class Map(_Read, serializers.DictField):
     pass
 
 
-class Json(_Read, serializers.JSONField):
-    """Any stored JSON, answered as it is (a declaration a restore stored with problems)."""
-
-
 def _dependent_names(job: Job) -> list[str] | None:
     names = getattr(job, DEPENDENT_NAMES, None)  # a page of jobs (selectors.job_page)
     if names is None:
@@ -481,10 +477,13 @@ class JobSerializer(WireSerializer):
         "(key -> message); its runs fail with it until an upsert that validates clears it",
         read=lambda job: job.problems or {},
     )
-    params = Json(
+    params = Names(
+        # Any JSON items, not objects only: a restore stores a wrong-shaped declaration with
+        # its problems, and it reads back as it was sent.
+        child=serializers.JSONField(),
         help_text="Declared run parameters (jobs.params): a list of {name, type, default, "
         "required, description, choices}; [] when none",
-        read=lambda job: job.params or [],
+        read=lambda job: job.params if isinstance(job.params, list) else [],
     )
 
     def _wire_plan(self) -> list[tuple[str, Callable[[Any], Any], Callable[[Any], Any]]]:

@@ -304,11 +304,14 @@ def run_now(
     force: bool = False,
     actor: Actor = SYSTEM,
     params: dict[str, Any] | None = None,
+    defaults: bool = False,
 ) -> Run:
     """Run a job at once, whatever its schedule or `disabled`; forbid answers 409 unless forced.
 
-    `params`: the run's parameter values as given (a run body's `params`), checked here."""
-    values = run_params(job=job, given=params, actor=actor)
+    `params`: the run's parameter values as given (a run body's `params`), checked here.
+    `defaults`: run with the defaults as a scheduled run does, never refused for a missing
+    value (`?runoncreate`: the job is saved already; the run fails saying what is missing)."""
+    values = None if defaults else run_params(job=job, given=params, actor=actor)
     if job.concurrency == Concurrency.FORBID and not force and has_active_run(job):
         raise Conflict(
             f"job '{job.name}' is still running and its concurrency is forbid; "

@@ -98,7 +98,7 @@ def _upsert(request: Request) -> Response:
     actor = job_services.Actor.from_user(request.user)
     job, _created = job_services.job_upsert(data=data, actor=actor)
     if _flag(request, "runoncreate"):
-        run_services.run_now(job=job, force=True, actor=actor)
+        run_services.run_now(job=job, force=True, actor=actor, defaults=True)
         job.refresh_from_db()
     response = Response(job_to_dict(job), status=201)
     response["Location"] = _job_location(job.name)

@@ -235,3 +235,14 @@ def test_the_openapi_document_describes_the_field_and_the_run_body(api):
     body = doc["paths"]["/v1/jobs/{name}/run"]["post"]["requestBody"]
     assert not body.get("required")  # no body runs as in Dkron
     assert "params" in schemas["RunBody"]["properties"]
+
+
+def test_runoncreate_saves_the_job_and_runs_it_with_the_defaults(api):
+    body = job_body("deploy", params=PARAMS, executor_config={"command": COMMAND})
+
+    response = api.post("/v1/jobs?runoncreate=true", body, format="json")
+
+    assert response.status_code == 201, response.content
+    snapshot = Run.objects.get(job__name="deploy").snapshot
+    assert snapshot["params"] == {}  # the ticket has no default: the run fails saying so
+    assert snapshot["problems"] == {"params": {"ticket": "required parameter is missing"}}
