@@ -24,6 +24,7 @@ from executors import netguard
 from executors.base import CancelToken, ConfigError, ExecutionContext, ExecutorError
 from executors.output import OutputSink
 from executors.registry import UnknownExecutor, get_executor, secret_spec
+from jobs import params as job_params
 from jobs import telemetry, timeutil
 from jobs.logcontext import execution_logging
 from jobs.models import Execution, ExecutionStatus, Run
@@ -265,6 +266,10 @@ def _run_claimed(execution: Execution) -> Outcome:
         plain = unseal(spec, stored, encryption_keys())
         hidden = [*output_secrets(spec, plain), *server_secrets()]
         sink.hide(hidden)
+        # Run parameters go into this plain copy only, after unsealing (so a value is never
+        # decrypted) and never into a secret or where secrets go (jobs.params, rule 3).
+        values = snapshot.get("params") or {}
+        plain = job_params.substitute(plain, values, spec)
         config = executor.validate(plain)
         ctx = ExecutionContext(
             job_name=execution.job_name,
@@ -277,6 +282,7 @@ def _run_claimed(execution: Execution) -> Outcome:
             default_timeout=settings.DKRON["DEFAULT_MAX_RUNTIME"],
             outbound=netguard.Guard.from_settings(settings.DKRON),
             env_passthrough=tuple(settings.DKRON.get("JOB_ENV_PASSTHROUGH", ())),
+            param_env=job_params.environment(values),
         )
         _flusher.add(execution.pk, sink, cancel)
         flushing = True

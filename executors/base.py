@@ -106,6 +106,10 @@ class ExecutionContext:
     # Names of the agent's environment variables a job process gets beyond the shell
     # executor's base allow-list (settings.DKRON["JOB_ENV_PASSTHROUGH"]); "NAME*" is a prefix.
     env_passthrough: tuple[str, ...] = ()
+    # The run's parameters as environment variables (DKRON_PARAM_<NAME>), for executors that
+    # start a process (shell, docker); other executors get them through the config's
+    # `{{ params.<name> }}` placeholders, substituted by the agent.
+    param_env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.block_private and not self.outbound.block_private:

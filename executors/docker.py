@@ -413,6 +413,7 @@ class _Run:
 
     def _environment(self) -> dict[str, str]:
         env = dict(self.config.env)
+        env.update(self.ctx.param_env)  # the run's parameters win over the job's own env
         # Set last, as for shell jobs, so a job cannot fake which run it is.
         env.update(
             DKRON_JOB_NAME=self.ctx.job_name,

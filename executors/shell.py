@@ -342,6 +342,7 @@ class ShellExecutor(Executor):
             # Otherwise tools run as `nobody` would try to write to the agent user's HOME.
             env.update(USER=credentials.user, LOGNAME=credentials.user, HOME=credentials.home)
         env.update(config.env)
+        env.update(ctx.param_env)  # the run's parameters win over the job's own env
         # Set last so a job cannot fake them: reaping and kill rely on the tags.
         env.update(
             ENV_JOB_NAME=ctx.job_name,

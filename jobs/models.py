@@ -73,6 +73,13 @@ class Job(models.Model):
     only_calendars = models.JSONField(
         default=list, blank=True, help_text="Names of calendars this job fires only inside"
     )
+    # Run parameters (jobs.params): declared here, given by a run now, defaults otherwise.
+    params = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Declared run parameters: a list of {name, type, default, required, "
+        "description, choices}; runs get them as DKRON_PARAM_<NAME> and {{ params.<name> }}",
+    )
     problems = models.JSONField(
         default=dict,
         blank=True,

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db.models import F, Q, QuerySet, TextField, Value
-from django.db.models.fields.json import KeyTextTransform
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, StrIndex
 
 from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job
@@ -164,16 +164,26 @@ def page_bounds(page: PageSlice, total: int) -> tuple[int, int]:
     return page.start, max(page.start, min(end, total))
 
 
+# The run's parameters on each execution of a list (jobs.wire.execution_params): one key of
+# the run's snapshot, read in the same query, not the whole snapshot per row.
+RUN_PARAMS = "run_params"
+
+
+def with_run_params(qs: QuerySet[Execution]) -> QuerySet[Execution]:
+    return qs.annotate(**{RUN_PARAMS: KeyTransform("params", "run__snapshot")})
+
+
 def execution_list(job: Job, filters: ExecutionFilters) -> QuerySet[Execution]:
     """The job's executions matching `filters` (all of them: the caller slices the page)."""
     qs = Execution.objects.filter(job=job)
     if filters.group is not None:
         qs = qs.filter(run_id=filters.group)
-    return qs.order_by(*_order(EXECUTION_SORTS[filters.sort], filters.descending))
+    return with_run_params(qs).order_by(*_order(EXECUTION_SORTS[filters.sort], filters.descending))
 
 
 def running_executions() -> QuerySet[Execution]:
-    return Execution.objects.filter(status=ExecutionStatus.RUNNING).order_by("started_at")
+    qs = Execution.objects.filter(status=ExecutionStatus.RUNNING)
+    return with_run_params(qs).order_by("started_at")
 
 
 def active_executions() -> QuerySet[Execution]:

@@ -20,7 +20,7 @@ from executors.registry import mask_secrets
 from executors.values import parse_go_duration
 from jobs.models import Concurrency, ExecutionStatus, Job, JobStatus, MisfirePolicy
 from jobs.notifications import schema as notify_schema
-from jobs.selectors import DEPENDENT_NAMES, PARENT_NAME
+from jobs.selectors import DEPENDENT_NAMES, PARENT_NAME, RUN_PARAMS
 from jobs.timeutil import ZERO_TIME, rfc3339
 from jobs.timing import job_next_fire
 
@@ -260,6 +260,14 @@ class JobInputSerializer(serializers.Serializer):
     only_calendars = serializers.ListField(
         child=serializers.CharField(max_length=255), max_length=100, required=False, allow_null=True
     )
+    # Run parameters (jobs.params): any JSON here, checked by the service so that its 400
+    # names the parameter and the field (`params: {"region.choices": ...}`).
+    params = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="Declared run parameters: [{name, type (string, int, bool, choice), default, "
+        "required, description, choices}]",
+    )
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
@@ -493,6 +501,14 @@ class JobSerializer(WireSerializer):
         "(key -> message); its runs fail with it until an upsert that validates clears it",
         read=lambda job: job.problems or {},
     )
+    params = Names(
+        # Any JSON items, not objects only: a restore stores a wrong-shaped declaration with
+        # its problems, and it reads back as it was sent.
+        child=serializers.JSONField(),
+        help_text="Declared run parameters (jobs.params): a list of {name, type, default, "
+        "required, description, choices}; [] when none",
+        read=lambda job: job.params if isinstance(job.params, list) else [],
+    )
 
     def _wire_plan(self) -> list[tuple[str, Callable[[Any], Any], Callable[[Any], Any]]]:
         # No job field reads the context, so one plan serves every JobSerializer: its fields
@@ -537,6 +553,18 @@ class OutputTruncated(serializers.BooleanField):
         return cut or instance.output_truncated
 
 
+def execution_params(execution: Any) -> dict[str, Any] | None:
+    """The run's parameters: annotated by the list selectors (`selectors.RUN_PARAMS`, one
+    JSON key instead of the whole snapshot), else read from the run."""
+    values = getattr(execution, RUN_PARAMS, _UNREAD)
+    if values is _UNREAD:
+        values = (execution.run.snapshot or {}).get("params")
+    return values if isinstance(values, dict) else None
+
+
+_UNREAD = object()
+
+
 class ExecutionSerializer(WireSerializer):
     """An execution as the API returns it (string id, zero finished_at while running)."""
 
@@ -559,6 +587,21 @@ class ExecutionSerializer(WireSerializer):
     scheduled_at = Time(allow_null=True)
     reason = serializers.CharField()
     output = Output(help_text="Empty while queued or when nothing was written")
+    params = Map(
+        allow_null=True,
+        help_text="The parameters the run ran with; null when its job declares none",
+        read=execution_params,
+    )
+
+
+class RunBodySerializer(serializers.Serializer):
+    """The optional body of a run now (for the OpenAPI document; the service checks it)."""
+
+    params = serializers.DictField(
+        required=False,
+        help_text="name: value for the job's declared parameters (jobs.params); the rest "
+        "take their defaults",
+    )
 
 
 class MemberSerializer(serializers.Serializer):

@@ -36,7 +36,7 @@ def revoke(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("jobs", "0012_job_jitter"),
+        ("jobs", "0013_job_params"),
     ]
 
     operations = [

@@ -13,7 +13,8 @@ from django.db.models import Q
 
 from confidential import SecretNotKept
 from executors.base import ConfigError
-from executors.registry import UnknownExecutor, get_executor, merge_secrets
+from executors.registry import UnknownExecutor, get_executor, merge_secrets, secret_spec
+from jobs import params as job_params
 from jobs import schedule as sched
 from jobs import secrets as job_secrets
 from jobs import timeutil
@@ -54,6 +55,7 @@ USER_FIELDS = {
     "notify": dict,
     "exclude_calendars": list,
     "only_calendars": list,
+    "params": list,
 }
 
 
@@ -229,6 +231,7 @@ def _own_checks(
                 "hosts and need the 'run code jobs' permission (jobs.run_code_jobs)",
                 {"executor": "permission required"},
             )
+    _params_checks(job, problems)
     job.executor_config = job_secrets.encrypt_config(job.executor, job.executor_config)
     job.notify = job_secrets.encrypt_notify(job.notify)
     problems.update(
@@ -241,6 +244,22 @@ def _own_checks(
     if not actor.can_run_code:
         _ensure_no_host_processors(job.processors)
     return problems
+
+
+def _params_checks(job: Job, problems: dict[str, Any]) -> None:
+    """The run parameters' declaration, and the placeholders of the plain (merged, not yet
+    encrypted) config: they must name declared parameters and stay out of secrets and of
+    the keys that decide where secrets go (jobs.params). The declaration is stored as parsed."""
+    try:
+        declared = job_params.parse_declaration(job.params)
+    except job_params.InvalidParams as exc:
+        problems["params"] = exc.errors
+        return
+    job.params = job_params.stored(declared)
+    spec = secret_spec(job.executor, job.executor_config)
+    found = job_params.config_problems(declared, spec, job.executor_config)
+    if found:
+        problems["executor_config"] = {**found, **problems.get("executor_config", {})}
 
 
 def _validate(

@@ -20,8 +20,9 @@ from django.db.models.functions import Mod
 
 from executors.registry import get_executor
 from jobs import calendars, dispatch, timeutil, timing
+from jobs import params as job_params
 from jobs import secrets as job_secrets
-from jobs.errors import Conflict
+from jobs.errors import Conflict, DomainError, Forbidden
 from jobs.models import (
     ACTIVE_STATUSES,
     Concurrency,
@@ -105,6 +106,8 @@ class Fire:
     scheduled_at: datetime | None
     trigger: str
     not_before: datetime | None = None
+    # A run now's parameter values, checked (jobs.params.resolve); None: the defaults.
+    params: dict[str, Any] | None = None
 
 
 def active_job_ids(job_ids: list[int]) -> set[int]:
@@ -129,6 +132,8 @@ def _insert_runs(fires: list[Fire]) -> list[tuple[Fire, Run]]:
     for fire in fires:
         snapshot = snapshot_of(fire.job)
         snapshot["has_dependents"] = fire.job.pk in parents
+        if fire.job.params:
+            _snapshot_params(snapshot, fire)
         runs.append(
             Run(
                 job=fire.job,
@@ -151,6 +156,20 @@ def _insert_runs(fires: list[Fire]) -> list[tuple[Fire, Run]]:
             continue  # another scheduler (or an earlier tick) fired this key already
         created.append((fire, run))
     return created
+
+
+def _snapshot_params(snapshot: dict[str, Any], fire: Fire) -> None:
+    """The values this run runs with, kept in its snapshot (the agent reads them there, the
+    execution pages show them). A run nobody gave values to takes the defaults; when a
+    required parameter has none, the run fails with that finding (agent.runner.run_refusal)."""
+    if fire.params is not None:
+        snapshot["params"] = fire.params
+        return
+    try:
+        snapshot["params"] = job_params.resolve(fire.job.params, None)
+    except job_params.InvalidParams as exc:
+        snapshot["params"] = {}
+        snapshot["problems"] = {**snapshot["problems"], "params": exc.errors}
 
 
 def start_runs(fires: list[Fire]) -> list[Run]:
@@ -242,23 +261,80 @@ def _with_one_more(nodes: list[NodeInfo], names: set[str]) -> list[NodeInfo]:
     return [replace(n, running=n.running + 1) if n.name in names else n for n in nodes]
 
 
-def _start(job: Job, *, scheduled_at: datetime | None, trigger: str) -> Run | None:
+def _start(
+    job: Job,
+    *,
+    scheduled_at: datetime | None,
+    trigger: str,
+    params: dict[str, Any] | None = None,
+) -> Run | None:
     """Start one run; None when this fire key already exists."""
-    runs = start_runs([Fire(job=job, scheduled_at=scheduled_at, trigger=trigger)])
+    runs = start_runs([Fire(job=job, scheduled_at=scheduled_at, trigger=trigger, params=params)])
     return runs[0] if runs else None
 
 
+def run_params(*, job: Job, given: Any, actor: Actor = SYSTEM) -> dict[str, Any] | None:
+    """A run now's parameter values checked against the job's declaration (400 naming the
+    parameter); None when the job declares none and none were given (today's run).
+
+    A string value placed into the config of an executor that runs code would let whoever
+    may run the job choose the code it runs: that needs the run-code permission, as editing
+    the job does."""
+    if not job.params and not given:
+        return None
+    try:
+        values = job_params.resolve(job.params, given)
+    except job_params.InvalidParams as exc:
+        raise DomainError(
+            f"invalid run parameters: {exc.first()}", {"params": exc.errors}
+        ) from None
+    if given and not actor.can_run_code and _runs_code(job):
+        strings = {p["name"] for p in job.params if p.get("type", "string") == "string"}
+        used = {name for _, name in job_params.placeholders(job.executor_config)}
+        chosen = sorted(strings & used & set(given))
+        if chosen:
+            raise Forbidden(
+                f"you may not set '{chosen[0]}': it is placed into the config of a "
+                f"'{job.executor}' job, which runs code on hosts, and needs the 'run code "
+                "jobs' permission (jobs.run_code_jobs)",
+                {"params": {name: "permission required" for name in chosen}},
+            )
+    return values
+
+
+def _runs_code(job: Job) -> bool:
+    try:
+        return bool(get_executor(job.executor).runs_code)
+    except Exception:
+        return True  # an executor that cannot be loaded is treated as the dangerous kind
+
+
 @transaction.atomic
-def run_now(*, job: Job, force: bool = False, actor: Actor = SYSTEM) -> Run:
-    """Run a job at once, whatever its schedule or `disabled`; forbid answers 409 unless forced."""
+def run_now(
+    *,
+    job: Job,
+    force: bool = False,
+    actor: Actor = SYSTEM,
+    params: dict[str, Any] | None = None,
+    defaults: bool = False,
+) -> Run:
+    """Run a job at once, whatever its schedule or `disabled`; forbid answers 409 unless forced.
+
+    `params`: the run's parameter values as given (a run body's `params`), checked here.
+    `defaults`: run with the defaults as a scheduled run does, never refused for a missing
+    value (`?runoncreate`: the job is saved already; the run fails saying what is missing)."""
+    values = None if defaults else run_params(job=job, given=params, actor=actor)
     if job.concurrency == Concurrency.FORBID and not force and has_active_run(job):
         raise Conflict(
             f"job '{job.name}' is still running and its concurrency is forbid; "
             "use ?force=true to run it anyway"
         )
-    run = _start(job, scheduled_at=None, trigger=Run.Trigger.MANUAL)
+    run = _start(job, scheduled_at=None, trigger=Run.Trigger.MANUAL, params=values)
     assert run is not None  # manual runs have no fire key, so they never collide
-    audit_record(actor=actor, action="run", target=job.name, detail={"run": run.pk, "force": force})
+    detail: dict[str, Any] = {"run": run.pk, "force": force}
+    if values:
+        detail["params"] = sorted(values)  # names only: values may be anything a user typed
+    audit_record(actor=actor, action="run", target=job.name, detail=detail)
     return run
 
 

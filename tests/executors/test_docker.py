@@ -103,6 +103,21 @@ def test_a_container_that_echoes_its_env_and_args_succeeds_with_its_logs_as_outp
     assert docker_host.containers(**{LABEL_JOB: name}) == []  # removed by default
 
 
+def test_the_runs_parameters_reach_the_container_as_variables(docker_host: Podman) -> None:
+    # The agent hands them over as ExecutionContext.param_env (jobs.params.environment).
+    ctx, error = run(
+        {
+            "image": IMAGE,
+            "command": """sh -c 'echo "$DKRON_PARAM_REGION $DKRON_PARAM_COUNT"'""",
+            "env": "DKRON_PARAM_REGION=from-env",
+            "network": "none",
+        },
+        param_env={"DKRON_PARAM_REGION": "us", "DKRON_PARAM_COUNT": "3"},
+    )
+    assert error is None
+    assert ctx.output.text() == "us 3\n"  # the run's value wins over the job's own env
+
+
 def test_stderr_is_part_of_the_output_and_the_run_is_labelled(docker_host: Podman) -> None:
     ctx, error = run(
         {

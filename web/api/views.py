@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
+from django.http.request import RawPostDataException
 from django.utils.encoding import iri_to_uri
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -33,6 +34,7 @@ from jobs.wire import (
     JobInputSerializer,
     JobSerializer,
     MemberSerializer,
+    RunBodySerializer,
     StatusSerializer,
     job_to_dict,
 )
@@ -96,7 +98,7 @@ def _upsert(request: Request) -> Response:
     actor = job_services.Actor.from_user(request.user)
     job, _created = job_services.job_upsert(data=data, actor=actor)
     if _flag(request, "runoncreate"):
-        run_services.run_now(job=job, force=True, actor=actor)
+        run_services.run_now(job=job, force=True, actor=actor, defaults=True)
         job.refresh_from_db()
     response = Response(job_to_dict(job), status=201)
     response["Location"] = _job_location(job.name)
@@ -340,7 +342,7 @@ class JobView(ApiView):
     @extend_schema(
         operation_id="runJob",
         summary="Run a job now",
-        request=None,
+        request=RunBodySerializer,
         parameters=[FORCE],
         responses={202: JobSerializer, **ERRORS, **NOT_FOUND, **CONFLICT},
         tags=["jobs"],
@@ -349,9 +351,32 @@ class JobView(ApiView):
         return run_job(request, name)
 
 
+def _run_params(request: Request) -> Any:
+    """The run body's `params`, None when there are none. Dkron clients send no body or an
+    empty one, with a Content-Type or not, and that runs as it always did; a JSON object may
+    carry `{"params": {...}}` (jobs.params), checked by the service."""
+    try:
+        empty = not request.body.strip()
+    except RawPostDataException:  # a form body Django has read already: the parser answers
+        empty = False
+    if empty:
+        return None
+    data = request.data
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise DomainError('the run body must be a JSON object: {"params": {...}}', {})
+    return data.get("params")
+
+
 def run_job(request: Request, name: str) -> Response:
     job = job_services.job_get(name)
-    run = run_services.run_now(job=job, force=_flag(request, "force"), actor=_actor(request))
+    run = run_services.run_now(
+        job=job,
+        force=_flag(request, "force"),
+        actor=_actor(request),
+        params=_run_params(request),
+    )
     job.refresh_from_db()
     response = Response(job_to_dict(job), status=202)
     response["Location"] = f"{_job_location(job.name)}/executions?group={run.pk}"
@@ -365,7 +390,7 @@ class JobRunView(ApiView):
     @extend_schema(
         operation_id="runJobNow",
         summary="Run a job now (same as POST /jobs/{name})",
-        request=None,
+        request=RunBodySerializer,
         parameters=[FORCE],
         responses={202: JobSerializer, **ERRORS, **NOT_FOUND, **CONFLICT},
         tags=["jobs"],

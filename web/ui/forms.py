@@ -410,6 +410,14 @@ class JobForm(forms.Form):
         'e.g. {"on": "on_failure", "emails": ["ops@example.com"]}',
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
     )
+    # Run parameters (jobs.params): a JSON list; the service checks each entry.
+    params_json = _text(
+        "Run parameters (JSON)",
+        'A list, e.g. [{"name": "region", "type": "choice", "choices": ["eu", "us"], '
+        '"default": "eu"}]; types string, int, bool, choice. Runs get DKRON_PARAM_REGION '
+        "and {{ params.region }} in config values.",
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+    )
 
     # Calendars (jobs.calendars): the choices are the calendars that exist, read per form.
     exclude_calendars = forms.MultipleChoiceField(
@@ -485,6 +493,18 @@ class JobForm(forms.Form):
             raise forms.ValidationError("must be a JSON object ({...})")
         return value
 
+    def _json_list(self, field_name: str) -> list[Any]:
+        text = (self.cleaned_data.get(field_name) or "").strip()
+        if not text:
+            return []
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"not valid JSON: {exc}") from None
+        if not isinstance(value, list):
+            raise forms.ValidationError("must be a JSON list ([{...}, ...])")
+        return value
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         zone = job_zone(str(data.get("timezone") or ""))
@@ -509,6 +529,10 @@ class JobForm(forms.Form):
                 data[name] = self._json_object(name)
             except forms.ValidationError as exc:
                 self.add_error(name, exc)
+        try:
+            data["params_json"] = self._json_list("params_json")
+        except forms.ValidationError as exc:
+            self.add_error("params_json", exc)
         data["tags"] = self._map("tags")
         data["metadata"] = self._map("metadata")
         if any(self.row_errors.values()):
@@ -554,6 +578,7 @@ class JobForm(forms.Form):
             "notify": d["notify_json"],
             "exclude_calendars": list(d.get("exclude_calendars") or []),
             "only_calendars": list(d.get("only_calendars") or []),
+            "params": d.get("params_json") or [],
         }
 
     # -- the service's verdict, placed next to the fields --
@@ -571,6 +596,9 @@ class JobForm(forms.Form):
                         self.add_error("extra_json", f"{config_key}: {config_message}")
                     else:
                         self.add_error(None, f"executor config {config_key}: {config_message}")
+                placed = True
+            elif key == "params":
+                self.add_error("params_json", _params_message(message))
                 placed = True
             elif key in self.row_errors:
                 self.row_errors[key].append(str(message))
@@ -604,6 +632,13 @@ class JobForm(forms.Form):
             for message in f.errors:
                 out.append({"label": f.key, "message": message, "anchor": f.input_id})
         return out
+
+
+def _params_message(message: Any) -> str:
+    """The service's findings about the declaration (`{"region.choices": "..."}`) as text."""
+    if isinstance(message, Mapping):
+        return "; ".join(f"{key}: {text}" for key, text in message.items())
+    return str(message)
 
 
 def initial_from_job(job: Job, *, clone: bool = False) -> dict[str, Any]:
@@ -642,6 +677,7 @@ def initial_from_job(job: Job, *, clone: bool = False) -> dict[str, Any]:
         "notify_json": as_json(notify_schema.mask_secrets(job.notify)),
         "exclude_calendars": list(job.exclude_calendars or []),
         "only_calendars": list(job.only_calendars or []),
+        "params_json": as_json(job.params),
     }
 
 

@@ -21,14 +21,16 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from executors.registry import mask_secrets
+from jobs import params as job_params
 from jobs import schedule as sched
-from jobs import timeutil, timing
+from jobs import selectors, timeutil, timing
 from jobs.errors import DomainError, NotFound
 from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job
 from jobs.services import executions as execution_services
 from jobs.services import jobs as job_services
 from jobs.services import runs as run_services
 from web.ui.access import DELETE, OPERATE, action, actor, page
+from web.ui.run_form import RunParamsForm
 
 EXECUTIONS_SHOWN = 50
 TAIL_BYTES = 4096
@@ -173,18 +175,30 @@ def _tail(text: str, total_chars: int) -> tuple[str, bool]:
 def _executions(job: Job) -> list[Execution]:
     """The newest executions with only the tail of their output read from the database."""
     rows: QuerySet[Execution] = (
-        Execution.objects.filter(job=job)
+        selectors.with_run_params(Execution.objects.filter(job=job))
         .defer("output")
         .annotate(output_tail=Right("output", TAIL_BYTES), output_length=Length("output"))
         .order_by("-id")[:EXECUTIONS_SHOWN]
     )
     executions = list(rows)
+    declared = [p.get("name") for p in job.params if isinstance(p, dict)] if job.params else []
     for e in executions:
+        e.params_shown = _params_shown(e.run_params, declared)  # type: ignore[attr-defined]
         tail, cut = _tail(e.output_tail or "", e.output_length or 0)  # type: ignore[attr-defined]
         e.tail = tail  # type: ignore[attr-defined]
         e.tail_cut = cut  # type: ignore[attr-defined]
         e.active = e.status in ACTIVE_STATUSES  # type: ignore[attr-defined]
     return executions
+
+
+def _params_shown(values: Any, declared: list[Any]) -> list[tuple[str, str]]:
+    """A run's parameters as name=value text, in the declaration's order (PostgreSQL's jsonb
+    keeps its own key order); bools as the API writes them."""
+    if not isinstance(values, dict):
+        return []
+    rank = {name: i for i, name in enumerate(declared)}
+    items = sorted(values.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+    return [(name, "" if v is None else job_params.as_text(v)) for name, v in items]
 
 
 def _executions_context(job: Job) -> dict[str, Any]:
@@ -212,8 +226,19 @@ def job_page(request: HttpRequest, name: str) -> HttpResponse:
         "next_fire": timing.job_next_fire(job),  # a disabled job's next_run is stale
         "dependents": list(job.dependents.order_by("name").values_list("name", flat=True)),
         "problems": _run_problems(job),
+        # A job with run parameters asks for them before it runs (web.ui.run_form).
+        "run_form": _run_form(job),
     }
     return render(request, "ui/job.html", context)
+
+
+def _run_form(job: Job, data: Any = None) -> RunParamsForm | None:
+    if not job.params:
+        return None
+    try:
+        return RunParamsForm(job.params, data)
+    except Exception:  # a declaration stored by an older release: the plain Run button
+        return None
 
 
 def _run_problems(job: Job) -> list[tuple[str, str]]:
@@ -282,8 +307,15 @@ def execution_output(request: HttpRequest, pk: int) -> HttpResponse:
 def job_run(request: HttpRequest, name: str) -> HttpResponse:
     """Run now. Running needs OPERATE only: the run-code permission guards changing code."""
     job = _job(name)
+    params = None
+    form = _run_form(job, request.POST)
+    if form is not None:
+        if not form.is_valid():
+            messages.error(request, form.first_error())
+            return _back(request, job.name)
+        params = form.values()
     try:
-        run = run_services.run_now(job=job, force=True, actor=actor(request))
+        run = run_services.run_now(job=job, force=True, actor=actor(request), params=params)
     except DomainError as exc:
         messages.error(request, exc.message)
     else:
