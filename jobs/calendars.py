@@ -23,6 +23,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,6 +35,11 @@ MAX_ICS_BYTES = 2_000_000
 # whole excluded stretch, so only a schedule that almost never meets its calendar gets here).
 MAX_JUMPS = 1000
 ICS_YEARS = 5  # recurring events (RRULE) are expanded this many years ahead of the import
+# The CPU one .ics import may spend expanding its recurring events, and the start times a day
+# one rule may list (BYHOUR x BYMINUTE x BYSECOND): dateutil builds every combination for each
+# period before it yields one, 31 million a year for all hours, minutes and seconds.
+ICS_EXPAND_SECONDS = 2.0
+MAX_TIMES_A_DAY = 24
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY_NAMES = {
@@ -45,7 +51,7 @@ _DAY_NAMES = {
         )
     },
 }
-_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$", re.ASCII)  # not "１０:00"
 _ONE_DAY = timedelta(days=1)
 _TINY = timedelta(microseconds=1)
 
@@ -212,7 +218,31 @@ def clean_definition(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _known_zone(event: Any, key: str, value: Any, label: str) -> None:
+    """A TZID that neither the file (VTIMEZONE) nor the zone database knows: icalendar then
+    gives a floating time, which would be read silently in the calendar's own zone."""
+    tzid = getattr(event.get(key), "params", {}).get("TZID")
+    if tzid and isinstance(value, datetime) and value.tzinfo is None:
+        raise InvalidCalendar(
+            f"{label}: unknown time zone TZID={str(tzid)[:64]!r} (no VTIMEZONE for it)",
+            {"ics": "unknown TZID"},
+        )
+
+
 def parse_ics(text: Any, *, zone: ZoneInfo, today: date) -> tuple[list[str], list[dict[str, str]]]:
+    """`_parse_ics`, with what a hostile file can make Python itself raise turned into a 400:
+    events nested thousands deep (RecursionError), dates past the year 9999 (OverflowError)."""
+    try:
+        return _parse_ics(text, zone=zone, today=today)
+    except RecursionError:
+        raise InvalidCalendar("ics: components nested too deep", {"ics": "too deep"}) from None
+    except OverflowError as exc:
+        raise InvalidCalendar(
+            f"ics: a date out of range ({exc})", {"ics": "out of range"}
+        ) from None
+
+
+def _parse_ics(text: Any, *, zone: ZoneInfo, today: date) -> tuple[list[str], list[dict[str, str]]]:
     """The VEVENTs of an iCalendar file as (dates, ranges) in the calendar's zone.
 
     All-day events become dates (each day of a multi-day one: DTEND is exclusive); timed
@@ -238,6 +268,7 @@ def parse_ics(text: Any, *, zone: ZoneInfo, today: date) -> tuple[list[str], lis
             "ics: the file does not start with BEGIN:VCALENDAR", {"ics": "no VCALENDAR"}
         )
     horizon = datetime.combine(today, time()) + timedelta(days=366 * ICS_YEARS)
+    deadline = monotonic() + ICS_EXPAND_SECONDS
     dates: set[str] = set()
     ranges: list[dict[str, str]] = []
     for number, event in enumerate(cal.walk("VEVENT"), start=1):
@@ -249,6 +280,7 @@ def parse_ics(text: Any, *, zone: ZoneInfo, today: date) -> tuple[list[str], lis
         except Exception as exc:
             raise InvalidCalendar(f"{label}: bad DTSTART ({exc})", {"ics": "bad DTSTART"}) from None
         all_day = not isinstance(start, datetime)
+        _known_zone(event, "DTSTART", start, label)
         try:
             if "DTEND" in event:
                 length = event.decoded("DTEND") - start
@@ -266,7 +298,7 @@ def parse_ics(text: Any, *, zone: ZoneInfo, today: date) -> tuple[list[str], lis
             length = _ONE_DAY
         starts = [start]
         if "RRULE" in event or "RDATE" in event:
-            starts = _occurrences(event, start, horizon, rrulestr)
+            starts = _occurrences(event, start, horizon, rrulestr, deadline)
         for begin in starts:
             if all_day:
                 first = begin if not isinstance(begin, datetime) else begin.date()
@@ -293,7 +325,9 @@ def _in_zone(moment: datetime, zone: ZoneInfo) -> datetime:
     return moment.replace(microsecond=0)
 
 
-def _occurrences(event: Any, start: Any, horizon: datetime, rrulestr: Any) -> list[Any]:
+def _occurrences(
+    event: Any, start: Any, horizon: datetime, rrulestr: Any, deadline: float
+) -> list[Any]:
     """The starts of a recurring event up to `horizon`, less its EXDATEs, plus its RDATEs."""
     is_dt = isinstance(start, datetime)
     base = start if is_dt else datetime.combine(start, time())
@@ -302,7 +336,7 @@ def _occurrences(event: Any, start: Any, horizon: datetime, rrulestr: Any) -> li
     if "RRULE" in event:
         rule = event["RRULE"].to_ical().decode()
         try:
-            found = _expand(rrulestr(rule, dtstart=base), limit)
+            found = _expand(rrulestr(rule, dtstart=base), limit, deadline)
         except InvalidCalendar:
             raise
         except Exception as exc:
@@ -358,13 +392,24 @@ def _never_occurs(rule: Any) -> bool:
     return next(iter(probe), None) is None
 
 
-def _expand(rule: Any, limit: datetime) -> list[datetime]:
+def _expand(rule: Any, limit: datetime, deadline: float) -> list[datetime]:
     """A rule's occurrences up to `limit`, never more than MAX_RANGES + 1 of them.
 
     Lazily, and with the rule's UNTIL moved to `limit`: an editor's `FREQ=SECONDLY` over the
     five-year horizon is 157 million datetimes, which `between()` would build in memory before
     the count check refused the file; a rule that never matches stops at `limit`, not in 9999.
     """
+    from dateutil.rrule import DAILY
+
+    times = 1
+    for part in (rule._byhour, rule._byminute, rule._bysecond):
+        times *= len(part or ()) or 1
+    if rule._freq <= DAILY and times > MAX_TIMES_A_DAY:  # YEARLY..DAILY: lists per day
+        raise InvalidCalendar(
+            f"ics: a recurring event starts {times} times a day (BYHOUR x BYMINUTE x BYSECOND);"
+            f" at most {MAX_TIMES_A_DAY}: use a range or a weekly window instead",
+            {"ics": "too many times a day"},
+        )
     if _never_occurs(rule):
         raise InvalidCalendar(
             "ics: a recurring event's RRULE never occurs", {"ics": "RRULE never occurs"}
@@ -378,6 +423,11 @@ def _expand(rule: Any, limit: datetime) -> list[datetime]:
         if occurrence > limit:
             break
         found.append(occurrence)
+        if monotonic() > deadline:
+            raise InvalidCalendar(
+                f"ics: the recurring events take more than {ICS_EXPAND_SECONDS:g}s to expand",
+                {"ics": "too expensive"},
+            )
         if len(found) > MAX_RANGES:
             raise InvalidCalendar(
                 f"ics: a recurring event has more than {MAX_RANGES} occurrences in the "

@@ -195,6 +195,8 @@ class SecondsField(serializers.Field):
                     value = parse_go_duration(text).total_seconds()
                 except ValueError as exc:
                     raise serializers.ValidationError(str(exc)) from None
+        if not math.isfinite(value):  # float() reads "nan" and "inf": neither is a duration
+            raise serializers.ValidationError("must be seconds or a duration such as '1h'")
         if value < 0:
             raise serializers.ValidationError("must not be negative")
         if value > MAX_SECONDS:

@@ -68,16 +68,26 @@ def _merge_ics(definition: dict[str, Any], ics: Any) -> dict[str, Any]:
     )
 
 
-@transaction.atomic
 def calendar_upsert(
     *, name: str, data: dict[str, Any], actor: Actor = SYSTEM, create_only: bool = False
 ) -> tuple[Calendar, bool]:
-    """Create or fully replace a calendar; the jobs that name it get their next fire again."""
+    """Create or fully replace a calendar; the jobs that name it get their next fire again.
+
+    The definition (an .ics import can take a second of CPU) is checked before the
+    transaction: on SQLite a write transaction holds the database's one write lock, and the
+    scheduler's next tick would wait for it."""
     try:
         calendars.clean_name(name)
     except calendars.InvalidCalendar as exc:
         raise _invalid(exc) from None
     definition = clean(data)
+    return _store(name=name, definition=definition, actor=actor, create_only=create_only)
+
+
+@transaction.atomic
+def _store(
+    *, name: str, definition: dict[str, Any], actor: Actor, create_only: bool
+) -> tuple[Calendar, bool]:
     calendar = Calendar.objects.select_for_update().filter(name=name).first()
     created = calendar is None
     if calendar is None:
@@ -98,7 +108,6 @@ def calendar_upsert(
     return calendar, created
 
 
-@transaction.atomic
 def calendar_import_ics(
     *, calendar: Calendar, ics: Any, replace: bool = False, actor: Actor = SYSTEM
 ) -> Calendar:

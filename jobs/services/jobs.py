@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from typing import Any
 
@@ -62,21 +63,44 @@ USER_FIELDS = {
 MAX_JITTER = 86400.0
 
 
+GAPS_CHECKED = 100  # fires of a cron schedule looked at for its shortest gap
+
+
 def _jitter_problem(job: Job) -> str:
-    """A jitter window must fit between two fires of an @every schedule: wider, a fire could
-    start after the next one was due, and fires would bunch instead of spreading."""
-    if job.jitter < 0 or job.jitter > MAX_JITTER:
-        return "must be between 0s and 24h"
+    """A jitter window must be shorter than the shortest gap between two fires: wider, a fire
+    could start after the next one was due, fires would bunch instead of spreading, and the
+    next fire could fall behind the schedule for good. For cron, the shortest gap among its
+    next GAPS_CHECKED fires (a few ms)."""
+    if not math.isfinite(job.jitter) or job.jitter < 0 or job.jitter > MAX_JITTER:
+        return "jitter must be between 0s and 24h"
     if job.jitter == 0:
         return ""
     try:
         schedule = parse_job_schedule(job)
     except sched.ScheduleError:  # the schedule's own check names that problem
         return ""
-    interval = schedule.interval if schedule is not None else None
-    if interval and job.jitter >= interval.total_seconds():
-        return f"must be shorter than the schedule's interval ({job.schedule})"
+    if schedule is None or schedule.kind in ("at", "manual"):
+        return ""
+    gap = schedule.interval.total_seconds() if schedule.interval else _shortest_gap(schedule)
+    if gap is not None and job.jitter >= gap:
+        return (
+            f"jitter must be shorter than the shortest gap between two fires of "
+            f"'{job.schedule}' ({gap:g}s)"
+        )
     return ""
+
+
+def _shortest_gap(schedule: sched.Schedule) -> float | None:
+    fires: list[Any] = []
+    after = timeutil.now()
+    for _ in range(GAPS_CHECKED):
+        nxt = schedule.next_after(after)
+        if nxt is None:
+            break
+        fires.append(nxt)
+        after = nxt
+    gaps = [(b - a).total_seconds() for a, b in zip(fires, fires[1:], strict=False)]
+    return min(gaps) if gaps else None
 
 
 def invalid(text: str, details: dict[str, Any]) -> InvalidJob:

@@ -215,6 +215,45 @@ def test_an_rrule_an_editor_wrote_to_burn_cpu_is_refused_at_once(rule, said):
     assert time.monotonic() - started < 5.0
 
 
+def test_an_rrule_listing_every_second_of_the_year_is_refused_at_once():
+    # dateutil builds all 366 x 86,400 candidates of a period before it yields one: 11-47 s.
+    every = "BYYEARDAY=" + ",".join(str(d) for d in range(1, 367))
+    every += ";BYHOUR=" + ",".join(str(h) for h in range(24))
+    every += ";BYMINUTE=" + ",".join(str(m) for m in range(60))
+    every += ";BYSECOND=" + ",".join(str(m) for m in range(60))
+    started = time.monotonic()
+    with pytest.raises(InvalidCalendar, match="times a day"):
+        parse_ics(_recurring(f"FREQ=YEARLY;{every};COUNT=100"), zone=BERLIN, today=date(2026, 6, 1))
+    assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            _recurring("FREQ=DAILY")
+            .replace("DTSTART:20260101T000000Z", "DTSTART;TZID=Mars/Olympus:20260101T000000")
+            .replace("DTEND:20260101T000001Z", "DURATION:PT1H"),
+            "TZID",
+        ),
+        (
+            "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:x\n"
+            + "BEGIN:VEVENT\n" * 20000
+            + "END:VEVENT\n" * 20000
+            + "END:VCALENDAR\n",
+            "nested|not an iCalendar",
+        ),
+        (
+            _recurring("FREQ=YEARLY").replace("DTEND:20260101T000001Z", "DURATION:P99999999W"),
+            "range|DURATION",
+        ),
+    ],
+)
+def test_a_hostile_ics_file_is_a_clear_refusal(text, said):
+    with pytest.raises(InvalidCalendar, match=said):
+        parse_ics(text, zone=BERLIN, today=date(2026, 6, 1))
+
+
 def test_a_rare_but_real_rrule_still_imports():
     dates, ranges = parse_ics(
         _recurring("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29"), zone=BERLIN, today=date(2026, 6, 1)

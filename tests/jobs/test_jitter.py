@@ -129,6 +129,12 @@ def test_jitter_is_validated(db):
     assert "jitter" in err.value.details
     assert not Job.objects.filter(name="bad-jitter").exists()
     assert make_job(name="ok-jitter", schedule="@every 30s", jitter=29.5).jitter == 29.5
+    # Cron: the shortest gap between its fires (9:00 and 10:00, then 23 h to the next day).
+    for schedule, jitter in (("* * * * * *", 3600), ("0 0 9,10 * * *", 3600), ("@hourly", 5400)):
+        with pytest.raises(InvalidJob) as err:
+            make_job(name="bad-jitter", schedule=schedule, jitter=jitter)
+        assert "shortest gap" in err.value.details["jitter"]
+    assert make_job(name="ok-cron", schedule="0 0 9,10 * * *", jitter=3599).jitter == 3599
 
 
 def test_enabling_and_changing_the_jitter_move_the_start(agent):

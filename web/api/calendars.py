@@ -195,7 +195,13 @@ class CalendarIcsView(ApiView):
         body: Any = request.data
         replace = str(request.query_params.get("replace", "")).lower() in {"1", "true", "yes"}
         if isinstance(body, dict):
-            replace = replace or body.get("replace") is True
+            given = body.get("replace", False)
+            if not isinstance(given, bool):
+                raise calendar_services.InvalidCalendar(
+                    "Calendar validation failed: replace must be true or false.",
+                    {"replace": "must be true or false"},
+                )
+            replace = replace or given
             body = body.get("ics")
         calendar = calendar_services.calendar_import_ics(
             calendar=calendar, ics=body, replace=replace, actor=_actor(request)

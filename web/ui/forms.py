@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -277,6 +278,8 @@ def _seconds(text: str, what: str) -> float:
             value = parse_go_duration(text).total_seconds()
         except ValueError as exc:
             raise forms.ValidationError(f"{what}: {exc}") from None
+    if not math.isfinite(value):
+        raise forms.ValidationError(f"{what}: must be seconds or a duration such as 1h")
     if value < 0:
         raise forms.ValidationError("must not be negative")
     return value

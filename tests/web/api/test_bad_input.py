@@ -94,6 +94,9 @@ def test_invalid_utf8_is_a_400(api):
         ("jitter", "soon"),
         ("jitter", -1),
         ("jitter", "2m"),  # job_body's @every 1m: wider than the interval
+        ("jitter", "nan"),
+        ("retry_backoff", "NaN"),
+        ("catchup_window", "inf"),
     ],
 )
 def test_a_wrong_type_is_a_400_naming_the_field(api, field, value):

@@ -72,6 +72,9 @@ def test_it_imports_an_ics_file_as_text_calendar_or_json(api):
     ics = ICS.replace("20261225", "20261231").replace("20261227", "20270101")
     again = api.post("/v1/calendars/h/ics", {"ics": ics, "replace": True}, format="json")
     assert again.json()["dates"] == ["2026-12-31"]
+    vague = api.post("/v1/calendars/h/ics", {"ics": ICS, "replace": "yes"}, format="json")
+    assert vague.status_code == 400 and "replace" in vague.json()["details"]
+    assert api.get("/v1/calendars/h").json()["dates"] == ["2026-12-31"]  # nothing changed
 
 
 def test_an_ics_field_on_create_is_imported(api):

@@ -31,6 +31,9 @@ def test_the_form_offers_the_calendars_and_saves_the_choice(client, admin_user):
     assert (job.exclude_calendars, job.only_calendars) == (["holidays"], ["office-hours"])
     edit = client.get("/ui/jobs/greet/edit/").content.decode()
     assert '<option value="holidays" selected>' in edit
+    page = client.get("/ui/jobs/greet/").content.decode()
+    assert "never inside" in page and ">holidays</a>" in page
+    assert "only inside" in page and ">office-hours</a>" in page
 
 
 def test_an_unknown_calendar_is_refused_by_the_form(client, admin_user):
