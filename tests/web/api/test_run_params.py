@@ -91,6 +91,10 @@ def test_an_upsert_without_params_replaces_the_declaration_as_for_every_optional
         {"data": b"   ", "content_type": "application/x-www-form-urlencoded"},
         {"data": b"{}", "content_type": "application/json"},
         {"data": b"null", "content_type": "application/json"},
+        # Dkron ignores a run's body: a form or text body runs as before too.
+        {"data": b"a=b", "content_type": "application/x-www-form-urlencoded"},
+        {"data": b"{}", "content_type": "text/plain"},
+        {"data": b"--x--\r\n", "content_type": "multipart/form-data; boundary=x"},
     ],
 )
 def test_a_run_with_no_body_or_an_empty_one_runs_as_before(api, request_kw):
