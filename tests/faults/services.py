@@ -267,6 +267,14 @@ def private_services(log_dir: Path) -> Iterator[Services]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def leader_pid(services: Services) -> int | None:
+    """The pid of the scheduler holding the unexpired leader lease, if any."""
+    holder = services.db.value(
+        "SELECT holder FROM jobs_lease WHERE name = 'scheduler' AND expires_at > now()"
+    )
+    return int(holder.split(":")[1]) if holder else None
+
+
 def report(name: str, **numbers: Any) -> None:
     """Print `FAULT <name>: k=v ...` and append it as a JSON line to artifacts/report.jsonl."""
     shown = " ".join(

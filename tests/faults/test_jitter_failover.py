@@ -26,6 +26,7 @@ from tests.faults.services import (
     assert_nothing_running,
     check_fires,
     drain,
+    leader_pid,
     report,
     total,
 )
@@ -36,13 +37,6 @@ pytestmark = pytest.mark.e2e
 EVERY, JITTER = 2.0, 1.5
 TAKEOVER_BOUND = LEASE_TTL + 0.5 + 4.0
 TOLERANCE = timedelta(milliseconds=50)  # clocks of two processes on one machine
-
-
-def _leader_pid(services: Services) -> int | None:
-    holder = services.db.value(
-        "SELECT holder FROM jobs_lease WHERE name = 'scheduler' AND expires_at > now()"
-    )
-    return int(holder.split(":")[1]) if holder else None
 
 
 def test_jitter_offsets_hold_across_a_scheduler_failover(
@@ -74,7 +68,7 @@ def test_jitter_offsets_hold_across_a_scheduler_failover(
     killed = time.monotonic()
     first.signal(signal.SIGKILL)
     wait_for(
-        lambda: _leader_pid(services) == second.pid,
+        lambda: leader_pid(services) == second.pid,
         timeout=TAKEOVER_BOUND + 10,
         interval=0.1,
         what="jitter-s2 to take over",

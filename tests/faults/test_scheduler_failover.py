@@ -22,6 +22,7 @@ from tests.faults.services import (
     assert_nothing_running,
     check_fires,
     drain,
+    leader_pid,
     report,
 )
 from tests.harness import wait_for
@@ -30,13 +31,6 @@ pytestmark = pytest.mark.e2e
 
 GRACE = 1.5
 TAKEOVER_BOUND = LEASE_TTL + 0.5 + 4.0  # lease expiry + a standby tick + slack for a busy box
-
-
-def _leader_pid(services: Services) -> int | None:
-    holder = services.db.value(
-        "SELECT holder FROM jobs_lease WHERE name = 'scheduler' AND expires_at > now()"
-    )
-    return int(holder.split(":")[1]) if holder else None
 
 
 def test_killing_the_active_scheduler_hands_over_without_double_fires(
@@ -65,12 +59,12 @@ def test_killing_the_active_scheduler_hands_over_without_double_fires(
         timeout=30,
         what="fires from scheduler-1",
     )
-    assert _leader_pid(services) == first.pid
+    assert leader_pid(services) == first.pid
 
     killed = time.monotonic()
     first.signal(signal.SIGKILL)
     wait_for(
-        lambda: _leader_pid(services) == second.pid,
+        lambda: leader_pid(services) == second.pid,
         timeout=TAKEOVER_BOUND + 10,
         interval=0.1,
         what="scheduler-2 to take over",
