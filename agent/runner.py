@@ -29,6 +29,7 @@ from jobs import telemetry, timeutil
 from jobs.logcontext import execution_logging
 from jobs.models import Execution, ExecutionStatus, Run
 from jobs.secrets import encryption_keys, server_secrets
+from jobs.services import capacity
 from jobs.services.executions import execution_claim, execution_close, execution_progress
 from jobs.services.jobs import describe_problems
 from processors.base import ExecutionRecord, ProcessorOptions
@@ -323,6 +324,8 @@ def _run_claimed(execution: Execution) -> Outcome:
         ),
         what="recording the result",
     )
+    if execution.concurrency_key or closed.slot_waiters:  # what waits for this slot or key
+        capacity.after_finish(key=execution.concurrency_key, slot_waiters=closed.slot_waiters)
     # In process only (no query): the heartbeat carries the figures to the database.
     telemetry.observe_execution(
         job=execution.job_name,

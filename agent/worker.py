@@ -39,10 +39,11 @@ log = logging.getLogger("dkronweb.agent")
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, ident: Identity, concurrency: int) -> None:
+    def __init__(self, ident: Identity, concurrency: int, slots: int = 0) -> None:
         super().__init__(name="dkron-heartbeat", daemon=True)
         self.node = ident
         self.concurrency = concurrency
+        self.slots = slots
         self.stopped = threading.Event()
         self.leaving = threading.Event()  # stopping: still heartbeats, with its real load
         self.reaper: Any = None  # agent.reaper.ReaperHandle, told the pool's pids each beat
@@ -67,7 +68,7 @@ class Heartbeat(threading.Thread):
                 )
                 stored = metrics
                 if not ok and not self.leaving.is_set():
-                    register(self.node, self.concurrency)
+                    register(self.node, self.concurrency, self.slots)
                     stored = None  # registering cleared it
             except Exception:
                 log.warning("heartbeat failed; retrying", exc_info=True)
@@ -85,19 +86,20 @@ def _metrics_snapshot() -> dict[str, Any] | None:
         return None
 
 
-def register(ident: Identity, concurrency: int) -> None:
+def register(ident: Identity, concurrency: int, slots: int = 0) -> None:
     svc.agent_register(
         name=ident.name,
         instance_id=ident.instance_id,
         tags=ident.tags,
         address=socket.gethostbyname(socket.gethostname()) if settings.PRODUCTION else "127.0.0.1",
         concurrency=concurrency,
+        slots=slots,
     )
 
 
-def start_agent(ident: Identity, concurrency: int) -> Heartbeat:
+def start_agent(ident: Identity, concurrency: int, *, slots: int = 0) -> Heartbeat:
     """Register, clean up after a dead predecessor, and start heartbeating."""
-    with_db_retry(lambda: register(ident, concurrency), what="registering the agent")
+    with_db_retry(lambda: register(ident, concurrency, slots), what="registering the agent")
     closed = with_db_retry(lambda: close_orphaned_runs(node_name=ident.name), what="cleanup")
     if closed:
         log.warning(
@@ -108,7 +110,7 @@ def start_agent(ident: Identity, concurrency: int) -> Heartbeat:
         log.warning("killed %d process(es) left by a previous agent %s", reaped, ident.name)
 
     agent_local_started(name=ident.name, instance_id=ident.instance_id)
-    beat = Heartbeat(ident, concurrency)
+    beat = Heartbeat(ident, concurrency, slots)
     beat.start()
     log.info("agent %s started with tags %s", ident.name, ident.tags)
     return beat
@@ -119,8 +121,23 @@ class AgentStep(bootsteps.StartStopStep):
 
     requires = ("celery.worker.components:Pool",)
 
-    def __init__(self, worker: Any, tag: Any = (), node_name: str | None = None, **kw: Any):
+    def __init__(
+        self,
+        worker: Any,
+        tag: Any = (),
+        node_name: str | None = None,
+        slots: int | None = None,
+        **kw: Any,
+    ):
         super().__init__(worker, **kw)
+        if slots is not None:
+            # Here, before the pool is created (every step's __init__ runs before any creates
+            # its part), so the pool runs exactly as many as the slots placement counts.
+            if slots < 1:
+                raise ValueError("--slots must be at least 1")
+            if not getattr(worker, "autoscale", None):  # an autoscaled pool keeps its range
+                worker.concurrency = worker.min_concurrency = slots
+        self.slots = int(slots or worker.concurrency or 1)
         server = settings.DKRON["AGENT_SERVER"]
         self.ident = configure(name=node_name, tags=parse_tag_options(tag), server=server)
 
@@ -139,7 +156,7 @@ class AgentStep(bootsteps.StartStopStep):
         _connect_signals()
 
     def start(self, worker: Any) -> None:
-        self.beat = start_agent(self.ident, int(worker.concurrency or 1))
+        self.beat = start_agent(self.ident, int(worker.concurrency or 1), slots=self.slots)
 
         # From the main thread: the reaper's parent-death signal follows this thread.
         try:

@@ -46,6 +46,16 @@ app.user_options["worker"].add(  # type: ignore[attr-defined]
     )
 )
 
+app.user_options["worker"].add(  # type: ignore[attr-defined]
+    Option(
+        ("--slots",),
+        type=int,
+        default=None,
+        help="Executions this agent runs at once (issue 16); the pool runs this many. "
+        "Default: the pool's concurrency (-c)",
+    )
+)
+
 
 @signals.celeryd_init.connect(weak=False)
 def _celery_node_name(sender: Any = None, instance: Any = None, options: Any = None, **kw: Any):

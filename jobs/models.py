@@ -80,6 +80,24 @@ class Job(models.Model):
         help_text="Declared run parameters: a list of {name, type, default, required, "
         "description, choices}; runs get them as DKRON_PARAM_<NAME> and {{ params.<name> }}",
     )
+    # Concurrency keys (jobs.concurrency): at most `concurrency_limit` executions holding the
+    # same key run at once across all jobs and agents, and `rate_limit` caps how often they
+    # start. The key may name the job's metadata: `db:{metadata.db}`.
+    concurrency_key = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="Executions holding the same key share its limits; may use {metadata.x}",
+    )
+    concurrency_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many executions of the key run at once"
+    )
+    rate_limit = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        help_text="Starts of the key's executions: N/s, N/m or N/h",
+    )
     problems = models.JSONField(
         default=dict,
         blank=True,
@@ -207,6 +225,11 @@ class Execution(models.Model):
     retryable = models.BooleanField(default=True)
     kill_requested = models.BooleanField(default=False)
     final = models.BooleanField(default=False, help_text="Last attempt of this node in its run")
+    # The job's concurrency key as this run rendered it (jobs.concurrency); "" for none.
+    concurrency_key = models.CharField(max_length=255, blank=True, default="")
+    # Why a queued execution is held back unpublished: "key" (its concurrency key is at its
+    # limit or rate), "slot" (every matching agent is full; no node chosen yet); "" for none.
+    waiting = models.CharField(max_length=8, blank=True, default="")
 
     class Meta:
         ordering = ["-id"]
@@ -254,6 +277,26 @@ class Execution(models.Model):
                 name="exec_published_idx",
                 condition=models.Q(published_at__isnull=False, finished_at__isnull=True),
             ),
+            # Held executions, in fire order: what a freed slot or key admits next. Empty
+            # unless slots are full or keys at their limits.
+            models.Index(
+                fields=["waiting", "id"],
+                name="exec_waiting_idx",
+                condition=~models.Q(waiting=""),
+            ),
+            # A key's executions by start: its running and admitted ones (no finish yet) and
+            # the starts inside a rate window, without reading the key's history. Unkeyed
+            # executions (the usual case) are not in it.
+            models.Index(
+                fields=["concurrency_key", "started_at"],
+                name="exec_key_idx",
+                condition=~models.Q(concurrency_key="") & models.Q(finished_at__isnull=True),
+            ),
+            models.Index(
+                fields=["concurrency_key", "started_at"],
+                name="exec_key_started_idx",
+                condition=~models.Q(concurrency_key="") & models.Q(started_at__isnull=False),
+            ),
             # Retention walks finished rows oldest first; queued and running rows (no
             # finished_at) stay out of the index.
             models.Index(
@@ -280,6 +323,9 @@ class Agent(models.Model):
     port = models.PositiveIntegerField(default=0)
     version = models.CharField(max_length=32, blank=True, default="")
     concurrency = models.PositiveIntegerField(default=1)
+    slots = models.PositiveIntegerField(
+        default=0, help_text="Executions it runs at once (--slots; 0: its pool concurrency)"
+    )
     running = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True)
@@ -441,3 +487,22 @@ class Calendar(models.Model):
             "ranges": self.ranges,
             "windows": self.windows,
         }
+
+
+class ConcurrencyKey(models.Model):
+    """A concurrency key's limits and its lock (jobs.concurrency).
+
+    Claims and admissions of the key's executions take this row's lock first, so two
+    schedulers, agents or a sweep never let more than `limit` run: the counts they read are
+    then those of every commit before theirs."""
+
+    key = models.CharField(max_length=255, unique=True)
+    limit = models.PositiveIntegerField(null=True, blank=True, help_text="None: no limit")
+    rate_limit = models.CharField(max_length=32, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key

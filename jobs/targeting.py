@@ -16,6 +16,17 @@ class NodeInfo:
     tags: Mapping[str, str]
     running: int = 0
     concurrency: int = 1
+    # Executions it runs at once (`--slots`); 0: its pool concurrency.
+    slots: int = 0
+
+    @property
+    def slot_count(self) -> int:
+        return self.slots or self.concurrency
+
+    @property
+    def free_slots(self) -> int:
+        """Slots neither running nor promised to a queued execution (issue 16)."""
+        return max(0, self.slot_count - self.running)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,9 @@ GO_JOB_FIELDS: dict[str, str] = {
     "notify": "object",
     "exclude_calendars": "[]string",
     "only_calendars": "[]string",
+    "concurrency_key": "string",
+    "concurrency_limit": "uint",
+    "rate_limit": "string",
 }
 _GO_INT_RANGE = {"int": (-(2**63), 2**63 - 1), "uint": (0, 2**64 - 1)}
 _TIME_TYPES = {"ntime.NullableTime", "time.Time"}
@@ -262,6 +265,11 @@ class JobInputSerializer(serializers.Serializer):
     only_calendars = serializers.ListField(
         child=serializers.CharField(max_length=255), max_length=100, required=False, allow_null=True
     )
+    concurrency_key = _text(max_length=255)
+    concurrency_limit = serializers.IntegerField(
+        min_value=1, max_value=1_000_000, required=False, allow_null=True
+    )
+    rate_limit = _text(max_length=32)
     # Run parameters (jobs.params): any JSON here, checked by the service so that its 400
     # names the parameter and the field (`params: {"region.choices": ...}`).
     params = serializers.JSONField(
@@ -499,6 +507,16 @@ class JobSerializer(WireSerializer):
         help_text="Calendars the job fires only inside; empty: no such limit",
         read=lambda job: job.only_calendars or [],
     )
+    concurrency_key = serializers.CharField(
+        help_text="Executions holding the same key (rendered from {metadata.x}) share its "
+        "concurrency_limit and rate_limit across all jobs and agents; empty: none"
+    )
+    concurrency_limit = serializers.IntegerField(
+        allow_null=True, help_text="At most this many of the key's executions run at once"
+    )
+    rate_limit = serializers.CharField(
+        help_text="At most N starts of the key's executions per window: N/s, N/m or N/h"
+    )
     problems = Map(
         help_text="What dkronweb's validation found wrong when a restore stored the job anyway "
         "(key -> message); its runs fail with it until an upsert that validates clears it",
@@ -614,6 +632,10 @@ class MemberSerializer(serializers.Serializer):
     Tags = serializers.DictField(child=serializers.CharField())
     Status = serializers.IntegerField(help_text="Serf status: 1 alive, 3 left, 4 failed")
     statusText = serializers.ChoiceField(choices=["alive", "leaving", "failed", "left"])
+    slots = serializers.IntegerField(
+        help_text="Executions it runs at once (--slots, default its pool concurrency)"
+    )
+    slots_used = serializers.IntegerField(help_text="Of those, running now")
 
 
 class StatusSerializer(serializers.Serializer):

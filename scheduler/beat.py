@@ -51,13 +51,16 @@ from django.db import close_old_connections, connection
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from jobs import node, timeutil
-from jobs.services import agents, counters, lease, maintenance, retention, runs
+from jobs.services import agents, capacity, counters, lease, maintenance, retention, runs
 from scheduler.shards import ShardLeases
 
 log = logging.getLogger("dkronweb.scheduler")
 
 SWEEP_EVERY = 5.0
 CATCHUP_STEP = 0.2
+# How often the leader admits what waits for an agent slot or a concurrency key (the agents
+# do it as their runs end; this pass covers the runs the sweep closes and rate windows).
+CAPACITY_EVERY = 0.5
 
 
 def _conf() -> dict[str, Any]:
@@ -151,6 +154,8 @@ class JobScheduler(DatabaseScheduler):
         self.shards = ShardLeases(holder=self.holder, member=self.member.name, count=shards)
         self.is_leader = False
         self.last_sweep = 0.0
+        self.last_capacity = 0.0
+        self.held = False  # executions wait for a slot or a key: come back within CAPACITY_EVERY
         self.last_ok = timeutil.now()  # the database last answered a tick
         # Since when this scheduler has been firing without a break (active, every tick done):
         # a fire due after it is late, never missed, however long the work takes (runs._plan).
@@ -417,11 +422,16 @@ class JobScheduler(DatabaseScheduler):
         if now - self.last_sweep >= SWEEP_EVERY:
             self.last_sweep = now
             maintenance.sweep()
+        if now - self.last_capacity >= CAPACITY_EVERY:
+            self.last_capacity = now
+            self.held = capacity.tick()
         system_interval = super().tick()
         if report.more:
             return 0.001  # more are due: go again at once
         until_due = runs.seconds_until_next_due(shards=sharded)
         interval = min(tick_max, system_interval or tick_max)
+        if self.held:
+            interval = min(interval, CAPACITY_EVERY)
         if self.shards.enabled:
             interval = min(interval, 0.5)  # free shards (a dead scheduler's) are taken in time
         if until_due is not None:

@@ -34,7 +34,7 @@ from jobs.broker import queue_depths
 from jobs.dispatch import node_queue
 from jobs.models import Agent, Execution, ExecutionStatus, Job, JobStatus, Lease
 from jobs.services import agents as agent_services
-from jobs.services import counters
+from jobs.services import capacity, counters
 from jobs.services.lease import SCHEDULER, lease_holder, shard_holders
 from jobs.services.runs import catchup_backlog
 
@@ -92,11 +92,14 @@ def shard_families() -> Iterator[Metric]:
 class ClusterCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._scheduler()
-        members = Agent.objects.only("name", "tags", "left", "last_heartbeat", "metrics")
+        members = Agent.objects.only(
+            "name", "tags", "left", "last_heartbeat", "metrics", "slots", "concurrency"
+        )
         # Scheduler-only members are listed in /v1/members but are not agents: no queue, no
         # agent metrics, and not in the agent counts.
         agents = [a for a in members if not agent_services.is_scheduler_only(a.tags)]
         yield self._agent_states(agents)
+        yield from self._slots(agents)
         yield self._active_executions()
         yield from self._jobs()
         yield from agent_families(agents)
@@ -141,6 +144,39 @@ class ClusterCollector(Collector):
         for state, n in sorted(states.items()):
             family.add_metric([state], float(n))
         return family
+
+    def _slots(self, agents: list[Agent]) -> Iterator[Metric]:
+        """Each live agent's slots and how many run now (issue 16)."""
+        total = GaugeMetricFamily(
+            "dkronweb_agent_slots", "Executions the agent runs at once", labels=["agent"]
+        )
+        used = GaugeMetricFamily(
+            "dkronweb_agent_slots_used", "Of the agent's slots, those running now", labels=["agent"]
+        )
+        running = agent_services.slots_used()
+        for agent in agents:
+            if agent.left:
+                continue
+            total.add_metric([agent.name], float(agent_services.slot_count(agent)))
+            used.add_metric([agent.name], float(running.get(agent.name, 0)))
+        yield total
+        yield used
+        keys = capacity.key_states()
+        limit = GaugeMetricFamily(
+            "dkronweb_concurrency_key_limit", "A concurrency key's limit", labels=["key"]
+        )
+        by_state = GaugeMetricFamily(
+            "dkronweb_concurrency_key_executions",
+            "A concurrency key's executions: running, queued (admitted) and waiting",
+            labels=["key", "state"],
+        )
+        for key in keys:
+            if key.limit is not None:
+                limit.add_metric([key.key], float(key.limit))
+            for state in ("running", "queued", "waiting"):
+                by_state.add_metric([key.key, state], float(getattr(key, state)))
+        yield limit
+        yield by_state
 
     def _active_executions(self) -> Metric:
         family = GaugeMetricFamily(

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.db.models.expressions import RawSQL
 
 from jobs import timeutil
@@ -47,6 +47,7 @@ def agent_register(
     address: str = "",
     port: int = 0,
     concurrency: int = 1,
+    slots: int = 0,
 ) -> Agent:
     now = timeutil.now()
     agent, _ = Agent.objects.update_or_create(
@@ -58,6 +59,7 @@ def agent_register(
             "port": port,
             "version": settings.VERSION,
             "concurrency": concurrency,
+            "slots": slots,
             "running": 0,
             "started_at": now,
             "last_heartbeat": now,
@@ -114,6 +116,23 @@ def agent_died(*, name: str, instance_id: str) -> int:
     return Agent.objects.filter(name=name, instance_id=instance_id, left=False).update(
         last_heartbeat=None, leaving=False, running=0
     )
+
+
+def slots_used() -> dict[str, int]:
+    """Running executions per agent, from the database (one grouped read of exec_active_idx's
+    running rows, which the agents' slots bound): the `used` of each agent's slots."""
+    rows = (
+        Execution.objects.filter(status=ExecutionStatus.RUNNING)
+        .order_by()
+        .values_list("node_name")
+        .annotate(n=Count("pk"))
+    )
+    return {name: n for name, n in rows}
+
+
+def slot_count(agent: Agent) -> int:
+    """The agent's slots: `--slots`, else its pool concurrency (0 for a scheduler member)."""
+    return agent.slots or agent.concurrency
 
 
 def running_on(name: str) -> int:
@@ -270,7 +289,7 @@ def alive_nodes(*, now: datetime | None = None) -> list[NodeInfo]:
     rows = list(
         Agent.objects.filter(alive, left=False, leaving=False)
         .annotate(load=_capped_load())
-        .values("name", "tags", "running", "concurrency", "load")
+        .values("name", "tags", "running", "concurrency", "slots", "load")
     )
     return [
         NodeInfo(
@@ -278,6 +297,7 @@ def alive_nodes(*, now: datetime | None = None) -> list[NodeInfo]:
             tags={k: str(v) for k, v in (r["tags"] or {}).items()},
             running=max(r["running"], r["load"] or 0),
             concurrency=r["concurrency"],
+            slots=r["slots"],
         )
         for r in rows
         if not is_scheduler_only(r["tags"])  # members that only schedule run nothing

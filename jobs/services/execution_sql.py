@@ -113,8 +113,13 @@ def _fetchone(sql: str, params: Any) -> Any:
         return cursor.fetchone()
 
 
-def claim(*, execution_id: int, node_name: str, queue: str, now: datetime) -> Execution | None:
-    """queued -> running in one statement; returns the row with its run, or None."""
+def claim(
+    *, execution_id: int, node_name: str, queue: str, now: datetime, keyed: bool = False
+) -> Execution | None:
+    """queued -> running in one statement; returns the row with its run, or None.
+
+    Never a held execution; one with a concurrency key only when `keyed` (the caller holds
+    the key's lock: capacity.claim_keyed)."""
     e_cols = ", ".join(f'e."{f.column}"' for f in _EXEC_FIELDS)
     r_cols = ", ".join(f'r."{f.column}"' for f in _RUN_FIELDS)
     sql = (
@@ -125,8 +130,9 @@ def claim(*, execution_id: int, node_name: str, queue: str, now: datetime) -> Ex
         # prove exec_active_idx usable and, with statistics taken when few rows were queued,
         # cost it as one row; the claim then read every queued row instead of one by key.
         # A value it sees only when the statement runs leaves the primary key as the path.
-        f"WHERE e.id = %s AND e.status = (SELECT %s) AND r.id = e.run_id "
-        f"RETURNING {e_cols}, {r_cols}"
+        f"WHERE e.id = %s AND e.status = (SELECT %s) AND r.id = e.run_id AND e.waiting = '' "
+        + ("" if keyed else "AND e.concurrency_key = '' ")
+        + f"RETURNING {e_cols}, {r_cols}"
     )
     params: list[Any] = [
         ExecutionStatus.RUNNING,
@@ -156,6 +162,7 @@ class Finished:
     settled: bool  # the run's `finished` flag was set by this statement
     active_siblings: bool  # another execution of the run looked active (settle after commit)
     run_status: str
+    slot_waiters: bool = False  # executions wait for an agent slot (capacity.place_waiting)
 
 
 def finish(
@@ -214,7 +221,8 @@ WITH closed AS (
     RETURNING j.id
 )
 SELECT (SELECT count(*) FROM closed), (SELECT status FROM settled), (SELECT busy FROM verdict),
-    (SELECT count(*) FROM counted)
+    (SELECT count(*) FROM counted),
+    EXISTS (SELECT 1 FROM "{ex}" w WHERE w.waiting <> '' AND w.waiting = %(slot)s)
 """
     params: dict[str, Any] = {
         "status": status,
@@ -229,11 +237,13 @@ SELECT (SELECT count(*) FROM closed), (SELECT status FROM settled), (SELECT busy
         "active": _ACTIVE,
         "ok": ExecutionStatus.SUCCESS,
         "skipped": ExecutionStatus.SKIPPED,
+        "slot": "slot",
     }
-    closed, run_status, busy, _ = _fetchone(sql, params)
+    closed, run_status, busy, _, waiters = _fetchone(sql, params)
     return Finished(
         closed=bool(closed),
         settled=run_status is not None,
         active_siblings=bool(busy),
         run_status=run_status or "",
+        slot_waiters=bool(waiters),
     )

@@ -35,7 +35,31 @@ FINAL_STATUSES = (
 
 
 def execution_claim(*, execution_id: int, node_name: str) -> Execution | None:
-    """Take a queued execution for this agent; None when someone else has (or it is gone)."""
+    """Take a queued execution for this agent; None when someone else has (or it is gone).
+
+    An execution without a concurrency key is claimed in one conditional UPDATE; one with a
+    key only under its key's lock, while the key has room (capacity.claim_keyed)."""
+    claimed = _claim(execution_id=execution_id, node_name=node_name, keyed=False)
+    if claimed is not None:
+        return claimed
+    row = (
+        Execution.objects.filter(pk=execution_id, status=ExecutionStatus.QUEUED, waiting="")
+        .values_list("concurrency_key", flat=True)
+        .first()
+    )
+    if not row:
+        return None  # taken by another delivery, killed while queued, deleted, or held
+    from jobs.services import capacity
+
+    return capacity.claim_keyed(
+        execution_id=execution_id,
+        key=row,
+        claim=lambda: _claim(execution_id=execution_id, node_name=node_name, keyed=True),
+    )
+
+
+def _claim(*, execution_id: int, node_name: str, keyed: bool) -> Execution | None:
+    """queued -> running; only an execution without a key unless `keyed` (its lock held)."""
     now = timeutil.now()
     if execution_sql.available():
         return execution_sql.claim(
@@ -43,8 +67,12 @@ def execution_claim(*, execution_id: int, node_name: str) -> Execution | None:
             node_name=node_name,
             queue=dispatch.node_queue(node_name),
             now=now,
+            keyed=keyed,
         )
-    taken = Execution.objects.filter(pk=execution_id, status=ExecutionStatus.QUEUED).update(
+    rows = Execution.objects.filter(pk=execution_id, status=ExecutionStatus.QUEUED, waiting="")
+    if not keyed:
+        rows = rows.filter(concurrency_key="")
+    taken = rows.update(
         status=ExecutionStatus.RUNNING,
         node_name=node_name,
         queue=dispatch.node_queue(node_name),
@@ -91,6 +119,8 @@ class Closed:
 
     status: str
     retry: Execution | None = None
+    # Executions wait for an agent slot: the caller that freed one places them.
+    slot_waiters: bool = False
 
 
 def execution_finish(
@@ -133,10 +163,8 @@ def execution_close(
     """
     # The common case: the row is closed without a lock or a read, and the run settled in the
     # same commit (on PostgreSQL in one statement).
-    if (
-        claimed is not None
-        and not _needs_retry(claimed, status=status, retryable=retryable)
-        and _close_claimed(
+    if claimed is not None and not _needs_retry(claimed, status=status, retryable=retryable):
+        fast = _close_claimed(
             claimed,
             status=status,
             output=output,
@@ -144,8 +172,8 @@ def execution_close(
             reason=reason,
             retryable=retryable,
         )
-    ):
-        return Closed(status)
+        if fast is not None:
+            return fast
     with transaction.atomic():
         # Locked by primary key alone, the status checked here (issue 15): with
         # `status__in=ACTIVE_STATUSES` in the query, stale planner statistics could send the
@@ -171,13 +199,18 @@ def execution_close(
             retry=retry,
             guard=False,
         )
-        return Closed(status, _after_close(execution, status=status, retry=retry))
+        retried = _after_close(execution, status=status, retry=retry)
+    return Closed(status, retried, _slot_waiters())
+
+
+def _slot_waiters() -> bool:
+    return Execution.objects.filter(waiting="slot").order_by().exists()
 
 
 def _close_claimed(
     claimed: Execution, *, status: str, output: str, truncated: bool, reason: str, retryable: bool
-) -> bool:
-    """Close a final result if the row is as claimed; False when it changed meanwhile."""
+) -> Closed | None:
+    """Close a final result if the row is as claimed; None when it changed meanwhile."""
     if execution_sql.available():
         return _finish_in_one_statement(
             claimed,
@@ -200,13 +233,13 @@ def _close_claimed(
         )
         if closed:
             _after_close(claimed, status=status, retry=False)
-    return closed
+    return Closed(status, None, _slot_waiters()) if closed else None
 
 
 def _finish_in_one_statement(
     claimed: Execution, *, status: str, output: str, truncated: bool, reason: str, retryable: bool
-) -> bool:
-    """PostgreSQL's fast path; False when the row changed since the claim (use the ORM path).
+) -> Closed | None:
+    """PostgreSQL's fast path; None when the row changed since the claim (use the ORM path).
 
     Without dependents or ephemeral deletion to follow, the statement commits on its own; with
     them, it shares one transaction with the follow-up so a crash cannot lose a dependent fire.
@@ -224,13 +257,13 @@ def _finish_in_one_statement(
             now=timeutil.now(),
         )
         if not done.closed:
-            return False
+            return None
         if done.settled:
             _after_settle(claimed.run, done.run_status)
     if done.active_siblings:
         with transaction.atomic():  # committed now: whoever finishes last settles the run
             run_settle(run_id=claimed.run_id)
-    return True
+    return Closed(status, None, done.slot_waiters)
 
 
 def _needs_retry(execution: Execution, *, status: str, retryable: bool) -> bool:
@@ -301,6 +334,8 @@ def _after_close(execution: Execution, *, status: str, retry: bool) -> Execution
         scheduled_at=execution.scheduled_at,
         not_before=timeutil.now() + timedelta(seconds=delay),
         status=ExecutionStatus.QUEUED,
+        # A retry keeps its key: its claim is held to the key's limits like the first's.
+        concurrency_key=execution.concurrency_key,
     )
 
 

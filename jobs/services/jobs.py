@@ -15,13 +15,14 @@ from django.db.models import Q
 from confidential import SecretNotKept
 from executors.base import ConfigError
 from executors.registry import UnknownExecutor, get_executor, merge_secrets, secret_spec
+from jobs import concurrency, timeutil
 from jobs import params as job_params
 from jobs import schedule as sched
 from jobs import secrets as job_secrets
-from jobs import timeutil
 from jobs.errors import Conflict, Forbidden, InvalidJob, NotFound
 from jobs.models import Concurrency, Execution, ExecutionStatus, Job, MisfirePolicy, Run
 from jobs.notifications import schema as notify_schema
+from jobs.services import capacity
 from jobs.services.audit import SYSTEM, Actor, audit_record
 from jobs.services.cluster import ensure_not_paused
 from jobs.targeting import TagError, parse_tags
@@ -57,6 +58,9 @@ USER_FIELDS = {
     "exclude_calendars": list,
     "only_calendars": list,
     "params": list,
+    "concurrency_key": "",
+    "concurrency_limit": None,
+    "rate_limit": "",
 }
 
 
@@ -210,6 +214,14 @@ def _own_checks(
         problems["retry_backoff"] = "must not be negative"
     if jitter_problem := _jitter_problem(job):
         problems["jitter"] = jitter_problem
+    problems.update(
+        concurrency.problems(
+            key=job.concurrency_key,
+            limit=job.concurrency_limit,
+            rate=job.rate_limit,
+            metadata=job.metadata,
+        )
+    )
     try:
         parse_tags(job.tags)
     except TagError as exc:
@@ -522,6 +534,7 @@ def _store(
     elif timing_changed or job.parent_id != old["parent_id"]:
         set_next(job, compute_next_run(job, after=now))
     job.save()
+    capacity.key_sync(job=job)
     detail: dict[str, Any] = {"executor": job.executor}
     if not created:
         detail["changed"] = sorted(_changed_fields(before, job))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from django.db.models.expressions import RawSQL
 from jobs import broker, dispatch, timeutil
 from jobs.models import ACTIVE_STATUSES, Agent, Execution, ExecutionStatus
 from jobs.services import agents as agent_services
+from jobs.services import capacity
 from jobs.services.counters import counter_add
 from jobs.services.executions import execution_finish
 from jobs.targeting import NodeInfo, parse_tags, select_nodes
@@ -34,6 +35,7 @@ class SweepReport:
     moved: int = 0
     failed: int = 0
     purged: int = 0
+    keys: set[str] = field(default_factory=set)  # keys whose runs the sweep closed
 
 
 def _close_dead_runs(now: datetime, report: SweepReport) -> None:
@@ -48,7 +50,9 @@ def _close_dead_runs(now: datetime, report: SweepReport) -> None:
         # Runs of the agent in this process are alive while it is (agent_local_started);
         # what a previous instance of it left, it closed when it started (close_orphaned_runs).
         stale = stale.exclude(node_name=local.name)
-    for pk, node in stale.values_list("pk", "node_name"):
+    for pk, node, key in stale.values_list("pk", "node_name", "concurrency_key"):
+        if key:
+            report.keys.add(key)  # its slot under the key is free now
         retry = execution_finish(
             execution_id=pk,
             status=ExecutionStatus.FAILED,
@@ -147,6 +151,7 @@ def _move_from_gone(
     `stranded_nodes` are the names with queued work that are not alive (`_queued_nodes`), so
     the rows read are theirs alone, through exec_active_idx: the live agents' backlog, however
     long, is never read here."""
+    stranded_nodes = stranded_nodes - {""}  # runs waiting for a slot have no node yet
     if not stranded_nodes:
         return
     ids: list[int] = []
@@ -183,11 +188,13 @@ def _move_from_gone(
                         node,
                     )
                     execution.node_name, execution.queue = node, dispatch.node_queue(node)
+                    report.moved += 1
+                    if execution.waiting:
+                        continue  # held for its key: published when admitted, to its new node
                     countdown = 0.0
                     if execution.not_before is not None and execution.not_before > now:
                         countdown = (execution.not_before - now).total_seconds()
                     dispatch.publish(execution, countdown=countdown)
-                    report.moved += 1
                 continue
         output = f"{gone} before it started this run; no matching live agent took it\n"
         if execution.placement != "any":
@@ -278,7 +285,7 @@ def _never_published(now: datetime, alive: dict[str, NodeInfo], limit: int) -> l
     cutoff = now - timedelta(seconds=settings.DKRON["QUEUED_REPUBLISH_AFTER"])
     return _rows(
         list(
-            _queued(published_at__isnull=True, node_name__in=list(alive))
+            _queued(published_at__isnull=True, node_name__in=list(alive), waiting="")
             .filter(Q(not_before__isnull=True) | Q(not_before__lt=cutoff))
             .filter(queued_at__lt=now - timedelta(seconds=5))
             .order_by()
@@ -402,6 +409,8 @@ def sweep(*, now: datetime | None = None) -> SweepReport:
     now = now or timeutil.now()
     report = SweepReport()
     _close_dead_runs(now, report)
+    if report.keys:  # a dead agent's slots under its keys go to what waits for them now
+        capacity.admit(report.keys, now=now)
     _recover_queued(now, report)
     if report.closed or report.moved or report.failed or report.purged:
         log.info(

@@ -34,8 +34,9 @@ from jobs.models import (
     Run,
 )
 from jobs.services import agents as agent_services
+from jobs.services import capacity
 from jobs.services.audit import SYSTEM, Actor, audit_record
-from jobs.targeting import NodeInfo, parse_tags, select_nodes
+from jobs.targeting import NodeInfo, Target, matches, parse_tags, select_nodes
 from jobs.timing import compute_next_run, parse_job_schedule
 
 log = logging.getLogger("dkronweb.runs")
@@ -192,6 +193,7 @@ def start_runs(fires: list[Fire]) -> list[Run]:
     started_jobs: set[int] = set()
     failed_jobs: dict[int, int] = {}
     calendar_missed: dict[int, int] = {}
+    keyed: dict[str, Job] = {}
     for fire, run in created:
         job = fire.job
         # A scheduled or catch-up time inside an excluded calendar stretch: recorded as a
@@ -213,9 +215,22 @@ def start_runs(fires: list[Fire]) -> list[Run]:
             others = Execution.objects.filter(job=job, status__in=ACTIVE_STATUSES)
             for execution in others.exclude(run=run):
                 execution_services.execution_kill(execution=execution, reason="replaced")
+        key = capacity.job_key(job)
+        if key and checks and job.concurrency == Concurrency.FORBID and capacity.key_busy(key):
+            reason = f"skipped: concurrency is forbid and key '{key}' is at its limit"
+            executions.append(_execution(run, job, node="", status="skipped", reason=reason))
+            settle.append(run.pk)
+            continue
         target = parse_tags(job.tags)
-        chosen = select_nodes(target, nodes, untagged_default=untagged)
-        if not chosen:
+        # A node picked among several (a tag count, or an untagged job under
+        # UNTAGGED_TARGET=one) is not the run's target: the sweep may move the run, and its
+        # retries, to another matching node when that one dies. Only agents with a free
+        # slot are picked; when every matching one is full, the run waits for a slot.
+        one_of = target.count is not None or (not target.required and untagged == "one")
+        placement = "any" if one_of else "node"
+        candidates = [n for n in nodes if n.free_slots > 0] if one_of else nodes
+        chosen = select_nodes(target, candidates, untagged_default=untagged)
+        if not chosen and not (one_of and _matching(target, nodes)):
             wanted = ", ".join(f"{k}={v}" for k, v in target.required.items()) or "any"
             reason = f"no target nodes found to run job {job.name} (tags: {wanted})"
             executions.append(
@@ -224,22 +239,32 @@ def start_runs(fires: list[Fire]) -> list[Run]:
             failed_jobs[job.pk] = failed_jobs.get(job.pk, 0) + 1
             settle.append(run.pk)
             continue
-        # A node picked among several (a tag count, or an untagged job under
-        # UNTAGGED_TARGET=one) is not the run's target: the sweep may move the run, and its
-        # retries, to another matching node when that one dies.
-        one_of = target.count is not None or (not target.required and untagged == "one")
-        placement = "any" if one_of else "node"
+        wanted_count = min(target.count or 1, _matching(target, nodes)) if one_of else 0
         for node in chosen:
             execution = _execution(
                 run, job, node=node.name, status=ExecutionStatus.QUEUED, placement=placement
             )
             execution.not_before = fire.not_before
+            if key:
+                execution.concurrency_key, execution.waiting = key, capacity.WAIT_KEY
+                keyed[key] = job
             executions.append(execution)
+        for _ in range(wanted_count - len(chosen)) if one_of else ():
+            # Fewer matching agents with a free slot than the run asks for: the rest wait,
+            # queued without a node, for the first slot that frees (capacity.place_waiting).
+            held = _execution(run, job, node="", status=ExecutionStatus.QUEUED, placement="any")
+            held.waiting, held.concurrency_key = capacity.WAIT_SLOT, key
+            held.not_before = fire.not_before
+            executions.append(held)
         if one_of:  # the next fire of the batch sees these nodes one execution busier
             nodes = _with_one_more(nodes, {node.name for node in chosen})
         started_jobs.add(job.pk)
         active.add(job.pk)  # a second fire of this job in the batch (run_all) sees this one
     Execution.objects.bulk_create(executions)
+    if keyed:  # held when created; admitted now in fire order while their keys have room
+        for job in keyed.values():
+            capacity.key_sync(job=job)
+        capacity.admit(keyed)
     if started_jobs:
         Job.objects.filter(pk__in=started_jobs).exclude(status=JobStatus.RUNNING).update(
             status=JobStatus.RUNNING
@@ -252,9 +277,17 @@ def start_runs(fires: list[Fire]) -> list[Run]:
     for run_id in settle:
         execution_services.run_settle(run_id=run_id)
     dispatch.publish_on_commit(
-        [e for e in executions if e.status == ExecutionStatus.QUEUED and e.not_before is None]
+        [
+            e
+            for e in executions
+            if e.status == ExecutionStatus.QUEUED and e.not_before is None and not e.waiting
+        ]
     )
     return [run for _, run in created]
+
+
+def _matching(target: Target, nodes: list[NodeInfo]) -> int:
+    return sum(1 for n in nodes if matches(n, target))
 
 
 def _with_one_more(nodes: list[NodeInfo], names: set[str]) -> list[NodeInfo]:
@@ -582,7 +615,7 @@ def _unpublished() -> Any:
     one row whatever the backlog (it then read every queued row, on every tick)."""
     queued = RawSQL("SELECT %s", (str(ExecutionStatus.QUEUED),), output_field=CharField())
     return Execution.objects.filter(
-        status=queued, published_at__isnull=True, finished_at__isnull=True
+        status=queued, published_at__isnull=True, finished_at__isnull=True, waiting=""
     )
 
 

@@ -22,7 +22,7 @@ import pytest
 from django.db import connection, transaction
 
 from jobs import dispatch, timeutil
-from jobs.models import Execution, Job, Run
+from jobs.models import Agent, Execution, Job, Run
 from jobs.services import agents, executions, runs
 from jobs.services.runs import Fire, start_runs
 from tests.factories import agent, job
@@ -95,6 +95,9 @@ def history(db, monkeypatch, settings) -> Job:
     monkeypatch.setattr(executions, "TRIM_EVERY", 10**9)
     agent("n1")
     agent("n2")
+    # Slots enough for the backlog: a full agent would hold the run back (issue 16), and the
+    # claim and finish below are of a run placed on one.
+    Agent.objects.update(slots=10**6)
     busy = job("busy", schedule="@every 1h")
     other = job("backlog")
     now = timeutil.now()
@@ -229,6 +232,7 @@ def test_agents_past_the_cap_are_given_work_in_turn(db, settings, monkeypatch):
     settings.DKRON = {**settings.DKRON, "UNTAGGED_TARGET": "one"}
     agent("n1")
     agent("n2")
+    Agent.objects.update(slots=10**6)  # not full: a full agent's runs would wait (issue 16)
     backlog = job("backlog")
     _queue(backlog, "n1", 10)
     _queue(backlog, "n2", 5)

@@ -4,7 +4,14 @@ from django.urls import path, re_path
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from web.api import calendars, ops, schema, tokens, views  # schema: registers the token auth scheme
+from web.api import (
+    calendars,
+    concurrency,
+    ops,
+    schema,
+    tokens,
+    views,
+)  # schema: registers the token auth scheme
 from web.api.permissions import ApiAccess
 
 NAME = r"(?P<name>[^/]+)"
@@ -45,6 +52,8 @@ urlpatterns = [
     re_path(r"^calendars/?$", calendars.CalendarsView.as_view()),
     re_path(rf"^calendars/{NAME}/?$", calendars.CalendarView.as_view()),
     re_path(rf"^calendars/{NAME}/ics/?$", calendars.CalendarIcsView.as_view()),
+    # dkronweb extension: concurrency keys (jobs' concurrency_key), read-only.
+    re_path(r"^concurrency/?$", concurrency.ConcurrencyView.as_view()),
     re_path(r"^jobs/?$", views.JobsView.as_view()),
     re_path(rf"^jobs/{NAME}/?$", views.JobView.as_view()),
     re_path(rf"^jobs/{NAME}/run/?$", views.JobRunView.as_view()),

@@ -175,8 +175,12 @@ class StatusView(ApiView):
         )
 
 
-def member_to_dict(agent: Agent) -> dict[str, Any]:
+def member_to_dict(agent: Agent, used: dict[str, int] | None = None) -> dict[str, Any]:
+    """Dkron's member fields, then dkronweb's: `slots` and `slots_used` (issue 16); `used`
+    is `agent_services.slots_used()`, read once for a list of members."""
     state = agent_services.agent_state(agent)
+    if used is None:
+        used = {agent.name: agent_services.running_on(agent.name)}
     return {
         "Name": agent.name,
         "Addr": agent.address,
@@ -198,6 +202,8 @@ def member_to_dict(agent: Agent) -> dict[str, Any]:
             else agent.running
         ),
         "last_heartbeat": agent.last_heartbeat.isoformat() if agent.last_heartbeat else None,
+        "slots": agent_services.slot_count(agent),
+        "slots_used": used.get(agent.name, 0),
     }
 
 
@@ -209,7 +215,8 @@ class MembersView(ApiView):
     )
     def get(self, request: Request) -> Response:
         agents = Agent.objects.defer("metrics")
-        response = Response([member_to_dict(a) for a in agents])
+        used = agent_services.slots_used()
+        response = Response([member_to_dict(a, used) for a in agents])
         response["X-Total-Count"] = str(len(response.data))
         return response
 

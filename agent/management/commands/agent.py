@@ -28,6 +28,12 @@ class Command(BaseCommand):
         parser.add_argument("--tag", action="append", default=[], help="node tag key=value")
         parser.add_argument("--node-name", default=None)
         parser.add_argument("-c", "--concurrency", type=int, default=4)
+        parser.add_argument(
+            "--slots",
+            type=int,
+            default=None,
+            help="executions run at once (default: --concurrency); the pool runs this many",
+        )
         parser.add_argument("--pool", default="prefork")
         parser.add_argument("-l", "--loglevel", default="INFO")
         parser.add_argument("celery_args", nargs="*")
@@ -35,6 +41,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         argv = ["-l", opts["loglevel"], "-c", str(opts["concurrency"])]
         argv += ["--pool", opts["pool"], "--without-mingle", "--without-gossip"]
+        if opts["slots"] is not None:
+            argv += ["--slots", str(opts["slots"])]
         for tag in opts["tag"]:
             argv += ["--tag", tag]
         if opts["node_name"]:
