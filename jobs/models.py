@@ -282,7 +282,7 @@ class Execution(models.Model):
             models.Index(
                 fields=["waiting", "id"],
                 name="exec_waiting_idx",
-                condition=~models.Q(waiting=""),
+                condition=~models.Q(waiting="") & models.Q(finished_at__isnull=True),
             ),
             # A key's executions by start: its running and admitted ones (no finish yet) and
             # the starts inside a rate window, without reading the key's history. Unkeyed

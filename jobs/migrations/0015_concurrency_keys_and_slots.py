@@ -88,7 +88,9 @@ class Migration(migrations.Migration):
         AddIndexConcurrentlyOnPostgres(
             model_name="execution",
             index=models.Index(
-                condition=models.Q(("waiting", ""), _negated=True),
+                condition=models.Q(
+                    models.Q(("waiting", ""), _negated=True), ("finished_at__isnull", True)
+                ),
                 fields=["waiting", "id"],
                 name="exec_waiting_idx",
             ),

@@ -149,7 +149,7 @@ def admit(keys: Iterable[str] | None = None, *, now: datetime | None = None) -> 
     now = now or timeutil.now()
     if keys is None:
         keys = set(
-            Execution.objects.filter(waiting=WAIT_KEY)
+            Execution.objects.filter(waiting=WAIT_KEY, finished_at__isnull=True)
             .order_by()
             .values_list("concurrency_key", flat=True)
             .distinct()
@@ -158,7 +158,9 @@ def admit(keys: Iterable[str] | None = None, *, now: datetime | None = None) -> 
     for key in sorted(set(keys)):
         with transaction.atomic():
             row = _lock(key)
-            held = _keyed(key).filter(waiting=WAIT_KEY, status=ExecutionStatus.QUEUED)
+            held = _keyed(key).filter(
+                waiting=WAIT_KEY, status=ExecutionStatus.QUEUED, finished_at__isnull=True
+            )
             held = held.filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
             room = (
                 BATCH if row is None else min(BATCH, _room(row, _usage(row, now), claiming=False))
@@ -183,7 +185,7 @@ def key_busy(key: str, *, now: datetime | None = None) -> bool:
     row = ConcurrencyKey.objects.filter(key=key).first()
     if row is None:
         return False
-    if _keyed(key).filter(waiting=WAIT_KEY).exists():
+    if _keyed(key).filter(waiting=WAIT_KEY, finished_at__isnull=True).exists():
         return True
     return _room(row, _usage(row, now or timeutil.now()), claiming=False) <= 0
 
@@ -191,7 +193,9 @@ def key_busy(key: str, *, now: datetime | None = None) -> bool:
 def place_waiting(*, now: datetime | None = None) -> int:
     """Give the executions waiting for a slot, oldest first, to agents with a free slot."""
     waiters = list(
-        Execution.objects.filter(waiting=WAIT_SLOT, status=ExecutionStatus.QUEUED)
+        Execution.objects.filter(
+            waiting=WAIT_SLOT, status=ExecutionStatus.QUEUED, finished_at__isnull=True
+        )
         .select_related("run")
         .order_by("pk")[:BATCH]
     )
@@ -258,7 +262,7 @@ def after_finish(*, key: str, slot_waiters: bool) -> None:
 
 def anything_waiting() -> tuple[bool, bool]:
     """(slot waiters, key waiters), each one probe of exec_waiting_idx."""
-    held = Execution.objects.order_by()
+    held = Execution.objects.filter(finished_at__isnull=True).order_by()
     return (
         held.filter(waiting=WAIT_SLOT).exists(),
         held.filter(waiting=WAIT_KEY).exists(),

@@ -222,7 +222,10 @@ WITH closed AS (
 )
 SELECT (SELECT count(*) FROM closed), (SELECT status FROM settled), (SELECT busy FROM verdict),
     (SELECT count(*) FROM counted),
-    EXISTS (SELECT 1 FROM "{ex}" w WHERE w.waiting <> '' AND w.waiting = %(slot)s)
+    EXISTS (
+        SELECT 1 FROM "{ex}" w
+        WHERE w.waiting <> '' AND w.waiting = %(slot)s AND w.finished_at IS NULL
+    )
 """
     params: dict[str, Any] = {
         "status": status,

@@ -204,7 +204,7 @@ def execution_close(
 
 
 def _slot_waiters() -> bool:
-    return Execution.objects.filter(waiting="slot").order_by().exists()
+    return Execution.objects.filter(waiting="slot", finished_at__isnull=True).order_by().exists()
 
 
 def _close_claimed(
@@ -302,6 +302,7 @@ def _close(
         finished_at=now,
         started_at=execution.started_at or now,
         final=not retry,
+        waiting="",  # a held execution closed (moved off a gone agent, failed) waits no more
     )
     if not closed:
         return False
@@ -351,6 +352,7 @@ def execution_kill(
             started_at=now,
             finished_at=now,
             final=True,
+            waiting="",
         )
         if done:
             transaction.on_commit(lambda: run_settle(run_id=execution.run_id))
