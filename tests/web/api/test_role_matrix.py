@@ -90,6 +90,7 @@ TABLE: list[tuple[str, str, Any, set[str]]] = [
     ("put", "/v1/calendars/days", {"timezone": "UTC", "dates": ["2026-12-25"]}, EDITORS),
     ("post", "/v1/calendars/days/ics", {"ics": ICS}, EDITORS),
     ("delete", "/v1/calendars/days", None, EDITORS),
+    ("get", "/v1/concurrency", None, EVERYONE),
 ]
 WHO = ["anonymous", *PRINCIPALS]
 
