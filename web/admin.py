@@ -21,6 +21,7 @@ from jobs.models import (
     ApiToken,
     AuditEntry,
     Calendar,
+    ConcurrencyKey,
     Execution,
     Job,
     Lease,
@@ -81,7 +82,9 @@ class JobAdmin(admin.ModelAdmin):
         "last_error",
     )
     list_filter = ("status", "disabled", "executor", "concurrency")
-    search_fields = ("name", "displayname", "owner")
+    # concurrency_key, concurrency_limit and rate_limit are edited like the other user fields
+    # (the form has every editable field; save_model passes USER_FIELDS to job_upsert).
+    search_fields = ("name", "displayname", "owner", "concurrency_key")
     readonly_fields = (
         "status",
         "success_count",
@@ -174,6 +177,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         "attempt",
         "node_name",
         "status",
+        "waiting",
         "scheduled_at",
         "started_at",
         "took",
@@ -218,9 +222,37 @@ class ExecutionAdmin(admin.ModelAdmin):
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ("name", "address", "tags", "running", "concurrency", "last_heartbeat", "left")
+    list_display = (
+        "name",
+        "address",
+        "tags",
+        "running",
+        "concurrency",
+        "slots",
+        "last_heartbeat",
+        "left",
+    )
     list_filter = ("left",)
     search_fields = ("name", "address")
+
+
+@admin.register(ConcurrencyKey)
+class ConcurrencyKeyAdmin(admin.ModelAdmin):
+    """Read-only: a key's row holds the limits of the last job saved with it (and the lock its
+    claims take); the limits are set on the jobs."""
+
+    list_display = ("key", "limit", "rate_limit", "updated_at")
+    search_fields = ("key",)
+    readonly_fields = ("key", "limit", "rate_limit", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(ApiToken)

@@ -381,6 +381,29 @@ class JobForm(forms.Form):
         "Jitter",
         "Spread each fire over this window after its time (seconds or 5m); 0 for none.",
     )
+    # Concurrency keys (jobs.concurrency): the service judges them (a key needs a limit or a
+    # rate, the rate's form, the metadata a key names), its messages land next to these.
+    concurrency_key = _text(
+        "Concurrency key",
+        "Executions holding the same key share its limits across all jobs and agents; "
+        "{metadata.x} is replaced by this job's metadata x (e.g. db:{metadata.db}). "
+        "Empty for none.",
+        max_length=255,
+        widget=forms.TextInput(attrs={"spellcheck": "false", "class": "mono"}),
+    )
+    concurrency_limit = forms.IntegerField(
+        label="Concurrency limit",
+        required=False,
+        max_value=1_000_000,
+        help_text="At most this many executions holding the key run at once; empty for no limit.",
+    )
+    rate_limit = _text(
+        "Rate limit",
+        "At most N starts of the key's executions per second, minute or hour: N/s, N/m or "
+        "N/h (e.g. 10/m); empty for none.",
+        max_length=32,
+        widget=forms.TextInput(attrs={"spellcheck": "false", "class": "mono"}),
+    )
     history_limit = forms.IntegerField(
         label="History limit",
         required=False,
@@ -582,6 +605,9 @@ class JobForm(forms.Form):
             "exclude_calendars": list(d.get("exclude_calendars") or []),
             "only_calendars": list(d.get("only_calendars") or []),
             "params": d.get("params_json") or [],
+            "concurrency_key": d.get("concurrency_key") or "",
+            "concurrency_limit": d.get("concurrency_limit"),
+            "rate_limit": (d.get("rate_limit") or "").strip(),
         }
 
     # -- the service's verdict, placed next to the fields --
@@ -681,6 +707,9 @@ def initial_from_job(job: Job, *, clone: bool = False) -> dict[str, Any]:
         "exclude_calendars": list(job.exclude_calendars or []),
         "only_calendars": list(job.only_calendars or []),
         "params_json": as_json(job.params),
+        "concurrency_key": job.concurrency_key,
+        "concurrency_limit": job.concurrency_limit,
+        "rate_limit": job.rate_limit,
     }
 
 

@@ -6,6 +6,7 @@ from web.ui.views import (
     auth,
     calendars,
     cluster,
+    concurrency,
     dashboard,
     job_detail,
     job_form,
@@ -38,6 +39,8 @@ urlpatterns = [
     path("busy/", cluster.busy, name="ui-busy"),
     path("busy/fragment/", cluster.busy_fragment, name="ui-busy-fragment"),
     path("members/", cluster.members, name="ui-members"),
+    # Concurrency keys with their limits and counts (read only: set on the jobs).
+    path("concurrency/", concurrency.concurrency, name="ui-concurrency"),
     # Calendars (read only: edited through /v1/calendars or the admin).
     path("calendars/", calendars.calendars, name="ui-calendars"),
     # The signed-in user's API tokens.

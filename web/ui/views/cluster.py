@@ -54,9 +54,12 @@ def members(request: HttpRequest) -> HttpResponse:
     active = selectors.running_executions().values("id", "job_name", "node_name")
     for row in active:
         running[row["node_name"]].append(dict(row))
+    used = agent_services.slots_used()  # running executions per agent, one grouped read
     rows: list[dict[str, Any]] = [
         {
             "agent": agent,
+            "slots": agent_services.slot_count(agent),
+            "slots_used": used.get(agent.name, 0),
             "state": agent_services.agent_state(agent),
             "executions": running.get(agent.name, []),
             # A prefork agent's heartbeat cannot see its children's runs: count them too.

@@ -25,7 +25,8 @@ from jobs import params as job_params
 from jobs import schedule as sched
 from jobs import selectors, timeutil, timing
 from jobs.errors import DomainError, NotFound
-from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job
+from jobs.models import ACTIVE_STATUSES, ConcurrencyKey, Execution, ExecutionStatus, Job
+from jobs.services import capacity
 from jobs.services import executions as execution_services
 from jobs.services import jobs as job_services
 from jobs.services import runs as run_services
@@ -182,13 +183,68 @@ def _executions(job: Job) -> list[Execution]:
     )
     executions = list(rows)
     declared = [p.get("name") for p in job.params if isinstance(p, dict)] if job.params else []
+    held = waiting_notes(executions)
     for e in executions:
+        e.waiting_note = held.get(e.pk, "")  # type: ignore[attr-defined]
         e.params_shown = _params_shown(e.run_params, declared)  # type: ignore[attr-defined]
         tail, cut = _tail(e.output_tail or "", e.output_length or 0)  # type: ignore[attr-defined]
         e.tail = tail  # type: ignore[attr-defined]
         e.tail_cut = cut  # type: ignore[attr-defined]
         e.active = e.status in ACTIVE_STATUSES  # type: ignore[attr-defined]
     return executions
+
+
+def _limits_text(limit: int | None, rate: str) -> str:
+    parts = [f"limit {limit}"] if limit is not None else []
+    if rate:
+        parts.append(f"rate {rate}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def waiting_notes(executions: list[Execution]) -> dict[int, str]:
+    """Why each held execution (queued with `waiting`) has not started, by id: its key's
+    limits read in one query for all of them."""
+    held = [e for e in executions if e.waiting and e.status == ExecutionStatus.QUEUED]
+    keys = {e.concurrency_key for e in held if e.waiting == capacity.WAIT_KEY}
+    limits = {row.key: row for row in (ConcurrencyKey.objects.filter(key__in=keys) if keys else [])}
+    notes: dict[int, str] = {}
+    for e in held:
+        if e.waiting == capacity.WAIT_SLOT:
+            notes[e.pk] = "waiting for a free agent slot"
+        elif e.waiting == capacity.WAIT_KEY:
+            row = limits.get(e.concurrency_key)
+            shown = _limits_text(row.limit, row.rate_limit) if row is not None else ""
+            notes[e.pk] = f"waiting for key {e.concurrency_key}{shown}"
+        else:
+            notes[e.pk] = f"waiting ({e.waiting})"
+    return notes
+
+
+@dataclass(frozen=True)
+class KeyView:
+    """What the job page says about the job's concurrency key."""
+
+    template: str  # as the job declares it
+    key: str  # as its runs hold it ("" when it cannot render)
+    limit: int | None
+    rate_limit: str
+    state: capacity.KeyState | None  # the key's limits and counts now (None: no row yet)
+
+    @property
+    def key_limits_differ(self) -> bool:
+        """Another job saved last with the key gave it other limits than this job's."""
+        return self.state is not None and (self.state.limit, self.state.rate_limit) != (
+            self.limit,
+            self.rate_limit,
+        )
+
+
+def key_view(job: Job) -> KeyView | None:
+    if not job.concurrency_key:
+        return None
+    key = capacity.job_key(job)
+    state = next((s for s in capacity.key_states() if s.key == key), None) if key else None
+    return KeyView(job.concurrency_key, key, job.concurrency_limit, job.rate_limit, state)
 
 
 def _params_shown(values: Any, declared: list[Any]) -> list[tuple[str, str]]:
@@ -226,6 +282,7 @@ def job_page(request: HttpRequest, name: str) -> HttpResponse:
         "next_fire": timing.job_next_fire(job),  # a disabled job's next_run is stale
         "dependents": list(job.dependents.order_by("name").values_list("name", flat=True)),
         "problems": _run_problems(job),
+        "concurrency_key": key_view(job),
         # A job with run parameters asks for them before it runs (web.ui.run_form).
         "run_form": _run_form(job),
     }
