@@ -266,8 +266,10 @@ class JobInputSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=255), max_length=100, required=False, allow_null=True
     )
     concurrency_key = _text(max_length=255)
+    # No minimum here: the service's rule (at least 1) makes a restore store a backup's 0 as
+    # the job's problem, as it does other bad values, instead of refusing the job.
     concurrency_limit = serializers.IntegerField(
-        min_value=1, max_value=1_000_000, required=False, allow_null=True
+        min_value=0, max_value=1_000_000, required=False, allow_null=True
     )
     rate_limit = _text(max_length=32)
     # Run parameters (jobs.params): any JSON here, checked by the service so that its 400

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 
 from jobs import concurrency, dispatch, timeutil
 from jobs.models import ACTIVE_STATUSES, ConcurrencyKey, Execution, ExecutionStatus, Job
@@ -77,8 +77,9 @@ def _lock(key: str) -> ConcurrencyKey | None:
     """Take the key row's lock for the rest of the transaction (an UPDATE: a row lock on
     PostgreSQL, the write lock on SQLite, where a SELECT ... FOR UPDATE would take none)."""
     assert transaction.get_connection().in_atomic_block
-    if not ConcurrencyKey.objects.filter(key=key).update(updated_at=timeutil.now()):
-        return None  # no job declares it any more: its executions run unlimited
+    # A no-op write (`updated_at` keeps saying when the limits last changed).
+    if not ConcurrencyKey.objects.filter(key=key).update(limit=F("limit")):
+        return None  # never declared through a save or a fire: its executions run unlimited
     return ConcurrencyKey.objects.get(key=key)
 
 
@@ -290,9 +291,20 @@ class KeyState:
     waiting: int
 
 
-def key_states() -> list[KeyState]:
-    """Every key with its limits and what runs, is published and waits under it."""
+def declared_keys() -> set[str]:
+    """The keys the jobs declare now, rendered (one read of the jobs that have one)."""
+    jobs = Job.objects.exclude(concurrency_key="").only("concurrency_key", "metadata")
+    return {key for job in jobs if (key := job_key(job))}
+
+
+def key_states(keys: Iterable[str] | None = None) -> list[KeyState]:
+    """Keys with their limits and what runs, is published and waits under each: these
+    `keys`, or every key a job declares or an unfinished execution still holds (a key no job
+    names any more is listed until its last execution ends, then no more)."""
     rows = list(ConcurrencyKey.objects.order_by("key"))
+    if keys is not None:
+        wanted = set(keys)
+        rows = [row for row in rows if row.key in wanted]
     counts: dict[str, dict[str, Any]] = {}
     live = (
         Execution.objects.filter(~Q(concurrency_key=""), finished_at__isnull=True)
@@ -305,8 +317,13 @@ def key_states() -> list[KeyState]:
             waiting=Count("pk", filter=Q(status=ExecutionStatus.QUEUED) & ~Q(waiting="")),
         )
     )
+    if keys is not None:
+        live = live.filter(concurrency_key__in=list(wanted))
     for entry in live:
         counts[entry["concurrency_key"]] = dict(entry)
+    if keys is None:
+        shown = declared_keys() | set(counts)
+        rows = [row for row in rows if row.key in shown]
     return [
         KeyState(
             key=row.key,

@@ -202,3 +202,13 @@ def test_dkron_fields_round_trip_and_unknown_clients_are_unchanged(db, client, a
     bad = {**body, "name": "bad", "concurrency_key": "db", "rate_limit": "often"}
     answer = client.post("/v1/jobs", bad, content_type="application/json")
     assert answer.status_code == 400 and "rate_limit" in answer.content.decode()
+
+
+def test_a_key_no_job_declares_is_listed_until_its_last_execution_ends(db):
+    agent("n1")
+    j = job("moving", concurrency_key="old", concurrency_limit=1)
+    held = _run(j)
+    job("moving", concurrency_key="new", concurrency_limit=1)
+    assert [s.key for s in capacity.key_states()] == ["new", "old"]  # "old" still holds one
+    _finish(_claim(held))
+    assert [s.key for s in capacity.key_states()] == ["new"]

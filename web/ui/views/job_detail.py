@@ -243,7 +243,7 @@ def key_view(job: Job) -> KeyView | None:
     if not job.concurrency_key:
         return None
     key = capacity.job_key(job)
-    state = next((s for s in capacity.key_states() if s.key == key), None) if key else None
+    state = next(iter(capacity.key_states([key])), None) if key else None
     return KeyView(job.concurrency_key, key, job.concurrency_limit, job.rate_limit, state)
 
 
