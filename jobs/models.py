@@ -277,21 +277,32 @@ class Execution(models.Model):
                 name="exec_published_idx",
                 condition=models.Q(published_at__isnull=False, finished_at__isnull=True),
             ),
-            # Held executions, in fire order: what a freed slot or key admits next. Empty
-            # unless slots are full or keys at their limits.
+            # Held executions, in fire order: what a freed slot admits next, and the finish
+            # statement's "does anything wait for a slot?". Empty unless slots are full or
+            # keys at their limits; finished rows leave it.
             models.Index(
                 fields=["waiting", "id"],
                 name="exec_waiting_idx",
                 condition=~models.Q(waiting="") & models.Q(finished_at__isnull=True),
             ),
-            # A key's executions by start: its running and admitted ones (no finish yet) and
-            # the starts inside a rate window, without reading the key's history. Unkeyed
-            # executions (the usual case) are not in it.
+            # A key's held executions in fire order (its admission), not every key's.
             models.Index(
-                fields=["concurrency_key", "started_at"],
-                name="exec_key_idx",
-                condition=~models.Q(concurrency_key="") & models.Q(finished_at__isnull=True),
+                fields=["concurrency_key", "id"],
+                name="exec_key_waiting_idx",
+                condition=~models.Q(waiting="")
+                & ~models.Q(concurrency_key="")
+                & models.Q(finished_at__isnull=True),
             ),
+            # A key's admitted and running executions: what a claim or an admission counts
+            # against the limit, bounded by the limit however long the key's waiting line.
+            models.Index(
+                fields=["concurrency_key", "status"],
+                name="exec_key_idx",
+                condition=models.Q(waiting="")
+                & ~models.Q(concurrency_key="")
+                & models.Q(finished_at__isnull=True),
+            ),
+            # A key's starts by time: the rate window's count reads the window's rows only.
             models.Index(
                 fields=["concurrency_key", "started_at"],
                 name="exec_key_started_idx",

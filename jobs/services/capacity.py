@@ -95,7 +95,7 @@ class Usage:
 
 
 def _usage(row: ConcurrencyKey, now: datetime) -> Usage:
-    live = _keyed(row.key).filter(finished_at__isnull=True, status__in=ACTIVE_STATUSES)
+    live = _keyed(row.key).filter(finished_at__isnull=True, waiting="")  # exec_key_idx
     counts = live.aggregate(
         running=Count("pk", filter=Q(status=ExecutionStatus.RUNNING)),
         admitted=Count("pk", filter=Q(status=ExecutionStatus.QUEUED, waiting="")),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from jobs import timeutil
 from jobs.errors import InvalidJob
@@ -15,6 +15,8 @@ from jobs.models import Agent, ConcurrencyKey, Execution, Job, Run
 from jobs.services import capacity, executions
 from jobs.services.runs import Fire, run_now, start_runs
 from tests.factories import agent, job
+from tests.harness import require
+from tests.jobs.test_history_costs import assert_bounded, explained, on_postgres
 
 
 def _run(j: Job) -> Execution:
@@ -212,3 +214,45 @@ def test_a_key_no_job_declares_is_listed_until_its_last_execution_ends(db):
     assert [s.key for s in capacity.key_states()] == ["new", "old"]  # "old" still holds one
     _finish(_claim(held))
     assert [s.key for s in capacity.key_states()] == ["new"]
+
+
+@pytest.mark.postgresql
+def test_a_long_waiting_line_costs_a_claim_admission_and_finish_nothing_more(db):
+    """3,000 executions waiting under a key and 3,000 finished ones of it: the claim, the
+    finish and the admission after it read the key's running and admitted rows, its rate
+    window and the head of its line, never the line or the history (issue 15's rule)."""
+    from tests.harness import require
+    from tests.jobs.test_history_costs import assert_bounded, explained, on_postgres
+
+    require(on_postgres(), "plans are PostgreSQL's")
+    agent("n1")
+    j = job("lined", concurrency_key="db", concurrency_limit=2, rate_limit="100/s")
+    first = _run(j)
+    now = timeutil.now()
+    runs = Run.objects.bulk_create(Run(job=j, snapshot=first.run.snapshot) for _ in range(6000))
+    Execution.objects.bulk_create(
+        Execution(
+            run=r,
+            job=j,
+            job_name=j.name,
+            concurrency_key="db",
+            **(
+                {"waiting": "key"}
+                if i % 2
+                else {
+                    "status": "success",
+                    "started_at": now - timedelta(hours=1),
+                    "finished_at": now - timedelta(hours=1),
+                    "final": True,
+                }
+            ),
+        )
+        for i, r in enumerate(runs)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_execution")
+    with explained() as seen:
+        claimed = _claim(first)
+        assert claimed is not None
+        _finish(claimed)
+    assert_bounded(seen)
