@@ -221,8 +221,6 @@ def test_a_long_waiting_line_costs_a_claim_admission_and_finish_nothing_more(db)
     """3,000 executions waiting under a key and 3,000 finished ones of it: the claim, the
     finish and the admission after it read the key's running and admitted rows, its rate
     window and the head of its line, never the line or the history (issue 15's rule)."""
-    from tests.harness import require
-    from tests.jobs.test_history_costs import assert_bounded, explained, on_postgres
 
     require(on_postgres(), "plans are PostgreSQL's")
     agent("n1")
