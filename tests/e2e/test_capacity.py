@@ -354,5 +354,7 @@ def test_a_rate_limit_holds_over_any_sliding_window(cluster, api, tmp_path):
     )
     assert most <= 5
     assert most_claimed <= 5
-    assert rate >= 0.6 * 5  # held to the limit, not merely slow
+    # Held to the limit, not merely slow (the leader wakes when a full window frees a place;
+    # on its 0.5 s pass alone it was 3.3/s).
+    assert rate >= 0.75 * 5
     assert len(starts) >= 30
