@@ -156,12 +156,14 @@ def test_a_key_limit_and_agent_slots_hold_under_two_agents_and_two_schedulers(
         )
     keys: list[dict] = []
     members: list[dict] = []
+    slot_waits = 0  # the most runs seen waiting for a free slot (no node yet) at once
     began = time.monotonic()
     killed = False
     while time.monotonic() - began < 14:
         [state] = api.get("/v1/concurrency").json()
         keys.append(state)
         members += [m for m in api.get("/v1/members").json() if m["Name"] in ("cap-a", "cap-b")]
+        slot_waits = max(slot_waits, Execution.objects.filter(waiting="slot").count())
         if not killed and time.monotonic() - began > 6:
             first.signal(signal.SIGKILL)  # the standby takes over mid-run
             killed = True
@@ -192,11 +194,13 @@ def test_a_key_limit_and_agent_slots_hold_under_two_agents_and_two_schedulers(
     print(
         f"{len(rows)} executions over {span:.1f}s; max overlap under the key {overlap} "
         f"(at {at:.2f}), per agent {per_agent}; {len(waited)} waited > 1 s "
-        f"(longest {max((e.started_at - e.queued_at).total_seconds() for e in rows):.1f}s)"
+        f"(longest {max((e.started_at - e.queued_at).total_seconds() for e in rows):.1f}s); "
+        f"up to {slot_waits} waited for a slot at once"
     )
     assert overlap == 3  # the limit, reached (the load asks for more) and never exceeded
     assert all(n <= 2 for n in per_agent.values()), per_agent
     assert len(waited) >= 3
+    assert slot_waits >= 1  # the agents' slots filled too: fires waited for one, none failed
 
     # /v1/concurrency while it ran: the key, its limit, running never above it, some waiting.
     assert {s["key"] for s in keys} == {"shared-db"}
