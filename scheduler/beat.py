@@ -156,6 +156,7 @@ class JobScheduler(DatabaseScheduler):
         self.last_sweep = 0.0
         self.last_capacity = 0.0
         self.held = False  # executions wait for a slot or a key: come back within CAPACITY_EVERY
+        self.rate_due: float | None = None  # monotonic time a full rate window frees a place
         self.last_ok = timeutil.now()  # the database last answered a tick
         # Since when this scheduler has been firing without a break (active, every tick done):
         # a fire due after it is late, never missed, however long the work takes (runs._plan).
@@ -422,9 +423,13 @@ class JobScheduler(DatabaseScheduler):
         if now - self.last_sweep >= SWEEP_EVERY:
             self.last_sweep = now
             maintenance.sweep()
-        if now - self.last_capacity >= CAPACITY_EVERY:
+        rate_due = self.rate_due is not None and now >= self.rate_due
+        if rate_due or now - self.last_capacity >= CAPACITY_EVERY:
             self.last_capacity = now
             self.held = capacity.tick()
+            wait = capacity.rate_wait() if self.held else None
+            # A millisecond past the moment: the window's start is exclusive.
+            self.rate_due = None if wait is None else now + wait + 0.001
         system_interval = super().tick()
         if report.more:
             return 0.001  # more are due: go again at once
@@ -432,6 +437,8 @@ class JobScheduler(DatabaseScheduler):
         interval = min(tick_max, system_interval or tick_max)
         if self.held:
             interval = min(interval, CAPACITY_EVERY)
+            if self.rate_due is not None:
+                interval = min(interval, self.rate_due - now)
         if self.shards.enabled:
             interval = min(interval, 0.5)  # free shards (a dead scheduler's) are taken in time
         if until_due is not None:

@@ -82,11 +82,14 @@ class Cluster:
         pool: str = "threads",
         concurrency: int = 4,
         wait: bool = True,
+        slots: int | None = None,
         **env: str,
     ) -> Proc:
         from jobs.models import Agent
 
         args = agent_args(name, *tags, pool=pool, concurrency=concurrency)
+        if slots is not None:  # executions run at once (issue 16); the pool runs this many
+            args += ["--slots", str(slots)]
         proc = Proc(f"agent-{name}", args, self.env(DKRON_NODE_NAME=name, **env), self.log_dir)
         self.procs.append(proc)
         if wait:

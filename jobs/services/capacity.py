@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Min, Q
 
 from jobs import concurrency, dispatch, timeutil
 from jobs.models import ACTIVE_STATUSES, ConcurrencyKey, Execution, ExecutionStatus, Job
@@ -279,6 +279,33 @@ def tick(*, now: datetime | None = None) -> bool:
     if keys:
         admit(now=now)
     return slots or keys
+
+
+def rate_wait(*, now: datetime | None = None) -> float | None:
+    """Seconds until the soonest full rate window of a key with held executions lets one
+    more start (its oldest start leaves the window); None when no held one waits on a rate.
+
+    The active scheduler comes back then rather than on its next CAPACITY_EVERY pass: a
+    window frees a moment after a tick (the claims start a little after their admission),
+    so waiting for the next pass would start a 5/s key 5 at a time every 1.5 s."""
+    now = now or timeutil.now()
+    keys = set(
+        Execution.objects.filter(waiting=WAIT_KEY, finished_at__isnull=True)
+        .order_by()
+        .values_list("concurrency_key", flat=True)
+        .distinct()
+    )
+    soonest: float | None = None
+    for row in ConcurrencyKey.objects.filter(key__in=keys).exclude(rate_limit=""):
+        rate = concurrency.parse_rate(row.rate_limit)
+        assert rate is not None
+        window = _keyed(row.key).filter(started_at__gt=now - timedelta(seconds=rate.window))
+        found = window.aggregate(n=Count("pk"), oldest=Min("started_at"))
+        if found["n"] < rate.count or found["oldest"] is None:
+            continue  # the rate is not what holds this key back (its limit is, or nothing)
+        wait = (found["oldest"] - now).total_seconds() + rate.window
+        soonest = wait if soonest is None else min(soonest, wait)
+    return None if soonest is None else max(0.0, soonest)
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,28 @@ def test_a_rate_limit_caps_starts_in_its_window(db):
     assert [Execution.objects.get(pk=e.pk).waiting for e in made[2:]] == ["", ""]
 
 
+def test_the_scheduler_comes_back_when_a_full_rate_window_frees_a_place(db):
+    # Regression (e2e test_capacity): the leader admitted rate-held executions only on its
+    # 0.5 s capacity pass; the window freed a moment after one (claims start after their
+    # admission), so a 5/s key started 5 every 1.5 s. rate_wait says when to come back.
+    agent("n1")
+    jobs = [job(f"w{i}", concurrency_key="api", rate_limit="2/m") for i in range(3)]
+    assert capacity.rate_wait() is None  # nothing held
+    made = [_run(j) for j in jobs]
+    assert capacity.rate_wait() is None  # held, but the window is not full: nothing started
+    first = _claim(made[0])
+    _claim(made[1])
+    wait = capacity.rate_wait()
+    assert wait is not None
+    expected = (first.started_at - timeutil.now()).total_seconds() + 60
+    assert abs(wait - expected) < 0.5
+    assert capacity.rate_wait(now=first.started_at + timedelta(seconds=61)) is None
+    limited = job("l0", concurrency_key="db", concurrency_limit=1)
+    [_run(limited) for _ in range(2)]
+    _claim(Execution.objects.filter(job_name="l0").order_by("pk").first())
+    assert abs(capacity.rate_wait() - expected) < 0.5  # a limit alone sets no wake-up
+
+
 def test_a_run_for_one_agent_waits_for_a_free_slot_and_takes_the_first(
     db, django_capture_on_commit_callbacks
 ):
