@@ -239,12 +239,14 @@ def test_a_key_no_job_declares_is_listed_until_its_last_execution_ends(db):
 
 
 @pytest.mark.postgresql
-def test_a_long_waiting_line_costs_a_claim_admission_and_finish_nothing_more(db):
+def test_a_long_waiting_line_costs_a_claim_admission_and_finish_nothing_more(db, monkeypatch):
     """3,000 executions waiting under a key and 3,000 finished ones of it: the claim, the
     finish and the admission after it read the key's running and admitted rows, its rate
     window and the head of its line, never the line or the history (issue 15's rule)."""
 
     require(on_postgres(), "plans are PostgreSQL's")
+    # Every TRIM_EVERY-th run id trims the job's history, by design (test_history_costs).
+    monkeypatch.setattr(executions, "TRIM_EVERY", 10**9)
     agent("n1")
     j = job("lined", concurrency_key="db", concurrency_limit=2, rate_limit="100/s")
     first = _run(j)
