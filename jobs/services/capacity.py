@@ -176,9 +176,33 @@ def admit(keys: Iterable[str] | None = None, *, now: datetime | None = None) -> 
             )
             for execution in chosen:
                 execution.waiting = ""
+            _off_gone_agents(chosen, now)
             dispatch.publish_on_commit(chosen)
             admitted += len(chosen)
     return admitted
+
+
+def _off_gone_agents(chosen: list[Execution], now: datetime) -> None:
+    """Admitted runs for one of several agents whose agent died while they waited go to a
+    live matching one now, not to a dead queue the sweep would empty seconds later. A run
+    for that very node stays: the sweep fails it, saying the node is gone."""
+    movable = [e for e in chosen if e.placement == "any"]
+    if not movable:
+        return
+    nodes = agent_services.alive_nodes(now=now)
+    alive = {n.name for n in nodes}
+    for execution in movable:
+        if execution.node_name in alive:
+            continue
+        target = parse_tags(execution.run.snapshot.get("tags") or {})
+        one = Target(required=target.required, count=1)
+        node = _least_busy(one, nodes, {n.name: max(n.free_slots, 1) for n in nodes}, set())
+        if node is None:
+            continue  # no matching agent alive: the sweep fails it
+        Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.QUEUED).update(
+            node_name=node.name, queue=dispatch.node_queue(node.name)
+        )
+        execution.node_name, execution.queue = node.name, dispatch.node_queue(node.name)
 
 
 def key_busy(key: str, *, now: datetime | None = None) -> bool:

@@ -278,3 +278,18 @@ def test_a_long_waiting_line_costs_a_claim_admission_and_finish_nothing_more(db,
         assert claimed is not None
         _finish(claimed)
     assert_bounded(seen)
+
+
+def test_an_admitted_run_whose_agent_died_while_it_waited_goes_to_a_live_one(db):
+    agent("n1")
+    agent("n2")
+    one = {"role": "dkron:1"}
+    first = _run(job("hold", tags=one, concurrency_key="k", concurrency_limit=1))
+    second = _run(job("next", tags=one, concurrency_key="k", concurrency_limit=1))
+    second.refresh_from_db()
+    assert second.waiting == "key" and second.node_name in ("n1", "n2")
+    Agent.objects.filter(name=second.node_name).update(last_heartbeat=None)  # declared dead
+    claimed = _claim(first, first.node_name)
+    _finish(claimed)
+    moved = Execution.objects.get(pk=second.pk)
+    assert moved.waiting == "" and moved.node_name != second.node_name
