@@ -16,7 +16,8 @@ from typing import Any
 
 # Celery's rate-limit units (celery.utils.time.RATE_MODIFIER_MAP), as window lengths.
 RATE_WINDOWS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-RATE_PATTERN = re.compile(r"^\s*(\d{1,9})\s*/\s*([smh])\s*$")
+RATE_PATTERN = re.compile(r"^([0-9]{1,7})/([smh])$")  # ASCII digits, Celery's units
+MAX_RATE = 1_000_000  # as concurrency_limit's maximum
 PLACEHOLDER = re.compile(r"\{metadata\.([^{}]+)\}")
 MAX_KEY = 255
 
@@ -38,8 +39,10 @@ def parse_rate(text: str) -> Rate | None:
     if not text:
         return None
     found = RATE_PATTERN.match(text)
-    if found is None or int(found.group(1)) < 1:
-        raise ValueError("rate_limit must be N/s, N/m or N/h with N at least 1, e.g. 10/m")
+    if found is None or not 1 <= int(found.group(1)) <= MAX_RATE:
+        raise ValueError(
+            f"rate_limit must be N/s, N/m or N/h with N from 1 to {MAX_RATE}, e.g. 10/m"
+        )
     return Rate(int(found.group(1)), RATE_WINDOWS[found.group(2)])
 
 

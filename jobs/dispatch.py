@@ -24,8 +24,16 @@ NOTIFY_TASK = "dkronweb.notify_run"
 PUBLISH_BATCH = 1000
 
 
+NODE_QUEUE_PREFIX = "dkron.node."
+
+
 def node_queue(node_name: str) -> str:
-    return f"dkron.node.{node_name}"
+    return f"{NODE_QUEUE_PREFIX}{node_name}"
+
+
+def queue_node(queue: str) -> str:
+    """The node a node queue is for ("" for any other queue): `node_queue`'s inverse."""
+    return queue.removeprefix(NODE_QUEUE_PREFIX) if queue.startswith(NODE_QUEUE_PREFIX) else ""
 
 
 def time_limits(snapshot: dict[str, Any]) -> tuple[float, float]:

@@ -293,12 +293,13 @@ class Execution(models.Model):
                 & ~models.Q(concurrency_key="")
                 & models.Q(finished_at__isnull=True),
             ),
-            # A key's admitted and running executions: what a claim or an admission counts
+            # A key's admitted (published or waiting for a slot) and running executions:
+            # what a claim or an admission counts
             # against the limit, bounded by the limit however long the key's waiting line.
             models.Index(
                 fields=["concurrency_key", "status"],
                 name="exec_key_idx",
-                condition=models.Q(waiting="")
+                condition=~models.Q(waiting="key")
                 & ~models.Q(concurrency_key="")
                 & models.Q(finished_at__isnull=True),
             ),

@@ -609,6 +609,10 @@ class ExecutionSerializer(WireSerializer):
     status = serializers.ChoiceField(choices=ExecutionStatus.values)
     scheduled_at = Time(allow_null=True)
     reason = serializers.CharField()
+    waiting = serializers.CharField(
+        help_text="Why a queued execution is held back: 'key' (its concurrency key is at its "
+        "limit or rate), 'slot' (every matching agent is full); empty otherwise"
+    )
     output = Output(help_text="Empty while queued or when nothing was written")
     params = Map(
         allow_null=True,

@@ -71,7 +71,7 @@ class Migration(migrations.Migration):
         ),
         AddIndexConcurrentlyOnPostgres(
             model_name='execution',
-            index=models.Index(condition=models.Q(('waiting', ''), models.Q(('concurrency_key', ''), _negated=True), ('finished_at__isnull', True)), fields=['concurrency_key', 'status'], name='exec_key_idx'),
+            index=models.Index(condition=models.Q(models.Q(('waiting', 'key'), _negated=True), models.Q(('concurrency_key', ''), _negated=True), ('finished_at__isnull', True)), fields=['concurrency_key', 'status'], name='exec_key_idx'),
         ),
         AddIndexConcurrentlyOnPostgres(
             model_name='execution',

@@ -95,10 +95,11 @@ class Usage:
 
 
 def _usage(row: ConcurrencyKey, now: datetime) -> Usage:
-    live = _keyed(row.key).filter(finished_at__isnull=True, waiting="")  # exec_key_idx
+    # exec_key_idx: the key's admitted (published, or waiting for a slot) and running rows.
+    live = _keyed(row.key).filter(finished_at__isnull=True).exclude(waiting=WAIT_KEY)
     counts = live.aggregate(
         running=Count("pk", filter=Q(status=ExecutionStatus.RUNNING)),
-        admitted=Count("pk", filter=Q(status=ExecutionStatus.QUEUED, waiting="")),
+        admitted=Count("pk", filter=Q(status=ExecutionStatus.QUEUED)),
     )
     started = 0
     rate = concurrency.parse_rate(row.rate_limit) if row.rate_limit else None
@@ -135,8 +136,9 @@ def claim_keyed(
         if row is not None and _room(row, _usage(row, now), claiming=True) <= 0:
             # Full (another scheduler's admission, a redelivery, or a rate window): back to
             # the key's waiting line, where its place is its id, ahead of later fires.
+            # Off its agent meanwhile (a run for every node keeps its node in `queue`).
             Execution.objects.filter(pk=execution_id, status=ExecutionStatus.QUEUED).update(
-                waiting=WAIT_KEY, published_at=None
+                waiting=WAIT_KEY, published_at=None, node_name=""
             )
             log.info("execution %s: key %r is at its limit; waiting", execution_id, key)
             return None
@@ -171,38 +173,59 @@ def admit(keys: Iterable[str] | None = None, *, now: datetime | None = None) -> 
             chosen = list(held.select_related("run").order_by("pk")[:room])
             if not chosen:
                 continue
-            Execution.objects.filter(pk__in=[e.pk for e in chosen], waiting=WAIT_KEY).update(
-                waiting=""
-            )
-            for execution in chosen:
-                execution.waiting = ""
-            _off_gone_agents(chosen, now)
-            dispatch.publish_on_commit(chosen)
+            ready = _place_admitted(chosen, now)
+            dispatch.publish_on_commit(ready)
             admitted += len(chosen)
     return admitted
 
 
-def _off_gone_agents(chosen: list[Execution], now: datetime) -> None:
-    """Admitted runs for one of several agents whose agent died while they waited go to a
-    live matching one now, not to a dead queue the sweep would empty seconds later. A run
-    for that very node stays: the sweep fails it, saying the node is gone."""
-    movable = [e for e in chosen if e.placement == "any"]
-    if not movable:
-        return
-    nodes = agent_services.alive_nodes(now=now)
-    alive = {n.name for n in nodes}
-    for execution in movable:
-        if execution.node_name in alive:
-            continue
-        target = parse_tags(execution.run.snapshot.get("tags") or {})
-        one = Target(required=target.required, count=1)
-        node = _least_busy(one, nodes, {n.name: max(n.free_slots, 1) for n in nodes}, set())
-        if node is None:
-            continue  # no matching agent alive: the sweep fails it
-        Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.QUEUED).update(
-            node_name=node.name, queue=dispatch.node_queue(node.name)
+def _place_admitted(chosen: list[Execution], now: datetime) -> list[Execution]:
+    """Give admitted executions their agent; returns those ready to publish.
+
+    A run for every matching node goes to the node kept in its `queue`. A run for one of
+    several takes the least busy matching live agent with a free slot (not the busiest
+    agent of the moment it fired, nor one that died while it waited), or, when every one is
+    full, waits for a slot: admitted, it keeps its place under the key meanwhile."""
+    nodes: list[NodeInfo] | None = None
+    free: dict[str, int] = {}
+    ready = []
+    for execution in chosen:
+        waiting = ""
+        if execution.placement != "any":
+            node_name = dispatch.queue_node(execution.queue)
+        else:
+            if nodes is None:
+                nodes = agent_services.alive_nodes(now=now)
+                free = {n.name: n.free_slots for n in nodes}
+            target = parse_tags(execution.run.snapshot.get("tags") or {})
+            node = _least_busy(
+                Target(required=target.required, count=1), nodes, free, _siblings(execution)
+            )
+            if node is None:
+                node_name, waiting = "", WAIT_SLOT
+            else:
+                node_name = node.name
+                free[node_name] -= 1
+        queue = dispatch.node_queue(node_name) if node_name else ""
+        Execution.objects.filter(pk=execution.pk, waiting=WAIT_KEY).update(
+            node_name=node_name, queue=queue, waiting=waiting
         )
-        execution.node_name, execution.queue = node.name, dispatch.node_queue(node.name)
+        execution.node_name, execution.queue, execution.waiting = node_name, queue, waiting
+        if not waiting:
+            ready.append(execution)
+    return ready
+
+
+def _siblings(execution: Execution) -> set[str]:
+    """The nodes the run's other executions are on, when it asks for several (one per node)."""
+    target = parse_tags(execution.run.snapshot.get("tags") or {})
+    if (target.count or 1) <= 1:
+        return set()
+    return set(
+        Execution.objects.filter(run_id=execution.run_id)
+        .exclude(pk=execution.pk)
+        .values_list("node_name", flat=True)
+    )
 
 
 def key_busy(key: str, *, now: datetime | None = None) -> bool:
@@ -229,39 +252,25 @@ def place_waiting(*, now: datetime | None = None) -> int:
     nodes = agent_services.alive_nodes(now=now)
     free = {n.name: n.free_slots for n in nodes}
     ready: list[Execution] = []
-    keys: set[str] = set()
     placed = 0
     with transaction.atomic():
         for execution in waiters:
             target = parse_tags(execution.run.snapshot.get("tags") or {})
             one = Target(required=target.required, count=1)
-            taken: set[str] = set()
-            if (target.count or 1) > 1:  # the run's other nodes: one execution per node
-                taken = set(
-                    Execution.objects.filter(run_id=execution.run_id)
-                    .exclude(pk=execution.pk)
-                    .values_list("node_name", flat=True)
-                )
-            node = _least_busy(one, nodes, free, taken)
+            node = _least_busy(one, nodes, free, _siblings(execution))
             if node is None:
                 continue  # every matching agent is full: it waits on
-            waiting = WAIT_KEY if execution.concurrency_key else ""
             moved = Execution.objects.filter(
                 pk=execution.pk, status=ExecutionStatus.QUEUED, waiting=WAIT_SLOT
-            ).update(node_name=node.name, queue=dispatch.node_queue(node.name), waiting=waiting)
+            ).update(node_name=node.name, queue=dispatch.node_queue(node.name), waiting="")
             if not moved:
                 continue
             free[node.name] -= 1
             placed += 1
             execution.node_name, execution.queue = node.name, dispatch.node_queue(node.name)
-            execution.waiting = waiting
-            if waiting:
-                keys.add(execution.concurrency_key)
-            else:
-                ready.append(execution)
+            execution.waiting = ""
+            ready.append(execution)
         dispatch.publish_on_commit(ready)
-    if keys:
-        admit(keys, now=now)
     return placed
 
 

@@ -228,7 +228,7 @@ def start_runs(fires: list[Fire]) -> list[Run]:
         # slot are picked; when every matching one is full, the run waits for a slot.
         one_of = target.count is not None or (not target.required and untagged == "one")
         placement = "any" if one_of else "node"
-        candidates = [n for n in nodes if n.free_slots > 0] if one_of else nodes
+        candidates = [n for n in nodes if n.free_slots > 0] if one_of and not key else nodes
         chosen = select_nodes(target, candidates, untagged_default=untagged)
         if not chosen and not (one_of and _matching(target, nodes)):
             wanted = ", ".join(f"{k}={v}" for k, v in target.required.items()) or "any"
@@ -239,21 +239,34 @@ def start_runs(fires: list[Fire]) -> list[Run]:
             failed_jobs[job.pk] = failed_jobs.get(job.pk, 0) + 1
             settle.append(run.pk)
             continue
+        if key:
+            # Held for the key, on no agent yet (so no agent counts it as its load): a run
+            # for every matching node keeps its node in `queue`; one for one of several gets
+            # its agent when admitted (capacity.admit).
+            keyed[key] = job
+            for node in chosen:
+                held = _execution(
+                    run, job, node="", status=ExecutionStatus.QUEUED, placement=placement
+                )
+                held.queue = "" if one_of else dispatch.node_queue(node.name)
+                held.concurrency_key, held.waiting = key, capacity.WAIT_KEY
+                held.not_before = fire.not_before
+                executions.append(held)
+            started_jobs.add(job.pk)
+            active.add(job.pk)
+            continue
         wanted_count = min(target.count or 1, _matching(target, nodes)) if one_of else 0
         for node in chosen:
             execution = _execution(
                 run, job, node=node.name, status=ExecutionStatus.QUEUED, placement=placement
             )
             execution.not_before = fire.not_before
-            if key:
-                execution.concurrency_key, execution.waiting = key, capacity.WAIT_KEY
-                keyed[key] = job
             executions.append(execution)
         for _ in range(wanted_count - len(chosen)) if one_of else ():
             # Fewer matching agents with a free slot than the run asks for: the rest wait,
             # queued without a node, for the first slot that frees (capacity.place_waiting).
             held = _execution(run, job, node="", status=ExecutionStatus.QUEUED, placement="any")
-            held.waiting, held.concurrency_key = capacity.WAIT_SLOT, key
+            held.waiting = capacity.WAIT_SLOT
             held.not_before = fire.not_before
             executions.append(held)
         if one_of:  # the next fire of the batch sees these nodes one execution busier

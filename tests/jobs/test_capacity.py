@@ -39,8 +39,11 @@ def test_a_key_lets_its_limit_run_and_holds_the_rest_in_fire_order(db):
     agent("n1")
     jobs = [job(f"j{i}", concurrency_key="db", concurrency_limit=2) for i in range(4)]
     made = [_run(j) for j in jobs]
-    states = [Execution.objects.get(pk=e.pk).waiting for e in made]
-    assert states == ["", "", "key", "key"]  # the first two admitted, the rest held
+    rows = [Execution.objects.get(pk=e.pk) for e in made]
+    assert [r.waiting for r in rows] == ["", "", "key", "key"]  # two admitted, two held
+    # Held ones are on no agent yet (their node waits in `queue`); admitted ones are on it.
+    assert [r.node_name for r in rows] == ["n1", "n1", "", ""]
+    assert {r.queue for r in rows} == {"dkron.node.n1"}
     first = _claim(made[0])
     assert first is not None and first.status == "running"
     _finish(first)
@@ -280,16 +283,38 @@ def test_a_long_waiting_line_costs_a_claim_admission_and_finish_nothing_more(db,
     assert_bounded(seen)
 
 
-def test_an_admitted_run_whose_agent_died_while_it_waited_goes_to_a_live_one(db):
+def test_an_admitted_run_for_one_agent_goes_to_a_live_agent_with_room(db):
+    """Held for its key, a run is on no agent; admitted, it takes a live one, not the agent
+    that looked least busy when it fired (and may have died since)."""
     agent("n1")
     agent("n2")
     one = {"role": "dkron:1"}
     first = _run(job("hold", tags=one, concurrency_key="k", concurrency_limit=1))
     second = _run(job("next", tags=one, concurrency_key="k", concurrency_limit=1))
     second.refresh_from_db()
-    assert second.waiting == "key" and second.node_name in ("n1", "n2")
-    Agent.objects.filter(name=second.node_name).update(last_heartbeat=None)  # declared dead
-    claimed = _claim(first, first.node_name)
-    _finish(claimed)
+    assert (second.waiting, second.node_name) == ("key", "")
+    first.refresh_from_db()
+    other = "n2" if first.node_name == "n1" else "n1"
+    Agent.objects.filter(name=other).update(last_heartbeat=None)  # declared dead
+    _finish(_claim(first, first.node_name))
     moved = Execution.objects.get(pk=second.pk)
-    assert moved.waiting == "" and moved.node_name != second.node_name
+    assert (moved.waiting, moved.node_name) == ("", first.node_name)
+
+
+def test_runs_held_for_a_key_leave_the_agents_free_for_other_work(db):
+    """A key's waiting line is on no agent: it does not fill the agents' slots, so runs
+    without the key (or with another) are placed at once (an outsider's run waited minutes
+    behind 574 runs held for another key)."""
+    agent("n1")
+    agent("n2")
+    Agent.objects.update(slots=2)
+    one = {"role": "dkron:1"}
+    hog = job("hog", tags=one, concurrency_key="hogkey", concurrency_limit=1)
+    for _ in range(20):
+        _run(hog)
+    plain = _run(job("plain", tags=one))
+    plain.refresh_from_db()
+    assert plain.waiting == "" and plain.node_name in ("n1", "n2")
+    other = _run(job("other", tags=one, concurrency_key="otherkey", concurrency_limit=1))
+    other.refresh_from_db()
+    assert other.waiting == "" and other.node_name in ("n1", "n2")

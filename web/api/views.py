@@ -195,12 +195,9 @@ def member_to_dict(agent: Agent, used: dict[str, int] | None = None) -> dict[str
         "DelegateCur": 4,
         "id": agent.name,
         "statusText": state,
-        # A leaving agent is finishing its runs: what it still runs, not a stale heartbeat.
-        "running": (
-            max(agent.running, agent_services.running_on(agent.name))
-            if state == "leaving"
-            else agent.running
-        ),
+        # What the database says it runs: a prefork agent's heartbeat cannot see its pool's
+        # children, and a leaving agent's last heartbeat may be stale.
+        "running": max(agent.running, used.get(agent.name, 0)),
         "last_heartbeat": agent.last_heartbeat.isoformat() if agent.last_heartbeat else None,
         "slots": agent_services.slot_count(agent),
         "slots_used": used.get(agent.name, 0),
