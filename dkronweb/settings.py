@@ -407,6 +407,13 @@ DKRON: dict[str, Any] = {
     "PUBLIC_URL": env("DKRON_PUBLIC_URL", "http://127.0.0.1:8080"),
     # "all" (Dkron: untagged jobs run on every alive node) or "one".
     "UNTAGGED_TARGET": env("DKRON_UNTAGGED_TARGET", "all"),
+    # Placement of a run for one of several agents (issue 16): an agent is full when what is
+    # queued for it and running on it reaches its slots times this; when every matching one
+    # is, the run waits unplaced for the first slot that frees. 0 (the default): no bound,
+    # the least busy agent per slot takes it and its own queue holds it (Celery's model, and
+    # what keeps a burst at broker speed: a held run is placed one finish at a time). 1: a
+    # run never waits on a busy agent while another has a free slot.
+    "SLOT_QUEUE": env_int("DKRON_SLOT_QUEUE", 0),
     "DC": env("DKRON_DC", "dc1"),
     "REGION": env("DKRON_REGION", "global"),
     # Dkron's server=true tag on this agent (agent.worker); false for agent-only nodes.

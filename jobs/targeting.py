@@ -10,6 +10,9 @@ class TagError(ValueError):
     pass
 
 
+UNBOUNDED = 1 << 30  # free places of an agent whose queue has no bound
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     name: str
@@ -18,6 +21,9 @@ class NodeInfo:
     concurrency: int = 1
     # Executions it runs at once (`--slots`); 0: its pool concurrency.
     slots: int = 0
+    # Executions placement may queue for it per slot, running ones included; 0: no bound
+    # (DKRON_SLOT_QUEUE).
+    queue_per_slot: int = 0
 
     @property
     def slot_count(self) -> int:
@@ -25,8 +31,12 @@ class NodeInfo:
 
     @property
     def free_slots(self) -> int:
-        """Slots neither running nor promised to a queued execution (issue 16)."""
-        return max(0, self.slot_count - self.running)
+        """Places left before the agent is full: its slots times what each may have queued,
+        less what is queued for it or running on it (issue 16); unbounded when
+        `queue_per_slot` is 0 (its own queue holds whatever it is given)."""
+        if self.queue_per_slot <= 0:
+            return UNBOUNDED
+        return max(0, self.slot_count * self.queue_per_slot - self.running)
 
 
 @dataclass(frozen=True)
@@ -67,8 +77,8 @@ def select_nodes(
     """Choose the nodes for one run.
 
     All matching nodes when no count is given (Dkron's rule; untagged jobs run everywhere
-    unless `untagged_default` is "one"); otherwise `count` distinct nodes, least busy first
-    (Dkron picks at random, even busy ones), ties broken by name so the choice is stable.
+    unless `untagged_default` is "one"); otherwise `count` distinct nodes, least busy per slot
+    first (Dkron picks at random, even busy ones), ties broken by name so the choice is stable.
     """
     candidates = [n for n in nodes if matches(n, target)]
     count = target.count
@@ -76,5 +86,5 @@ def select_nodes(
         count = 1
     if count is None:
         return sorted(candidates, key=lambda n: n.name)
-    ranked = sorted(candidates, key=lambda n: (n.running / max(n.concurrency, 1), n.name))
+    ranked = sorted(candidates, key=lambda n: (n.running / max(n.slot_count, 1), n.name))
     return ranked[:count]

@@ -286,6 +286,7 @@ def alive_nodes(*, now: datetime | None = None) -> list[NodeInfo]:
     local = local_agent()
     if local is not None:  # alive while this process is: see agent_local_started
         alive |= Q(name=local.name, instance_id=local.instance_id)
+    queue_per_slot = int(settings.DKRON["SLOT_QUEUE"])
     rows = list(
         Agent.objects.filter(alive, left=False, leaving=False)
         .annotate(load=_capped_load())
@@ -298,6 +299,7 @@ def alive_nodes(*, now: datetime | None = None) -> list[NodeInfo]:
             running=max(r["running"], r["load"] or 0),
             concurrency=r["concurrency"],
             slots=r["slots"],
+            queue_per_slot=queue_per_slot,
         )
         for r in rows
         if not is_scheduler_only(r["tags"])  # members that only schedule run nothing

@@ -7,7 +7,10 @@ why (issue 16):
   matching agent's slots are taken (queued or running there). It has no node yet; the first
   agent to free a slot gets the oldest (`place_waiting`).
 - `key`: an execution whose job has a concurrency key. Every keyed execution is held when
-  created and admitted in fire order while its key has room (`admit`).
+  created and admitted in fire order while its key has room (`admit`). Held, it is on no
+  agent (a run for every matching node keeps its node in `queue`), so a key's waiting line
+  never fills an agent's slots for other work; admitted, a run for one of several agents
+  takes a live one with a free slot, or waits for a slot keeping its place under the key.
 
 The limits are enforced by the claim, not by the admission: an agent claims a keyed
 execution only under its key row's lock and only while fewer than `limit` of the key run and
@@ -280,7 +283,11 @@ def _least_busy(
     open_ = [n for n in nodes if free[n.name] > 0 and n.name not in taken and matches(n, target)]
     if not open_:
         return None
-    return min(open_, key=lambda n: (1 - free[n.name] / max(n.slot_count, 1), n.name))
+
+    def busy(n: NodeInfo) -> tuple[float, str]:  # per slot, counting this pass's placements
+        return ((n.running + n.free_slots - free[n.name]) / max(n.slot_count, 1), n.name)
+
+    return min(open_, key=busy)
 
 
 def after_finish(*, key: str, slot_waiters: bool) -> None:

@@ -132,14 +132,17 @@ def leads(proc) -> bool:
 
 
 def test_a_key_limit_and_agent_slots_hold_under_two_agents_and_two_schedulers(
-    cluster, api, tmp_path
+    cluster, api, tmp_path, settings
 ):
+    # An agent is full at its slots (DKRON_SLOT_QUEUE=1): runs also wait for a free one.
+    settings.DKRON = {**settings.DKRON, "SLOT_QUEUE": 1}
+    strict = {"DKRON_SLOT_QUEUE": "1"}
     effects = Effects(tmp_path / "effects")
     for name in ("cap-a", "cap-b"):
-        cluster.agent(name, slots=2)
-    first = cluster.scheduler("scheduler-1")
+        cluster.agent(name, slots=2, **strict)
+    first = cluster.scheduler("scheduler-1", **strict)
     wait_for(lambda: leads(first), what="scheduler-1 to lead")
-    second = cluster.scheduler("scheduler-2")
+    second = cluster.scheduler("scheduler-2", **strict)
     wait_for(lambda: "beat: Starting" in second.log(), what="scheduler-2 to start")
     # Three jobs firing every second, 1.5 s each: 4.5 would run at once; the key lets 3, the
     # agents' slots 4 (queued ones count). The rest wait, for the key or for a slot.
@@ -217,11 +220,15 @@ def test_a_key_limit_and_agent_slots_hold_under_two_agents_and_two_schedulers(
     assert [(s["running"], s["queued"], s["waiting"]) for s in final] == [(0, 0, 0)]
 
 
-def test_a_run_for_one_agent_waits_for_a_free_slot_and_runs_oldest_first(cluster, api, tmp_path):
+def test_a_run_for_one_agent_waits_for_a_free_slot_and_runs_oldest_first(
+    cluster, api, tmp_path, settings
+):
+    # An agent is full at its slots (DKRON_SLOT_QUEUE=1), here (the API) and in the cluster.
+    settings.DKRON = {**settings.DKRON, "SLOT_QUEUE": 1}
     effects = Effects(tmp_path / "effects")
     for name in ("slot-a", "slot-b"):
-        cluster.agent(name, slots=1)
-    scheduler = cluster.scheduler()
+        cluster.agent(name, slots=1, DKRON_SLOT_QUEUE="1")
+    scheduler = cluster.scheduler(DKRON_SLOT_QUEUE="1")
     wait_for(lambda: leads(scheduler), what="the scheduler to lead")
     create(api, "one-of", effects.command(1.0), tags=ONE_OF)
     for _ in range(8):

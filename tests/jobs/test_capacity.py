@@ -148,8 +148,9 @@ def test_the_scheduler_comes_back_when_a_full_rate_window_frees_a_place(db):
 
 
 def test_a_run_for_one_agent_waits_for_a_free_slot_and_takes_the_first(
-    db, django_capture_on_commit_callbacks
+    db, django_capture_on_commit_callbacks, settings
 ):
+    settings.DKRON = {**settings.DKRON, "SLOT_QUEUE": 1}  # full: its slots are taken
     agent("n1")
     agent("n2")
     Agent.objects.update(slots=1)
@@ -318,3 +319,17 @@ def test_runs_held_for_a_key_leave_the_agents_free_for_other_work(db):
     other = _run(job("other", tags=one, concurrency_key="otherkey", concurrency_limit=1))
     other.refresh_from_db()
     assert other.waiting == "" and other.node_name in ("n1", "n2")
+
+
+def test_by_default_a_full_agent_queues_runs_in_its_own_queue_least_busy_per_slot_first(db):
+    """DKRON_SLOT_QUEUE=0 (the default): no run waits unplaced; the agent with the fewest
+    queued or running per slot takes it, and its own queue holds it (Celery's model)."""
+    agent("n1")
+    agent("n2")
+    Agent.objects.filter(name="n1").update(slots=1)
+    Agent.objects.filter(name="n2").update(slots=3)
+    one = {"role": "dkron:1"}
+    made = [Execution.objects.get(pk=_run(job(f"d{i}", tags=one)).pk) for i in range(8)]
+    assert all(e.waiting == "" for e in made)
+    nodes = [e.node_name for e in made]
+    assert (nodes.count("n1"), nodes.count("n2")) == (2, 6)  # 2 per slot on each
