@@ -83,10 +83,13 @@ class Job(models.Model):
     # Concurrency keys (jobs.concurrency): at most `concurrency_limit` executions holding the
     # same key run at once across all jobs and agents, and `rate_limit` caps how often they
     # start. The key may name the job's metadata: `db:{metadata.db}`.
+    # The new columns (issue 16) have database defaults too, so the rows a process of the
+    # previous release inserts during a rolling upgrade (which names none of them) are valid.
     concurrency_key = models.CharField(
         max_length=255,
         blank=True,
         default="",
+        db_default="",
         help_text="Executions holding the same key share its limits; may use {metadata.x}",
     )
     concurrency_limit = models.PositiveIntegerField(
@@ -96,6 +99,7 @@ class Job(models.Model):
         max_length=32,
         blank=True,
         default="",
+        db_default="",
         help_text="Starts of the key's executions: N/s, N/m or N/h",
     )
     problems = models.JSONField(
@@ -226,10 +230,10 @@ class Execution(models.Model):
     kill_requested = models.BooleanField(default=False)
     final = models.BooleanField(default=False, help_text="Last attempt of this node in its run")
     # The job's concurrency key as this run rendered it (jobs.concurrency); "" for none.
-    concurrency_key = models.CharField(max_length=255, blank=True, default="")
+    concurrency_key = models.CharField(max_length=255, blank=True, default="", db_default="")
     # Why a queued execution is held back unpublished: "key" (its concurrency key is at its
     # limit or rate), "slot" (every matching agent is full; no node chosen yet); "" for none.
-    waiting = models.CharField(max_length=8, blank=True, default="")
+    waiting = models.CharField(max_length=8, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-id"]
@@ -336,7 +340,9 @@ class Agent(models.Model):
     version = models.CharField(max_length=32, blank=True, default="")
     concurrency = models.PositiveIntegerField(default=1)
     slots = models.PositiveIntegerField(
-        default=0, help_text="Executions it runs at once (--slots; 0: its pool concurrency)"
+        default=0,
+        db_default=0,
+        help_text="Executions it runs at once (--slots; 0: its pool concurrency)",
     )
     running = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)

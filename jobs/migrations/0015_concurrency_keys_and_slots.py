@@ -1,9 +1,11 @@
 # Issue 16: agent slots, concurrency keys and rate limits.
 #
-# The new columns have constant defaults (a catalog change on PostgreSQL 11+, no rewrite).
-# The four indexes hold only held executions (waiting) and keyed ones, so they stay small;
-# on PostgreSQL they are built CONCURRENTLY, so a large executions table keeps taking writes
-# (hence a non-atomic migration); elsewhere they are plain CREATE INDEX.
+# The new columns have constant defaults, in the database too (a catalog change on PostgreSQL
+# 11+, no rewrite; and rows inserted by a process of the previous release, which names none
+# of them, stay valid during a rolling upgrade). The four indexes hold only held executions
+# (waiting) and keyed ones, so they stay small; on PostgreSQL they are built CONCURRENTLY, so
+# a large executions table keeps taking writes (hence a non-atomic migration); elsewhere they
+# are plain CREATE INDEX.
 
 from django.db import migrations, models
 
@@ -34,22 +36,22 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='agent',
             name='slots',
-            field=models.PositiveIntegerField(default=0, help_text='Executions it runs at once (--slots; 0: its pool concurrency)'),
+            field=models.PositiveIntegerField(db_default=0, default=0, help_text='Executions it runs at once (--slots; 0: its pool concurrency)'),
         ),
         migrations.AddField(
             model_name='execution',
             name='concurrency_key',
-            field=models.CharField(blank=True, default='', max_length=255),
+            field=models.CharField(blank=True, db_default='', default='', max_length=255),
         ),
         migrations.AddField(
             model_name='execution',
             name='waiting',
-            field=models.CharField(blank=True, default='', max_length=8),
+            field=models.CharField(blank=True, db_default='', default='', max_length=8),
         ),
         migrations.AddField(
             model_name='job',
             name='concurrency_key',
-            field=models.CharField(blank=True, default='', help_text='Executions holding the same key share its limits; may use {metadata.x}', max_length=255),
+            field=models.CharField(blank=True, db_default='', default='', help_text='Executions holding the same key share its limits; may use {metadata.x}', max_length=255),
         ),
         migrations.AddField(
             model_name='job',
@@ -59,7 +61,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='job',
             name='rate_limit',
-            field=models.CharField(blank=True, default='', help_text="Starts of the key's executions: N/s, N/m or N/h", max_length=32),
+            field=models.CharField(blank=True, db_default='', default='', help_text="Starts of the key's executions: N/s, N/m or N/h", max_length=32),
         ),
         AddIndexConcurrentlyOnPostgres(
             model_name='execution',
