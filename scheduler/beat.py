@@ -422,6 +422,11 @@ class JobScheduler(DatabaseScheduler):
         now = time.monotonic()
         if now - self.last_sweep >= SWEEP_EVERY:
             self.last_sweep = now
+            if _conf()["CLOCK_FROM_DATABASE"]:
+                # The sweep closes runs whose agents look dead by the clock. The offset taken
+                # at the tick's start is a fire and a publish old; a host clock step since then
+                # would make every agent look dead (a chaos run lost fires so): read it again.
+                timeutil.follow(lease.database_clock_offset())
             maintenance.sweep()
         rate_due = self.rate_due is not None and now >= self.rate_due
         if rate_due or now - self.last_capacity >= CAPACITY_EVERY:

@@ -45,7 +45,7 @@ def make_world() -> None:
         )
     )
     job_upsert(data=job_body("daytime", schedule="0 0 * * * *", only_calendars=["nights"]))
-    job_upsert(data=job_body("plain"))
+    job_upsert(data=job_body("plain", schedule="0 30 * * * *"))  # next_run fixed
 
 
 def state() -> tuple[dict, dict]:

@@ -17,9 +17,9 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from jobs import timeutil
-from jobs.models import Agent, Run
+from jobs.models import Agent, Execution, ExecutionStatus, Run
 from jobs.services import agents as agent_services
-from jobs.services import lease
+from jobs.services import lease, runs
 from tests.scheduler.helpers import make_job, new_scheduler
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("published")]
@@ -93,3 +93,42 @@ def test_a_stalled_tick_gives_the_agents_the_outage_grace(settings, monkeypatch)
     scheduler.tick()
     # 1.2 s old by now, past the dead time: alive only because the stall was an outage.
     assert [n.name for n in agent_services.alive_nodes()] == ["a1"]
+
+
+def test_a_clock_step_in_the_middle_of_a_tick_does_not_kill_the_live_agents(settings, monkeypatch):
+    """Found by the fault checker in CI: the host clock stepped 13.6 s ahead after the tick had
+    read the database's clock and before its sweep. The sweep, judging heartbeats by the stale
+    offset, closed every live agent's runs as "agent died" and failed their retries for want of
+    a live agent: three fires lost. The sweep reads the database's clock again."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's clock is this machine's: a step moves the heartbeats with it")
+    conf(settings, CLOCK_FROM_DATABASE=True, LEASE_TTL=60.0, AGENT_DEAD_AFTER=3.0)
+    fresh_agent("a1")
+    job = make_job("work", schedule="@manually")
+    run = Run.objects.create(job=job, snapshot={})
+    execution = Execution.objects.create(
+        run=run,
+        job=job,
+        job_name=job.name,
+        node_name="a1",
+        status=ExecutionStatus.RUNNING,
+        started_at=datetime.now(UTC),
+        heartbeat_at=datetime.now(UTC),
+    )
+    scheduler = new_scheduler()
+    stepped = time_machine.travel(datetime.now(UTC) + timedelta(seconds=15), tick=True)
+    fire = runs.fire_due_jobs
+
+    def fire_then_step(*args, **kwargs):
+        report = fire(*args, **kwargs)
+        stepped.start()  # the host clock steps now, after the tick followed the database's
+        return report
+
+    monkeypatch.setattr(runs, "fire_due_jobs", fire_then_step)
+    try:
+        scheduler.tick()
+    finally:
+        stepped.stop()
+    assert scheduler.is_leader  # so the tick swept
+    execution.refresh_from_db()
+    assert (execution.status, execution.reason) == (ExecutionStatus.RUNNING, "")
