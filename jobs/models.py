@@ -102,6 +102,19 @@ class Job(models.Model):
         db_default="",
         help_text="Starts of the key's executions: N/s, N/m or N/h",
     )
+    # SLA and health rules (jobs.services.sla): start_within, max_duration, kill_after,
+    # success_within (Go durations), consecutive_failures. `has_sla` says whether any is set,
+    # so the scheduler's check reads only such jobs (its partial index), never the others.
+    sla = models.JSONField(
+        default=dict,
+        db_default={},
+        blank=True,
+        help_text="SLA rules: start_within, max_duration, kill_after, success_within (Go "
+        "durations), consecutive_failures (a count)",
+    )
+    has_sla = models.BooleanField(
+        default=False, db_default=False, help_text="Whether `sla` holds any rule (server-kept)"
+    )
     problems = models.JSONField(
         default=dict,
         blank=True,
@@ -137,6 +150,8 @@ class Job(models.Model):
                 name="job_due_idx",
                 condition=models.Q(disabled=False, next_run__isnull=False),
             ),
+            # The SLA check's jobs (jobs.services.sla): those with rules, by id.
+            models.Index(fields=["id"], name="job_sla_idx", condition=models.Q(has_sla=True)),
         ]
         permissions = [
             ("run_code_jobs", "Can create or change jobs that run code on hosts (shell, docker)"),
@@ -524,3 +539,58 @@ class ConcurrencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class AlertKind(models.TextChoices):
+    LATE = "late"
+    OVERDUE = "overdue"
+    NO_SUCCESS = "no_success"
+    FAILING = "failing"
+
+
+class AlertState(models.TextChoices):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Alert(models.Model):
+    """A breach of a job's SLA rule (jobs.services.sla), open until it clears.
+
+    At most one open alert per (job, kind, subject), enforced by a partial unique index, so
+    two schedulers checking at once cannot open it twice. The alerts go with their job (as
+    its runs and executions do): a deleted job leaves no open alert that nothing resolves.
+    """
+
+    # No index of its own: alert_job_idx leads with job_id.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="alerts", db_index=False)
+    job_name = models.CharField(max_length=255, help_text="The job's name when it opened")
+    kind = models.CharField(max_length=16, choices=AlertKind, help_text="The rule breached")
+    state = models.CharField(max_length=16, choices=AlertState, default=AlertState.OPEN)
+    subject = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="What breached: 'run <id>' (late), 'execution <id>' (overdue); empty for "
+        "the job-wide rules (no_success, failing)",
+    )
+    detail = models.JSONField(default=dict, blank=True, help_text="What the check saw")
+    opened_at = models.DateTimeField(help_text="When the check opened it")
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="When it cleared")
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "kind", "subject"],
+                name="alert_open_unique",
+                condition=models.Q(state="open"),
+            )
+        ]
+        indexes = [
+            # The check's and /health's open alerts, whatever the history's length.
+            models.Index(fields=["id"], name="alert_open_idx", condition=models.Q(state="open")),
+            models.Index(fields=["job", "-id"], name="alert_job_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.state} {self.job_name} {self.subject}".strip()

@@ -13,7 +13,7 @@ from django.db.models import F, Q, QuerySet, TextField, Value
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, StrIndex
 
-from jobs.models import ACTIVE_STATUSES, Execution, ExecutionStatus, Job
+from jobs.models import ACTIVE_STATUSES, Alert, Execution, ExecutionStatus, Job
 
 JOB_SORTS = {
     "name": "name",
@@ -203,3 +203,16 @@ def job_tag_filter(qs: QuerySet[Job], tags: Iterable[tuple[str, str]]) -> QueryS
         qs = qs.alias(**{f"{alias}_at": StrIndex(alias, Value(f"{value}:"))})
         qs = qs.filter(Q(**{alias: value}) | Q(**{f"{alias}_at": 1}))
     return qs
+
+
+def alert_list(*, job: str = "", state: str = "", kind: str = "") -> QuerySet[Alert]:
+    """SLA alerts (jobs.services.sla), newest first, filtered by job name, state and kind:
+    by `alert_job_idx` for one job, `alert_open_idx` for the open ones."""
+    qs = Alert.objects.all()
+    if job:
+        qs = qs.filter(job__name=job)
+    if state:
+        qs = qs.filter(state=state)
+    if kind:
+        qs = qs.filter(kind=kind)
+    return qs.order_by("-pk")

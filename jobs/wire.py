@@ -70,6 +70,7 @@ GO_JOB_FIELDS: dict[str, str] = {
     "concurrency_key": "string",
     "concurrency_limit": "uint",
     "rate_limit": "string",
+    "sla": "object",
 }
 _GO_INT_RANGE = {"int": (-(2**63), 2**63 - 1), "uint": (0, 2**64 - 1)}
 _TIME_TYPES = {"ntime.NullableTime", "time.Time"}
@@ -272,6 +273,14 @@ class JobInputSerializer(serializers.Serializer):
         min_value=0, max_value=1_000_000, required=False, allow_null=True
     )
     rate_limit = _text(max_length=32)
+    # SLA rules (jobs.sla): any JSON object here, checked by the service so that its 400
+    # names the rule (`sla: {"start_within": ...}`).
+    sla = serializers.DictField(
+        required=False,
+        allow_null=True,
+        help_text="SLA rules: start_within, max_duration, kill_after, success_within (Go "
+        "durations or seconds), consecutive_failures (a count); {} for none",
+    )
     # Run parameters (jobs.params): any JSON here, checked by the service so that its 400
     # names the parameter and the field (`params: {"region.choices": ...}`).
     params = serializers.JSONField(
@@ -531,6 +540,12 @@ class JobSerializer(WireSerializer):
         help_text="Declared run parameters (jobs.params): a list of {name, type, default, "
         "required, description, choices}; [] when none",
         read=lambda job: job.params if isinstance(job.params, list) else [],
+    )
+
+    sla = Map(
+        help_text="SLA rules (docs/jobs.md, SLA and alerts): start_within, max_duration, "
+        "kill_after, success_within, consecutive_failures; {} when none",
+        read=lambda job: job.sla if isinstance(job.sla, dict) else {},
     )
 
     def _wire_plan(self) -> list[tuple[str, Callable[[Any], Any], Callable[[Any], Any]]]:

@@ -17,7 +17,8 @@ with `-B`) it is that agent; otherwise it registers and heartbeats a member of i
 2. fires the due jobs, a bounded batch per transaction, each transaction fenced by a lease
    renewal that rolls it back when the lease was lost (and fire keys are unique as well);
 3. publishes the catch-up runs whose slot has come (CATCHUP_RATE);
-4. every few seconds, sweeps dead agents' runs and lost messages;
+4. every few seconds, sweeps dead agents' runs and lost messages; every second, checks the
+   jobs' SLA rules (jobs.services.sla);
 5. runs the inherited system periodic tasks;
 6. sleeps until the next due job, at most TICK_MAX.
 
@@ -51,7 +52,7 @@ from django.db import close_old_connections, connection
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from jobs import node, timeutil
-from jobs.services import agents, capacity, counters, lease, maintenance, retention, runs
+from jobs.services import agents, capacity, counters, lease, maintenance, retention, runs, sla
 from scheduler.shards import ShardLeases
 
 log = logging.getLogger("dkronweb.scheduler")
@@ -155,6 +156,8 @@ class JobScheduler(DatabaseScheduler):
         self.is_leader = False
         self.last_sweep = 0.0
         self.last_capacity = 0.0
+        self.last_sla = 0.0
+        self.sla_active = False  # jobs with SLA rules or open alerts: check every second
         self.held = False  # executions wait for a slot or a key: come back within CAPACITY_EVERY
         self.rate_due: float | None = None  # monotonic time a full rate window frees a place
         self.last_ok = timeutil.now()  # the database last answered a tick
@@ -435,6 +438,9 @@ class JobScheduler(DatabaseScheduler):
             wait = capacity.rate_wait() if self.held else None
             # A millisecond past the moment: the window's start is exclusive.
             self.rate_due = None if wait is None else now + wait + 0.001
+        if now - self.last_sla >= sla.CHECK_EVERY:
+            self.last_sla = now
+            self.sla_active = sla.check().active
         system_interval = super().tick()
         if report.more:
             return 0.001  # more are due: go again at once
@@ -444,6 +450,8 @@ class JobScheduler(DatabaseScheduler):
             interval = min(interval, CAPACITY_EVERY)
             if self.rate_due is not None:
                 interval = min(interval, self.rate_due - now)
+        if self.sla_active:
+            interval = min(interval, sla.CHECK_EVERY)
         if self.shards.enabled:
             interval = min(interval, 0.5)  # free shards (a dead scheduler's) are taken in time
         if until_due is not None:

@@ -34,7 +34,7 @@ from jobs.broker import queue_depths
 from jobs.dispatch import node_queue
 from jobs.models import Agent, Execution, ExecutionStatus, Job, JobStatus, Lease
 from jobs.services import agents as agent_services
-from jobs.services import capacity, counters
+from jobs.services import capacity, counters, sla
 from jobs.services.lease import SCHEDULER, lease_holder, shard_holders
 from jobs.services.runs import catchup_backlog
 
@@ -89,6 +89,17 @@ def shard_families() -> Iterator[Metric]:
     yield held
 
 
+def sla_family() -> Metric:
+    """Open SLA alerts per job and kind (jobs.services.sla); alerts opened so far are the
+    cluster-wide counter `dkronweb_alerts_total{kind}`."""
+    family = GaugeMetricFamily(
+        "dkronweb_alerts_open", "Open SLA alerts, per job and kind", labels=["job", "kind"]
+    )
+    for (job, kind), n in sorted(sla.open_alert_counts().items()):
+        family.add_metric([job, kind], float(n))
+    return family
+
+
 class ClusterCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._scheduler()
@@ -102,6 +113,7 @@ class ClusterCollector(Collector):
         yield from self._slots(agents)
         yield self._active_executions()
         yield from self._jobs()
+        yield sla_family()
         yield from agent_families(agents)
         yield from queue_families([a.name for a in agents])
 

@@ -14,6 +14,11 @@ nothing beyond what is listed here, and never the executor config (it may hold s
 - `payload`: {job, run, executions, ui_url} as one object, the default webhook body
   (`{{ payload|json }}`).
 
+An SLA alert (jobs.services.sla) gets `job`, `ui_url`, `event` (late, overdue, no_success,
+failing or recovered) and `alert`: id, kind, state, subject, detail, opened_at, resolved_at;
+`run` and `executions` are empty. Its payload is {event, alert, job, ui_url}; a template
+written for runs can tell the two apart with `{% if alert %}`.
+
 Autoescaping is off (the output is plain text or JSON, not HTML); the `json` filter writes a
 value as JSON (`{"job": {{ job.name|json }}}`).
 
@@ -229,6 +234,17 @@ Job {{ job.name }} finished with status {{ run.status }} (run {{ run.id }}, {{ r
 {{ ui_url }}
 """
 DEFAULT_WEBHOOK_BODY = "{{ payload|json }}"
+DEFAULT_ALERT_SUBJECT = "[dkronweb] {{ job.name }}: {{ event }} ({{ alert.kind }})"
+DEFAULT_ALERT_BODY = """\
+Job {{ job.name }}: {% if event == "recovered" %}the {{ alert.kind }} alert cleared\
+{% else %}SLA rule breached: {{ alert.kind }}{% endif %}\
+{% if alert.subject %} ({{ alert.subject }}){% endif %}.
+Opened at {{ alert.opened_at }}{% if alert.resolved_at %}, resolved at \
+{{ alert.resolved_at }}{% endif %}.
+{% for key, value in alert.detail.items %}- {{ key }}: {{ value }}
+{% endfor %}
+{{ ui_url }}
+"""
 
 
 @register.filter(name="json")
@@ -333,4 +349,39 @@ def build_context(*, job: Any, run: Any, executions: list[Any], public_url: str)
         "ui_url": ui_url(public_url, job.name),
     }
     context["payload"] = dict(context)
+    return context
+
+
+def build_alert_context(*, job: Any, alert: Any, event: str, public_url: str) -> dict[str, Any]:
+    """An SLA alert's context; `job` and `alert` are the model rows (read by attribute only)."""
+    context: dict[str, Any] = {
+        "event": event,
+        "alert": {
+            "id": alert.pk,
+            "kind": alert.kind,
+            "state": alert.state,
+            "subject": alert.subject,
+            "detail": dict(alert.detail or {}),
+            "opened_at": _iso(alert.opened_at),
+            "resolved_at": _iso(alert.resolved_at),
+        },
+        "job": {
+            "name": job.name,
+            "displayname": job.displayname,
+            "owner": job.owner,
+            "owner_email": job.owner_email,
+            "schedule": job.schedule,
+            "timezone": job.timezone,
+            "executor": job.executor,
+            "tags": job.tags,
+            "metadata": job.metadata,
+            "status": job.status,
+            "success_count": job.success_count,
+            "error_count": job.error_count,
+        },
+        "ui_url": ui_url(public_url, job.name),
+    }
+    context["payload"] = dict(context)
+    context["run"] = {}
+    context["executions"] = []
     return context

@@ -7,7 +7,8 @@
       "email_body": "template",
       "webhooks": [{"url": "https://hooks.example.com/x", "method": "POST",
                     "headers": {"Authorization": "Bearer ..."}, "body": "template",
-                    "timeout": 10, "retries": 3}]
+                    "timeout": 10, "retries": 3}],
+      "alerts": ["late", "recovered"]      # SLA events sent (jobs.services.sla); default all
     }
 
 Unknown keys are errors (a typo must not silently switch a notification off). Numbers may
@@ -28,6 +29,9 @@ import confidential
 from jobs.notifications import render
 
 Rule = Literal["always", "on_failure", "on_success", "on_change", "never"]
+# The SLA events (jobs.services.sla): a rule breached, and one breach cleared.
+AlertEvent = Literal["late", "overdue", "no_success", "failing", "recovered"]
+ALERT_EVENTS: tuple[str, ...] = ("late", "overdue", "no_success", "failing", "recovered")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
@@ -96,6 +100,8 @@ class Notify(BaseModel):
     email_subject: str = ""
     email_body: str = ""
     webhooks: list[Webhook] = Field(default_factory=list)
+    # None: every SLA event; [] none. Independent of `on`, which is about settled runs.
+    alerts: list[AlertEvent] | None = None
 
     @field_validator("on", mode="before")
     @classmethod
@@ -144,6 +150,8 @@ def parse(raw: Any) -> Notify:
                 message = "unknown key"
             elif error["type"] == "literal_error" and path == "on":
                 message = "use always, on_failure, on_success, on_change or never"
+            elif error["type"] == "literal_error" and path.startswith("alerts"):
+                message = f"use {', '.join(ALERT_EVENTS)}"
             errors[path] = message.removeprefix("Value error, ")
         raise InvalidNotify(errors) from None
 

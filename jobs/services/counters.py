@@ -17,9 +17,13 @@ HELP = {
     "scheduler_republished": "Executions published again: left committed but unpublished by a "
     "scheduler that stopped (by=takeover, the new leader's first act) or whose message was "
     "lost (by=sweep)",
+    "alerts": "SLA alerts opened, by kind (jobs.services.sla): late, overdue, no_success, failing",
 }
 # The label of a family's series, and the series listed before their first event.
-LABELS = {"scheduler_republished": ("by", ("takeover", "sweep"))}
+LABELS = {
+    "scheduler_republished": ("by", ("takeover", "sweep")),
+    "alerts": ("kind", ("late", "overdue", "no_success", "failing")),
+}
 
 
 def counter_add(name: str, n: int = 1) -> None:

@@ -7,8 +7,9 @@ and `"scheduler": "no active scheduler"` (a load balancer, probe or monitor can 
 `/health?scope=process` leaves the scheduler out of the verdict (still reported in the body):
 a liveness probe of a web process, which restarting cannot bring a scheduler back to, uses it.
 No live agent, jobs whose tags no live agent matches, jobs that cannot run (restored with
-problems, or their executor disabled) and a queue backlog are reported in the body and in
-`alerts` only. docs/scheduler.md says more.
+problems, or their executor disabled), a queue backlog and open SLA alerts (jobs.services.sla:
+a job breaking its own rules, not the cluster failing) are reported in the body and in
+`alerts` only. docs/scheduler.md and docs/monitoring.md say more.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from django.db import connection
 from django.db.models import Count, Q
 
 from jobs import timeutil
-from jobs.models import Execution, ExecutionStatus, Job
+from jobs.models import Alert, AlertKind, AlertState, Execution, ExecutionStatus, Job
 from jobs.services import agents as agent_services
 from jobs.services import lease as lease_services
 from jobs.targeting import NodeInfo, TagError, parse_tags, select_nodes
@@ -40,6 +41,7 @@ class HealthReport:
     backlog: int | None = None
     backlog_after: float = 0.0
     cannot_run: int | None = None
+    sla_open: dict[str, int] | None = None  # open SLA alerts by kind
     alerts: list[str] = field(default_factory=list)
     scheduler_required: bool = True  # False for ?scope=process
 
@@ -59,6 +61,7 @@ class HealthReport:
             "tags": {"unmatched_jobs": self.unmatched_jobs},
             "backlog": {"queued": self.backlog, "older_than_seconds": self.backlog_after},
             "jobs": {"cannot_run": self.cannot_run},
+            "sla": {"open_alerts": self.sla_open},
             "alerts": self.alerts,
         }
 
@@ -147,6 +150,12 @@ def _cluster_state(report: HealthReport) -> None:
             "job pages)"
         )
 
+    report.sla_open = open_sla_alerts()
+    if any(report.sla_open.values()):
+        total = sum(report.sla_open.values())
+        kinds = ", ".join(f"{n} {kind}" for kind, n in report.sla_open.items() if n)
+        report.alerts.append(f"{total} open SLA alert(s): {kinds} (GET /v1/alerts?state=open)")
+
     report.backlog = queued_backlog(seconds=report.backlog_after)
     if report.backlog:
         report.alerts.append(
@@ -200,3 +209,17 @@ def queued_backlog(*, seconds: float) -> int:
         status=ExecutionStatus.QUEUED,
         queued_at__lt=cutoff,
     ).count()
+
+
+def open_sla_alerts() -> dict[str, int]:
+    """Open SLA alerts by kind (every kind listed, 0 when none): `alert_open_idx`."""
+    counts = {kind: 0 for kind in AlertKind.values}
+    rows = (
+        Alert.objects.filter(state=AlertState.OPEN)
+        .values_list("kind")
+        .annotate(n=Count("id"))
+        .values_list("kind", "n")
+        .order_by()
+    )
+    counts.update(dict(rows))
+    return counts

@@ -19,6 +19,7 @@ from jobs import concurrency, timeutil
 from jobs import params as job_params
 from jobs import schedule as sched
 from jobs import secrets as job_secrets
+from jobs import sla as job_sla
 from jobs.errors import Conflict, Forbidden, InvalidJob, NotFound
 from jobs.models import Concurrency, Execution, ExecutionStatus, Job, MisfirePolicy, Run
 from jobs.notifications import schema as notify_schema
@@ -61,6 +62,7 @@ USER_FIELDS = {
     "concurrency_key": "",
     "concurrency_limit": None,
     "rate_limit": "",
+    "sla": dict,
 }
 
 
@@ -214,6 +216,12 @@ def _own_checks(
         problems["retry_backoff"] = "must not be negative"
     if jitter_problem := _jitter_problem(job):
         problems["jitter"] = jitter_problem
+    try:
+        job_sla.parse(job.sla)
+    except job_sla.InvalidSla as exc:
+        problems["sla"] = exc.errors
+    else:
+        job.sla = job_sla.stored(job.sla)
     problems.update(
         concurrency.problems(
             key=job.concurrency_key,
@@ -507,6 +515,7 @@ def _store(
     for field in USER_FIELDS:
         setattr(job, field, getattr(validated, field))
     job.problems = validated.problems
+    job.has_sla = bool(job.sla)  # the SLA check reads only these (job_sla_idx)
     parent = _check_parent(name, parent_name)
     job.parent = parent
     now = timeutil.now()

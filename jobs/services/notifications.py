@@ -23,7 +23,7 @@ from executors import netguard
 from jobs import secrets as job_secrets
 from jobs import telemetry
 from jobs.dispatch import NOTIFY_TASK
-from jobs.models import Run
+from jobs.models import Alert, Run
 from jobs.notifications import NotificationError, render, rules, schema
 from jobs.notifications import email as email_sender
 from jobs.notifications import webhook as webhook_sender
@@ -102,8 +102,26 @@ def notify_run(*, run_id: int) -> list[Outcome]:
         public_url=conf["PUBLIC_URL"],
     )
     label = f"job {run.job.name} run {run.pk}"
+    owner_email = snapshot.get("owner_email", run.job.owner_email)
+    return _send_all(label, notify, context, owner_email=owner_email)
+
+
+def _send_all(
+    label: str,
+    notify: schema.Notify,
+    context: dict[str, Any],
+    *,
+    owner_email: str,
+    subject: str = "",
+    body: str = "",
+) -> list[Outcome]:
+    """Email and webhooks through the job's channels and the global ones; one outcome each.
+    `subject` and `body` are the email's default templates (the job's own win)."""
+    conf = settings.DKRON
     outcomes: list[Outcome] = []
-    recipients = _recipients(snapshot.get("owner_email", run.job.owner_email), notify.email)
+    recipients = _recipients(owner_email, notify.email)
+    email_subject = notify.email_subject or subject or render.DEFAULT_EMAIL_SUBJECT
+    email_body = notify.email_body or body or render.DEFAULT_EMAIL_BODY
     if conf["NOTIFY_EMAIL_ENABLED"] and recipients:
         outcomes.append(
             _deliver(
@@ -112,10 +130,8 @@ def notify_run(*, run_id: int) -> list[Outcome]:
                 f"email to {len(recipients)} recipient(s)",
                 lambda: email_sender.send(
                     recipients=recipients,
-                    subject=render.render(
-                        notify.email_subject or render.DEFAULT_EMAIL_SUBJECT, context
-                    ),
-                    body=render.render(notify.email_body or render.DEFAULT_EMAIL_BODY, context),
+                    subject=render.render(email_subject, context),
+                    body=render.render(email_body, context),
                 ),
             )
         )
@@ -137,6 +153,37 @@ def notify_run(*, run_id: int) -> list[Outcome]:
             )
         )
     return outcomes
+
+
+def notify_alert(*, alert_id: int, event: str) -> list[Outcome]:
+    """Send an SLA event (jobs.services.sla) through the job's channels and the global ones,
+    as its `notify` stands now: `alerts` chooses the events (all by default), and the job's
+    email templates win over the alert defaults. One outcome per email or webhook."""
+    alert = Alert.objects.select_related("job").filter(pk=alert_id).first()
+    if alert is None:
+        return []  # its job was deleted meanwhile
+    job = alert.job
+    try:
+        notify = schema.parse(job_secrets.decrypt_notify(job.notify))
+    except SecretError as exc:
+        log.error("job %s: its notify webhooks cannot be used: %s", job.name, exc)
+        notify = schema.Notify()
+    except schema.InvalidNotify as exc:
+        log.error("job %s: its notify field is invalid and is ignored: %s", job.name, exc)
+        notify = schema.Notify()
+    if notify.alerts is not None and event not in notify.alerts:
+        return []
+    context = render.build_alert_context(
+        job=job, alert=alert, event=event, public_url=settings.DKRON["PUBLIC_URL"]
+    )
+    return _send_all(
+        f"job {job.name} alert {alert.pk} ({event})",
+        notify,
+        context,
+        owner_email=job.owner_email,
+        subject=render.DEFAULT_ALERT_SUBJECT,
+        body=render.DEFAULT_ALERT_BODY,
+    )
 
 
 def _previous_status(run: Run) -> str | None:

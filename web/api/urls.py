@@ -5,6 +5,7 @@ from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from web.api import (
+    alerts,
     calendars,
     concurrency,
     ops,
@@ -54,6 +55,8 @@ urlpatterns = [
     re_path(rf"^calendars/{NAME}/ics/?$", calendars.CalendarIcsView.as_view()),
     # dkronweb extension: concurrency keys (jobs' concurrency_key), read-only.
     re_path(r"^concurrency/?$", concurrency.ConcurrencyView.as_view()),
+    # dkronweb extension: SLA alerts (jobs' sla rules), read-only.
+    re_path(r"^alerts/?$", alerts.AlertsView.as_view()),
     re_path(r"^jobs/?$", views.JobsView.as_view()),
     re_path(rf"^jobs/{NAME}/?$", views.JobView.as_view()),
     re_path(rf"^jobs/{NAME}/run/?$", views.JobRunView.as_view()),
