@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
 from jobs import sla as job_sla
@@ -101,11 +101,10 @@ def in_background(alert_id: int, event: str) -> None:
 
 
 def _with_own_connection(alert_id: int, event: str) -> None:
-    close_old_connections()
     try:
         deliver_now(alert_id, event)
     finally:
-        close_old_connections()
+        connection.close()  # a pool thread's own: alerts are rare, keep no idle session
 
 
 def deliver_now(alert_id: int, event: str) -> None:

@@ -27,6 +27,7 @@ from jobs import schedule as sched
 from jobs.errors import DomainError
 from jobs.models import Calendar, Concurrency, Job, MisfirePolicy
 from jobs.notifications import schema as notify_schema
+from jobs.sla import KEYS as SLA_KEYS
 from web.ui.schema_widgets import Widget, config_schema, label_for, widget_for
 
 SECRET_KEPT_HELP = "Stored; leave empty to keep the stored value."
@@ -404,6 +405,31 @@ class JobForm(forms.Form):
         max_length=32,
         widget=forms.TextInput(attrs={"spellcheck": "false", "class": "mono"}),
     )
+    # SLA rules (jobs.sla): sent as the job's `sla`, judged by the service, its messages
+    # placed next to these (apply_service_error).
+    sla_start_within = _text(
+        "Start within",
+        "A fire not started this long after its time is late (e.g. 5m); empty for no rule.",
+        max_length=64,
+    )
+    sla_max_duration = _text(
+        "Max duration", "A run still going after this is overdue (e.g. 1h).", max_length=64
+    )
+    sla_kill_after = _text(
+        "Kill after",
+        "Kill a run still going this long after it started (at least the max duration).",
+        max_length=64,
+    )
+    sla_success_within = _text(
+        "Success within",
+        "Alert when the job has not succeeded for this long (e.g. 26h): a dead man's switch.",
+        max_length=64,
+    )
+    sla_consecutive_failures = forms.IntegerField(
+        label="Consecutive failures",
+        required=False,
+        help_text="Alert after this many failed runs in a row.",
+    )
     history_limit = forms.IntegerField(
         label="History limit",
         required=False,
@@ -608,7 +634,19 @@ class JobForm(forms.Form):
             "concurrency_key": d.get("concurrency_key") or "",
             "concurrency_limit": d.get("concurrency_limit"),
             "rate_limit": (d.get("rate_limit") or "").strip(),
+            "sla": self._sla(d),
         }
+
+    @staticmethod
+    def _sla(d: Mapping[str, Any]) -> dict[str, Any]:
+        rules: dict[str, Any] = {}
+        for key in SLA_KEYS:
+            value = d.get(f"sla_{key}")
+            if isinstance(value, str):
+                value = value.strip()
+            if value not in (None, ""):
+                rules[key] = value
+        return rules
 
     # -- the service's verdict, placed next to the fields --
 
@@ -628,6 +666,13 @@ class JobForm(forms.Form):
                 placed = True
             elif key == "params":
                 self.add_error("params_json", _params_message(message))
+                placed = True
+            elif key == "sla" and isinstance(message, Mapping):
+                for rule, rule_message in message.items():
+                    if f"sla_{rule}" in self.fields:
+                        self.add_error(f"sla_{rule}", str(rule_message))
+                    else:
+                        self.add_error(None, f"sla {rule}: {rule_message}")
                 placed = True
             elif key in self.row_errors:
                 self.row_errors[key].append(str(message))
@@ -710,6 +755,11 @@ def initial_from_job(job: Job, *, clone: bool = False) -> dict[str, Any]:
         "concurrency_key": job.concurrency_key,
         "concurrency_limit": job.concurrency_limit,
         "rate_limit": job.rate_limit,
+        **{
+            f"sla_{key}": _display(value)
+            for key, value in (job.sla if isinstance(job.sla, dict) else {}).items()
+            if key in SLA_KEYS
+        },
     }
 
 

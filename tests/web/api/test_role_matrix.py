@@ -91,6 +91,7 @@ TABLE: list[tuple[str, str, Any, set[str]]] = [
     ("post", "/v1/calendars/days/ics", {"ics": ICS}, EDITORS),
     ("delete", "/v1/calendars/days", None, EDITORS),
     ("get", "/v1/concurrency", None, EVERYONE),
+    ("get", "/v1/alerts", None, EVERYONE),
 ]
 WHO = ["anonymous", *PRINCIPALS]
 

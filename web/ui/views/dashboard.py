@@ -23,6 +23,7 @@ from web.filters import JOB_STATUS_FILTERS
 from web.ui import access
 
 RUNNING_SHOWN = 50
+SLA_ALERTS_SHOWN = 20
 FAILURES_SHOWN = 10
 SKEW_SAMPLE = 100
 # Recent failures and fire skew look at the newest executions only (by id, an index range),
@@ -136,5 +137,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         # The alert-worthy states /health reports (no scheduler, no agent, jobs no agent
         # matches, a queue backlog), with the unmatched job names for signed-in users.
         "health": health_services.cluster_report(),
+        # Open SLA alerts, newest first (jobs.services.sla).
+        "sla_alerts": list(selectors.alert_list(state="open")[:SLA_ALERTS_SHOWN]),
+        "sla_open_total": selectors.alert_list(state="open").count(),
     }
     return render(request, "ui/dashboard.html", context)

@@ -285,8 +285,20 @@ def job_page(request: HttpRequest, name: str) -> HttpResponse:
         "concurrency_key": key_view(job),
         # A job with run parameters asks for them before it runs (web.ui.run_form).
         "run_form": _run_form(job),
+        # SLA rules and the job's alerts, open ones first (jobs.services.sla).
+        "sla_rules": sorted((job.sla or {}).items()) if isinstance(job.sla, dict) else [],
+        **_alerts_context(job),
     }
     return render(request, "ui/job.html", context)
+
+
+JOB_ALERTS_SHOWN = 10
+
+
+def _alerts_context(job: Job) -> dict[str, Any]:
+    alerts = selectors.alert_list(job=job.name)
+    shown = sorted(alerts[:JOB_ALERTS_SHOWN], key=lambda a: (a.state != "open", -a.pk))
+    return {"alerts": shown, "alerts_open": alerts.filter(state="open").count()}
 
 
 def _run_form(job: Job, data: Any = None) -> RunParamsForm | None:
