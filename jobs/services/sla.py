@@ -32,11 +32,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from jobs import sla as job_sla
 from jobs import timeutil
 from jobs.models import (
+    ACTIVE_STATUSES,
     Alert,
     AlertKind,
     AlertState,
@@ -330,6 +331,15 @@ def _by_threshold(rules: dict[int, job_sla.Rules], attribute: str) -> dict[float
     return groups
 
 
+def _active(rules: dict[int, job_sla.Rules], attribute: str) -> QuerySet[Execution]:
+    """The active executions of the jobs with the rule, through exec_job_active_idx (its
+    very condition, so the planner can use it whatever its statistics say): never their
+    history, nor the cluster's other active rows. No ORDER BY: with one, stale statistics can
+    plan a walk of the primary key instead (jobs.services.executions.run_settle)."""
+    ids = [job_id for job_id, rule in rules.items() if getattr(rule, attribute) is not None]
+    return Execution.objects.filter(job_id__in=ids, status__in=ACTIVE_STATUSES).order_by()
+
+
 def _late(
     now: datetime,
     jobs: dict[int, dict[str, Any]],
@@ -350,8 +360,8 @@ def _late(
     if not match:
         return
     rows = (
-        Execution.objects.filter(match, status=ExecutionStatus.QUEUED)
-        .order_by("pk")
+        _active(rules, "start_within")
+        .filter(match, status=ExecutionStatus.QUEUED)
         .values("job_id", "run_id", "scheduled_at", "queued_at")[:NEW_PER_CHECK]
     )
     seen: set[int] = set()
@@ -387,9 +397,9 @@ def _overdue(
     if not match:
         return 0
     rows = list(
-        Execution.objects.filter(match, status=ExecutionStatus.RUNNING).order_by("pk")[
-            :NEW_PER_CHECK
-        ]
+        _active(rules, "max_duration")
+        .filter(match, status=ExecutionStatus.RUNNING)
+        .defer("output")[:NEW_PER_CHECK]
     )
     killed = 0
     for execution in rows:
