@@ -18,6 +18,7 @@ from jobs.errors import DomainError
 from jobs.models import (
     ACTIVE_STATUSES,
     Agent,
+    Alert,
     ApiToken,
     AuditEntry,
     Calendar,
@@ -95,6 +96,7 @@ class JobAdmin(admin.ModelAdmin):
         "next_scheduled",
         "anchor",
         "missed_count",
+        "has_sla",
         "created_at",
         "updated_at",
     )
@@ -299,6 +301,35 @@ class AuditEntryAdmin(admin.ModelAdmin):
     search_fields = ("actor", "target")
     date_hierarchy = "at"
     readonly_fields = ("at", "actor", "via", "action", "target", "detail")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    """Read-only: the SLA check (jobs.services.sla) opens and resolves alerts."""
+
+    list_display = ("opened_at", "job_name", "kind", "state", "subject", "resolved_at")
+    list_filter = ("state", "kind")
+    search_fields = ("job_name", "subject")
+    date_hierarchy = "opened_at"
+    readonly_fields = (
+        "job",
+        "job_name",
+        "kind",
+        "state",
+        "subject",
+        "detail",
+        "opened_at",
+        "resolved_at",
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
