@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from jobs.models import Alert, Execution
+from jobs.models import Alert, AuditEntry, Execution
 from tests.harness import wait_for
 from tests.notifications.receivers import WebhookReceiver
 
@@ -79,4 +79,35 @@ def test_a_late_fire_alerts_once_and_recovers_once_when_the_agent_starts_it(clus
     late, recovered = (json.loads(r.body) for r in receiver.requests)
     assert late["job"]["name"] == recovered["job"]["name"] == "nightly"
     assert recovered["alert"]["detail"]["resolution"] == "the run started (or ended)"
+    receiver.stop()
+
+
+def test_an_overdue_run_alerts_is_killed_after_kill_after_and_recovers(cluster, api):
+    receiver = WebhookReceiver()
+    cluster.agent("agent-a")
+    cluster.scheduler()
+    response = api.post(
+        "/v1/jobs",
+        {
+            "name": "stuck",
+            "schedule": "@manually",
+            "executor": "shell",
+            "executor_config": {"command": "sleep 60", "shell": "true"},
+            "sla": {"max_duration": "1s", "kill_after": "3s"},
+            "notify": {"webhooks": [{"url": receiver.url + "/alerts"}]},
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert api.post("/v1/jobs/stuck/run").status_code == 202
+    started = time.monotonic()
+    receiver.wait_for(2, timeout=45)
+    print(f"overdue and recovered {time.monotonic() - started:.1f}s after the run")
+    assert events(receiver) == ["overdue", "recovered"]
+    execution = Execution.objects.get(job_name="stuck")
+    assert execution.status == "killed", (execution.status, execution.reason)
+    # Through the kill service, once, as the system (the agent writes its own reason).
+    [kill] = AuditEntry.objects.filter(action="kill", target="stuck")
+    assert kill.actor == "system" and kill.detail["execution"] == execution.pk
+    assert time.monotonic() - started < 45  # killed, not left to sleep its 60 s
     receiver.stop()
