@@ -163,6 +163,10 @@ def notify_alert(*, alert_id: int, event: str) -> list[Outcome]:
     if alert is None:
         return []  # its job was deleted meanwhile
     job = alert.job
+    if event != "recovered" and alert.state != "open":
+        # Resolved before this was sent: tell the breach as it was when it opened.
+        alert.state, alert.resolved_at = "open", None
+        alert.detail = {k: v for k, v in (alert.detail or {}).items() if k != "resolution"}
     try:
         notify = schema.parse(job_secrets.decrypt_notify(job.notify))
     except SecretError as exc:

@@ -108,3 +108,21 @@ def test_an_unknown_alert_event_is_refused_naming_it(receiver, notify_settings):
         late_job(receiver, alerts=["late", "exploded"])
     assert "alerts.1" in caught.value.details["notify"]
     assert "recovered" in caught.value.details["notify"]["alerts.1"]
+
+
+def test_a_breach_resolved_before_its_notification_left_is_told_as_it_opened(
+    receiver, notify_settings
+):
+    agent("n1")
+    queued = []
+    breach_and_recover(late_job(receiver), lambda alert_id, event: queued.append((alert_id, event)))
+    for alert_id, event in queued:  # both sent after the recovery committed
+        sla.deliver_now(alert_id, event)
+    late, recovered = (json.loads(r.body) for r in receiver.wait_for(2))
+    assert (late["event"], late["alert"]["state"], late["alert"]["resolved_at"]) == (
+        "late",
+        "open",
+        None,
+    )
+    assert "resolution" not in late["alert"]["detail"]
+    assert (recovered["event"], recovered["alert"]["state"]) == ("recovered", "resolved")
