@@ -420,6 +420,18 @@ def job_upsert(
     )
 
 
+def job_check(*, data: dict[str, Any], actor: Actor = SYSTEM) -> None:
+    """What `job_upsert` would refuse, without writing: for forms that show the refusal on the
+    form itself (the admin) instead of reporting it after a save that did not happen."""
+    ensure_not_paused()
+    name = validate_name(data.get("name"))
+    parent_name = data.get("parent_job") or ""
+    if parent_name == name:
+        raise invalid("the job can not have itself as parent", {"parent_job": "self"})
+    seen = Job.objects.filter(name=name).first()
+    _validated(name, data, seen, parent_name=parent_name, actor=actor, keep_problems=False)
+
+
 def _validation_basis(job: Job | None) -> tuple[Any, ...] | None:
     """What validation reads from the stored job: the secrets kept by masks, and the
     notify headers kept by masks. If it changed before the lock is taken, validate again."""
