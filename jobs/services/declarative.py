@@ -33,13 +33,14 @@ import yaml
 from django.db import transaction
 from rest_framework import serializers
 
+from jobs import calendars
 from jobs.errors import DomainError
 from jobs.models import Calendar, Job
 from jobs.secrets import decrypt_config, decrypt_notify
 from jobs.services.audit import Actor, audit_record
 from jobs.services.calendars import calendar_upsert
 from jobs.services.cluster import ensure_not_paused
-from jobs.services.jobs import job_delete, job_upsert
+from jobs.services.jobs import job_delete, job_upsert, validate_name
 from jobs.services.transfer import CALENDARS_KEY, _order
 from jobs.wire import JobInputSerializer, job_to_dict, validation_message
 
@@ -321,9 +322,11 @@ def plan(
     actor: Actor,
     prune: bool = False,
     scope: Scope | None = None,
+    permit: Permit | None = None,
 ) -> Plan:
-    """What `apply` would change, computed by doing it and rolling back (module doc)."""
-    return _run(list(documents), actor=actor, prune=prune, scope=scope, commit=False)
+    """What `apply` would change, computed by doing it and rolling back (module doc).
+    `permit` as for `apply`: a dry run is refused where the apply would be."""
+    return _run(list(documents), actor=actor, prune=prune, scope=scope, commit=False, permit=permit)
 
 
 def apply(
@@ -369,9 +372,9 @@ def _run(
             _plan_job(name, item, sources[name], actor, scope, result)
         if prune and scope is not None:
             _plan_deletes(set(sources), scope, actor, result)
+        if permit is not None and not result.errors:
+            permit(result)  # raising rolls everything back
         if commit and not result.errors:
-            if permit is not None:
-                permit(result)  # raising rolls everything back
             result.applied = True
             audit_record(
                 actor=actor,
@@ -406,9 +409,12 @@ def _collect(
                     Problem(doc.source, f"#{index}", f"expected a job object, got {kind}")
                 )
                 continue
-            name = item.get("name")
-            if not isinstance(name, str) or not name:
-                result.errors.append(Problem(doc.source, f"#{index}", "name is required"))
+            try:
+                name = validate_name(item.get("name"))  # before a query names it (NUL, length)
+            except DomainError as exc:
+                given = item.get("name")
+                label = given if isinstance(given, str) and given else f"#{index}"
+                result.errors.append(Problem(doc.source, label[:255], exc.message, exc.details))
                 continue
             if name in sources:
                 first = sources[name]
@@ -445,6 +451,11 @@ def _plan_calendars(
             if name in done:
                 continue
             done.add(name)
+            try:
+                calendars.clean_name(name)  # before any query names it
+            except calendars.InvalidCalendar as exc:
+                result.errors.append(Problem(source, f"calendar {name[:255]}", str(exc)))
+                continue
             stored = Calendar.objects.filter(name=name).first()
             before = stored.definition() if stored is not None else None
             sid = transaction.savepoint()

@@ -76,6 +76,6 @@ class Command(BaseCommand):
             for line in result.lines():
                 self.stdout.write(line)
         if result.errors:
-            raise CommandError(result.summary(), returncode=EXIT_ERROR)
+            raise CommandError("nothing was changed (see the errors above)", returncode=EXIT_ERROR)
         if opts["action"] == "plan" and result.has_changes:
             raise SystemExit(EXIT_PENDING)
