@@ -235,6 +235,7 @@ class Problem:
     job: str
     error: str
     details: dict[str, Any] = field(default_factory=dict)
+    status: int = 400  # the HTTP status the API answers for it alone (403: not allowed)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -274,6 +275,13 @@ class Plan:
     @property
     def deletes(self) -> list[Item]:
         return self._of("delete")
+
+    @property
+    def status(self) -> int:
+        """The API's status: 200, or 403 if any job is refused for a permission, else 400."""
+        if not self.errors:
+            return 200
+        return 403 if any(p.status == 403 for p in self.errors) else 400
 
     @property
     def has_changes(self) -> bool:
@@ -523,7 +531,8 @@ def _plan_job(
         job, created = job_upsert(data=dict(serializer.validated_data), actor=actor)
     except DomainError as exc:
         transaction.savepoint_rollback(sid)
-        result.errors.append(Problem(source, name, exc.message, _plain(exc.details)))
+        problem = Problem(source, name, exc.message, _plain(exc.details), exc.status_code)
+        result.errors.append(problem)
         return
     job = Job.objects.select_related("parent").get(pk=job.pk)
     if created or before is None:
@@ -561,7 +570,8 @@ def _plan_deletes(named: set[str], scope: Scope, actor: Actor, result: Plan) -> 
                 job_delete(job=job, actor=actor)
             except DomainError as exc:
                 transaction.savepoint_rollback(sid)
-                result.errors.append(Problem("", name, exc.message, _plain(exc.details)))
+                problem = Problem("", name, exc.message, _plain(exc.details), exc.status_code)
+                result.errors.append(problem)
                 continue
             transaction.savepoint_commit(sid)
             result.items.append(Item(name, "delete"))

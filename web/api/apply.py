@@ -174,7 +174,15 @@ class ApplyView(ApiView):
                 "A job is wrong (the plan, with its errors), or the body is (an error)",
             ),
             401: ERRORS[401],
-            403: ERRORS[403],
+            403: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="ApplyForbidden",
+                    serializers=[PlanSerializer, ErrorSerializer],
+                    resource_type_field_name=None,
+                ),
+                "Not allowed: a job needs a permission the caller lacks (the plan, with its "
+                "errors), or an action does (an error)",
+            ),
             413: OpenApiResponse(ErrorSerializer, "More jobs than DKRON_RESTORE_MAX_JOBS"),
             503: OpenApiResponse(ErrorSerializer, "The cluster is paused"),
         },
@@ -194,4 +202,4 @@ class ApplyView(ApiView):
         actor = Actor.from_user(request.user, via=AuditEntry.Via.APPLY)
         run = declarative.plan if _flag(request, "dry_run") else declarative.apply
         plan = run(documents, actor=actor, prune=prune, scope=scope, permit=_permit(request))
-        return Response(plan.as_dict(), status=400 if plan.errors else 200)
+        return Response(plan.as_dict(), status=plan.status)

@@ -85,7 +85,7 @@ def test_secrets_are_never_in_the_answer(api):
 def test_an_editor_cannot_apply_a_shell_job_without_the_run_code_permission():
     editor = client_for(make_user("ed", "add_job", "change_job", "delete_job"))
     response = editor.post("/v1/apply", body(job_body("job-a")), format="json")
-    assert response.status_code == 400
+    assert response.status_code == 403
     assert "run code jobs" in response.json()["errors"][0]["error"]
     assert not Job.objects.exists()
     ok = editor.post("/v1/apply", body(http_body("ping")), format="json")
