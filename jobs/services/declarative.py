@@ -384,6 +384,9 @@ def _run(
             permit(result)  # raising rolls everything back
         if commit and not result.errors:
             result.applied = True
+        else:
+            transaction.set_rollback(True)
+        if result.applied and result.items:  # a CI apply that changes nothing leaves no entry
             audit_record(
                 actor=actor,
                 action="apply",
@@ -395,8 +398,6 @@ def _run(
                     "scope": str(scope) if scope else "",
                 },
             )
-        else:
-            transaction.set_rollback(True)
     return result
 
 

@@ -102,6 +102,9 @@ def test_an_unchanged_job_is_not_written_nor_audited_on_apply():
     assert Job.objects.get(name="job-a").updated_at == before
     actions = list(AuditEntry.objects.order_by("id").values_list("action", "target", "via"))
     assert actions[entries:] == [("update", "job-b", "apply"), ("apply", "", "apply")]
+    entries = AuditEntry.objects.count()
+    assert apply(doc(shell("job-a"), shell("job-b", retries=1))).applied
+    assert AuditEntry.objects.count() == entries  # nothing changed, nothing recorded
 
 
 SECRET_ENV = "DB_PASSWORD=hunter2-db"
