@@ -16,8 +16,10 @@ not run code cannot get a shell job in), the same merge of masked secrets. Then:
 3. `plan` rolls the whole transaction back; `apply` commits it, unless anything failed
    (a job that does not validate, a duplicate name, a refused delete): then nothing is kept.
 
-Secrets never leave: changes are computed on the masked wire form; where only the decrypted
-values differ the change says "secret changed" and carries no value.
+Secrets never leave: changes are found on the wire form with the secrets decrypted, and shown
+as the masked wire form has them; where only the decrypted values differ, the change says
+"secret changed" and carries no value. The SQLite cost: the one transaction holds its write
+lock for the whole plan (other writers wait), where a restore commits in batches.
 """
 
 from __future__ import annotations
@@ -95,8 +97,11 @@ def read_paths(paths: Iterable[str | Path]) -> list[Document]:
             files.append(path)
         else:
             documents.append(Document(str(path), [], error="no such file or folder"))
+    seen: set[Path] = set()
     for path in files:
-        documents.append(read_file(path))
+        if path.resolve() not in seen:  # a file named and inside a named folder: read once
+            seen.add(path.resolve())
+            documents.append(read_file(path))
     return documents
 
 

@@ -300,3 +300,16 @@ def test_yaml_dates_are_read_as_rfc3339_strings(tmp_path):
     (document,) = declarative.read_paths([tmp_path])
     assert document.jobs[0]["starts_at"] == "2030-01-02T03:04:05Z"
     assert apply(document).applied
+
+
+def test_a_file_named_and_inside_a_named_folder_is_read_once():
+    folder = FIXTURES / "team-a"
+    documents = declarative.read_paths([folder, folder / "backup.yaml"])
+    assert len(documents) == 3
+    assert not plan(*documents).errors
+
+
+def test_a_missing_path_is_an_error():
+    (document,) = declarative.read_paths([FIXTURES / "nowhere"])
+    result = plan(document)
+    assert result.errors[0].error == "no such file or folder"
