@@ -313,3 +313,27 @@ def test_a_missing_path_is_an_error():
     (document,) = declarative.read_paths([FIXTURES / "nowhere"])
     result = plan(document)
     assert result.errors[0].error == "no such file or folder"
+
+
+def test_with_encryption_at_rest_an_unchanged_secret_shows_no_changes(monkeypatch):
+    from cryptography.fernet import Fernet
+    from django.conf import settings
+
+    monkeypatch.setitem(settings.DKRON, "ENCRYPTION_KEYS", [Fernet.generate_key().decode()])
+    job = shell("job-s", executor_config={"command": "env", "env": SECRET_ENV})
+    apply(doc(job))
+    assert "hunter2" not in json.dumps(Job.objects.get(name="job-s").executor_config)
+    assert plan(doc(job)).items == []  # a new ciphertext, the same secret
+    changed = shell("job-s", executor_config={"command": "env", "env": "DB_PASSWORD=x"})
+    assert plan(doc(changed)).items[0].changes[0].secret
+
+
+def test_a_webhook_header_change_is_a_secret_change():
+    hook = {"url": "https://hooks.example.com/x", "headers": {"Authorization": "Bearer one-1"}}
+    apply(doc(shell("job-n", notify={"on": "always", "webhooks": [hook]})))
+    hook2 = {**hook, "headers": {"Authorization": "Bearer two-2"}}
+    result = plan(doc(shell("job-n", notify={"on": "always", "webhooks": [hook2]})))
+    assert [c.as_dict() for c in result.items[0].changes] == [
+        {"path": "notify.webhooks", "secret": True}
+    ]
+    assert "one-1" not in "\n".join(result.lines()) and "two-2" not in json.dumps(result.as_dict())
