@@ -456,6 +456,9 @@ class AuditEntry(models.Model):
         ADMIN = "admin"
         CLI = "cli"
         SYSTEM = "system"
+        # Jobs as files (jobs.services.declarative), from `manage.py jobs apply` or /v1/apply:
+        # the source of a change, whichever door it came through (the "apply" entry says).
+        APPLY = "apply"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True, help_text="When it happened")
     actor = models.CharField(max_length=150, help_text="Username, or 'system'")

@@ -26,6 +26,8 @@ ACTIONS = (
     "unpause",
     "restore",
     "import",
+    # Jobs as files (jobs.services.declarative): one entry per apply, beside each job's own.
+    "apply",
     "token_create",
     "token_revoke",
     "login_failed",

@@ -5,6 +5,7 @@ from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from web.api import (
+    apply,
     calendars,
     concurrency,
     ops,
@@ -52,6 +53,8 @@ urlpatterns = [
     re_path(r"^calendars/?$", calendars.CalendarsView.as_view()),
     re_path(rf"^calendars/{NAME}/?$", calendars.CalendarView.as_view()),
     re_path(rf"^calendars/{NAME}/ics/?$", calendars.CalendarIcsView.as_view()),
+    # dkronweb extension: jobs as files (plan with ?dry_run=true, then apply).
+    re_path(r"^apply/?$", apply.ApplyView.as_view()),
     # dkronweb extension: concurrency keys (jobs' concurrency_key), read-only.
     re_path(r"^concurrency/?$", concurrency.ConcurrencyView.as_view()),
     re_path(r"^jobs/?$", views.JobsView.as_view()),

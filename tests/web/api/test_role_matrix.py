@@ -64,12 +64,14 @@ TABLE: list[tuple[str, str, Any, set[str]]] = [
     ("delete", "/v1/jobs/web", None, EDITORS),
     ("delete", "/v1/jobs/job1/executions", None, EDITORS),
     ("post", "/v1/restore", [http_body("restored")], EDITORS),
+    ("post", "/v1/apply", [http_body("applied")], EDITORS),
     ("post", "/v1/pause", None, EDITORS),
     ("post", "/v1/unpause", None, EDITORS),
     # Jobs that run code need the run-code permission as well.
     ("post", "/v1/jobs", job_body("new"), CODERS),
     ("put", "/v1/jobs/job1", job_body("job1", owner="me"), CODERS),
     ("put", "/v1/jobs/web", job_body("web"), CODERS),
+    ("post", "/v1/apply", [job_body("applied")], CODERS),
     # Cluster membership: change_agent, in no role.
     ("post", "/v1/leave", None, SUPERUSER),
     # Tokens: anyone signed in, for their own tokens (no wider than the calling token).
