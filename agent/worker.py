@@ -140,6 +140,7 @@ class AgentStep(bootsteps.StartStopStep):
         self.slots = int(slots or worker.concurrency or 1)
         server = settings.DKRON["AGENT_SERVER"]
         tracing.set_service("dkronweb-agent")
+        tracing.preload()  # before the pool forks (nothing when tracing is off)
         self.ident = configure(name=node_name, tags=parse_tag_options(tag), server=server)
 
         # Here, in the main process before the pool forks its children, so they inherit it.

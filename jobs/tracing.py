@@ -1,6 +1,8 @@
 """OpenTelemetry traces of runs: one trace per run, spans for fire, publish, claim, execute, finish.
 
-Off unless the standard `OTEL_*` environment turns it on (`configured`); off, nothing of
+Off unless the standard `OTEL_*` environment turns it on (`configured`: read from the
+process environment, as the SDK reads the rest of those variables itself, not through
+django.conf.settings, which knows none of them); off, nothing of
 OpenTelemetry is imported and every call below is a check of the module flag `ENABLED` (the
 hot paths are benchmarked, and a light agent must stay light: docs/agents.md).
 
@@ -88,6 +90,21 @@ def set_service(name: str) -> None:
     global _service
     if _service == "dkronweb" and _provider is None:
         _service = name
+
+
+def preload() -> None:
+    """Import the SDK and its exporter now when tracing is on: an agent's main process does,
+    before its prefork pool forks, so the children share those pages instead of each loading
+    them (about 20 MB) with its first span."""
+    if not ENABLED:
+        return
+    try:
+        import opentelemetry.sdk.trace.export  # noqa: F401
+
+        if "otlp" in (_exporter_names(os.environ) or ["otlp"]):
+            import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
+    except ImportError:
+        log.warning("tracing is on but OpenTelemetry's SDK is not installed", exc_info=True)
 
 
 # --- ids and the traceparent header ----------------------------------------------------------
@@ -281,6 +298,10 @@ def _record(
         if error:
             started.set_status(trace_api.Status(trace_api.StatusCode.ERROR, error[:255]))
         started.end(end_time=max(end, start))
+    except ImportError:  # configured, but the SDK is missing: say so once, then stay off
+        global ENABLED
+        ENABLED = False
+        log.warning("tracing is off: OpenTelemetry's SDK is not installed", exc_info=True)
     except Exception:  # tracing must never fail a run
         log.warning("could not record span %s", name, exc_info=True)
 

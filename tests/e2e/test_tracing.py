@@ -145,9 +145,7 @@ def by_name(spans: list[Received]) -> dict[str, list[Received]]:
     return found
 
 
-def test_a_scheduled_run_is_one_trace_of_fire_publish_claim_execute_finish(
-    cluster, api, receiver
-):
+def test_a_scheduled_run_is_one_trace_of_fire_publish_claim_execute_finish(cluster, api, receiver):
     cluster.agent("agent-t", pool="prefork", concurrency=1, **otel(receiver))
     cluster.scheduler(**otel(receiver))
     create(api, "traced", "echo traced", schedule="@every 1s")

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery import signals
@@ -60,7 +61,7 @@ def sent_headers():
     try:
         yield seen
     finally:
-        signals.before_task_publish.disconnect(record)
+        signals.before_task_publish.disconnect(record)  # type: ignore[attr-defined]
 
 
 def by_name(exporter: InMemorySpanExporter) -> dict[str, list]:
@@ -70,9 +71,9 @@ def by_name(exporter: InMemorySpanExporter) -> dict[str, list]:
     return found
 
 
-def deliver(execution_id: int, header: str | None) -> object:
+def deliver(execution_id: int, header: str | None) -> Any:
     return tasks.run_execution.apply(
-        kwargs={"execution_id": execution_id}, headers={"traceparent": header}
+        kwargs={"execution_id": execution_id}, headers={"traceparent": header or ""}
     )
 
 
@@ -229,7 +230,7 @@ from jobs import dispatch
 from agent import runner, tasks
 print(json.dumps({
     "enabled": tracing.ENABLED,
-    "loaded": sorted(m for m in sys.modules if m == "opentelemetry" or m.startswith("opentelemetry.")),
+    "loaded": sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry"),
 }))
 """
 
