@@ -281,20 +281,27 @@ def _record(
 
         context = Context()
         if parent:
+            # Sampled as the run's fire span was: the sampler (OTEL_TRACES_SAMPLER, every run
+            # by default) decides a root span on its trace id alone, and the run's trace id is
+            # the same in every process, so a ratio keeps or drops a run's spans together.
+            root = _provider.sampler.should_sample(None, trace, "fire").decision.is_sampled()
             remote = trace_api.SpanContext(
-                trace, parent, is_remote=True, trace_flags=trace_api.TraceFlags(1)
+                trace, parent, is_remote=True, trace_flags=trace_api.TraceFlags(int(root))
             )
             context = trace_api.set_span_in_context(trace_api.NonRecordingSpan(remote))
         else:
             _ids.chosen.trace = trace
         _ids.chosen.span = span
-        started = tracer.start_span(
-            name,
-            context=context,
-            kind=getattr(trace_api.SpanKind, kind),
-            attributes={k: v for k, v in attributes.items() if v is not None and v != ""},
-            start_time=start,
-        )
+        try:
+            started = tracer.start_span(
+                name,
+                context=context,
+                kind=getattr(trace_api.SpanKind, kind),
+                attributes={k: v for k, v in attributes.items() if v is not None and v != ""},
+                start_time=start,
+            )
+        finally:  # chosen ids are for this span only, even when it was not sampled
+            _ids.chosen.trace = _ids.chosen.span = 0
         if error:
             started.set_status(trace_api.Status(trace_api.StatusCode.ERROR, error[:255]))
         started.end(end_time=max(end, start))

@@ -158,6 +158,54 @@ def test_a_message_without_a_header_is_parented_to_the_fire_span(transactional_d
         assert found[name][0].context.trace_id == found["fire"][0].context.trace_id
 
 
+def test_a_republish_by_the_sweep_joins_the_runs_trace(transactional_db, here, spans):
+    run_now(job=job("lost", executor="echo", executor_config={"message": "x"}), force=True)
+    execution = Execution.objects.select_related("run").get(job_name="lost")
+    dispatch.publish_many([execution])  # what the sweep does with a message it thinks lost
+    found = by_name(spans)
+    assert len(found["publish"]) == 2
+    assert len({s.context.span_id for s in found["publish"]}) == 2
+    fire = found["fire"][0].context
+    assert all(s.context.trace_id == fire.trace_id for s in found["publish"])
+    assert all(s.parent.span_id == fire.span_id for s in found["publish"])
+
+
+def test_a_run_the_sampler_drops_records_no_span_anywhere(transactional_db, here, monkeypatch):
+    # The sampler decides on the run's trace id, the same for the agent's spans as for the fire.
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_always_off")
+    exporter = InMemorySpanExporter()
+    tracing.enable(exporter)
+    try:
+        run_now(job=job("dropped", executor="echo", executor_config={"message": "x"}), force=True)
+        execution = Execution.objects.get(job_name="dropped")
+        header = tracing.traceparent(
+            tracing.trace_id(job_id=execution.job_id, run_id=execution.run_id), 99
+        )
+        assert deliver(execution.pk, header).successful()
+    finally:
+        tracing.disable()
+    assert exporter.get_finished_spans() == ()
+
+
+def test_the_service_name_is_the_roles_unless_otel_service_name_says(monkeypatch):
+    def service() -> str:
+        exporter = InMemorySpanExporter()
+        tracing.enable(exporter)
+        try:
+            tracing._record("x", trace=1, span=2, parent=None, start=1, end=2, attributes={})
+        finally:
+            tracing.disable()
+        [span] = exporter.get_finished_spans()
+        return span.resource.attributes["service.name"]
+
+    monkeypatch.setattr(tracing, "_service", "dkronweb")
+    tracing.set_service("dkronweb-agent")
+    tracing.set_service("dkronweb-scheduler")  # the first role of the process wins
+    assert service() == "dkronweb-agent"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "nightly-batch")
+    assert service() == "nightly-batch"
+
+
 def test_a_fire_rolled_back_records_no_span(transactional_db, here, spans):
     from django.db import transaction
 
