@@ -196,7 +196,7 @@ def test_the_service_name_is_the_roles_unless_otel_service_name_says(monkeypatch
         finally:
             tracing.disable()
         [span] = exporter.get_finished_spans()
-        return span.resource.attributes["service.name"]
+        return str(span.resource.attributes["service.name"])
 
     monkeypatch.setattr(tracing, "_service", "dkronweb")
     tracing.set_service("dkronweb-agent")
