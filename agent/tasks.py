@@ -53,17 +53,17 @@ def run_execution(self: Any, execution_id: int, v: int = dispatch.MESSAGE_VERSIO
     Execution.objects.filter(pk=retry.pk).update(published_at=timeutil.now())
     spans = tracing.publishing()  # the retry's own traceparent, not this message's
     headers = spans.header(retry)
-    try:
-        raise self.retry(
-            kwargs={"execution_id": retry.pk, "v": dispatch.MESSAGE_VERSION},
-            countdown=countdown,
-            queue=retry.queue,
-            max_retries=None,
-            **({"headers": headers} if headers else {}),
-            **dispatch.task_labels(retry),
-        )
-    finally:
-        spans.end()
+    retried = self.retry(
+        kwargs={"execution_id": retry.pk, "v": dispatch.MESSAGE_VERSION},
+        countdown=countdown,
+        queue=retry.queue,
+        max_retries=None,
+        throw=False,  # sent; raised below once its publish span is recorded
+        **({"headers": headers} if headers else {}),
+        **dispatch.task_labels(retry),
+    )
+    spans.end()
+    raise retried
 
 
 def _raise_if_failed(execution_id: int, node_name: str) -> None:
