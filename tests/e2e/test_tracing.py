@@ -202,3 +202,19 @@ def test_a_retry_stays_in_the_runs_trace_with_attempt_two(cluster, api, receiver
     claim = next(s for s in found["claim"] if s.attributes["dkron.attempt"] == 2)
     assert claim.parent_id == retry.span_id
     assert all(s.error and s.attributes["dkron.status"] == "failed" for s in found["execute"])
+
+
+def test_a_stopping_scheduler_and_agent_export_the_spans_they_still_hold(cluster, api, receiver):
+    # A batch delay no test outlives: the spans can only leave with the shutdown flush (the
+    # scheduler's close, the prefork child's worker_process_shutdown).
+    held = {**otel(receiver), "OTEL_BSP_SCHEDULE_DELAY": "600000"}
+    agent = cluster.agent("agent-s", pool="prefork", concurrency=1, **held)
+    scheduler = cluster.scheduler(**held)
+    create(api, "last", "echo last", schedule="@every 1s")
+    [execution] = first_run("last", api)
+    ids = {"job_id": execution.job_id, "run_id": execution.run_id}
+    assert receiver.trace(**ids) == []  # still in the processes' batches
+    scheduler.stop()
+    agent.stop()
+    names = {span.name for span in receiver.trace(**ids)}
+    assert names == {"fire", "publish", "claim", "execute", "finish"}
