@@ -50,7 +50,7 @@ from django.db import Error as DatabaseError
 from django.db import close_old_connections, connection
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from jobs import node, timeutil
+from jobs import node, timeutil, tracing
 from jobs.services import agents, capacity, counters, lease, maintenance, retention, runs
 from scheduler.shards import ShardLeases
 
@@ -146,6 +146,7 @@ class JobScheduler(DatabaseScheduler):
     """django-celery-beat's scheduler plus Dkron jobs, leadership and the maintenance sweep."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        tracing.set_service("dkronweb-scheduler")
         self.holder = scheduler_id()
         self.member = _Member()
         # Shards need leases: with the lease disabled (a test of fire keys) every scheduler
@@ -501,6 +502,7 @@ class JobScheduler(DatabaseScheduler):
             self.member.leave()
         except Exception:
             log.warning("could not mark scheduler member %s as left", self.member.name)
+        tracing.shutdown()  # the fire and publish spans of the last ticks
         super().close()
 
 

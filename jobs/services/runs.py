@@ -19,7 +19,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Mod
 
 from executors.registry import get_executor
-from jobs import calendars, dispatch, timeutil, timing
+from jobs import calendars, dispatch, timeutil, timing, tracing
 from jobs import params as job_params
 from jobs import secrets as job_secrets
 from jobs.errors import Conflict, DomainError, Forbidden
@@ -183,6 +183,7 @@ def start_runs(fires: list[Fire]) -> list[Run]:
 
     if not fires:
         return []
+    fire_started = tracing.now()
     created = _insert_runs(fires)
     nodes = agent_services.alive_nodes()
     guarded = [f.job.pk for f, _ in created if f.job.concurrency != Concurrency.ALLOW]
@@ -289,6 +290,9 @@ def start_runs(fires: list[Fire]) -> list[Run]:
         Job.objects.filter(pk=job_id).update(missed_count=F("missed_count") + count)
     for run_id in settle:
         execution_services.run_settle(run_id=run_id)
+    if tracing.ENABLED:  # before the publish below, so each fire span ends before its publish
+        ended = {e.run_id: str(e.status) for e in executions if e.status != ExecutionStatus.QUEUED}
+        tracing.fired([(run, ended.get(run.pk, "")) for _, run in created], start=fire_started)
     dispatch.publish_on_commit(
         [
             e
