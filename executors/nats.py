@@ -194,6 +194,15 @@ class _Publish(Publisher):
         return super().describe(exc)
 
 
+def _headers(progress: _Publish, client: Any) -> dict[str, str] | None:
+    """The fire key as message headers, for a server that takes them (NATS 2.2+, which says
+    so in its INFO); an older server would close the connection on an HPUB, so it gets the
+    message without them, as from Dkron."""
+    if not client._server_info.get("headers"):  # nats-py has no public accessor
+        return None
+    return progress.ctx.fire_fields()
+
+
 async def _publish(progress: _Publish) -> str:
     config, remaining = progress.config, progress.remaining
 
@@ -217,7 +226,9 @@ async def _publish(progress: _Publish) -> str:
         progress.server = f"{url.hostname}:{url.port}" if url else ",".join(config.url)
         progress.phase = "publish"
         try:
-            await client.publish(config.subject, config.message.encode())
+            await client.publish(
+                config.subject, config.message.encode(), headers=_headers(progress, client)
+            )
         except nerrors.MaxPayloadError:
             raise ExecutorError(
                 f"nats: the message ({len(config.message.encode())} bytes) is larger than "
