@@ -155,12 +155,16 @@ class ExecutionContext:
             return f"{name}@{rfc3339(self.scheduled_at)}"
         if self.run_id:
             return f"{name}@run-{self.run_id}"
-        return f"{name}@execution-{self.execution_id}"  # a context built by hand
+        if self.execution_id:  # a context built by hand, naming only its execution
+            return f"{name}@execution-{self.execution_id}"
+        return ""  # a context built by hand that names no run: no fire key to send
 
     def fire_fields(self) -> dict[str, str]:
         """The fire key and its companions, by header name: the scheduled time (scheduled
         fires only), the attempt (from 1) and the execution id (unique per attempt and node).
-        """
+        Empty for a context that names no run (built by hand, as in a plugin host)."""
+        if not self.fire_key:
+            return {}
         fields = {FIRE_KEY_HEADER: self.fire_key}
         if self.scheduled_at is not None:
             fields[SCHEDULED_TIME_HEADER] = rfc3339(self.scheduled_at)

@@ -200,7 +200,7 @@ def _headers(progress: _Publish, client: Any) -> dict[str, str] | None:
     message without them, as from Dkron."""
     if not client._server_info.get("headers"):  # nats-py has no public accessor
         return None
-    return progress.ctx.fire_fields()
+    return progress.ctx.fire_fields() or None
 
 
 async def _publish(progress: _Publish) -> str:

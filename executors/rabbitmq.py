@@ -297,8 +297,8 @@ class _Publish(Publisher):
                     delivery_mode=config.delivery_mode or None,
                     # The fire key, unless the job sets message.messageId itself; the
                     # fire's fields also as headers (docs/executors.md, the fire key).
-                    message_id=config.message_id or self.ctx.fire_key,
-                    headers=self.ctx.fire_fields(),
+                    message_id=config.message_id or self.ctx.fire_key or None,
+                    headers=self.ctx.fire_fields() or None,
                 ),
                 mandatory=True,
             )

@@ -70,6 +70,11 @@ def job(moto: Moto, cluster: str, **extra: Any) -> dict[str, str]:
     }
 
 
+def run_env(ctx: ExecutionContext) -> list[dict[str, str]]:
+    """The DKRON_* variables every judged container gets after the job's env (the fire key)."""
+    return [{"name": name, "value": value} for name, value in ctx.run_env().items()]
+
+
 class Running:
     """The executor running in a thread, as on an agent, while the test plays the container."""
 
@@ -126,6 +131,7 @@ def test_a_task_exiting_with_0_succeeds_and_ecs_got_the_command_env_and_network(
                 "environment": [
                     {"name": "GREETING", "value": "hi"},
                     {"name": "COLOR", "value": "blue"},
+                    *run_env(running.ctx),
                 ],
             }
         ]
@@ -159,7 +165,10 @@ def test_json_overrides_are_sent_and_env_joins_the_essential_containers_entry(
     task = moto.started_task(ecs_cluster)
     assert task.overrides == {
         "containerOverrides": [
-            {"name": CONTAINER, "environment": [{"name": "MODE", "value": "new"}]}
+            {
+                "name": CONTAINER,
+                "environment": [{"name": "MODE", "value": "new"}, *run_env(running.ctx)],
+            }
         ],
         "cpu": "512",
         "taskRoleArn": "arn:aws:iam::123456789012:role/report",

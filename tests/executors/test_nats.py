@@ -15,6 +15,7 @@ from executors.base import ConfigError, ExecutionContext, ExecutorError
 from executors.nats import DEFAULT_TIMEOUT, NatsConfig, NatsExecutor
 from executors.output import OutputSink
 from executors.registry import SECRET_MASK, mask_secrets
+from tests.executors import fire
 from tests.executors.servers_nats import (
     MAX_PAYLOAD,
     PASSWORD,
@@ -67,6 +68,20 @@ def test_a_message_is_published_and_arrives_on_the_subject(nats_local: str) -> N
     assert ctx.output.text() == (
         f"Result: Message successfully sent (subject {on!r}, 18 bytes, flushed to 127.0.0.1:4222)\n"
     )
+
+
+def test_two_attempts_of_one_fire_carry_the_same_fire_key_header(nats_local: str) -> None:
+    seen = []
+    for args in fire.attempts():
+        on = subject()
+        config = {"url": nats_local, "subject": on, "message": "tick"}
+        (_, error), message = receive(nats_local, on, lambda c=config, a=args: run(c, **a))
+        assert error is None and message is not None
+        seen.append(message.headers)
+    first, retry = seen
+    assert first["Idempotency-Key"] == retry["Idempotency-Key"] == fire.key("publish")
+    assert first["X-Dkron-Scheduled-Time"] == fire.SCHEDULED_TEXT
+    assert (first["X-Dkron-Attempt"], retry["X-Dkron-Attempt"]) == ("1", "2")
 
 
 def test_an_empty_message_is_published_too(nats_local: str) -> None:
