@@ -3,12 +3,14 @@ for passwords, permissions and max_payload), and a stand-in for a server that ne
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 import uuid
 from typing import Any
 
+import nats
 import pytest
 
 from executors.base import ConfigError, ExecutionContext, ExecutorError
@@ -82,6 +84,36 @@ def test_two_attempts_of_one_fire_carry_the_same_fire_key_header(nats_local: str
     assert first["Idempotency-Key"] == retry["Idempotency-Key"] == fire.key("publish")
     assert first["X-Dkron-Scheduled-Time"] == fire.SCHEDULED_TEXT
     assert (first["X-Dkron-Attempt"], retry["X-Dkron-Attempt"]) == ("1", "2")
+    assert first["Nats-Msg-Id"] == retry["Nats-Msg-Id"] == fire.key("publish")
+
+
+def test_a_jetstream_stream_stores_a_fire_once_when_its_retry_publishes_again(
+    nats_jetstream: NatsServer,
+) -> None:
+    # The retry of an attempt whose flush was lost publishes the same message again: the
+    # stream deduplicates on Nats-Msg-Id, the fire key.
+    on = subject()
+
+    async def stream(action: str) -> int:
+        client = await nats.connect(nats_jetstream.url)
+        try:
+            js = client.jetstream()
+            name = on.replace(".", "-")
+            if action == "create":
+                await js.add_stream(name=name, subjects=[on])
+            return int((await js.stream_info(name)).state.messages)
+        finally:
+            await client.close()
+
+    asyncio.run(stream("create"))
+    for args in fire.attempts():
+        _, error = run({"url": nats_jetstream.url, "subject": on, "message": "tick"}, **args)
+        assert error is None
+    assert asyncio.run(stream("count")) == 1
+    other = {"scheduled_at": fire.SCHEDULED_AT.replace(hour=11), "execution_id": "201"}
+    _, error = run({"url": nats_jetstream.url, "subject": on}, **other)
+    assert error is None
+    assert asyncio.run(stream("count")) == 2  # another fire is another message
 
 
 def test_an_empty_message_is_published_too(nats_local: str) -> None:
