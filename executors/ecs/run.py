@@ -73,7 +73,7 @@ class EcsRun:
         definitions = {c["name"]: c for c in taskdef.get("containerDefinitions", [])}
         checked = self._checked_containers(definitions, label)
         main = checked[0]
-        overrides = self._overrides(main, checked, label)
+        overrides = self._overrides(checked, label)
         if self.ctx.cancel.is_set():
             raise self._cancelled_before_start()
         task = self._start(ecs, taskdef["taskDefinitionArn"], overrides)
@@ -136,9 +136,10 @@ class EcsRun:
             )
         return essential
 
-    def _overrides(self, main: str, checked: list[str], label: str) -> dict[str, Any]:
-        """The configured overrides, plus the command and env for the main container and the
-        run's DKRON_* variables (the fire key among them) for every container judged."""
+    def _overrides(self, checked: list[str], label: str) -> dict[str, Any]:
+        """The configured overrides, plus the command and env for the main container (the one
+        judged: several need `service`) and the run's DKRON_* variables (the fire key among
+        them) for every container judged."""
         config = self.config
         overrides = copy.deepcopy(config.overrides) if isinstance(config.overrides, dict) else {}
         command = config.overrides if isinstance(config.overrides, list) else None
