@@ -284,6 +284,7 @@ def _run_claimed(execution: Execution, trace: Any = tracing.NO_DELIVERY) -> Outc
             output=sink,
             cancel=cancel,
             execution_id=str(execution.pk),
+            run_id=str(execution.run_id),
             attempt=execution.attempt,
             scheduled_at=execution.scheduled_at,
             default_timeout=settings.DKRON["DEFAULT_MAX_RUNTIME"],
