@@ -596,7 +596,7 @@ def execution_revision(execution: Any) -> int | None:
     """The job revision the run ran (jobs.services.revisions): annotated by the list
     selectors (`selectors.RUN_REVISION`), else read from the run; None for a run from before
     revisions were recorded."""
-    number = getattr(execution, RUN_REVISION, _UNREAD)
+    number: Any = getattr(execution, RUN_REVISION, _UNREAD)
     if number is _UNREAD:
         number = execution.run.revision
     return number or None

@@ -32,7 +32,8 @@ class RevisionSerializer(serializers.Serializer):
     number = serializers.IntegerField(help_text="1, 2, 3... per job name")
     created_at = serializers.CharField(help_text="When the change was made (RFC 3339)")
     actor = serializers.CharField(help_text="Username, or 'system'")
-    source = serializers.CharField(
+    # A field named like Field.source: DRF's metaclass takes it as a declared field.
+    source = serializers.CharField(  # type: ignore[assignment]
         help_text="api, ui, admin, cli, system, restore (/v1/restore), import (import_jobs), apply"
     )
     change = serializers.ChoiceField(choices=JobRevision.Change.values)
