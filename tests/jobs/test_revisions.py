@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import call_command
@@ -217,3 +219,29 @@ def test_a_run_records_the_revision_it_fires_with():
     run = runs.run_now(job=Job.objects.get(name="job1"), force=True)
 
     assert run.revision == 2
+
+
+def test_with_encryption_at_rest_an_unchanged_upsert_records_nothing_and_no_secret_leaks(
+    monkeypatch,
+):
+    # Sealing is randomised (Fernet): the stored ciphertext differs after every upsert, the
+    # job does not. Times given with an offset and Dkron's string values compare as stored.
+    from django.conf import settings
+
+    from tests.jobs.test_secrets_at_rest import KEY
+
+    monkeypatch.setitem(settings.DKRON, "ENCRYPTION_KEYS", [KEY])
+    full = body(
+        executor_config={**CONFIG, "shell": "true"},
+        notify=NOTIFY,
+        tags={"role": "web:2"},
+        starts_at=datetime(2030, 1, 1, 2, tzinfo=ZoneInfo("Europe/Berlin")),
+        jitter=5,
+        retry_backoff=2,
+    )
+    job_upsert(data=full)
+    job_upsert(data=full)
+
+    assert history() == [(1, "create", "system")]
+    stored = json.dumps(list(JobRevision.objects.values("data")))
+    assert SECRET not in stored and "hook-key" not in stored and "gAAAA" not in stored
