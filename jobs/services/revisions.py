@@ -33,7 +33,7 @@ from jobs.errors import DomainError, NotFound
 from jobs.models import Job, JobRevision
 from jobs.notifications import schema as notify_schema
 from jobs.services.audit import Actor
-from jobs.wire import JobInputSerializer, job_to_dict, validation_message
+from jobs.wire import JobInputSerializer, JobSerializer, validation_message
 
 # GET /v1/jobs/{name} fields the server maintains: not part of what a change changes.
 SERVER_FIELDS = (
@@ -51,12 +51,20 @@ SERVER_FIELDS = (
 SECRET_CHANGED = "changed"
 
 
+class JobDefinitionSerializer(JobSerializer):
+    """JobSerializer without the server's fields, which are not read at all (the dependents
+    would cost a query, `next` a schedule computation, on every write)."""
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        for key in SERVER_FIELDS:
+            fields.pop(key, None)
+        return fields
+
+
 def definition(job: Job) -> dict[str, Any]:
     """The job as a revision holds it: its API shape, secrets masked, server fields left out."""
-    data = dict(job_to_dict(job))
-    for key in SERVER_FIELDS:
-        data.pop(key, None)
-    return data
+    return dict(JobDefinitionSerializer(job).data)
 
 
 @dataclass(frozen=True)

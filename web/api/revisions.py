@@ -44,7 +44,7 @@ class RevisionSerializer(serializers.Serializer):
         child=serializers.CharField(),
         help_text="Secrets this change set, replaced or removed (paths, never values)",
     )
-    job = JobSerializer(
+    job = revision_services.JobDefinitionSerializer(
         help_text="The job after the change as GET /v1/jobs/{name} showed it (secrets masked), "
         "without the server-maintained fields"
     )
