@@ -17,11 +17,12 @@ from jobs.models import Job, JobRevision
 from jobs.selectors import page_bounds
 from jobs.services import jobs as job_services
 from jobs.services import revisions as revision_services
+from jobs.services.audit import Actor
 from jobs.services.cluster import ensure_not_paused
 from jobs.timeutil import rfc3339
-from jobs.wire import ErrorSerializer, JobSerializer
+from jobs.wire import ErrorSerializer, JobSerializer, job_to_dict
 from web.api.permissions import can
-from web.api.views import CONFLICT, ERRORS, PAGING, UPSERT_PERMS, ApiView, _actor, job_to_dict
+from web.api.views import ERRORS, PAGING, UPSERT_PERMS, ApiView
 from web.filters import JobPageFilter
 
 NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, "No such job or revision")}
@@ -83,6 +84,10 @@ def revision_to_dict(revision: JobRevision) -> dict[str, Any]:
         "secrets_changed": list(revision.secrets_changed or []),
         "job": revision.data,
     }
+
+
+def _actor(request: Request) -> Actor:
+    return Actor.from_user(request.user)
 
 
 NUMBER = OpenApiParameter("number", int, OpenApiParameter.PATH, description="Revision number")
@@ -148,7 +153,7 @@ class RevisionRestoreView(ApiView):
         summary="Make the job what a revision recorded; a new revision (dkronweb extension)",
         parameters=[NUMBER],
         request=None,
-        responses={200: RestoreAnswerSerializer, **ERRORS, **NOT_FOUND, **CONFLICT},
+        responses={200: RestoreAnswerSerializer, **ERRORS, **NOT_FOUND},
         tags=["revisions"],
     )
     def post(self, request: Request, name: str, number: str) -> Response:
