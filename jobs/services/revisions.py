@@ -185,6 +185,11 @@ def _create(
 # --- Reads ------------------------------------------------------------------------------------
 
 
+def _check_name(job_name: str) -> None:
+    if "\x00" in job_name or len(job_name) > 255:
+        raise NotFound(f"job {job_name[:255]!r} not found")  # never a name; spare the query
+
+
 def revision_list(job_name: str) -> QuerySet[JobRevision]:
     """The job's revisions, newest first (a deleted job's too)."""
     return JobRevision.objects.filter(job_name=job_name).order_by("-number")
@@ -192,6 +197,7 @@ def revision_list(job_name: str) -> QuerySet[JobRevision]:
 
 def revision_get(job_name: str, number: Any) -> JobRevision:
     """One revision; NotFound (404) naming what is missing, for a number that is not one."""
+    _check_name(job_name)
     n = _number(number, "revision")
     found = JobRevision.objects.filter(job_name=job_name, number=n).first()
     if found is None:
@@ -214,6 +220,7 @@ def _number(value: Any, field: str) -> int:
 
 def ensure_known(job_name: str) -> None:
     """NotFound for a name that is neither a job nor the name of a deleted job's history."""
+    _check_name(job_name)
     if not Job.objects.filter(name=job_name).exists() and not _has_history(job_name):
         raise NotFound(f"job '{job_name}' not found")
 

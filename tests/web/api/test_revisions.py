@@ -217,3 +217,9 @@ def test_executions_say_which_revision_they_ran_and_dkron_clients_may_ignore_it(
     assert (
         api.post("/v1/jobs", {**job_body("job1"), "revision": 99}, format="json").status_code == 201
     )
+
+
+def test_a_name_that_can_be_no_job_is_a_404_not_a_server_error(api):
+    assert_error(api.get("/v1/jobs/a%00b/revisions"), 404)
+    assert_error(api.get("/v1/jobs/a%00b/revisions/1/diff"), 404)
+    assert_error(api.post(f"/v1/jobs/{'x' * 300}/revisions/1/restore"), 404)
