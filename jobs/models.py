@@ -108,6 +108,11 @@ class Job(models.Model):
         help_text="What dkronweb's own validation found wrong when a restore or import stored "
         "the job anyway (key -> message); its runs fail with it until an upsert validates",
     )
+    # Job history (jobs.services.revisions): the number of the job's latest JobRevision; 0 for
+    # a job no change has been recorded for since the upgrade that added revisions.
+    revision = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Number of the job's current revision (0: none yet)"
+    )
 
     # Server-maintained.
     status = models.CharField(max_length=32, choices=JobStatus, default="", blank=True)
@@ -170,6 +175,10 @@ class Run(models.Model):
     snapshot = models.JSONField(default=dict)
     status = models.CharField(max_length=32, blank=True, default="")
     finished = models.BooleanField(default=False)
+    # The job's revision at fire time (jobs.services.revisions), shown on its executions.
+    revision = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="The job's revision it ran (0: from before revisions)"
+    )
 
     class Meta:
         constraints = [
@@ -527,3 +536,51 @@ class ConcurrencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class JobRevision(models.Model):
+    """One recorded change of a job (jobs.services.revisions): the job as it was after it,
+    as GET /v1/jobs/{name} shows it (secrets masked), without the server-maintained fields.
+
+    Keyed by the job's name, not a foreign key: the history of a deleted job stays (its last
+    revision is the deletion, and a restore of any revision brings the job back), and a job
+    created again under the same name continues the same numbering.
+    """
+
+    class Change(models.TextChoices):
+        CREATE = "create"
+        UPDATE = "update"
+        TOGGLE = "toggle"
+        DELETE = "delete"
+        RESTORE = "restore", "restore (rollback to an earlier revision)"
+        BASELINE = "baseline", "baseline (the job as it was before its first recorded change)"
+
+    job_name = models.CharField(max_length=255, help_text="The job's name")
+    number = models.PositiveIntegerField(help_text="1, 2, 3... per job name")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the change was made")
+    actor = models.CharField(max_length=150, help_text="Username, or 'system'")
+    source = models.CharField(
+        max_length=16,
+        help_text="Through what: api, ui, admin, cli, system, restore (a /v1/restore backup), "
+        "import (import_jobs), apply",
+    )
+    change = models.CharField(max_length=16, choices=Change, help_text="What the change was")
+    data = models.JSONField(help_text="The job after the change, secrets masked")
+    secrets_changed = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Which secrets this change set or replaced (paths such as "
+        "executor_config.env.TOKEN); never their values",
+    )
+    restored_from = models.PositiveIntegerField(
+        null=True, blank=True, help_text="For a restore: the revision it brought back"
+    )
+
+    class Meta:
+        ordering = ["job_name", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["job_name", "number"], name="unique_job_revision")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_name} r{self.number} ({self.change})"

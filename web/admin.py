@@ -26,6 +26,7 @@ from jobs.models import (
     ConcurrencyKey,
     Execution,
     Job,
+    JobRevision,
     Lease,
     Run,
 )
@@ -135,6 +136,7 @@ class JobAdmin(admin.ModelAdmin):
         "next_scheduled",
         "anchor",
         "missed_count",
+        "revision",
         "created_at",
         "updated_at",
     )
@@ -343,6 +345,37 @@ class AuditEntryAdmin(admin.ModelAdmin):
     search_fields = ("actor", "target")
     date_hierarchy = "at"
     readonly_fields = ("at", "actor", "via", "action", "target", "detail")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(JobRevision)
+class JobRevisionAdmin(admin.ModelAdmin):
+    """Read-only: the job services record revisions; restoring one is the job page's Restore
+    (or POST /v1/jobs/{name}/revisions/{n}/restore). Secrets are masked in `data` already."""
+
+    list_display = ("job_name", "number", "created_at", "actor", "source", "change")
+    list_filter = ("change", "source")
+    search_fields = ("job_name", "actor")
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "job_name",
+        "number",
+        "created_at",
+        "actor",
+        "source",
+        "change",
+        "restored_from",
+        "secrets_changed",
+        "data",
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

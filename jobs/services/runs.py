@@ -141,6 +141,7 @@ def _insert_runs(fires: list[Fire]) -> list[tuple[Fire, Run]]:
                 scheduled_at=fire.scheduled_at,
                 trigger=fire.trigger,
                 snapshot=snapshot,
+                revision=fire.job.revision,  # what the executions ran (jobs.services.revisions)
             )
         )
     try:

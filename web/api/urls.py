@@ -9,6 +9,7 @@ from web.api import (
     calendars,
     concurrency,
     ops,
+    revisions,
     schema,
     tokens,
     views,
@@ -16,6 +17,7 @@ from web.api import (
 from web.api.permissions import ApiAccess
 
 NAME = r"(?P<name>[^/]+)"
+NUMBER = r"(?P<number>[^/]+)"
 
 urlpatterns = [
     re_path(r"^$", views.StatusView.as_view()),
@@ -61,6 +63,13 @@ urlpatterns = [
     re_path(rf"^jobs/{NAME}/?$", views.JobView.as_view()),
     re_path(rf"^jobs/{NAME}/run/?$", views.JobRunView.as_view()),
     re_path(rf"^jobs/{NAME}/toggle/?$", views.JobToggleView.as_view()),
+    # dkronweb extension: a job's history, the diff of two revisions, and the rollback.
+    re_path(rf"^jobs/{NAME}/revisions/?$", revisions.RevisionsView.as_view()),
+    re_path(rf"^jobs/{NAME}/revisions/{NUMBER}/?$", revisions.RevisionView.as_view()),
+    re_path(rf"^jobs/{NAME}/revisions/{NUMBER}/diff/?$", revisions.RevisionDiffView.as_view()),
+    re_path(
+        rf"^jobs/{NAME}/revisions/{NUMBER}/restore/?$", revisions.RevisionRestoreView.as_view()
+    ),
     re_path(rf"^jobs/{NAME}/executions/?$", views.ExecutionsView.as_view()),
     re_path(rf"^jobs/{NAME}/executions/(?P<execution_id>[^/]+)/?$", views.ExecutionView.as_view()),
     re_path(

@@ -93,6 +93,12 @@ TABLE: list[tuple[str, str, Any, set[str]]] = [
     ("post", "/v1/calendars/days/ics", {"ics": ICS}, EDITORS),
     ("delete", "/v1/calendars/days", None, EDITORS),
     ("get", "/v1/concurrency", None, EVERYONE),
+    # Job history: read by all; a restore is an upsert (and job1 runs code).
+    ("get", "/v1/jobs/web/revisions", None, EVERYONE),
+    ("get", "/v1/jobs/web/revisions/1", None, EVERYONE),
+    ("get", "/v1/jobs/web/revisions/2/diff", None, EVERYONE),
+    ("post", "/v1/jobs/web/revisions/1/restore", None, EDITORS),
+    ("post", "/v1/jobs/job1/revisions/1/restore", None, CODERS),
 ]
 WHO = ["anonymous", *PRINCIPALS]
 
@@ -114,6 +120,9 @@ def world(db):  # type: ignore[no-untyped-def]
     job_upsert(data=job_body("job1"))
     calendar_upsert(name="days", data={"timezone": "UTC"})
     job_upsert(data={k: v for k, v in http_body("web").items()})
+    # A second revision of each, so that restoring revision 1 changes the job.
+    job_upsert(data=job_body("job1", displayname="v2"))
+    job_upsert(data=http_body("web", displayname="v2"))
     return add_execution("job1", status="queued")
 
 
