@@ -337,3 +337,18 @@ def test_a_webhook_header_change_is_a_secret_change():
         {"path": "notify.webhooks", "secret": True}
     ]
     assert "one-1" not in "\n".join(result.lines()) and "two-2" not in json.dumps(result.as_dict())
+
+
+def test_an_apply_records_revisions_with_source_apply_and_a_plan_records_none():
+    from jobs.models import JobRevision
+
+    plan(doc(shell("job-r")))
+    assert not JobRevision.objects.filter(job_name="job-r").exists()  # rolled back with it
+    apply(doc(shell("job-r")))
+    apply(doc(shell("job-r", retries=3)))
+    apply(doc(shell("job-r", retries=3)))  # unchanged: no revision
+    rows = JobRevision.objects.filter(job_name="job-r").order_by("number")
+    assert [(r.number, r.source, r.change) for r in rows] == [
+        (1, "apply", "create"),
+        (2, "apply", "update"),
+    ]

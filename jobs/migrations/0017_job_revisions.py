@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0015_concurrency_keys_and_slots'),
+        ('jobs', '0016_audit_via_apply'),
     ]
 
     operations = [
