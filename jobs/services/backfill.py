@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.utils.dateparse import parse_datetime
+from django.utils.dateparse import parse_date, parse_datetime
 
 from jobs import calendars, timeutil
 from jobs import schedule as sched
@@ -75,18 +75,24 @@ def _time(job: Job, value: Any, field: str) -> datetime:
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str) and value.strip():
+        text = value.strip()
         try:
-            parsed = parse_datetime(value.strip())
+            parsed = parse_datetime(text)
+            day = parse_date(text) if parsed is None else None
         except ValueError:
-            parsed = None
+            parsed = day = None
+        if day is not None:  # a bare date: its midnight on the job's wall clock
+            parsed = datetime(day.year, day.month, day.day)
         if parsed is None:
             raise DomainError(
                 f"{field}: '{value[:64]}' is not a time (RFC 3339, e.g. 2026-03-01T00:00:00Z)",
                 {field: "not a time"},
             )
         moment = parsed
-    else:
+    elif value is None or value == "":
         raise DomainError(f"{field} is required (an RFC 3339 time)", {field: "required"})
+    else:
+        raise DomainError(f"{field}: must be an RFC 3339 time (a string)", {field: "not a time"})
     if moment.utcoffset() is None:
         moment = moment.replace(tzinfo=_zone(job))
     return moment.astimezone(UTC)
@@ -156,8 +162,13 @@ def fire_times(job: Job, request: Request) -> list[datetime]:
         raise DomainError(f"job: its schedule cannot be used: {exc}", {"job": "schedule"}) from None
     if schedule is None or schedule.kind == "manual":
         raise DomainError("job: it has no schedule to backfill", {"job": "no schedule"})
+    anchor = job.anchor
+    if schedule.interval is not None and anchor is not None and anchor > request.range_from:
+        # @every runs in the phase set when its schedule was set; before that moment its
+        # times are the same phase extended back (a new job's last month has its times too).
+        anchor -= ((anchor - request.range_from) // schedule.interval + 1) * schedule.interval
     times = schedule.fires_between(
-        request.range_from - _TINY, request.range_to, anchor=job.anchor, limit=MAX_TIMES + 1
+        request.range_from - _TINY, request.range_to, anchor=anchor, limit=MAX_TIMES + 1
     )
     if len(times) > MAX_TIMES:
         raise DomainError(
@@ -306,8 +317,9 @@ def _advance(pk: int, *, now: datetime) -> tuple[int, bool]:
     """One backfill's step, under its row's lock (two advancers never start the same item).
 
     1. Items whose run finished (or was trimmed from history) are done.
-    2. Room = max_concurrency less its active runs; a job whose concurrency is forbid takes
-       one at a time, and none while any run of it (a scheduled one too) is active.
+    2. Room = max_concurrency less its active runs; a job whose concurrency is forbid or
+       replace takes one at a time, and none while any run of it (a scheduled one too) is
+       active.
     3. The next pending items, oldest first, are decided again now and started in one
        `start_runs` batch; a key taken meanwhile (the scheduler fired it) passes the item.
     """
@@ -321,7 +333,8 @@ def _advance(pk: int, *, now: datetime) -> tuple[int, bool]:
     done = started.exclude(pk__in=active).update(state=BackfillItem.State.DONE)
     backfill.finished += done
     room = backfill.max_concurrency - len(active)
-    if job.concurrency == Concurrency.FORBID:
+    if job.concurrency in (Concurrency.FORBID, Concurrency.REPLACE):
+        # Forbid would skip a run started while another is active, replace would kill it.
         room = 0 if run_services.has_active_run(job) else min(room, 1)
     launched = 0
     if room > 0:

@@ -109,6 +109,7 @@ def test_reprocess_decides_which_times_that_ran_are_included(db):
         ({"from": "2026-03-01T00:00:00Z", "reprocess": "some"}, "reprocess"),
         ({"from": "2026-03-01T00:00:00Z", "max_concurrency": 0}, "max_concurrency"),
         ({"from": "2026-03-01T00:00:00Z", "max_concurrency": "two"}, "max_concurrency"),
+        ({"from": 20260301}, "from"),
         ({"from": "2027-01-01T00:00:00Z", "to": "2027-02-01T00:00:00Z"}, "from"),
     ],
 )
@@ -233,3 +234,25 @@ def test_a_forbid_job_backfills_one_at_a_time_and_not_while_it_runs(node):
     Execution.objects.filter(job=job).update(status="success")
     assert bf.backfills_tick().started == 1
     assert Backfill.objects.get(pk=backfill.pk).created == 1
+
+
+def test_an_every_job_backfills_its_phase_from_before_it_was_created(db):
+    job = make_job("every", schedule="@every 1h")  # created at NOW, phase at NOW
+    req = bf.clean_request(job=job, data={"from": "2026-04-02T08:30:00Z"})
+    times = [p.scheduled_at for p in bf.backfill_plan(job=job, request=req)]
+    assert times == [datetime(2026, 4, 2, h, 0, tzinfo=UTC) for h in (9, 10, 11, 12)]
+
+
+def test_a_bare_date_is_midnight_on_the_jobs_wall_clock(db):
+    job = make_job()
+    req = bf.clean_request(job=job, data={"from": "2026-03-30", "to": "2026-03-31"})
+    assert req.range_from == datetime(2026, 3, 29, 22, 0, tzinfo=UTC)
+    assert [p.scheduled_at for p in bf.backfill_plan(job=job, request=req)] == [MAR30]
+
+
+def test_a_replace_job_backfills_one_at_a_time_so_no_run_kills_another(node):
+    job = make_job(concurrency="replace")
+    bf.backfill_start(job=job, request=request(job, max_concurrency=4))
+    assert bf.backfills_tick().started == 1
+    assert bf.backfills_tick().started == 0
+    assert not Execution.objects.filter(job=job, status="killed").exists()
