@@ -197,3 +197,15 @@ def test_dkron_clients_still_get_the_job_as_before(api, dkron, job):
     got = dkron.get("/v1/jobs/nightly").json()
     assert "backfills" not in got
     assert dkron.post("/v1/jobs", got, format="json").status_code == 201
+
+
+def test_the_openapi_document_describes_the_new_endpoints(api):
+    doc = api.get("/v1/openapi.json").json()
+    for path in (
+        "/v1/jobs/{name}/backfill",
+        "/v1/jobs/{name}/backfills/{backfill_id}/cancel",
+        "/v1/jobs/{name}/next",
+        "/v1/schedule/preview",
+    ):
+        assert any(p.rstrip("/") == path for p in doc["paths"]), (path, sorted(doc["paths"]))
+    assert "from" in doc["components"]["schemas"]["BackfillInput"]["properties"]
