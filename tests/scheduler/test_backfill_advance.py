@@ -30,7 +30,8 @@ def backfill_runs() -> int:
 def test_the_leader_advances_a_backfill_within_max_concurrency(published):
     agent("node-1")
     job = make_job("hourly", schedule="0 0 * * * *")
-    start = timeutil.now() - timedelta(hours=5, minutes=30)
+    hour = timeutil.now().replace(minute=0, second=0, microsecond=0)
+    start = hour - timedelta(hours=4, minutes=59)  # five top-of-the-hours, whatever the minute
     request = bf.clean_request(job=job, data={"from": start.isoformat(), "max_concurrency": 2})
     backfill = bf.backfill_start(job=job, request=request)
     assert backfill.total == 5
