@@ -28,7 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils.dateparse import parse_date, parse_datetime
 
 from jobs import calendars, timeutil
@@ -300,8 +300,8 @@ def backfills_tick(*, now: datetime | None = None) -> TickReport:
         try:
             with transaction.atomic():
                 started, still_open = _advance(pk, now=now or timeutil.now())
-        except DatabaseError:
-            raise  # the scheduler's tick retries
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: the scheduler's tick retries
         except Exception as exc:
             log.exception("backfill %s cannot go on; marking it failed", pk)
             Backfill.objects.filter(pk=pk, state__in=OPEN).update(

@@ -256,3 +256,17 @@ def test_a_replace_job_backfills_one_at_a_time_so_no_run_kills_another(node):
     assert bf.backfills_tick().started == 1
     assert bf.backfills_tick().started == 0
     assert not Execution.objects.filter(job=job, status="killed").exists()
+
+
+def test_a_backfill_that_cannot_go_on_is_failed_with_the_reason(node, monkeypatch):
+    job = make_job()
+    backfill = bf.backfill_start(job=job, request=request(job))
+
+    def broken(*args, **kwargs):
+        raise ValueError("the executor registry is broken")
+
+    monkeypatch.setattr(bf.run_services, "start_runs", broken)  # a bug, not an outage
+    assert bf.backfills_tick().open == 0
+    backfill.refresh_from_db()
+    assert (backfill.state, backfill.error) == ("failed", "the executor registry is broken")
+    assert not Run.objects.filter(job=job).exists()
