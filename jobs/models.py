@@ -623,8 +623,7 @@ class BackfillItem(models.Model):
         Run,
         null=True,
         blank=True,
-        # Retention deletes runs on a hot path: no constraint and no cascade query there. An
-        # item whose run was trimmed from history reads as done.
+        # As `run`.
         on_delete=models.DO_NOTHING,
         db_constraint=False,
         related_name="+",
