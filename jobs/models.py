@@ -164,6 +164,7 @@ class Run(models.Model):
         MANUAL = "manual"
         PARENT = "parent"
         CATCHUP = "catchup"
+        BACKFILL = "backfill"
 
     # No index of its own: run_job_idx and unique_fire_key lead with job_id (one index less
     # to maintain on every fire).
@@ -584,3 +585,118 @@ class JobRevision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_name} r{self.number} ({self.change})"
+
+
+class Backfill(models.Model):
+    """A request to run a job's past fire times in [range_from, range_to] (jobs.services.backfill).
+
+    The scheduler leader works through its items in small batches, at most `max_concurrency`
+    of its runs active at once; each run takes the fire time's key (job, scheduled_at), the
+    one a scheduled fire takes, so a time runs at most once whoever asks."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+
+    class Reprocess(models.TextChoices):
+        MISSING = "missing"
+        FAILED = "failed"
+        ALL = "all"
+
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="backfills", help_text="The job backfilled"
+    )
+    range_from = models.DateTimeField(help_text="First fire time considered (inclusive)")
+    range_to = models.DateTimeField(help_text="Last fire time considered (inclusive)")
+    reprocess = models.CharField(
+        max_length=16,
+        choices=Reprocess,
+        default=Reprocess.MISSING,
+        help_text="missing: times that never ran; failed: also those whose run failed; all",
+    )
+    max_concurrency = models.PositiveIntegerField(
+        default=1, help_text="At most this many of the backfill's runs active at once"
+    )
+    state = models.CharField(
+        max_length=16, choices=State, default=State.PENDING, help_text="Where it stands"
+    )
+    fire_times = models.PositiveIntegerField(default=0, help_text="Fire times in the range")
+    total = models.PositiveIntegerField(default=0, help_text="Fire times it set out to run")
+    created = models.PositiveIntegerField(default=0, help_text="Runs started (new or re-run)")
+    skipped = models.PositiveIntegerField(
+        default=0, help_text="Times found taken when their turn came (fired meanwhile)"
+    )
+    finished = models.PositiveIntegerField(default=0, help_text="Its runs that have finished")
+    error = models.CharField(max_length=255, blank=True, default="", help_text="Why it failed")
+    actor = models.CharField(max_length=150, blank=True, default="", help_text="Who asked")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="First batch started")
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="Done, failed or ended")
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # The leader's per-tick question: which backfills are still to advance.
+            models.Index(
+                fields=["id"],
+                name="backfill_open_idx",
+                condition=models.Q(state__in=["pending", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"backfill {self.pk} of job {self.job_id}"
+
+
+class BackfillItem(models.Model):
+    """One fire time of a backfill: waiting for its turn, started (its run), or passed over."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        STARTED = "started"
+        DONE = "done"
+        SKIPPED = "skipped"
+        CANCELLED = "cancelled"
+
+    # No index of its own: backfill_item_key and bf_item_idx lead with backfill_id.
+    backfill = models.ForeignKey(
+        Backfill, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
+    scheduled_at = models.DateTimeField(help_text="The fire time (the run's fire key)")
+    state = models.CharField(max_length=16, choices=State, default=State.PENDING)
+    run = models.ForeignKey(
+        Run,
+        null=True,
+        blank=True,
+        # Retention deletes runs on a hot path: no constraint and no cascade query there. An
+        # item whose run was trimmed from history reads as done.
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        help_text="The run it started",
+    )
+    previous_run = models.ForeignKey(
+        Run,
+        null=True,
+        blank=True,
+        # As `run`.
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        help_text="A re-run: the earlier run, released from the fire key and kept in history",
+    )
+    reason = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["scheduled_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["backfill", "scheduled_at"], name="backfill_item_key")
+        ]
+        indexes = [models.Index(fields=["backfill", "state", "scheduled_at"], name="bf_item_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.scheduled_at:%Y-%m-%d %H:%M:%S} of backfill {self.backfill_id}"

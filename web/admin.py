@@ -22,6 +22,7 @@ from jobs.models import (
     Agent,
     ApiToken,
     AuditEntry,
+    Backfill,
     Calendar,
     ConcurrencyKey,
     Execution,
@@ -31,6 +32,7 @@ from jobs.models import (
     Run,
 )
 from jobs.notifications import schema as notify_schema
+from jobs.services import backfill as backfill_services
 from jobs.services import calendars as calendar_services
 from jobs.services import executions as execution_services
 from jobs.services import jobs as job_services
@@ -444,3 +446,35 @@ class CalendarAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Calendar]) -> None:
         for calendar in queryset:
             self.delete_model(request, calendar)
+
+
+@admin.register(Backfill)
+class BackfillAdmin(admin.ModelAdmin):
+    """Backfills (jobs.services.backfill): read-only here (started through the API or the UI);
+    Cancel goes through the service, with the permission to run jobs."""
+
+    list_display = ("id", "job", "state", "range_from", "range_to", "reprocess", "total")
+    list_filter = ("state", "reprocess")
+    search_fields = ("job__name", "actor")
+    list_select_related = ("job",)
+    actions = ("cancel",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("jobs.operate_job"))
+
+    @admin.action(description="Cancel", permissions=["operate"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Backfill]) -> None:
+        cancelled = 0
+        for backfill in queryset.filter(state__in=backfill_services.OPEN).select_related("job"):
+            try:
+                backfill_services.backfill_cancel(backfill=backfill, actor=_actor(request))
+                cancelled += 1
+            except DomainError as exc:
+                self.message_user(request, f"{backfill.pk}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"Cancelled {cancelled} backfill(s).")

@@ -35,6 +35,9 @@ ACTIONS = (
     "calendar_create",
     "calendar_update",
     "calendar_delete",
+    # Backfills (jobs.services.backfill): the target is the job's name.
+    "backfill",
+    "backfill_cancel",
 )
 
 

@@ -701,8 +701,8 @@ def publish_left_unpublished(
     *, now: datetime | None = None, chunk: int = 1000, shards: Shards | None = None
 ) -> int:
     """Publish the fires a previous scheduler committed and never published (a new leader's
-    first act): queued executions of schedule and catch-up runs with no publish time and no
-    publish slot of their own (catch-ups waiting for a slot are `publish_due_catchups`').
+    first act): queued executions of schedule, catch-up and backfill runs with no publish time
+    and no publish slot of their own (catch-ups waiting for a slot are `publish_due_catchups`').
 
     Only schedulers create these runs, and the lease fence means the previous one cannot
     commit any more, so nobody else is about to publish them (a duplicate message would still
@@ -719,7 +719,7 @@ def publish_left_unpublished(
             unpublished.filter(
                 not_before__isnull=True,
                 queued_at__lte=now,
-                run__trigger__in=(Run.Trigger.SCHEDULE, Run.Trigger.CATCHUP),
+                run__trigger__in=(Run.Trigger.SCHEDULE, Run.Trigger.CATCHUP, Run.Trigger.BACKFILL),
                 pk__gt=seen,
             )
             .select_related("run")

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularJSONAPIView
 
 from web.api import (
     apply,
+    backfill,
     calendars,
     concurrency,
     ops,
@@ -59,6 +60,16 @@ urlpatterns = [
     re_path(r"^apply/?$", apply.ApplyView.as_view()),
     # dkronweb extension: concurrency keys (jobs' concurrency_key), read-only.
     re_path(r"^concurrency/?$", concurrency.ConcurrencyView.as_view()),
+    # dkronweb extension: schedule previews and backfills of past fire times.
+    re_path(r"^schedule/preview/?$", backfill.SchedulePreviewView.as_view()),
+    re_path(rf"^jobs/{NAME}/next/?$", backfill.JobNextView.as_view()),
+    re_path(rf"^jobs/{NAME}/backfill/?$", backfill.JobBackfillView.as_view()),
+    re_path(rf"^jobs/{NAME}/backfills/?$", backfill.JobBackfillsView.as_view()),
+    re_path(rf"^jobs/{NAME}/backfills/(?P<backfill_id>[^/]+)/?$", backfill.BackfillView.as_view()),
+    re_path(
+        rf"^jobs/{NAME}/backfills/(?P<backfill_id>[^/]+)/cancel/?$",
+        backfill.BackfillCancelView.as_view(),
+    ),
     re_path(r"^jobs/?$", views.JobsView.as_view()),
     re_path(rf"^jobs/{NAME}/?$", views.JobView.as_view()),
     re_path(rf"^jobs/{NAME}/run/?$", views.JobRunView.as_view()),

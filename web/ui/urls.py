@@ -4,6 +4,7 @@ from django.urls import path
 
 from web.ui.views import (
     auth,
+    backfill,
     calendars,
     cluster,
     concurrency,
@@ -41,6 +42,14 @@ urlpatterns = [
         "jobs/<str:name>/history/<int:number>/restore/",
         job_history.job_revision_restore,
         name="ui-job-revision-restore",
+    ),
+    # Backfills of a job's past fire times: the form (dry run, start), progress, cancel.
+    path("jobs/<str:name>/backfill/", backfill.backfill_form, name="ui-backfill-form"),
+    path("jobs/<str:name>/backfills/<int:pk>/", backfill.backfill_page, name="ui-backfill"),
+    path(
+        "jobs/<str:name>/backfills/<int:pk>/cancel/",
+        backfill.backfill_cancel,
+        name="ui-backfill-cancel",
     ),
     path("executions/<int:pk>/output/", job_detail.execution_output, name="ui-execution-output"),
     path("executions/<int:pk>/kill/", job_detail.execution_kill, name="ui-execution-kill"),
