@@ -25,7 +25,7 @@ from executors.base import CancelToken, ConfigError, ExecutionContext, ExecutorE
 from executors.output import OutputSink
 from executors.registry import UnknownExecutor, get_executor, secret_spec
 from jobs import params as job_params
-from jobs import telemetry, timeutil
+from jobs import telemetry, timeutil, tracing
 from jobs.logcontext import execution_logging
 from jobs.models import Execution, ExecutionStatus, Run
 from jobs.secrets import encryption_keys, server_secrets
@@ -231,22 +231,28 @@ def run_execution(execution_id: int, *, node_name: str) -> Execution | None:
     return run(execution_id, node_name=node_name).retry
 
 
-def run(execution_id: int, *, node_name: str) -> Outcome:
-    """Run one execution here: `run_execution`, also saying what was recorded."""
+def run(execution_id: int, *, node_name: str, traceparent: str | None = None) -> Outcome:
+    """Run one execution here: `run_execution`, also saying what was recorded.
+
+    `traceparent`: the message's W3C trace header, the parent of this delivery's spans."""
+    claim_started = tracing.now()
     execution = with_db_retry(
         lambda: execution_claim(execution_id=execution_id, node_name=node_name), what="claiming"
     )
     if execution is None:
         return Outcome()  # taken by another delivery, killed while queued, or deleted
+    trace = tracing.delivery(execution, traceparent)
+    trace.span("claim", start=claim_started, status=str(execution.status))
     _track(+1)
     try:
         with execution_logging(job=execution.job_name, execution=execution.pk):
-            return _run_claimed(execution)
+            return _run_claimed(execution, trace)
     finally:
         _track(-1)
 
 
-def _run_claimed(execution: Execution) -> Outcome:
+def _run_claimed(execution: Execution, trace: Any = tracing.NO_DELIVERY) -> Outcome:
+    execute_started = tracing.now()
     limit = settings.DKRON["OUTPUT_LIMIT"]
     snapshot = execution.run.snapshot
     sink = OutputSink(limit)
@@ -278,6 +284,7 @@ def _run_claimed(execution: Execution) -> Outcome:
             output=sink,
             cancel=cancel,
             execution_id=str(execution.pk),
+            run_id=str(execution.run_id),
             attempt=execution.attempt,
             scheduled_at=execution.scheduled_at,
             default_timeout=settings.DKRON["DEFAULT_MAX_RUNTIME"],
@@ -311,6 +318,9 @@ def _run_claimed(execution: Execution) -> Outcome:
     reason = _storable(reason)
     output, truncated = _final_output(reason, sink, limit)
     output = _process_output(execution, status, output, reason, truncated)
+    failed = status != ExecutionStatus.SUCCESS
+    trace.span("execute", start=execute_started, status=status, error=reason if failed else "")
+    finish_started = tracing.now()
     log.info("finished status=%s", status)
     closed = with_db_retry(
         lambda: execution_close(
@@ -324,6 +334,7 @@ def _run_claimed(execution: Execution) -> Outcome:
         ),
         what="recording the result",
     )
+    trace.span("finish", start=finish_started, status=closed.status or status)
     if execution.concurrency_key or closed.slot_waiters:  # what waits for this slot or key
         capacity.after_finish(key=execution.concurrency_key, slot_waiters=closed.slot_waiters)
     # In process only (no query): the heartbeat carries the figures to the database.

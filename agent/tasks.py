@@ -7,7 +7,7 @@ from typing import Any
 from celery import shared_task
 
 from agent import runner
-from jobs import dispatch, node, timeutil
+from jobs import dispatch, node, timeutil, tracing
 from jobs.models import Execution, ExecutionStatus
 from jobs.services.notifications import notify_run as notify
 from jobs.services.retention import retention_apply
@@ -37,7 +37,9 @@ class ExecutionFailed(Exception):
 def run_execution(self: Any, execution_id: int, v: int = dispatch.MESSAGE_VERSION) -> None:
     """Run one execution on this agent; a failed attempt comes back as a Celery retry."""
     node_name = node.identity().name
-    outcome = runner.run(execution_id, node_name=node_name)
+    # A message's own headers are the request's `headers` (a worker's and `apply`'s alike).
+    header = (self.request.headers or {}).get("traceparent") if tracing.ENABLED else None
+    outcome = runner.run(execution_id, node_name=node_name, traceparent=header)
     retry = outcome.retry
     if retry is None:
         if not outcome.status:  # recorded nothing here: ask the row (rare)
@@ -49,13 +51,19 @@ def run_execution(self: Any, execution_id: int, v: int = dispatch.MESSAGE_VERSIO
     if retry.not_before is not None:
         countdown = max(0.0, (retry.not_before - timeutil.now()).total_seconds())
     Execution.objects.filter(pk=retry.pk).update(published_at=timeutil.now())
-    raise self.retry(
+    spans = tracing.publishing()  # the retry's own traceparent, not this message's
+    headers = spans.header(retry)
+    retried = self.retry(
         kwargs={"execution_id": retry.pk, "v": dispatch.MESSAGE_VERSION},
         countdown=countdown,
         queue=retry.queue,
         max_retries=None,
+        throw=False,  # sent; raised below once its publish span is recorded
+        **({"headers": headers} if headers else {}),
         **dispatch.task_labels(retry),
     )
+    spans.end()
+    raise retried
 
 
 def _raise_if_failed(execution_id: int, node_name: str) -> None:

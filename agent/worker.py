@@ -23,7 +23,7 @@ from django.db import close_old_connections
 from agent import reaper, revoke
 from agent.runner import running_count, with_db_retry
 from executors.shell import reap_orphans
-from jobs import telemetry
+from jobs import telemetry, tracing
 from jobs.dispatch import node_queue
 from jobs.node import Identity, configure, parse_tag_options
 from jobs.services import agents as svc
@@ -139,6 +139,8 @@ class AgentStep(bootsteps.StartStopStep):
                 worker.concurrency = worker.min_concurrency = slots
         self.slots = int(slots or worker.concurrency or 1)
         server = settings.DKRON["AGENT_SERVER"]
+        tracing.set_service("dkronweb-agent")
+        tracing.preload()  # before the pool forks (nothing when tracing is off)
         self.ident = configure(name=node_name, tags=parse_tag_options(tag), server=server)
 
         # Here, in the main process before the pool forks its children, so they inherit it.
@@ -218,6 +220,11 @@ def _on_worker_shutdown(sender: Any = None, **kw: Any) -> None:
     # Sent after the blueprint (and so the pool, which waits for its tasks) has stopped.
     if _step is not None:
         _step.leave()
+    tracing.shutdown()  # the last spans of a threads or solo pool
+
+
+def _on_process_shutdown(**kw: Any) -> None:
+    tracing.shutdown()  # a prefork child exits without atexit: its last spans go out here
 
 
 def _at_exit() -> None:
@@ -231,6 +238,9 @@ def _connect_signals() -> None:
     never the web or the scheduler, carry these handlers."""
 
     signals.worker_shutdown.connect(_on_worker_shutdown, weak=False, dispatch_uid="dkron-agent")
+    signals.worker_process_shutdown.connect(
+        _on_process_shutdown, weak=False, dispatch_uid="dkron-tracing"
+    )
     signals.task_revoked.connect(revoke.on_task_revoked, weak=False, dispatch_uid="dkron-revoke")
     atexit.unregister(_at_exit)
     atexit.register(_at_exit)

@@ -13,13 +13,25 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, overload
+from typing import Any, ClassVar, TypeVar, overload
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
 import confidential
 from executors.netguard import Guard, GuardError
 from executors.output import OutputSink
+from executors.values import rfc3339
+
+# The fire key's fields as every executor that talks to another system sends them (HTTP
+# headers; message headers or attributes; gRPC metadata in lower case). One definition here,
+# documented in docs/executors.md ("Making a target exactly-once: the fire key").
+FIRE_KEY_HEADER = "Idempotency-Key"
+SCHEDULED_TIME_HEADER = "X-Dkron-Scheduled-Time"
+ATTEMPT_HEADER = "X-Dkron-Attempt"
+EXECUTION_HEADER = "X-Dkron-Execution"
+
+V = TypeVar("V")
 
 
 def guard_failure(prefix: str, exc: GuardError) -> ExecutorError:
@@ -35,6 +47,21 @@ def check_outbound(ctx: ExecutionContext, prefix: str, targets: Iterable[tuple[s
             ctx.outbound.check_host(host, port)
         except GuardError as exc:
             raise guard_failure(prefix, exc) from None
+
+
+def with_fire_fields(
+    configured: Iterable[tuple[str, V]], fields: Mapping[str, str], *, lower: bool = False
+) -> list[tuple[str, V | str]]:
+    """The job's own (name, value) pairs, then each fire field the job does not set itself:
+    a header the job's config names (case-insensitively) wins, so a job that already sends
+    its own Idempotency-Key keeps it. `lower` lower-cases the fields' names (gRPC metadata).
+    """
+    pairs: list[tuple[str, V | str]] = list(configured)
+    taken = {name.lower() for name, _ in pairs}
+    for name, value in fields.items():
+        if name.lower() not in taken:
+            pairs.append((name.lower() if lower else name, value))
+    return pairs
 
 
 class ExecutorError(Exception):
@@ -110,6 +137,52 @@ class ExecutionContext:
     # start a process (shell, docker); other executors get them through the config's
     # `{{ params.<name> }}` placeholders, substituted by the agent.
     param_env: Mapping[str, str] = field(default_factory=dict)
+    # The run (Dkron's execution `group`) this attempt belongs to: a manual run's fire key.
+    run_id: str = ""
+
+    @property
+    def fire_key(self) -> str:
+        """What a target deduplicates on: `<job>@<scheduled time>` (RFC 3339, UTC), the same
+        for every attempt of one fire, on every node, whichever agent runs it; a manual run
+        has no scheduled time and is `<job>@run-<run id>` instead, the same for its retries.
+
+        ASCII only, so it fits an HTTP header and gRPC metadata as it is: a job name's
+        non-ASCII letters are percent-encoded (UTF-8), its ASCII ones (a-z, 0-9, `_`, `-`)
+        stay as they are.
+        """
+        name = quote(self.job_name, safe="")
+        if self.scheduled_at is not None:
+            return f"{name}@{rfc3339(self.scheduled_at)}"
+        if self.run_id:
+            return f"{name}@run-{self.run_id}"
+        if self.execution_id:  # a context built by hand, naming only its execution
+            return f"{name}@execution-{self.execution_id}"
+        return ""  # a context built by hand that names no run: no fire key to send
+
+    def fire_fields(self) -> dict[str, str]:
+        """The fire key and its companions, by header name: the scheduled time (scheduled
+        fires only), the attempt (from 1) and the execution id (unique per attempt and node).
+        Empty for a context that names no run (built by hand, as in a plugin host)."""
+        if not self.fire_key:
+            return {}
+        fields = {FIRE_KEY_HEADER: self.fire_key}
+        if self.scheduled_at is not None:
+            fields[SCHEDULED_TIME_HEADER] = rfc3339(self.scheduled_at)
+        fields[ATTEMPT_HEADER] = str(self.attempt)
+        if self.execution_id:
+            fields[EXECUTION_HEADER] = str(self.execution_id)
+        return fields
+
+    def run_env(self) -> dict[str, str]:
+        """The DKRON_* variables a job process or container gets (shell, docker, ecs): which
+        run it is, and the fire key. Set after the job's own env, so a job cannot fake them."""
+        return {
+            "DKRON_JOB_NAME": self.job_name,
+            "DKRON_EXECUTION_ID": str(self.execution_id),
+            "DKRON_ATTEMPT": str(self.attempt),
+            "DKRON_SCHEDULED_AT": rfc3339(self.scheduled_at),
+            "DKRON_FIRE_KEY": self.fire_key,
+        }
 
     def __post_init__(self) -> None:
         if self.block_private and not self.outbound.block_private:

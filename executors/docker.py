@@ -38,7 +38,6 @@ from executors.values import (
     is_blank,
     json_if_bracketed,
     matching,
-    rfc3339,
     split_command,
 )
 
@@ -415,12 +414,7 @@ class _Run:
         env = dict(self.config.env)
         env.update(self.ctx.param_env)  # the run's parameters win over the job's own env
         # Set last, as for shell jobs, so a job cannot fake which run it is.
-        env.update(
-            DKRON_JOB_NAME=self.ctx.job_name,
-            DKRON_EXECUTION_ID=str(self.ctx.execution_id),
-            DKRON_ATTEMPT=str(self.ctx.attempt),
-            DKRON_SCHEDULED_AT=rfc3339(self.ctx.scheduled_at),
-        )
+        env.update(self.ctx.run_env())
         return env
 
     def _create(self) -> Any:

@@ -17,7 +17,13 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors.base import ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.base import (
+    ExecutionContext,
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    with_fire_fields,
+)
 from executors.netguard import split_host_port
 from executors.publisher import Publisher
 from executors.values import base64_bytes, check_text, config_error, whole_seconds
@@ -25,6 +31,7 @@ from executors.values import base64_bytes, check_text, config_error, whole_secon
 __all__ = ["PubSubConfig", "PubSubExecutor"]
 
 DEFAULT_TIMEOUT = 15  # seconds; Dkron's publish timeout
+MAX_ATTRIBUTES = 100  # Pub/Sub's limit per message
 # Pub/Sub's rule for topic ids: 3-255 characters, a letter first, not starting with "goog".
 _TOPIC_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
 # Project ids (and the legacy "domain.com:project" form); anything with '/' would change the path.
@@ -167,7 +174,7 @@ class _Publish(Publisher):
             )
             message = PubsubMessage(
                 data=self.config.data,
-                attributes=self.config.attributes,
+                attributes=self.attributes(),
                 ordering_key=self.config.ordering_key,
             )
             response = client.publish(
@@ -178,6 +185,12 @@ class _Publish(Publisher):
             with self.lock:
                 if self.client is not None:
                     _close(self.client)
+
+    def attributes(self) -> dict[str, str]:
+        """The job's attributes, then the fire key's (one the job names itself wins), within
+        Pub/Sub's 100 attributes a message: a job already at the limit publishes as before."""
+        pairs = with_fire_fields(self.config.attributes.items(), self.ctx.fire_fields())
+        return dict(pairs) if len(pairs) <= MAX_ATTRIBUTES else dict(self.config.attributes)
 
     def _note(self, exc: BaseException) -> None:
         self.last_error = exc

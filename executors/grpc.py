@@ -41,6 +41,7 @@ from executors.base import (
     ExecutorConfig,
     ExecutorError,
     guard_failure,
+    with_fire_fields,
 )
 from executors.netguard import GuardError, split_host_port
 from executors.values import (
@@ -350,6 +351,10 @@ class _Call:
         self.limit = limit
         self.deadline = time.monotonic() + limit
         self.metadata = tuple(config.headers) or None
+        # The method's call also carries the fire key (lower-case, as gRPC metadata must be);
+        # the reflection lookups before it do not, so a target that deduplicates every call
+        # on `idempotency-key` still answers them.
+        self.call_metadata = tuple(with_fire_fields(config.headers, ctx.fire_fields(), lower=True))
         self.channel = _channel(config, self.target, ctx)
         self._lock = threading.Lock()
         self._active: set[Any] = set()
@@ -433,7 +438,9 @@ class _Call:
             request_serializer=type(request).SerializeToString,
             response_deserializer=response_class.FromString,
         )
-        future = self.track(rpc.future(request, timeout=self.remaining(), metadata=self.metadata))
+        future = self.track(
+            rpc.future(request, timeout=self.remaining(), metadata=self.call_metadata)
+        )
         try:
             return grpc.StatusCode.OK, "", future.result()
         except (grpc.RpcError, grpc.FutureCancelledError) as exc:

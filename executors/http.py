@@ -20,7 +20,13 @@ from pydantic import BeforeValidator, Field, field_validator
 
 import confidential
 from executors import guarded_http, netguard
-from executors.base import ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.base import (
+    ExecutionContext,
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    with_fire_fields,
+)
 from executors.regex import RegexError, compile_user_regex
 from executors.values import (
     GoBool,
@@ -259,7 +265,9 @@ async def _request(
         client.stream(
             config.method,
             config.url,
-            headers=config.headers,
+            # The fire key (Idempotency-Key and the X-Dkron-* headers) unless the job sets
+            # a header of the same name itself: a target can deduplicate retries on it.
+            headers=with_fire_fields(config.headers, ctx.fire_fields()),
             content=config.body.encode() if config.body else None,
         ) as response,
     ):

@@ -23,7 +23,13 @@ from kafka import errors as kerrors
 from kafka.protocol.metadata import MetadataRequest
 from pydantic import BeforeValidator, Field, field_validator
 
-from executors.base import ExecutionContext, Executor, ExecutorConfig, ExecutorError
+from executors.base import (
+    ExecutionContext,
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    with_fire_fields,
+)
 from executors.netguard import split_host_port
 from executors.publisher import Publisher
 from executors.values import (
@@ -341,7 +347,8 @@ class _Produce(Publisher):
                 config.topic,
                 value=config.message.encode(),
                 key=config.key.encode() if config.key else None,
-                headers=[(name, value.encode()) for name, value in config.headers],
+                # The fire key after the job's own headers (one the job names itself wins).
+                headers=[(name, value.encode()) for name, value in self.headers()],
             )
             self.phase = "ack"
             meta = future.get(timeout=self._remaining_ms() / 1000)
@@ -353,6 +360,9 @@ class _Produce(Publisher):
             wait = 1.0 if delivered else self._remaining_ms() / 1000 + 1
             with contextlib.suppress(Exception):
                 producer.close(timeout=wait)
+
+    def headers(self) -> list[tuple[str, str]]:
+        return with_fire_fields(self.config.headers, self.ctx.fire_fields())
 
     def timeout_error(self) -> ExecutorError:
         cause = self._connection_failure()

@@ -98,6 +98,9 @@ class NatsConfig(ExecutorConfig):
         return value
 
 
+JETSTREAM_MSG_ID = "Nats-Msg-Id"  # JetStream deduplicates on it
+
+
 class NatsExecutor(Executor):
     name = "nats"
     description = "Publish a message on a NATS subject; success is the server's flush reply."
@@ -194,6 +197,19 @@ class _Publish(Publisher):
         return super().describe(exc)
 
 
+def _headers(progress: _Publish, client: Any) -> dict[str, str] | None:
+    """The fire key as message headers, for a server that takes them (NATS 2.2+, which says
+    so in its INFO); an older server would close the connection on an HPUB, so it gets the
+    message without them, as from Dkron. `Nats-Msg-Id` is the fire key too: a JetStream
+    stream drops a retry's copy of a message it already stored (its duplicate window)."""
+    if not client._server_info.get("headers"):  # nats-py has no public accessor
+        return None
+    fields = progress.ctx.fire_fields()
+    if not fields:
+        return None
+    return {**fields, JETSTREAM_MSG_ID: progress.ctx.fire_key}
+
+
 async def _publish(progress: _Publish) -> str:
     config, remaining = progress.config, progress.remaining
 
@@ -217,7 +233,9 @@ async def _publish(progress: _Publish) -> str:
         progress.server = f"{url.hostname}:{url.port}" if url else ",".join(config.url)
         progress.phase = "publish"
         try:
-            await client.publish(config.subject, config.message.encode())
+            await client.publish(
+                config.subject, config.message.encode(), headers=_headers(progress, client)
+            )
         except nerrors.MaxPayloadError:
             raise ExecutorError(
                 f"nats: the message ({len(config.message.encode())} bytes) is larger than "

@@ -295,7 +295,10 @@ class _Publish(Publisher):
                 properties=pika.BasicProperties(
                     content_type=config.content_type,
                     delivery_mode=config.delivery_mode or None,
-                    message_id=config.message_id or None,
+                    # The fire key, unless the job sets message.messageId itself; the
+                    # fire's fields also as headers (docs/executors.md, the fire key).
+                    message_id=config.message_id or self.ctx.fire_key or None,
+                    headers=self.ctx.fire_fields() or None,
                 ),
                 mandatory=True,
             )

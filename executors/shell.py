@@ -45,7 +45,6 @@ from executors.values import (
     config_error,
     format_go_duration,
     matching,
-    rfc3339,
     split_command,
 )
 
@@ -344,13 +343,7 @@ class ShellExecutor(Executor):
         env.update(config.env)
         env.update(ctx.param_env)  # the run's parameters win over the job's own env
         # Set last so a job cannot fake them: reaping and kill rely on the tags.
-        env.update(
-            ENV_JOB_NAME=ctx.job_name,
-            DKRON_JOB_NAME=ctx.job_name,
-            DKRON_EXECUTION_ID=str(ctx.execution_id),
-            DKRON_ATTEMPT=str(ctx.attempt),
-            DKRON_SCHEDULED_AT=rfc3339(ctx.scheduled_at),
-        )
+        env.update(ctx.run_env(), ENV_JOB_NAME=ctx.job_name)
         for key in (AGENT_NAME_ENV, AGENT_ID_ENV):  # the agent's identity, not the job's
             if key in os.environ:
                 env[key] = os.environ[key]

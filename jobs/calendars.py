@@ -68,9 +68,20 @@ class InvalidCalendar(ValueError):
 # --- 1. Definitions -------------------------------------------------------------------------
 
 
+# Names the zone database holds that are no place: `localtime` is whatever zone the host that
+# reads it is set to (the web process and the scheduler may differ), `posixrules` a template
+# for POSIX TZ strings, `Factory` the "-00" placeholder of an unset clock.
+NOT_A_PLACE = frozenset({"localtime", "posixrules", "Factory"})
+
+
 def zone_of(name: Any) -> ZoneInfo:
     if not isinstance(name, str) or not name:
         raise InvalidCalendar("timezone is required (an IANA zone such as Europe/Berlin)")
+    if name in NOT_A_PLACE:
+        raise InvalidCalendar(
+            f"time zone '{name}' names no place; give an IANA zone such as Europe/Berlin",
+            {"timezone": "not a place"},
+        )
     try:
         return ZoneInfo(name)
     except (ValueError, KeyError, OSError):

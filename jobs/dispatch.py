@@ -9,7 +9,7 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
-from jobs import timeutil
+from jobs import timeutil, tracing
 from jobs.models import Execution
 
 log = logging.getLogger("dkronweb.dispatch")
@@ -94,6 +94,9 @@ def publish_many(executions: list[Execution], *, countdown: float = 0.0) -> None
     if not executions:
         return
     app = current_app
+    # Each message's traceparent header (None: tracing off); a batch that fails to flush
+    # records no publish spans (the sweep's publish of the same rows will).
+    spans = tracing.publishing()
     with (
         app.producer_or_acquire() as producer,  # type: ignore[attr-defined]
         producer.batch(max_size=PUBLISH_BATCH),
@@ -108,8 +111,10 @@ def publish_many(executions: list[Execution], *, countdown: float = 0.0) -> None
                 soft_time_limit=int(soft),
                 time_limit=int(hard),
                 producer=producer,
+                headers=spans.header(execution),
                 **task_labels(execution),
             )
+    spans.end()
     Execution.objects.filter(pk__in=[e.pk for e in executions]).update(published_at=timeutil.now())
 
 

@@ -121,6 +121,11 @@ class Job(models.Model):
         help_text="What dkronweb's own validation found wrong when a restore or import stored "
         "the job anyway (key -> message); its runs fail with it until an upsert validates",
     )
+    # Job history (jobs.services.revisions): the number of the job's latest JobRevision; 0 for
+    # a job no change has been recorded for since the upgrade that added revisions.
+    revision = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Number of the job's current revision (0: none yet)"
+    )
 
     # Server-maintained.
     status = models.CharField(max_length=32, choices=JobStatus, default="", blank=True)
@@ -174,6 +179,7 @@ class Run(models.Model):
         MANUAL = "manual"
         PARENT = "parent"
         CATCHUP = "catchup"
+        BACKFILL = "backfill"
 
     # No index of its own: run_job_idx and unique_fire_key lead with job_id (one index less
     # to maintain on every fire).
@@ -185,6 +191,10 @@ class Run(models.Model):
     snapshot = models.JSONField(default=dict)
     status = models.CharField(max_length=32, blank=True, default="")
     finished = models.BooleanField(default=False)
+    # The job's revision at fire time (jobs.services.revisions), shown on its executions.
+    revision = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="The job's revision it ran (0: from before revisions)"
+    )
 
     class Meta:
         constraints = [
@@ -471,6 +481,9 @@ class AuditEntry(models.Model):
         ADMIN = "admin"
         CLI = "cli"
         SYSTEM = "system"
+        # Jobs as files (jobs.services.declarative), from `manage.py jobs apply` or /v1/apply:
+        # the source of a change, whichever door it came through (the "apply" entry says).
+        APPLY = "apply"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True, help_text="When it happened")
     actor = models.CharField(max_length=150, help_text="Username, or 'system'")
@@ -594,3 +607,166 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.state} {self.job_name} {self.subject}".strip()
+
+
+class JobRevision(models.Model):
+    """One recorded change of a job (jobs.services.revisions): the job as it was after it,
+    as GET /v1/jobs/{name} shows it (secrets masked), without the server-maintained fields.
+
+    Keyed by the job's name, not a foreign key: the history of a deleted job stays (its last
+    revision is the deletion, and a restore of any revision brings the job back), and a job
+    created again under the same name continues the same numbering.
+    """
+
+    class Change(models.TextChoices):
+        CREATE = "create"
+        UPDATE = "update"
+        TOGGLE = "toggle"
+        DELETE = "delete"
+        RESTORE = "restore", "restore (rollback to an earlier revision)"
+        BASELINE = "baseline", "baseline (the job as it was before its first recorded change)"
+
+    job_name = models.CharField(max_length=255, help_text="The job's name")
+    number = models.PositiveIntegerField(help_text="1, 2, 3... per job name")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the change was made")
+    actor = models.CharField(max_length=150, help_text="Username, or 'system'")
+    source = models.CharField(
+        max_length=16,
+        help_text="Through what: api, ui, admin, cli, system, restore (a /v1/restore backup), "
+        "import (import_jobs), apply",
+    )
+    change = models.CharField(max_length=16, choices=Change, help_text="What the change was")
+    data = models.JSONField(help_text="The job after the change, secrets masked")
+    secrets_changed = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Which secrets this change set or replaced (paths such as "
+        "executor_config.env.TOKEN); never their values",
+    )
+    restored_from = models.PositiveIntegerField(
+        null=True, blank=True, help_text="For a restore: the revision it brought back"
+    )
+
+    class Meta:
+        ordering = ["job_name", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["job_name", "number"], name="unique_job_revision")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_name} r{self.number} ({self.change})"
+
+
+class Backfill(models.Model):
+    """A request to run a job's past fire times in [range_from, range_to] (jobs.services.backfill).
+
+    The scheduler leader works through its items in small batches, at most `max_concurrency`
+    of its runs active at once; each run takes the fire time's key (job, scheduled_at), the
+    one a scheduled fire takes, so a time runs at most once whoever asks."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+
+    class Reprocess(models.TextChoices):
+        MISSING = "missing"
+        FAILED = "failed"
+        ALL = "all"
+
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="backfills", help_text="The job backfilled"
+    )
+    range_from = models.DateTimeField(help_text="First fire time considered (inclusive)")
+    range_to = models.DateTimeField(help_text="Last fire time considered (inclusive)")
+    reprocess = models.CharField(
+        max_length=16,
+        choices=Reprocess,
+        default=Reprocess.MISSING,
+        help_text="missing: times that never ran; failed: also those whose run failed; all",
+    )
+    max_concurrency = models.PositiveIntegerField(
+        default=1, help_text="At most this many of the backfill's runs active at once"
+    )
+    state = models.CharField(
+        max_length=16, choices=State, default=State.PENDING, help_text="Where it stands"
+    )
+    fire_times = models.PositiveIntegerField(default=0, help_text="Fire times in the range")
+    total = models.PositiveIntegerField(default=0, help_text="Fire times it set out to run")
+    created = models.PositiveIntegerField(default=0, help_text="Runs started (new or re-run)")
+    skipped = models.PositiveIntegerField(
+        default=0, help_text="Times found taken when their turn came (fired meanwhile)"
+    )
+    finished = models.PositiveIntegerField(default=0, help_text="Its runs that have finished")
+    error = models.CharField(max_length=255, blank=True, default="", help_text="Why it failed")
+    actor = models.CharField(max_length=150, blank=True, default="", help_text="Who asked")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="First batch started")
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="Done, failed or ended")
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # The leader's per-tick question: which backfills are still to advance.
+            models.Index(
+                fields=["id"],
+                name="backfill_open_idx",
+                condition=models.Q(state__in=["pending", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"backfill {self.pk} of job {self.job_id}"
+
+
+class BackfillItem(models.Model):
+    """One fire time of a backfill: waiting for its turn, started (its run), or passed over."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        STARTED = "started"
+        DONE = "done"
+        SKIPPED = "skipped"
+        CANCELLED = "cancelled"
+
+    # No index of its own: backfill_item_key and bf_item_idx lead with backfill_id.
+    backfill = models.ForeignKey(
+        Backfill, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
+    scheduled_at = models.DateTimeField(help_text="The fire time (the run's fire key)")
+    state = models.CharField(max_length=16, choices=State, default=State.PENDING)
+    run = models.ForeignKey(
+        Run,
+        null=True,
+        blank=True,
+        # Retention deletes runs on a hot path: no constraint and no cascade query there. An
+        # item whose run was trimmed from history reads as done.
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        help_text="The run it started",
+    )
+    previous_run = models.ForeignKey(
+        Run,
+        null=True,
+        blank=True,
+        # As `run`.
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        help_text="A re-run: the earlier run, released from the fire key and kept in history",
+    )
+    reason = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["scheduled_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["backfill", "scheduled_at"], name="backfill_item_key")
+        ]
+        indexes = [models.Index(fields=["backfill", "state", "scheduled_at"], name="bf_item_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.scheduled_at:%Y-%m-%d %H:%M:%S} of backfill {self.backfill_id}"

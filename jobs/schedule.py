@@ -486,6 +486,21 @@ class Schedule:
             return self._at if self._at > after else None
         return None
 
+    @property
+    def hour_repeats(self) -> bool:
+        """A cron hour field that is a wildcard or a step: it fires in both passes of a
+        repeated (fall-back) hour; a fixed hour fires in the first pass only."""
+        return self._cron is not None and self._cron.hour_repeats
+
+    def first_wall_between(self, start: datetime, end: datetime) -> datetime | None:
+        """First naive wall-clock time in [start, end) the cron fields match; None when none
+        does or this is not a cron schedule. Says which fire times a DST gap swallows or an
+        overlap repeats (jobs.preview)."""
+        if self._cron is None:
+            return None
+        wall = self._cron.next_wall(start.replace(microsecond=0), end.year)
+        return wall if wall is not None and wall < end else None
+
     def fires_between(
         self,
         start: datetime,

@@ -167,10 +167,14 @@ def page_bounds(page: PageSlice, total: int) -> tuple[int, int]:
 # The run's parameters on each execution of a list (jobs.wire.execution_params): one key of
 # the run's snapshot, read in the same query, not the whole snapshot per row.
 RUN_PARAMS = "run_params"
+# And the job revision the run ran (jobs.wire.execution_revision), from the same join.
+RUN_REVISION = "run_revision"
 
 
 def with_run_params(qs: QuerySet[Execution]) -> QuerySet[Execution]:
-    return qs.annotate(**{RUN_PARAMS: KeyTransform("params", "run__snapshot")})
+    return qs.annotate(
+        **{RUN_PARAMS: KeyTransform("params", "run__snapshot"), RUN_REVISION: F("run__revision")}
+    )
 
 
 def execution_list(job: Job, filters: ExecutionFilters) -> QuerySet[Execution]:

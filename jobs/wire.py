@@ -20,7 +20,7 @@ from executors.registry import mask_secrets
 from executors.values import parse_go_duration
 from jobs.models import Concurrency, ExecutionStatus, Job, JobStatus, MisfirePolicy
 from jobs.notifications import schema as notify_schema
-from jobs.selectors import DEPENDENT_NAMES, PARENT_NAME, RUN_PARAMS
+from jobs.selectors import DEPENDENT_NAMES, PARENT_NAME, RUN_PARAMS, RUN_REVISION
 from jobs.timeutil import ZERO_TIME, rfc3339
 from jobs.timing import job_next_fire
 
@@ -381,6 +381,10 @@ class Map(_Read, serializers.DictField):
     pass
 
 
+class Number(_Read, serializers.IntegerField):
+    pass
+
+
 def _dependent_names(job: Job) -> list[str] | None:
     names = getattr(job, DEPENDENT_NAMES, None)  # a page of jobs (selectors.job_page)
     if names is None:
@@ -603,6 +607,16 @@ def execution_params(execution: Any) -> dict[str, Any] | None:
 _UNREAD = object()
 
 
+def execution_revision(execution: Any) -> int | None:
+    """The job revision the run ran (jobs.services.revisions): annotated by the list
+    selectors (`selectors.RUN_REVISION`), else read from the run; None for a run from before
+    revisions were recorded."""
+    number: Any = getattr(execution, RUN_REVISION, _UNREAD)
+    if number is _UNREAD:
+        number = execution.run.revision
+    return number or None
+
+
 class ExecutionSerializer(WireSerializer):
     """An execution as the API returns it (string id, zero finished_at while running)."""
 
@@ -633,6 +647,12 @@ class ExecutionSerializer(WireSerializer):
         allow_null=True,
         help_text="The parameters the run ran with; null when its job declares none",
         read=execution_params,
+    )
+    revision = Number(
+        allow_null=True,
+        help_text="The job revision the run ran (GET /v1/jobs/{name}/revisions/{n}); null for "
+        "runs from before revisions were recorded",
+        read=execution_revision,
     )
 
 

@@ -17,8 +17,9 @@ with `-B`) it is that agent; otherwise it registers and heartbeats a member of i
 2. fires the due jobs, a bounded batch per transaction, each transaction fenced by a lease
    renewal that rolls it back when the lease was lost (and fire keys are unique as well);
 3. publishes the catch-up runs whose slot has come (CATCHUP_RATE);
-4. every few seconds, sweeps dead agents' runs and lost messages; every second, checks the
-   jobs' SLA rules (jobs.services.sla);
+4. every few seconds, sweeps dead agents' runs and lost messages; twice a second, admits what
+   waits for a slot or a key and advances the open backfills (jobs.services.backfill); every
+   second, checks the jobs' SLA rules (jobs.services.sla);
 5. runs the inherited system periodic tasks;
 6. sleeps until the next due job, at most TICK_MAX.
 
@@ -51,8 +52,18 @@ from django.db import Error as DatabaseError
 from django.db import close_old_connections, connection
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from jobs import node, timeutil
-from jobs.services import agents, capacity, counters, lease, maintenance, retention, runs, sla
+from jobs import node, timeutil, tracing
+from jobs.services import (
+    agents,
+    backfill,
+    capacity,
+    counters,
+    lease,
+    maintenance,
+    retention,
+    runs,
+    sla,
+)
 from scheduler.shards import ShardLeases
 
 log = logging.getLogger("dkronweb.scheduler")
@@ -147,6 +158,7 @@ class JobScheduler(DatabaseScheduler):
     """django-celery-beat's scheduler plus Dkron jobs, leadership and the maintenance sweep."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        tracing.set_service("dkronweb-scheduler")
         self.holder = scheduler_id()
         self.member = _Member()
         # Shards need leases: with the lease disabled (a test of fire keys) every scheduler
@@ -159,6 +171,7 @@ class JobScheduler(DatabaseScheduler):
         self.last_sla = 0.0
         self.sla_active = False  # jobs with SLA rules or open alerts: check every second
         self.held = False  # executions wait for a slot or a key: come back within CAPACITY_EVERY
+        self.backfilling = False  # a backfill is open: come back within CAPACITY_EVERY
         self.rate_due: float | None = None  # monotonic time a full rate window frees a place
         self.last_ok = timeutil.now()  # the database last answered a tick
         # Since when this scheduler has been firing without a break (active, every tick done):
@@ -441,12 +454,15 @@ class JobScheduler(DatabaseScheduler):
         if now - self.last_sla >= sla.CHECK_EVERY:
             self.last_sla = now
             self.sla_active = sla.check().active
+        # Backfills (jobs.services.backfill): the next times of each open one, within its
+        # max_concurrency; while any is open the scheduler wakes at CAPACITY_EVERY.
+        self.backfilling = backfill.backfills_tick().open > 0
         system_interval = super().tick()
         if report.more:
             return 0.001  # more are due: go again at once
         until_due = runs.seconds_until_next_due(shards=sharded)
         interval = min(tick_max, system_interval or tick_max)
-        if self.held:
+        if self.held or self.backfilling:
             interval = min(interval, CAPACITY_EVERY)
             if self.rate_due is not None:
                 interval = min(interval, self.rate_due - now)
@@ -509,6 +525,7 @@ class JobScheduler(DatabaseScheduler):
             self.member.leave()
         except Exception:
             log.warning("could not mark scheduler member %s as left", self.member.name)
+        tracing.shutdown()  # the fire and publish spans of the last ticks
         super().close()
 
 

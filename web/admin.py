@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -9,6 +10,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.forms.models import construct_instance
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -21,20 +23,23 @@ from jobs.models import (
     Alert,
     ApiToken,
     AuditEntry,
+    Backfill,
     Calendar,
     ConcurrencyKey,
     Execution,
     Job,
+    JobRevision,
     Lease,
     Run,
 )
 from jobs.notifications import schema as notify_schema
+from jobs.services import backfill as backfill_services
 from jobs.services import calendars as calendar_services
 from jobs.services import executions as execution_services
 from jobs.services import jobs as job_services
 from jobs.services import runs as run_services
 from jobs.services import tokens as token_services
-from jobs.services.audit import Actor
+from jobs.services.audit import SYSTEM, Actor
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -55,12 +60,50 @@ class JobForm(forms.ModelForm):
         model = Job
         exclude: list[str] = []  # every editable field; server fields are read-only below
 
+    actor: Actor = SYSTEM  # set per request by JobAdmin.get_form
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         job = self.instance
         if job.pk:  # secrets shown masked; a mask saved back keeps the stored one (job_upsert)
             self.initial["executor_config"] = _masked_config(job)
             self.initial["notify"] = notify_schema.mask_secrets(job.notify or {})
+
+    def clean(self) -> dict[str, Any] | None:
+        """The service's own checks, on the form: a refused job is shown again with the reasons
+        on its fields, not reported as "changed successfully" over a save that did not happen.
+        (save_model still reports what only the write can find, such as a race.)"""
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        draft = construct_instance(self, copy.copy(self.instance))
+        try:
+            job_services.job_check(data=_upsert_data(draft), actor=self.actor)
+        except DomainError as exc:
+            placed = False
+            for field, message in (exc.details or {}).items():
+                if field in self.fields:
+                    self.add_error(field, _detail_text(message))
+                    placed = True
+            if not placed:
+                self.add_error(None, f"{exc.message} {exc.details or ''}".strip())
+        return cleaned
+
+
+def _detail_text(message: Any) -> str:
+    if isinstance(message, dict):
+        return "; ".join(f"{k}: {_detail_text(v)}" for k, v in message.items())
+    if isinstance(message, list):
+        return "; ".join(_detail_text(v) for v in message)
+    return str(message)
+
+
+def _upsert_data(job: Job) -> dict[str, Any]:
+    """The job_upsert body of a job edited in the admin (its user fields, name and parent)."""
+    data = {f: getattr(job, f) for f in job_services.USER_FIELDS}
+    data["name"] = job.name
+    data["parent_job"] = job.parent.name if job.parent else ""
+    return data
 
 
 def _masked_config(job: Job) -> dict[str, Any]:
@@ -97,6 +140,7 @@ class JobAdmin(admin.ModelAdmin):
         "anchor",
         "missed_count",
         "has_sla",
+        "revision",
         "created_at",
         "updated_at",
     )
@@ -118,12 +162,16 @@ class JobAdmin(admin.ModelAdmin):
     def masked_notify(self, obj: Job) -> str:
         return json.dumps(notify_schema.mask_secrets(obj.notify or {}), indent=2)
 
+    def get_form(
+        self, request: HttpRequest, obj: Any | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)  # a new class on every call
+        form.actor = _actor(request)  # type: ignore[attr-defined]
+        return form
+
     def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
-        data = {f: getattr(obj, f) for f in job_services.USER_FIELDS}
-        data["name"] = obj.name
-        data["parent_job"] = obj.parent.name if obj.parent else ""
         try:
-            saved, _ = job_services.job_upsert(data=data, actor=_actor(request))
+            saved, _ = job_services.job_upsert(data=_upsert_data(obj), actor=_actor(request))
         except DomainError as exc:
             self.message_user(request, f"{exc.message} {exc.details}", messages.ERROR)
             return
@@ -341,13 +389,63 @@ class AlertAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(JobRevision)
+class JobRevisionAdmin(admin.ModelAdmin):
+    """Read-only: the job services record revisions; restoring one is the job page's Restore
+    (or POST /v1/jobs/{name}/revisions/{n}/restore). Secrets are masked in `data` already."""
+
+    list_display = ("job_name", "number", "created_at", "actor", "source", "change")
+    list_filter = ("change", "source")
+    search_fields = ("job_name", "actor")
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "job_name",
+        "number",
+        "created_at",
+        "actor",
+        "source",
+        "change",
+        "restored_from",
+        "secrets_changed",
+        "data",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Lease)
 class LeaseAdmin(admin.ModelAdmin):
     list_display = ("name", "holder", "expires_at", "acquired_at", "changes")
 
 
+class CalendarForm(forms.ModelForm):
+    class Meta:
+        model = Calendar
+        exclude: list[str] = []
+
+    def clean(self) -> dict[str, Any] | None:
+        """The service's checks on the form, as for jobs (JobForm.clean)."""
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        draft = construct_instance(self, copy.copy(self.instance))
+        try:
+            calendar_services.calendar_check(name=draft.name, data=draft.definition())
+        except DomainError as exc:
+            self.add_error(None, f"{exc.message} {exc.details or ''}".strip())
+        return cleaned
+
+
 @admin.register(Calendar)
 class CalendarAdmin(admin.ModelAdmin):
+    form = CalendarForm
     """Calendars (jobs.calendars), saved and deleted through their service: checked, audited,
     the jobs that name one rescheduled, a calendar still named by jobs kept."""
 
@@ -379,3 +477,35 @@ class CalendarAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Calendar]) -> None:
         for calendar in queryset:
             self.delete_model(request, calendar)
+
+
+@admin.register(Backfill)
+class BackfillAdmin(admin.ModelAdmin):
+    """Backfills (jobs.services.backfill): read-only here (started through the API or the UI);
+    Cancel goes through the service, with the permission to run jobs."""
+
+    list_display = ("id", "job", "state", "range_from", "range_to", "reprocess", "total")
+    list_filter = ("state", "reprocess")
+    search_fields = ("job__name", "actor")
+    list_select_related = ("job",)
+    actions = ("cancel",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("jobs.operate_job"))
+
+    @admin.action(description="Cancel", permissions=["operate"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Backfill]) -> None:
+        cancelled = 0
+        for backfill in queryset.filter(state__in=backfill_services.OPEN).select_related("job"):
+            try:
+                backfill_services.backfill_cancel(backfill=backfill, actor=_actor(request))
+                cancelled += 1
+            except DomainError as exc:
+                self.message_user(request, f"{backfill.pk}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"Cancelled {cancelled} backfill(s).")

@@ -73,7 +73,7 @@ class EcsRun:
         definitions = {c["name"]: c for c in taskdef.get("containerDefinitions", [])}
         checked = self._checked_containers(definitions, label)
         main = checked[0]
-        overrides = self._overrides(main, checked, label)
+        overrides = self._overrides(checked, label)
         if self.ctx.cancel.is_set():
             raise self._cancelled_before_start()
         task = self._start(ecs, taskdef["taskDefinitionArn"], overrides)
@@ -136,14 +136,14 @@ class EcsRun:
             )
         return essential
 
-    def _overrides(self, main: str, checked: list[str], label: str) -> dict[str, Any]:
-        """The configured overrides plus the command and env for the main container."""
+    def _overrides(self, checked: list[str], label: str) -> dict[str, Any]:
+        """The configured overrides, plus the command and env for the main container (the one
+        judged: several need `service`) and the run's DKRON_* variables (the fire key among
+        them) for every container judged."""
         config = self.config
         overrides = copy.deepcopy(config.overrides) if isinstance(config.overrides, dict) else {}
         command = config.overrides if isinstance(config.overrides, list) else None
-        if command is None and not config.env:
-            return overrides
-        if len(checked) > 1:
+        if (command is not None or config.env) and len(checked) > 1:
             raise ExecutorError(
                 f"ecs: task definition {label} has several essential containers "
                 f"({', '.join(checked)}); set service to say which one gets "
@@ -151,15 +151,18 @@ class EcsRun:
                 retryable=False,
             )
         entries = overrides.setdefault("containerOverrides", [])
-        entry = next((e for e in entries if e.get("name") == main), None)
-        if entry is None:
-            entry = {"name": main}
-            entries.append(entry)
-        if command is not None:
-            entry["command"] = list(command)
-        if config.env:
-            kept = [e for e in entry.get("environment", []) if e.get("name") not in config.env]
-            entry["environment"] = kept + [{"name": k, "value": v} for k, v in config.env.items()]
+        for name in checked:
+            entry = next((e for e in entries if e.get("name") == name), None)
+            if entry is None:
+                entry = {"name": name}
+                entries.append(entry)
+            if command is not None:
+                entry["command"] = list(command)
+            # The job's env wins over the overrides' own; the run's variables win over both,
+            # as for shell and docker jobs (a job cannot fake which run it is).
+            env = {**config.env, **self.ctx.run_env()}
+            kept = [e for e in entry.get("environment", []) if e.get("name") not in env]
+            entry["environment"] = kept + [{"name": k, "value": v} for k, v in env.items()]
         return overrides
 
     def _start(self, ecs: Any, taskdef_arn: str, overrides: dict[str, Any]) -> dict[str, Any]:

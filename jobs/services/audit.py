@@ -26,6 +26,8 @@ ACTIONS = (
     "unpause",
     "restore",
     "import",
+    # Jobs as files (jobs.services.declarative): one entry per apply, beside each job's own.
+    "apply",
     "token_create",
     "token_revoke",
     "login_failed",
@@ -33,6 +35,9 @@ ACTIONS = (
     "calendar_create",
     "calendar_update",
     "calendar_delete",
+    # Backfills (jobs.services.backfill): the target is the job's name.
+    "backfill",
+    "backfill_cancel",
 )
 
 

@@ -68,6 +68,15 @@ def _merge_ics(definition: dict[str, Any], ics: Any) -> dict[str, Any]:
     )
 
 
+def calendar_check(*, name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """What calendar_upsert would refuse, without writing; the stored definition of `data`."""
+    try:
+        calendars.clean_name(name)
+    except calendars.InvalidCalendar as exc:
+        raise _invalid(exc) from None
+    return clean(data)
+
+
 def calendar_upsert(
     *, name: str, data: dict[str, Any], actor: Actor = SYSTEM, create_only: bool = False
 ) -> tuple[Calendar, bool]:
@@ -76,11 +85,7 @@ def calendar_upsert(
     The definition (an .ics import can take a second of CPU) is checked before the
     transaction: on SQLite a write transaction holds the database's one write lock, and the
     scheduler's next tick would wait for it."""
-    try:
-        calendars.clean_name(name)
-    except calendars.InvalidCalendar as exc:
-        raise _invalid(exc) from None
-    definition = clean(data)
+    definition = calendar_check(name=name, data=data)
     return _store(name=name, definition=definition, actor=actor, create_only=create_only)
 
 

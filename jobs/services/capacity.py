@@ -38,7 +38,7 @@ from django.db.models import Count, F, Min, Q
 from jobs import concurrency, dispatch, timeutil
 from jobs.models import ACTIVE_STATUSES, ConcurrencyKey, Execution, ExecutionStatus, Job
 from jobs.services import agents as agent_services
-from jobs.targeting import NodeInfo, Target, matches, parse_tags
+from jobs.targeting import UNBOUNDED, NodeInfo, Target, matches, parse_tags
 
 log = logging.getLogger("dkronweb.capacity")
 
@@ -95,6 +95,7 @@ class Usage:
     running: int  # claimed and not finished
     admitted: int  # published, not yet claimed (they hold their place under the limit)
     started_in_window: int  # starts inside the rate window (0 without a rate)
+    rate: concurrency.Rate | None = None  # the key's rate, parsed once
 
 
 def _usage(row: ConcurrencyKey, now: datetime) -> Usage:
@@ -109,20 +110,18 @@ def _usage(row: ConcurrencyKey, now: datetime) -> Usage:
     if rate is not None:
         since = now - timedelta(seconds=rate.window)
         started = _keyed(row.key).filter(started_at__gt=since).count()
-    return Usage(counts["running"] or 0, counts["admitted"] or 0, started)
+    return Usage(counts["running"] or 0, counts["admitted"] or 0, started, rate)
 
 
 def _room(row: ConcurrencyKey, usage: Usage, *, claiming: bool) -> int:
     """How many more may start (claiming) or be admitted now."""
     held = usage.running if claiming else usage.running + usage.admitted
-    room = 1 << 30
+    room = UNBOUNDED
     if row.limit is not None:
         room = row.limit - held
-    if row.rate_limit:
-        rate = concurrency.parse_rate(row.rate_limit)
-        assert rate is not None
+    if usage.rate is not None:
         pending = 0 if claiming else usage.admitted
-        room = min(room, rate.count - usage.started_in_window - pending)
+        room = min(room, usage.rate.count - usage.started_in_window - pending)
     return room
 
 

@@ -21,9 +21,18 @@ from jobs import schedule as sched
 from jobs import secrets as job_secrets
 from jobs import sla as job_sla
 from jobs.errors import Conflict, Forbidden, InvalidJob, NotFound
-from jobs.models import Concurrency, Execution, ExecutionStatus, Job, MisfirePolicy, Run
+from jobs.models import (
+    Concurrency,
+    Execution,
+    ExecutionStatus,
+    Job,
+    JobRevision,
+    MisfirePolicy,
+    Run,
+)
 from jobs.notifications import schema as notify_schema
 from jobs.services import capacity
+from jobs.services import revisions as job_revisions
 from jobs.services.audit import SYSTEM, Actor, audit_record
 from jobs.services.cluster import ensure_not_paused
 from jobs.targeting import TagError, parse_tags
@@ -397,12 +406,20 @@ def _check_parent(name: str, parent_name: str) -> Job | None:
 
 
 def job_upsert(
-    *, data: dict[str, Any], actor: Actor = SYSTEM, keep_problems: bool = False
+    *,
+    data: dict[str, Any],
+    actor: Actor = SYSTEM,
+    keep_problems: bool = False,
+    source: str = "",
+    restored_from: int | None = None,
 ) -> tuple[Job, bool]:
     """Create or fully replace a job by name (Dkron's upsert); server fields are kept.
 
     `keep_problems` stores a job that only dkronweb's own validation finds wrong, with its
     findings (`Job.problems`); restore and import use it. An upsert that validates clears them.
+    A change is recorded as a revision (jobs.services.revisions) whose `source` is the
+    actor's door unless given (restore, import, apply); `restored_from` marks a rollback
+    (`job_rollback`). An upsert that changes nothing records none.
 
     Validation runs before the transaction, not inside it: it is pure work that grows with the
     body (a 1.5 MB command, 10,000 metadata keys), and on SQLite a transaction holds the
@@ -425,7 +442,21 @@ def job_upsert(
         basis=_validation_basis(seen),
         actor=actor,
         keep_problems=keep_problems,
+        source=source,
+        restored_from=restored_from,
     )
+
+
+def job_check(*, data: dict[str, Any], actor: Actor = SYSTEM) -> None:
+    """What `job_upsert` would refuse, without writing: for forms that show the refusal on the
+    form itself (the admin) instead of reporting it after a save that did not happen."""
+    ensure_not_paused()
+    name = validate_name(data.get("name"))
+    parent_name = data.get("parent_job") or ""
+    if parent_name == name:
+        raise invalid("the job can not have itself as parent", {"parent_job": "self"})
+    seen = Job.objects.filter(name=name).first()
+    _validated(name, data, seen, parent_name=parent_name, actor=actor, keep_problems=False)
 
 
 def _validation_basis(job: Job | None) -> tuple[Any, ...] | None:
@@ -483,6 +514,8 @@ def _store(
     basis: tuple[Any, ...] | None,
     actor: Actor,
     keep_problems: bool,
+    source: str = "",
+    restored_from: int | None = None,
 ) -> tuple[Job, bool]:
     parent_name = data.get("parent_job") or ""
     job = Job.objects.select_for_update().filter(name=name).first()
@@ -502,6 +535,8 @@ def _store(
         )
     before = {f: getattr(job, f) for f in USER_FIELDS}
     before["parent_job"] = job.parent_id
+    revised = None if created else job_revisions.definition(job)
+    revised_secrets = None if created else job_revisions.Secrets.of_job(job)
     old: dict[str, Any] = {
         "schedule": job.schedule,
         "timezone": job.timezone,
@@ -544,11 +579,39 @@ def _store(
         set_next(job, compute_next_run(job, after=now))
     job.save()
     capacity.key_sync(job=job)
+    job_revisions.revision_record(
+        job=job,
+        actor=actor,
+        source=source,
+        change=_change(created, restored_from),
+        before=revised,
+        before_secrets=revised_secrets,
+        restored_from=restored_from,
+    )
     detail: dict[str, Any] = {"executor": job.executor}
     if not created:
         detail["changed"] = sorted(_changed_fields(before, job))
     audit_record(actor=actor, action="create" if created else "update", target=name, detail=detail)
     return job, created
+
+
+def _change(created: bool, restored_from: int | None) -> str:
+    if restored_from is not None:
+        return JobRevision.Change.RESTORE
+    return JobRevision.Change.CREATE if created else JobRevision.Change.UPDATE
+
+
+def job_rollback(*, name: str, number: Any, actor: Actor = SYSTEM) -> tuple[Job, JobRevision]:
+    """Make the job what its revision `number` recorded (POST .../revisions/{n}/restore): an
+    upsert of the revision's data, recorded as a new revision (change "restore"). Masked
+    secrets keep the job's current values (confidential.merge: refused, naming the secret to
+    resend, where it would go elsewhere). A deleted job comes back. Restoring what the job
+    already is records nothing: the answer is then its current revision."""
+    revision = job_revisions.revision_get(name, number)
+    job, _created = job_upsert(
+        data=job_revisions.restore_body(revision), actor=actor, restored_from=revision.number
+    )
+    return job, JobRevision.objects.get(job_name=name, number=job.revision)
 
 
 def _changed_fields(before: dict[str, Any], job: Job) -> list[str]:
@@ -585,6 +648,7 @@ def job_delete(*, job: Job, actor: Actor = SYSTEM) -> Job:
         )
     Execution.objects.filter(job=job, status=ExecutionStatus.RUNNING).update(kill_requested=True)
     snapshot = Job.objects.get(pk=job.pk)
+    job_revisions.revision_record_delete(job=snapshot, actor=actor)
     job.delete()
     audit_record(actor=actor, action="delete", target=snapshot.name)
     return snapshot
@@ -597,12 +661,21 @@ def job_toggle(*, job: Job, actor: Actor = SYSTEM) -> Job:
     Dkron, whichever the misfire policy. Every enable path (API toggle, UI, admin, bulk) comes
     here or to job_upsert, which applies the same rule."""
     job = Job.objects.select_for_update().get(pk=job.pk)
+    revised, revised_secrets = job_revisions.definition(job), job_revisions.Secrets.of_job(job)
     job.disabled = not job.disabled
     fields = ["disabled", "updated_at"]
     if not job.disabled:
         set_next(job, next_run_from_now(job, now=timeutil.now()))
         fields += ["next_run", "next_scheduled"]
     job.save(update_fields=fields)
+    job_revisions.revision_record(
+        job=job,
+        actor=actor,
+        source="",
+        change=JobRevision.Change.TOGGLE,
+        before=revised,
+        before_secrets=revised_secrets,
+    )
     audit_record(actor=actor, action="toggle", target=job.name, detail={"disabled": job.disabled})
     return Job.objects.select_related("parent").get(pk=job.pk)
 

@@ -19,7 +19,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Mod
 
 from executors.registry import get_executor
-from jobs import calendars, dispatch, timeutil, timing
+from jobs import calendars, dispatch, timeutil, timing, tracing
 from jobs import params as job_params
 from jobs import secrets as job_secrets
 from jobs.errors import Conflict, DomainError, Forbidden
@@ -141,6 +141,7 @@ def _insert_runs(fires: list[Fire]) -> list[tuple[Fire, Run]]:
                 scheduled_at=fire.scheduled_at,
                 trigger=fire.trigger,
                 snapshot=snapshot,
+                revision=fire.job.revision,  # what the executions ran (jobs.services.revisions)
             )
         )
     try:
@@ -183,6 +184,7 @@ def start_runs(fires: list[Fire]) -> list[Run]:
 
     if not fires:
         return []
+    fire_started = tracing.now()
     created = _insert_runs(fires)
     nodes = agent_services.alive_nodes()
     guarded = [f.job.pk for f, _ in created if f.job.concurrency != Concurrency.ALLOW]
@@ -289,6 +291,9 @@ def start_runs(fires: list[Fire]) -> list[Run]:
         Job.objects.filter(pk=job_id).update(missed_count=F("missed_count") + count)
     for run_id in settle:
         execution_services.run_settle(run_id=run_id)
+    if tracing.ENABLED:  # before the publish below, so each fire span ends before its publish
+        ended = {e.run_id: str(e.status) for e in executions if e.status != ExecutionStatus.QUEUED}
+        tracing.fired([(run, ended.get(run.pk, "")) for _, run in created], start=fire_started)
     dispatch.publish_on_commit(
         [
             e
@@ -696,8 +701,8 @@ def publish_left_unpublished(
     *, now: datetime | None = None, chunk: int = 1000, shards: Shards | None = None
 ) -> int:
     """Publish the fires a previous scheduler committed and never published (a new leader's
-    first act): queued executions of schedule and catch-up runs with no publish time and no
-    publish slot of their own (catch-ups waiting for a slot are `publish_due_catchups`').
+    first act): queued executions of schedule, catch-up and backfill runs with no publish time
+    and no publish slot of their own (catch-ups waiting for a slot are `publish_due_catchups`').
 
     Only schedulers create these runs, and the lease fence means the previous one cannot
     commit any more, so nobody else is about to publish them (a duplicate message would still
@@ -714,7 +719,7 @@ def publish_left_unpublished(
             unpublished.filter(
                 not_before__isnull=True,
                 queued_at__lte=now,
-                run__trigger__in=(Run.Trigger.SCHEDULE, Run.Trigger.CATCHUP),
+                run__trigger__in=(Run.Trigger.SCHEDULE, Run.Trigger.CATCHUP, Run.Trigger.BACKFILL),
                 pk__gt=seen,
             )
             .select_related("run")

@@ -260,7 +260,10 @@ def _restore_one(name: str, item: dict[str, Any], actor: Actor) -> RestoreResult
         return RestoreResult(name, False, error=message, details=dict(details))
     try:
         job, created = job_upsert(
-            data=dict(serializer.validated_data), actor=actor, keep_problems=True
+            data=dict(serializer.validated_data),
+            actor=actor,
+            keep_problems=True,
+            source=_source(actor),  # the jobs' revisions say they came from a file
         )
     except DomainError as exc:
         return RestoreResult(name, False, error=exc.message, details=exc.details)
@@ -326,11 +329,16 @@ def _restore_or_skip(
     return result
 
 
+def _source(actor: Actor) -> str:
+    """import_jobs (the CLI) imports, /v1/restore restores."""
+    return "import" if actor.via == "cli" else "restore"
+
+
 def _audit_restore(actor: Actor, results: list[RestoreResult]) -> None:
     ok = sum(r.ok for r in results)
     audit_record(  # each job's create/update has its own entry too
         actor=actor,
-        action="import" if actor.via == "cli" else "restore",
+        action=_source(actor),
         detail={
             "jobs": len(results),
             "ok": ok,

@@ -69,6 +69,19 @@ def finished(name: str):
     )
 
 
+def run_env(task) -> list[dict[str, str]]:
+    """The DKRON_* variables after the job's env (issue 17), of the task's one execution."""
+    execution = Execution.objects.get(job_name=task.started_by)
+    values = {
+        "DKRON_JOB_NAME": execution.job_name,
+        "DKRON_EXECUTION_ID": str(execution.pk),
+        "DKRON_ATTEMPT": "1",
+        "DKRON_SCHEDULED_AT": "",
+        "DKRON_FIRE_KEY": f"{execution.job_name}@run-{execution.run_id}",
+    }
+    return [{"name": name, "value": value} for name, value in values.items()]
+
+
 def test_an_ecs_job_runs_a_task_and_records_its_logs_and_exit_code(
     cluster, api, moto: Moto, ecs_cluster: str
 ):
@@ -91,7 +104,7 @@ def test_an_ecs_job_runs_a_task_and_records_its_logs_and_exit_code(
             {
                 "name": CONTAINER,
                 "command": ["sh", "-c", "echo report for $REPORT"],
-                "environment": [{"name": "REPORT", "value": "daily"}],
+                "environment": [{"name": "REPORT", "value": "daily"}, *run_env(task)],
             }
         ]
     }

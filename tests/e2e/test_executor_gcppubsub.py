@@ -44,5 +44,12 @@ def test_a_gcppubsub_job_publishes_and_records_the_message_id(cluster, api, pubs
     [message] = pubsub_topic.pull()
     assert execution.output == f"{message.message_id}\n"
     assert message.data == b"hello world"
-    assert dict(message.attributes) == {"hello": "world", "waka": "paka"}
+    # The job's attributes, then the fire key's (issue 17; docs/executors.md).
+    assert dict(message.attributes) == {
+        "hello": "world",
+        "waka": "paka",
+        "Idempotency-Key": f"announce@run-{execution.run_id}",
+        "X-Dkron-Attempt": "1",
+        "X-Dkron-Execution": str(execution.pk),
+    }
     assert message.ordering_key == "tenant-7"

@@ -54,7 +54,14 @@ def test_a_kafka_job_produces_an_acknowledged_message_and_hides_the_sasl_passwor
     )
     [record] = kafka.records(topic)
     assert (record.key, record.value) == (b"order-7", b'{"order": 7}')
-    assert list(record.headers) == [("Source", b"dkronweb"), ("Trace", b"a:b")]
+    # The job's headers, then the fire key's (issue 17; docs/executors.md).
+    assert list(record.headers) == [
+        ("Source", b"dkronweb"),
+        ("Trace", b"a:b"),
+        ("Idempotency-Key", f"produce-order@run-{execution.run_id}".encode()),
+        ("X-Dkron-Attempt", b"1"),
+        ("X-Dkron-Execution", str(execution.pk).encode()),
+    ]
 
     # A SASL job: the broker (the test proxy standing in for SCRAM) refuses the login.
     kafka_proxy.mode = "refuse_sasl"

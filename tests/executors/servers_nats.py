@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,15 @@ def nats_logs_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def nats_auth_fixture(nats_binary: str, nats_logs: Path) -> Iterator[NatsServer]:
     """A private server that requires user `u` with password `p`."""
     server = NatsServer(nats_binary, nats_logs, "--user", USER, "--pass", PASSWORD)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", name="nats_jetstream")
+def nats_jetstream_fixture(nats_binary: str, nats_logs: Path) -> Iterator[NatsServer]:
+    """A private server with JetStream on (its store in the log folder)."""
+    store = nats_logs / f"js-{uuid.uuid4().hex[:8]}"
+    server = NatsServer(nats_binary, nats_logs, "-js", "-sd", str(store))
     yield server
     server.stop()
 

@@ -18,6 +18,7 @@ from executors.base import ConfigError, ExecutionContext, ExecutorError
 from executors.docker import LABEL_JOB, DockerConfig, DockerExecutor, check
 from executors.output import OutputSink
 from executors.registry import get_executor
+from tests.executors import fire
 from tests.executors.servers_docker import IMAGE, IMAGE_DEFAULT_OUTPUT, Podman, podman
 from tests.harness import wait_for
 
@@ -101,6 +102,25 @@ def test_a_container_that_echoes_its_env_and_args_succeeds_with_its_logs_as_outp
     assert error is None
     assert ctx.output.text() == f"hello from {name}\nargs: one two three\n"
     assert docker_host.containers(**{LABEL_JOB: name}) == []  # removed by default
+
+
+def test_two_attempts_of_one_fire_see_the_same_fire_key(docker_host: Podman) -> None:
+    name = job_name()
+    config = {
+        "image": IMAGE,
+        "command": """sh -c 'echo "$DKRON_FIRE_KEY|$DKRON_ATTEMPT|$DKRON_SCHEDULED_AT"'""",
+        "env": "DKRON_FIRE_KEY=fake",
+        "network": "none",
+    }
+    seen = []
+    for args in fire.attempts():
+        ctx, error = run(config, job_name=name, **args)
+        assert error is None
+        seen.append(ctx.output.text())
+    assert seen == [
+        f"{fire.key(name)}|1|{fire.SCHEDULED_TEXT}\n",
+        f"{fire.key(name)}|2|{fire.SCHEDULED_TEXT}\n",
+    ]
 
 
 def test_the_runs_parameters_reach_the_container_as_variables(docker_host: Podman) -> None:

@@ -21,6 +21,7 @@ from executors.ecs import EcsConfig, EcsExecutor
 from executors.ecs import run as ecs
 from executors.output import OutputSink
 from executors.registry import get_executor, mask_secrets
+from tests.executors import fire
 from tests.executors.servers_ecs import (
     CONTAINER,
     CREDENTIALS,
@@ -68,6 +69,11 @@ def job(moto: Moto, cluster: str, **extra: Any) -> dict[str, str]:
         "endpointUrl": moto.url,
         **extra,
     }
+
+
+def run_env(ctx: ExecutionContext) -> list[dict[str, str]]:
+    """The DKRON_* variables every judged container gets after the job's env (the fire key)."""
+    return [{"name": name, "value": value} for name, value in ctx.run_env().items()]
 
 
 class Running:
@@ -126,6 +132,7 @@ def test_a_task_exiting_with_0_succeeds_and_ecs_got_the_command_env_and_network(
                 "environment": [
                     {"name": "GREETING", "value": "hi"},
                     {"name": "COLOR", "value": "blue"},
+                    *run_env(running.ctx),
                 ],
             }
         ]
@@ -159,7 +166,10 @@ def test_json_overrides_are_sent_and_env_joins_the_essential_containers_entry(
     task = moto.started_task(ecs_cluster)
     assert task.overrides == {
         "containerOverrides": [
-            {"name": CONTAINER, "environment": [{"name": "MODE", "value": "new"}]}
+            {
+                "name": CONTAINER,
+                "environment": [{"name": "MODE", "value": "new"}, *run_env(running.ctx)],
+            }
         ],
         "cpu": "512",
         "taskRoleArn": "arn:aws:iam::123456789012:role/report",
@@ -261,6 +271,43 @@ def test_env_for_a_definition_with_several_essential_containers_needs_service(
     assert error is not None
     assert "several essential containers (web, sidecar); set service" in error.message
     assert moto.tasks(ecs_cluster) == []
+
+
+def test_two_attempts_of_one_fire_give_the_container_the_same_fire_key(moto: Moto) -> None:
+    seen = []
+    for args in fire.attempts():
+        cluster = f"c-{uuid.uuid4().hex[:12]}"
+        moto.ecs.create_cluster(clusterName=cluster)
+        running = Running(job(moto, cluster, env="DKRON_FIRE_KEY=fake"), **args)
+        task = moto.started_task(cluster)
+        [entry] = task.overrides["containerOverrides"]
+        assert entry["name"] == CONTAINER
+        seen.append({e["name"]: e["value"] for e in entry["environment"]})
+        moto.finish(task, 0)
+        assert running.result() is None
+    first, retry = seen
+    assert first["DKRON_FIRE_KEY"] == retry["DKRON_FIRE_KEY"] == fire.key("nightly-report")
+    assert first["DKRON_SCHEDULED_AT"] == fire.SCHEDULED_TEXT
+    assert (first["DKRON_ATTEMPT"], retry["DKRON_ATTEMPT"]) == ("1", "2")
+
+
+def test_every_essential_container_gets_the_fire_key_when_no_env_is_set(
+    moto: Moto, ecs_cluster: str
+) -> None:
+    body = task_definition(f"pair-{uuid.uuid4().hex[:8]}")
+    sidecar = {**body["containerDefinitions"][0], "name": "sidecar"}
+    body["containerDefinitions"].append(sidecar)
+    config = job(moto, ecs_cluster, taskdefBody=json.dumps(body))
+    del config["taskdefName"]
+    running = Running(config, **fire.attempts()[0])
+    task = moto.started_task(ecs_cluster)
+    entries = task.overrides["containerOverrides"]
+    assert [e["name"] for e in entries] == [CONTAINER, "sidecar"]
+    for entry in entries:
+        env = {e["name"]: e["value"] for e in entry["environment"]}
+        assert env["DKRON_FIRE_KEY"] == fire.key("nightly-report")
+    moto.finish(task, 0)
+    running.result()  # moto reports one container's exit here; the env is what this checks
 
 
 def test_ecs_refusing_to_place_the_task_is_a_clear_failure() -> None:

@@ -16,6 +16,7 @@ from executors.base import ConfigError, ExecutionContext, ExecutorError
 from executors.gcppubsub import DEFAULT_TIMEOUT, PubSubConfig, PubSubExecutor
 from executors.output import OutputSink
 from executors.registry import mask_secrets
+from tests.executors import fire
 from tests.executors.servers_gcppubsub import PROJECT, StandInPublisher, Topic
 
 executor = PubSubExecutor()
@@ -82,6 +83,28 @@ def test_attributes_alone_make_a_message_and_may_be_a_json_object(pubsub_topic: 
     assert dict(message.attributes) == {"event": "tick"}
     assert message.ordering_key == ""
     assert out.text() == f"{message.message_id}\n"
+
+
+def test_two_attempts_of_one_fire_carry_the_same_fire_key_attribute(pubsub_topic: Topic):
+    cfg = config(topic=pubsub_topic.topic, data=b64(b"tick"))
+    for args in fire.attempts():
+        _, error = run(cfg, **args)
+        assert error is None
+    first, retry = (dict(m.attributes) for m in pubsub_topic.pull(2))
+    by_attempt = {first["X-Dkron-Attempt"]: first, retry["X-Dkron-Attempt"]: retry}
+    assert set(by_attempt) == {"1", "2"}
+    assert first["Idempotency-Key"] == retry["Idempotency-Key"] == fire.key("job")
+    assert first["X-Dkron-Scheduled-Time"] == fire.SCHEDULED_TEXT
+
+
+def test_the_jobs_own_attributes_win_and_stay(pubsub_topic: Topic):
+    cfg = config(topic=pubsub_topic.topic, attributes={"Idempotency-Key": "mine", "a": "b"})
+    _, error = run(cfg, **fire.attempts()[0])
+    assert error is None
+    [message] = pubsub_topic.pull()
+    assert message.attributes["Idempotency-Key"] == "mine"
+    assert message.attributes["a"] == "b"
+    assert message.attributes["X-Dkron-Attempt"] == "1"
 
 
 # Failures.

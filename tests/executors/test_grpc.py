@@ -17,6 +17,7 @@ import trustme
 from executors.base import ConfigError, ExecutionContext, ExecutorError
 from executors.grpc import GrpcConfig, GrpcExecutor
 from executors.output import OutputSink
+from tests.executors import fire
 from tests.executors.servers_grpc import GreeterServer, serving
 
 
@@ -152,6 +153,33 @@ def test_the_metadata_goes_with_the_reflection_requests_too(greeter: GreeterServ
     ]
     assert reflection
     assert reflection[-1]["x-tenant"] == "t-reflect"
+
+
+def test_two_attempts_of_one_fire_send_the_same_fire_key_metadata(greeter: GreeterServer) -> None:
+    seen = []
+    for args in fire.attempts():
+        _, error = run({"url": greeter.url("SayHello"), "headers": '["x-tenant: t1"]'}, **args)
+        assert error is None
+        seen.append(greeter.servicer.last("SayHello").metadata)
+    first, retry = seen
+    assert first["x-tenant"] == "t1"
+    assert first["idempotency-key"] == retry["idempotency-key"] == fire.key("call")
+    assert first["x-dkron-scheduled-time"] == fire.SCHEDULED_TEXT
+    assert (first["x-dkron-attempt"], retry["x-dkron-attempt"]) == ("1", "2")
+
+
+def test_the_reflection_requests_carry_no_fire_key(greeter: GreeterServer) -> None:
+    # A target that deduplicates every call on it must still answer the lookups.
+    greeter.recorder.seen.clear()
+    _, error = run({"url": greeter.url("SayHello")}, **fire.attempts()[0])
+    assert error is None
+    reflection = [
+        metadata
+        for method, metadata in greeter.recorder.seen
+        if method == "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+    ]
+    assert reflection
+    assert not any("idempotency-key" in metadata for metadata in reflection)
 
 
 def test_an_empty_body_sends_an_empty_request(greeter: GreeterServer) -> None:

@@ -20,6 +20,7 @@ import trustme
 from executors.base import ConfigError, ExecutionContext, ExecutorError
 from executors.http import HttpConfig, HttpExecutor
 from executors.output import OutputSink
+from tests.executors import fire
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -159,14 +160,14 @@ def plain() -> Iterator[Server]:
     yield from _serve(None)
 
 
-def make_context(config: dict[str, Any]) -> ExecutionContext:
+def make_context(config: dict[str, Any], **ctx_args: Any) -> ExecutionContext:
     return ExecutionContext(
-        job_name="ping", config=HttpExecutor().validate(config), output=OutputSink()
+        job_name="ping", config=HttpExecutor().validate(config), output=OutputSink(), **ctx_args
     )
 
 
-def run(config: dict[str, Any]) -> tuple[ExecutionContext, ExecutorError | None]:
-    ctx = make_context(config)
+def run(config: dict[str, Any], **ctx_args: Any) -> tuple[ExecutionContext, ExecutorError | None]:
+    ctx = make_context(config, **ctx_args)
     try:
         HttpExecutor().execute(ctx)
     except ExecutorError as exc:
@@ -283,6 +284,40 @@ def test_header_values_containing_colons_arrive_intact(https: Server, pki: dict[
     received = json.loads(ctx.output.text())
     assert received["X-Time"] == "12:30:00"
     assert received["X-Callback"] == "https://example.org:8443/hook"
+
+
+def test_two_attempts_of_one_fire_send_the_same_idempotency_key(plain: Server) -> None:
+    seen = []
+    for args in fire.attempts():
+        ctx, error = run({"method": "GET", "url": plain.url + "/headers"}, **args)
+        assert error is None
+        seen.append(json.loads(ctx.output.text()))
+    first, retry = seen
+    assert first["Idempotency-Key"] == retry["Idempotency-Key"] == fire.key("ping")
+    assert first["X-Dkron-Scheduled-Time"] == retry["X-Dkron-Scheduled-Time"] == fire.SCHEDULED_TEXT
+    assert (first["X-Dkron-Attempt"], retry["X-Dkron-Attempt"]) == ("1", "2")
+    assert (first["X-Dkron-Execution"], retry["X-Dkron-Execution"]) == ("101", "102")
+
+
+def test_a_manual_run_sends_its_run_as_the_key_and_no_scheduled_time(plain: Server) -> None:
+    ctx, error = run(
+        {"method": "GET", "url": plain.url + "/headers"}, run_id="7", execution_id="70"
+    )
+    assert error is None
+    received = json.loads(ctx.output.text())
+    assert received["Idempotency-Key"] == "ping@run-7"
+    assert "X-Dkron-Scheduled-Time" not in received
+
+
+def test_the_jobs_own_idempotency_key_header_wins(plain: Server) -> None:
+    headers = json.dumps(["idempotency-key: order-42"])
+    config = {"method": "GET", "url": plain.url + "/headers", "headers": headers}
+    ctx, error = run(config, **fire.attempts()[0])
+    assert error is None
+    received = json.loads(ctx.output.text())
+    assert received["idempotency-key"] == "order-42"  # as the job spelled it
+    assert "Idempotency-Key" not in received
+    assert received["X-Dkron-Attempt"] == "1"
 
 
 def test_a_post_sends_the_body(https: Server, pki: dict[str, str]) -> None:

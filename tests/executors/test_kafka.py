@@ -17,6 +17,7 @@ from executors.base import ConfigError, ExecutionContext, ExecutorError
 from executors.kafka import DEFAULT_TIMEOUT, KafkaConfig, KafkaExecutor
 from executors.output import OutputSink
 from executors.registry import SECRET_MASK, mask_secrets
+from tests.executors import fire
 from tests.executors.servers_kafka import KafkaProxy, KafkaServer
 
 executor = KafkaExecutor()
@@ -71,6 +72,30 @@ def test_a_message_arrives_with_its_key_value_and_headers(kafka: KafkaServer) ->
         ("At", b"12:30:00"),
         ("Source", b"again"),
     ]
+
+
+def test_two_attempts_of_one_fire_carry_the_same_fire_key_header(kafka: KafkaServer) -> None:
+    topic = kafka.new_topic()
+    config = {"brokerAddress": kafka.address, "topic": topic, "headers": '["Source: dkron"]'}
+    for args in fire.attempts():
+        _, error = run(config, **args)
+        assert error is None
+    first, retry = (dict(record.headers) for record in kafka.records(topic, 2))
+    assert first["Source"] == b"dkron"
+    assert first["Idempotency-Key"] == retry["Idempotency-Key"] == fire.key("produce").encode()
+    assert first["X-Dkron-Scheduled-Time"] == fire.SCHEDULED_TEXT.encode()
+    assert (first["X-Dkron-Attempt"], retry["X-Dkron-Attempt"]) == (b"1", b"2")
+
+
+def test_the_jobs_own_idempotency_key_header_wins(kafka: KafkaServer) -> None:
+    topic = kafka.new_topic()
+    headers = json.dumps({"Idempotency-Key": "order-42"})
+    _, error = run(
+        {"brokerAddress": kafka.address, "topic": topic, "headers": headers}, **fire.attempts()[0]
+    )
+    assert error is None
+    [record] = kafka.records(topic)
+    assert [v for k, v in record.headers if k == "Idempotency-Key"] == [b"order-42"]
 
 
 def test_headers_may_be_a_json_object(kafka: KafkaServer) -> None:

@@ -3,18 +3,21 @@ for passwords, permissions and max_payload), and a stand-in for a server that ne
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 import uuid
 from typing import Any
 
+import nats
 import pytest
 
 from executors.base import ConfigError, ExecutionContext, ExecutorError
 from executors.nats import DEFAULT_TIMEOUT, NatsConfig, NatsExecutor
 from executors.output import OutputSink
 from executors.registry import SECRET_MASK, mask_secrets
+from tests.executors import fire
 from tests.executors.servers_nats import (
     MAX_PAYLOAD,
     PASSWORD,
@@ -67,6 +70,50 @@ def test_a_message_is_published_and_arrives_on_the_subject(nats_local: str) -> N
     assert ctx.output.text() == (
         f"Result: Message successfully sent (subject {on!r}, 18 bytes, flushed to 127.0.0.1:4222)\n"
     )
+
+
+def test_two_attempts_of_one_fire_carry_the_same_fire_key_header(nats_local: str) -> None:
+    seen = []
+    for args in fire.attempts():
+        on = subject()
+        config = {"url": nats_local, "subject": on, "message": "tick"}
+        (_, error), message = receive(nats_local, on, lambda c=config, a=args: run(c, **a))
+        assert error is None and message is not None
+        seen.append(message.headers)
+    first, retry = seen
+    assert first["Idempotency-Key"] == retry["Idempotency-Key"] == fire.key("publish")
+    assert first["X-Dkron-Scheduled-Time"] == fire.SCHEDULED_TEXT
+    assert (first["X-Dkron-Attempt"], retry["X-Dkron-Attempt"]) == ("1", "2")
+    assert first["Nats-Msg-Id"] == retry["Nats-Msg-Id"] == fire.key("publish")
+
+
+def test_a_jetstream_stream_stores_a_fire_once_when_its_retry_publishes_again(
+    nats_jetstream: NatsServer,
+) -> None:
+    # The retry of an attempt whose flush was lost publishes the same message again: the
+    # stream deduplicates on Nats-Msg-Id, the fire key.
+    on = subject()
+
+    async def stream(action: str) -> int:
+        client = await nats.connect(nats_jetstream.url)
+        try:
+            js = client.jetstream()
+            name = on.replace(".", "-")
+            if action == "create":
+                await js.add_stream(name=name, subjects=[on])
+            return int((await js.stream_info(name)).state.messages)
+        finally:
+            await client.close()
+
+    asyncio.run(stream("create"))
+    for args in fire.attempts():
+        _, error = run({"url": nats_jetstream.url, "subject": on, "message": "tick"}, **args)
+        assert error is None
+    assert asyncio.run(stream("count")) == 1
+    other = {"scheduled_at": fire.SCHEDULED_AT.replace(hour=11), "execution_id": "201"}
+    _, error = run({"url": nats_jetstream.url, "subject": on}, **other)
+    assert error is None
+    assert asyncio.run(stream("count")) == 2  # another fire is another message
 
 
 def test_an_empty_message_is_published_too(nats_local: str) -> None:

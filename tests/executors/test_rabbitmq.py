@@ -18,6 +18,7 @@ from executors.base import ConfigError, ExecutionContext, ExecutorError
 from executors.output import OutputSink
 from executors.rabbitmq import DEFAULT_TIMEOUT, RabbitMQConfig, RabbitMQExecutor, parse_amqp_url
 from executors.registry import SECRET_MASK, mask_secrets, merge_secrets
+from tests.executors import fire
 from tests.harness import reachable, require
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -99,6 +100,35 @@ def blackhole() -> Iterator[int]:
     for conn in held:
         conn.close()
     server.close()
+
+
+# The fire key: message_id and headers, the same for every attempt of one fire.
+def test_two_attempts_of_one_fire_carry_the_fire_key_as_message_id_and_header(channel, queue):
+    cfg = config(**{"queue.name": queue, "queue.create": "true", "message.body": "tick"})
+    for args in fire.attempts():
+        _, error = run(cfg, **args)
+        assert error is None
+    (first, _), (retry, _) = get(channel, queue), get(channel, queue)
+    assert first.message_id == retry.message_id == fire.key("job")
+    assert first.headers["Idempotency-Key"] == retry.headers["Idempotency-Key"] == fire.key("job")
+    assert first.headers["X-Dkron-Scheduled-Time"] == fire.SCHEDULED_TEXT
+    assert (first.headers["X-Dkron-Attempt"], retry.headers["X-Dkron-Attempt"]) == ("1", "2")
+
+
+def test_the_jobs_own_message_id_wins_over_the_fire_key(channel, queue):
+    cfg = config(
+        **{
+            "queue.name": queue,
+            "queue.create": "true",
+            "message.messageId": "m-1",
+            "message.body": "x",
+        }
+    )
+    _, error = run(cfg, **fire.attempts()[0])
+    assert error is None
+    properties, _ = get(channel, queue)
+    assert properties.message_id == "m-1"
+    assert properties.headers["Idempotency-Key"] == fire.key("job")
 
 
 # Success: the message is in the queue with the properties asked for.

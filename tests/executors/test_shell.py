@@ -23,6 +23,7 @@ import pytest
 from executors.base import ConfigError, ExecutionContext, ExecutorError
 from executors.output import OutputSink
 from executors.shell import AGENT_NAME_ENV, ShellConfig, ShellExecutor, reap_orphans
+from tests.executors import fire
 from tests.harness import require
 from tests.scaling import assert_linear
 
@@ -142,6 +143,26 @@ def test_the_operators_passthrough_names_and_prefixes_reach_the_job(
     )
     assert error is None
     assert ctx.output.text() == "inherited|a|\n"
+
+
+def test_two_attempts_of_one_fire_see_the_same_fire_key_and_their_attempt() -> None:
+    command = 'echo "$DKRON_FIRE_KEY|$DKRON_ATTEMPT|$DKRON_SCHEDULED_AT"'
+    seen = []
+    for args in fire.attempts():
+        ctx, error = run({"command": command, "shell": True}, job_name="backup", **args)
+        assert error is None
+        seen.append(ctx.output.text())
+    assert seen == [
+        f"{fire.key('backup')}|1|{fire.SCHEDULED_TEXT}\n",
+        f"{fire.key('backup')}|2|{fire.SCHEDULED_TEXT}\n",
+    ]
+
+
+def test_a_job_cannot_set_its_own_fire_key() -> None:
+    config = {"command": 'echo "$DKRON_FIRE_KEY"', "shell": True, "env": "DKRON_FIRE_KEY=fake"}
+    ctx, error = run(config, job_name="backup", **fire.attempts()[0])
+    assert error is None
+    assert ctx.output.text() == f"{fire.key('backup')}\n"
 
 
 def test_the_job_sees_its_name_execution_attempt_and_scheduled_time() -> None:

@@ -323,3 +323,9 @@ def test_a_job_without_calendars_is_returned_untouched():
     assert calendars.exclusion_reason(job, moment) == ""
     calendars.attach([job])  # no query (this test has no database)
     assert calendars._ATTR not in job.__dict__
+
+
+@pytest.mark.parametrize("zone", ["localtime", "posixrules", "Factory"])
+def test_zone_database_names_that_are_no_place_are_refused(zone):
+    with pytest.raises(InvalidCalendar, match="names no place"):
+        clean_definition({"timezone": zone, "dates": ["2026-12-25"]})

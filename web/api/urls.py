@@ -6,9 +6,12 @@ from drf_spectacular.views import SpectacularJSONAPIView
 
 from web.api import (
     alerts,
+    apply,
+    backfill,
     calendars,
     concurrency,
     ops,
+    revisions,
     schema,
     tokens,
     views,
@@ -16,6 +19,7 @@ from web.api import (
 from web.api.permissions import ApiAccess
 
 NAME = r"(?P<name>[^/]+)"
+NUMBER = r"(?P<number>[^/]+)"
 
 urlpatterns = [
     re_path(r"^$", views.StatusView.as_view()),
@@ -53,14 +57,33 @@ urlpatterns = [
     re_path(r"^calendars/?$", calendars.CalendarsView.as_view()),
     re_path(rf"^calendars/{NAME}/?$", calendars.CalendarView.as_view()),
     re_path(rf"^calendars/{NAME}/ics/?$", calendars.CalendarIcsView.as_view()),
+    # dkronweb extension: jobs as files (plan with ?dry_run=true, then apply).
+    re_path(r"^apply/?$", apply.ApplyView.as_view()),
     # dkronweb extension: concurrency keys (jobs' concurrency_key), read-only.
     re_path(r"^concurrency/?$", concurrency.ConcurrencyView.as_view()),
     # dkronweb extension: SLA alerts (jobs' sla rules), read-only.
     re_path(r"^alerts/?$", alerts.AlertsView.as_view()),
+    # dkronweb extension: schedule previews and backfills of past fire times.
+    re_path(r"^schedule/preview/?$", backfill.SchedulePreviewView.as_view()),
+    re_path(rf"^jobs/{NAME}/next/?$", backfill.JobNextView.as_view()),
+    re_path(rf"^jobs/{NAME}/backfill/?$", backfill.JobBackfillView.as_view()),
+    re_path(rf"^jobs/{NAME}/backfills/?$", backfill.JobBackfillsView.as_view()),
+    re_path(rf"^jobs/{NAME}/backfills/(?P<backfill_id>[^/]+)/?$", backfill.BackfillView.as_view()),
+    re_path(
+        rf"^jobs/{NAME}/backfills/(?P<backfill_id>[^/]+)/cancel/?$",
+        backfill.BackfillCancelView.as_view(),
+    ),
     re_path(r"^jobs/?$", views.JobsView.as_view()),
     re_path(rf"^jobs/{NAME}/?$", views.JobView.as_view()),
     re_path(rf"^jobs/{NAME}/run/?$", views.JobRunView.as_view()),
     re_path(rf"^jobs/{NAME}/toggle/?$", views.JobToggleView.as_view()),
+    # dkronweb extension: a job's history, the diff of two revisions, and the rollback.
+    re_path(rf"^jobs/{NAME}/revisions/?$", revisions.RevisionsView.as_view()),
+    re_path(rf"^jobs/{NAME}/revisions/{NUMBER}/?$", revisions.RevisionView.as_view()),
+    re_path(rf"^jobs/{NAME}/revisions/{NUMBER}/diff/?$", revisions.RevisionDiffView.as_view()),
+    re_path(
+        rf"^jobs/{NAME}/revisions/{NUMBER}/restore/?$", revisions.RevisionRestoreView.as_view()
+    ),
     re_path(rf"^jobs/{NAME}/executions/?$", views.ExecutionsView.as_view()),
     re_path(rf"^jobs/{NAME}/executions/(?P<execution_id>[^/]+)/?$", views.ExecutionView.as_view()),
     re_path(

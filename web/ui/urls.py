@@ -4,12 +4,14 @@ from django.urls import path
 
 from web.ui.views import (
     auth,
+    backfill,
     calendars,
     cluster,
     concurrency,
     dashboard,
     job_detail,
     job_form,
+    job_history,
     job_list,
     tokens,
 )
@@ -33,6 +35,22 @@ urlpatterns = [
     path("jobs/<str:name>/run/", job_detail.job_run, name="ui-job-run"),
     path("jobs/<str:name>/toggle/", job_detail.job_toggle, name="ui-job-toggle"),
     path("jobs/<str:name>/delete/", job_detail.job_delete, name="ui-job-delete"),
+    # Its history: revisions, one with its diff, the restore (POST).
+    path("jobs/<str:name>/history/", job_history.job_history, name="ui-job-history"),
+    path("jobs/<str:name>/history/<int:number>/", job_history.job_revision, name="ui-job-revision"),
+    path(
+        "jobs/<str:name>/history/<int:number>/restore/",
+        job_history.job_revision_restore,
+        name="ui-job-revision-restore",
+    ),
+    # Backfills of a job's past fire times: the form (dry run, start), progress, cancel.
+    path("jobs/<str:name>/backfill/", backfill.backfill_form, name="ui-backfill-form"),
+    path("jobs/<str:name>/backfills/<int:pk>/", backfill.backfill_page, name="ui-backfill"),
+    path(
+        "jobs/<str:name>/backfills/<int:pk>/cancel/",
+        backfill.backfill_cancel,
+        name="ui-backfill-cancel",
+    ),
     path("executions/<int:pk>/output/", job_detail.execution_output, name="ui-execution-output"),
     path("executions/<int:pk>/kill/", job_detail.execution_kill, name="ui-execution-kill"),
     # The cluster.

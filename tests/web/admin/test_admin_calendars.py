@@ -24,8 +24,14 @@ def test_adding_a_calendar_in_the_admin_goes_through_the_service(client, admin_u
     assert calendar.windows == [{"days": ["sat", "sun"], "start": "22:00", "end": "06:00"}]
     assert AuditEntry.objects.filter(action="calendar_create", via="admin").exists()
 
-    client.post("/admin/jobs/calendar/add/", {**form, "name": "bad", "timezone": "Nowhere"})
+    response = client.post(
+        "/admin/jobs/calendar/add/", {**form, "name": "bad", "timezone": "Nowhere"}
+    )
     assert not Calendar.objects.filter(name="bad").exists()
+    # Shown on the form again with the service's reason, not as an addition that did not happen.
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Nowhere" in page and response.context["adminform"].form.errors
 
 
 def test_a_calendar_jobs_name_is_not_deleted_in_the_admin(client, admin_user):

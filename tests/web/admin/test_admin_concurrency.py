@@ -110,3 +110,35 @@ def test_the_execution_list_shows_what_a_queued_execution_waits_for(client, admi
     client.force_login(admin_user)
     page = client.get("/admin/jobs/execution/").content.decode()
     assert "column-waiting" in page and '<td class="field-waiting">slot</td>' in page
+
+
+def test_a_refused_change_is_shown_on_the_form_not_as_a_success(client, admin_user):
+    """It used to say "changed successfully" over the save that the service refused."""
+    job = make_job("etl", concurrency_key="db", concurrency_limit=2)
+    client.force_login(admin_user)
+    url = f"/admin/jobs/job/{job.pk}/change/"
+    data = _posted(client, url)
+    data["rate_limit"] = "often"
+
+    response = client.post(url, data)
+
+    assert response.status_code == 200  # the form again, not a redirect to the list
+    page = response.content.decode()
+    assert "was changed successfully" not in page
+    assert "N/s, N/m or N/h" in page
+    assert response.context["adminform"].form.errors["rate_limit"]
+
+
+def test_a_refused_new_job_is_not_added_and_keeps_its_input(client, admin_user):
+    client.force_login(admin_user)
+    data = _posted(client, "/admin/jobs/job/add/")
+    data.update(name="fresh", schedule="@every 1m", executor="shell", concurrency_key="db")
+    data["executor_config"] = '{"command": "true"}'  # no limit for the key: refused
+
+    response = client.post("/admin/jobs/job/add/", data)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "was added successfully" not in page
+    assert "needs a concurrency_limit or a rate_limit" in page
+    assert not Job.objects.filter(name="fresh").exists()

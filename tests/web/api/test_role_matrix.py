@@ -9,6 +9,7 @@ log not growing proves nothing happened.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +17,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
-from jobs.models import AuditEntry
+from jobs.models import AuditEntry, Backfill
+from jobs.services.backfill import backfill_start, clean_request
 from jobs.services.calendars import calendar_upsert
 from jobs.services.jobs import job_upsert
 from tests.web.api.helpers import JSON_ERRORS, add_execution, http_body, job_body
@@ -32,6 +34,8 @@ SUPERUSER = {"superuser"}
 PUBLIC = EVERYONE | {"anonymous"}
 
 ICS = "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//t//EN\nBEGIN:VEVENT\nUID:1\nDTSTAMP:20260101T000000Z\nDTSTART;VALUE=DATE:20261225\nEND:VEVENT\nEND:VCALENDAR\n"  # noqa: E501
+
+BACKFILL_FROM = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
 
 # (method, path, body, who may). {id}: a queued execution of job1; {token}: the caller's own
 # token. job1 is a shell job, web an http job.
@@ -64,12 +68,14 @@ TABLE: list[tuple[str, str, Any, set[str]]] = [
     ("delete", "/v1/jobs/web", None, EDITORS),
     ("delete", "/v1/jobs/job1/executions", None, EDITORS),
     ("post", "/v1/restore", [http_body("restored")], EDITORS),
+    ("post", "/v1/apply", [http_body("applied")], EDITORS),
     ("post", "/v1/pause", None, EDITORS),
     ("post", "/v1/unpause", None, EDITORS),
     # Jobs that run code need the run-code permission as well.
     ("post", "/v1/jobs", job_body("new"), CODERS),
     ("put", "/v1/jobs/job1", job_body("job1", owner="me"), CODERS),
     ("put", "/v1/jobs/web", job_body("web"), CODERS),
+    ("post", "/v1/apply", [job_body("applied")], CODERS),
     # Cluster membership: change_agent, in no role.
     ("post", "/v1/leave", None, SUPERUSER),
     # Tokens: anyone signed in, for their own tokens (no wider than the calling token).
@@ -92,7 +98,23 @@ TABLE: list[tuple[str, str, Any, set[str]]] = [
     ("delete", "/v1/calendars/days", None, EDITORS),
     ("get", "/v1/concurrency", None, EVERYONE),
     ("get", "/v1/alerts", None, EVERYONE),
+    # Job history: read by all; a restore is an upsert (and job1 runs code).
+    ("get", "/v1/jobs/web/revisions", None, EVERYONE),
+    ("get", "/v1/jobs/web/revisions/1", None, EVERYONE),
+    ("get", "/v1/jobs/web/revisions/2/diff", None, EVERYONE),
+    ("post", "/v1/jobs/web/revisions/1/restore", None, EDITORS),
+    ("post", "/v1/jobs/job1/revisions/1/restore", None, CODERS),
+    # Schedule previews: reads, for anyone signed in (the preview is a POST that changes
+    # nothing). Backfills: started and cancelled by whoever may run the job.
+    ("get", "/v1/jobs/minutely/next", None, EVERYONE),
+    ("post", "/v1/schedule/preview", {"schedule": "@hourly"}, EVERYONE),
+    ("get", "/v1/jobs/minutely/backfills", None, EVERYONE),
+    ("get", "/v1/jobs/minutely/backfills/{backfill}", None, EVERYONE),
+    ("post", "/v1/jobs/minutely/backfill", {"from": BACKFILL_FROM}, OPERATORS),
+    ("post", "/v1/jobs/minutely/backfills/{backfill}/cancel", None, OPERATORS),
+    ("delete", "/v1/jobs/minutely/backfills/{backfill}", None, OPERATORS),
 ]
+READS = {"/v1/leave", "/v1/schedule/preview"}  # allowed calls that leave no audit entry
 WHO = ["anonymous", *PRINCIPALS]
 
 
@@ -113,7 +135,13 @@ def world(db):  # type: ignore[no-untyped-def]
     job_upsert(data=job_body("job1"))
     calendar_upsert(name="days", data={"timezone": "UTC"})
     job_upsert(data={k: v for k, v in http_body("web").items()})
-    return add_execution("job1", status="queued")
+    # A second revision of each, so that restoring revision 1 changes the job.
+    job_upsert(data=job_body("job1", displayname="v2"))
+    job_upsert(data=http_body("web", displayname="v2"))
+    execution = add_execution("job1", status="queued")
+    job = job_upsert(data=http_body("minutely", schedule="0 * * * * *"))[0]
+    backfill_start(job=job, request=clean_request(job=job, data={"from": BACKFILL_FROM}))
+    return execution
 
 
 def call(client: APIClient, method: str, path: str, body: Any) -> Any:
@@ -133,13 +161,14 @@ def test_each_role_is_allowed_or_refused_each_endpoint(world, row, who):
     else:
         _, client, token_id = principal(who)
     path = path.replace("{id}", str(world.pk)).replace("{token}", str(token_id))
+    path = path.replace("{backfill}", str(Backfill.objects.get().pk))
     entries = AuditEntry.objects.count()
 
     response = call(client, method, path, body)
 
     if who in allowed:
         assert response.status_code not in (401, 403), (who, response.status_code, response.content)
-        if method != "get" and path != "/v1/leave":
+        if method != "get" and path not in READS:
             assert AuditEntry.objects.count() > entries, "a change leaves an audit entry"
     else:
         expected = 401 if who == "anonymous" else 403
@@ -162,7 +191,9 @@ def test_the_table_covers_every_api_route():
     """A new /v1 route without a row here fails this test (so it cannot skip the table)."""
     resolver = get_resolver()
     covered = {
-        resolver.resolve(path.replace("{id}", "1").replace("{token}", "1")).func
+        resolver.resolve(
+            path.replace("{id}", "1").replace("{token}", "1").replace("{backfill}", "1")
+        ).func
         for _, path, _, _ in TABLE
     }
     routes = _views(resolver)

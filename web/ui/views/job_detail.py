@@ -29,11 +29,13 @@ from jobs.models import ACTIVE_STATUSES, ConcurrencyKey, Execution, ExecutionSta
 from jobs.services import capacity
 from jobs.services import executions as execution_services
 from jobs.services import jobs as job_services
+from jobs.services import revisions as job_revisions
 from jobs.services import runs as run_services
 from web.ui.access import DELETE, OPERATE, action, actor, page
 from web.ui.run_form import RunParamsForm
 
 EXECUTIONS_SHOWN = 50
+HISTORY_SHOWN = 5
 TAIL_BYTES = 4096
 NEXT_FIRES = 5
 # A page shows the start of a long value and links to all of it: a 1.5 MB command or 10,000
@@ -288,6 +290,8 @@ def job_page(request: HttpRequest, name: str) -> HttpResponse:
         # SLA rules and the job's alerts, open ones first (jobs.services.sla).
         "sla_rules": sorted((job.sla or {}).items()) if isinstance(job.sla, dict) else [],
         **_alerts_context(job),
+        # The latest changes (web.ui.views.job_history has them all, with diffs and restore).
+        "revisions": list(job_revisions.revision_list(job.name)[:HISTORY_SHOWN]),
     }
     return render(request, "ui/job.html", context)
 

@@ -120,6 +120,106 @@
     });
   }
 
+  // #schedule-preview[data-preview-url]: the job form's next fire times, asked of
+  // POST /v1/schedule/preview (the session's CSRF token) a moment after the schedule, zone,
+  // jitter or calendars change. Built with textContent only: nothing typed becomes markup.
+  function schedulePreview() {
+    const box = document.getElementById("schedule-preview");
+    const form = document.getElementById("job-form");
+    if (!box || !form) return;
+    const body = box.querySelector("[data-preview-body]");
+    const csrf = form.querySelector("input[name=csrfmiddlewaretoken]");
+    const watched = ["schedule", "timezone", "jitter", "name", "exclude_calendars", "only_calendars"];
+    let timer = null;
+    let asked = 0;
+    function value(name) {
+      const el = form.elements.namedItem(name);
+      return el && "value" in el ? el.value.trim() : "";
+    }
+    function chosen(name) {
+      const el = form.elements.namedItem(name);
+      if (!el || !el.options) return [];
+      return Array.from(el.options).filter((o) => o.selected).map((o) => o.value);
+    }
+    function el(tag, text, cls) {
+      const node = document.createElement(tag);
+      if (text) node.textContent = text;
+      if (cls) node.className = cls;
+      return node;
+    }
+    function show(answer) {
+      body.replaceChildren();
+      const head = [answer.description, answer.timezone].filter(Boolean).join(" · ");
+      if (head) body.appendChild(el("p", head, "help"));
+      if (answer.note) body.appendChild(el("p", answer.note));
+      if (!answer.fires.length) return;
+      const table = el("table");
+      const tr = el("tr");
+      ["Local", "UTC", "Notes"].forEach((h) => tr.appendChild(el("th", h)));
+      table.appendChild(el("thead")).appendChild(tr);
+      const rows = table.appendChild(el("tbody"));
+      answer.fires.forEach(function (f) {
+        const row = el("tr");
+        row.appendChild(el("td", f.local_text || f.local));
+        row.appendChild(el("td", f.utc));
+        const notes = [];
+        if (f.dst_note) notes.push(f.dst_note);
+        f.skipped.forEach((s) => notes.push("skipped " + (s.local || s.utc) + ": " + s.reason));
+        if (f.skipped_more) notes.push("and more skipped times");
+        if (f.jitter) notes.push("starts +" + f.jitter.toFixed(1) + "s (jitter)");
+        row.appendChild(el("td", notes.join("; ")));
+        if (f.dst || f.skipped.length) row.className = "warn";
+        rows.appendChild(row);
+      });
+      body.appendChild(table);
+    }
+    async function ask() {
+      const schedule = value("schedule");
+      if (!schedule) return;
+      const mine = ++asked;
+      const payload = {
+        schedule: schedule,
+        timezone: value("timezone"),
+        name: value("name"),
+        exclude_calendars: chosen("exclude_calendars"),
+        only_calendars: chosen("only_calendars"),
+        count: 10,
+      };
+      const jitter = value("jitter");
+      if (jitter) payload.jitter = jitter;
+      try {
+        const r = await fetch(box.dataset.previewUrl, {
+          method: "POST",
+          headers: {
+            "Content-Type": "application/json",
+            Accept: "application/json",
+            "X-CSRFToken": csrf ? csrf.value : "",
+          },
+          credentials: "same-origin",
+          body: JSON.stringify(payload),
+        });
+        if (mine !== asked) return; // a newer question is on its way
+        const answer = await r.json();
+        if (r.ok) show(answer);
+        else body.replaceChildren(el("p", answer.error || "no preview", "error"));
+      } catch (e) {
+        /* offline or a server restart: the next change asks again */
+      }
+    }
+    function later() {
+      clearTimeout(timer);
+      timer = setTimeout(ask, 400);
+    }
+    watched.forEach(function (name) {
+      const field = form.elements.namedItem(name);
+      if (field && field.addEventListener) {
+        field.addEventListener("input", later);
+        field.addEventListener("change", later);
+      }
+    });
+    ask();
+  }
+
   function enhance(root) {
     localizeTimes(root);
     lazyDetails(root);
@@ -131,6 +231,7 @@
     executorSwap(document);
     rows(document);
     selectAll(document);
+    schedulePreview();
     document.querySelectorAll("[data-refresh-url]").forEach(startRefresh);
   });
 })();

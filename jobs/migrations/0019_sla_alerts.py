@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ('jobs', '0015_concurrency_keys_and_slots'),
+        ('jobs', '0018_backfills'),
     ]
 
     operations = [
