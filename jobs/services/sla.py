@@ -459,10 +459,14 @@ def _failing(
         return
     if _failing_seen.get(job["id"]) == last_error:
         return  # this failure was judged already
+    # The job's newest runs through run_job_idx (job_id, -id), whatever the statistics: the
+    # job compared as a range (not `=`, which makes the planner drop job_id from the order)
+    # and ordered as the index is, so no walk of the primary key backwards (through other
+    # jobs' runs, when this job's newest are far back) can serve the ORDER BY.
     statuses = list(
-        Run.objects.filter(job_id=job["id"], finished=True)
+        Run.objects.filter(job_id__gte=job["id"], job_id__lte=job["id"], finished=True)
         .exclude(status__in=["", "skipped"])
-        .order_by("-pk")
+        .order_by("job_id", "-pk")
         .values_list("status", flat=True)[:threshold]
     )
     if len(statuses) == threshold and all(s in FAILED_RUN_STATUSES for s in statuses):

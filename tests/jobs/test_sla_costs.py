@@ -92,6 +92,10 @@ def test_the_check_reads_none_of_the_history_the_backlog_or_the_jobs_without_rul
         report = sla.check(deliver=lambda *_: None)
     assert report.opened == 4  # late, overdue, no_success, failing
     assert_bounded(seen)
+    # `failing` read the job's newest runs by the job's index, not by a walk of the primary key
+    # backwards through the other job's runs (what stale statistics chose once).
+    [runs] = [node for sql, node, _ in seen if 'FROM "jobs_run"' in sql]
+    assert "run_job_idx" in runs, runs
     with explained() as seen:  # the next check: the alerts are open, nothing new
         report = sla.check(deliver=lambda *_: None)
     assert (report.opened, report.resolved) == (0, 0)
