@@ -28,10 +28,10 @@ from jobs import params as job_params
 from jobs import telemetry, timeutil, tracing
 from jobs.logcontext import execution_logging
 from jobs.models import Execution, ExecutionStatus, Run
+from jobs.problems import describe_problems
 from jobs.secrets import encryption_keys, server_secrets
 from jobs.services import capacity
 from jobs.services.executions import execution_claim, execution_close, execution_progress
-from jobs.services.jobs import describe_problems
 from processors.base import ExecutionRecord, ProcessorOptions
 from processors.registry import run_processors
 

@@ -31,6 +31,7 @@ from jobs.models import (
     Run,
 )
 from jobs.notifications import schema as notify_schema
+from jobs.problems import describe_problems, problem_items  # noqa: F401 (re-exported)
 from jobs.services import capacity
 from jobs.services import revisions as job_revisions
 from jobs.services.audit import SYSTEM, Actor, audit_record
@@ -133,30 +134,6 @@ def validate_name(name: Any) -> str:
             msg = f"name contains illegal character '{ch}'"
             raise invalid(msg, {"name": msg + " (allowed: lowercase letters, 0-9, _ and -)"})
     return name
-
-
-def describe_problems(problems: dict[str, Any]) -> str:
-    """One line for stored problems (`Job.problems`): `key: message; key: message`."""
-
-    def text(value: Any) -> str:
-        if isinstance(value, dict):
-            return ", ".join(f"{k}: {text(v)}" for k, v in value.items())
-        if isinstance(value, list):
-            return ", ".join(text(v) for v in value)
-        return str(value)
-
-    return "; ".join(f"{key}: {text(value)}" for key, value in problems.items())
-
-
-def problem_items(problems: dict[str, Any]) -> list[tuple[str, str]]:
-    """Stored problems as (key, message) pairs, nested keys joined (`executor_config.url`)."""
-    items: list[tuple[str, str]] = []
-    for key, value in problems.items():
-        if isinstance(value, dict):
-            items.extend((f"{key}.{k}", m) for k, m in problem_items(value))
-        else:
-            items.append((key, describe_problems({"": value})[2:]))
-    return items
 
 
 def _first_message(errors: dict[str, Any]) -> str:
