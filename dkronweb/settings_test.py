@@ -19,9 +19,10 @@ def _reachable(host: str, port: int) -> bool:
 POSTGRES_AVAILABLE = _reachable("127.0.0.1", 5432)
 if os.environ.get("DKRON_TEST_DATABASE") == "sqlite":
     os.environ.setdefault("DKRON_DATA_DIR", "/tmp/dkronweb-test-sqlite")
-    os.environ.setdefault(
-        "DKRON_DATABASE_URL", f"sqlite:///{os.environ['DKRON_DATA_DIR']}/db.sqlite3"
-    )
+    if not os.environ.get("DKRON_DATABASE_URL", "").startswith("sqlite:"):
+        # The ask for SQLite wins over a PostgreSQL URL exported for other runs, which made
+        # an "SQLite pass" run on PostgreSQL without a word.
+        os.environ["DKRON_DATABASE_URL"] = f"sqlite:///{os.environ['DKRON_DATA_DIR']}/db.sqlite3"
 elif POSTGRES_AVAILABLE or os.environ.get("CI"):
     os.environ.setdefault("DKRON_DATABASE_URL", "postgres://root@127.0.0.1:5432/dkronweb")
 else:
