@@ -172,6 +172,7 @@ class JobScheduler(DatabaseScheduler):
         self.sla_active = False  # jobs with SLA rules or open alerts: check every second
         self.held = False  # executions wait for a slot or a key: come back within CAPACITY_EVERY
         self.backfilling = False  # a backfill is open: come back within CAPACITY_EVERY
+        self.last_backfill = 0.0
         self.rate_due: float | None = None  # monotonic time a full rate window frees a place
         self.last_ok = timeutil.now()  # the database last answered a tick
         # Since when this scheduler has been firing without a break (active, every tick done):
@@ -455,8 +456,11 @@ class JobScheduler(DatabaseScheduler):
             self.last_sla = now
             self.sla_active = sla.check().active
         # Backfills (jobs.services.backfill): the next times of each open one, within its
-        # max_concurrency; while any is open the scheduler wakes at CAPACITY_EVERY.
-        self.backfilling = backfill.backfills_tick().open > 0
+        # max_concurrency; while any is open the scheduler wakes at CAPACITY_EVERY. Not on
+        # every tick: a burst ticks back to back, and each pass is a query.
+        if now - self.last_backfill >= CAPACITY_EVERY:
+            self.last_backfill = now
+            self.backfilling = backfill.backfills_tick().open > 0
         system_interval = super().tick()
         if report.more:
             return 0.001  # more are due: go again at once

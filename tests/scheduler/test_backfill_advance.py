@@ -41,12 +41,12 @@ def test_the_leader_advances_a_backfill_within_max_concurrency(published):
     assert backfill_runs() == 2
     assert interval <= CAPACITY_EVERY  # an open backfill brings the next tick closer
 
-    scheduler.last_capacity = 0.0  # the next tick's capacity pass is due
+    scheduler.last_capacity = scheduler.last_backfill = 0.0  # the next passes are due
     scheduler.tick()
     assert backfill_runs() == 2  # both active: no room
     for _ in range(3):
         finish_queued()
-        scheduler.last_capacity = 0.0
+        scheduler.last_capacity = scheduler.last_backfill = 0.0
         scheduler.tick()
     backfill.refresh_from_db()
     assert (backfill.state, backfill.created, backfill.finished) == ("done", 5, 5)
