@@ -70,6 +70,11 @@ class Planned:
     run_id: int | None = None  # the run holding the fire key now, if any
 
 
+# No backfill reaches before the Unix epoch: older times are typing mistakes (year 0001 also
+# overflowed the conversion to UTC, a 500).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _time(job: Job, value: Any, field: str) -> datetime:
     """An RFC 3339 time; one without an offset is read on the job's own wall clock."""
     if isinstance(value, datetime):
@@ -93,9 +98,17 @@ def _time(job: Job, value: Any, field: str) -> datetime:
         raise DomainError(f"{field} is required (an RFC 3339 time)", {field: "required"})
     else:
         raise DomainError(f"{field}: must be an RFC 3339 time (a string)", {field: "not a time"})
-    if moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=_zone(job))
-    return moment.astimezone(UTC)
+    try:
+        if moment.utcoffset() is None:
+            moment = moment.replace(tzinfo=_zone(job))
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # year 1 east of UTC: before the first datetime there is
+        moment = EARLIEST - _TINY
+    if moment < EARLIEST:
+        raise DomainError(
+            f"{field}: before {EARLIEST.date()}; no fire time is that old", {field: "too early"}
+        )
+    return moment
 
 
 def _zone(job: Job) -> ZoneInfo:

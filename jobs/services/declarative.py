@@ -105,9 +105,18 @@ def read_paths(paths: Iterable[str | Path]) -> list[Document]:
     return documents
 
 
+# A job file's limits. YAML aliases expand on reading (the "billion laughs": a 1 kB file of
+# nested aliases is 43 million values and a minute of CPU), so the values read are counted;
+# a few thousand jobs hold far fewer than either limit.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_VALUES = 1_000_000
+
+
 def read_file(path: Path) -> Document:
     """One file: a job object or a list of them (YAML may hold several documents, each one)."""
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return Document(str(path), [], error=f"larger than {MAX_FILE_BYTES // 2**20} MiB")
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         return Document(str(path), [], error=f"cannot read: {exc}")
@@ -119,7 +128,8 @@ def parse_text(source: str, text: str, *, json_only: bool = False) -> Document:
         if json_only:
             loaded = [json.loads(text)]
         else:
-            loaded = [_plain_yaml(d) for d in yaml.safe_load_all(text)]
+            budget = [MAX_VALUES]
+            loaded = [_plain_yaml(d, budget) for d in yaml.safe_load_all(text)]
     except (ValueError, RecursionError, yaml.YAMLError) as exc:
         return Document(source, [], error=f"cannot parse: {exc}")
     jobs: list[Any] = []
@@ -130,13 +140,20 @@ def parse_text(source: str, text: str, *, json_only: bool = False) -> Document:
     return Document(source, jobs)
 
 
-def _plain_yaml(value: Any) -> Any:
+def _plain_yaml(value: Any, budget: list[int]) -> Any:
     """YAML's own types as the JSON a client would send: unquoted dates and times become
-    RFC 3339 strings (Dkron binds times from strings only)."""
+    RFC 3339 strings (Dkron binds times from strings only). `budget` is the values still
+    allowed (MAX_VALUES): a ValueError past it."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError(f"more than {MAX_VALUES:,} values (YAML aliases that expand so?)")
     if isinstance(value, dict):
-        return {str(k) if not isinstance(k, str) else k: _plain_yaml(v) for k, v in value.items()}
+        return {
+            str(k) if not isinstance(k, str) else k: _plain_yaml(v, budget)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_plain_yaml(v) for v in value]
+        return [_plain_yaml(v, budget) for v in value]
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
@@ -508,7 +525,7 @@ def _plan_job(
                 Problem(
                     source,
                     name,
-                    f"the job lacks the scope label: add metadata {scope.key}: "
+                    f"the job's metadata must carry the scope label {scope.key}: "
                     f"{json.dumps(scope.value)} (--scope {scope})",
                     {"metadata": f"{scope} required"},
                 )

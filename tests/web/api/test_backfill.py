@@ -94,6 +94,9 @@ def test_two_identical_backfills_create_the_runs_once(api, job):
         ({"from": "not a time"}, "from"),
         ({"from": None}, "from"),
         ({"to": "nope"}, "to"),
+        ({"from": "0001-01-01T00:00:00Z"}, "from"),  # was a 500 (an overflow converting it)
+        ({"from": "0001-01-01", "dry_run": True}, "from"),
+        ({"from": "1969-12-31T23:59:59Z", "dry_run": True}, "from"),
         ({"reprocess": "everything"}, "reprocess"),
         ({"max_concurrency": 0}, "max_concurrency"),
         ({"max_concurrency": True}, "max_concurrency"),
