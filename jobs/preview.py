@@ -44,6 +44,9 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+MAX_LOST = 60  # swallowed wall times listed per DST gap (a per-second schedule loses 3,600)
+
+
 def _offset(zone: ZoneInfo, instant: datetime) -> timedelta:
     return instant.astimezone(zone).utcoffset() or timedelta(0)
 
@@ -75,10 +78,11 @@ def _dst(
     day = f"{wall:%Y-%m-%d}"
     if after > before:
         gap_end = wall + (after - before)
-        lost = schedule.first_wall_between(wall, gap_end)
-        skipped = []
+        skipped: list[dict[str, Any]] = []
         note = f"DST starts on {day}: clocks go from {wall:%H:%M} to {gap_end:%H:%M}"
-        if lost is not None:
+        cursor = wall
+        # Every wall time the gap swallows (0 */30: both 02:00 and 02:30), up to a page of them.
+        while len(skipped) < MAX_LOST and (lost := schedule.first_wall_between(cursor, gap_end)):
             skipped.append(
                 {
                     "utc": None,
@@ -86,6 +90,7 @@ def _dst(
                     "reason": f"{lost:%H:%M:%S} does not exist on {day} (DST starts)",
                 }
             )
+            cursor = lost + timedelta(seconds=1)
         return "starts", note, skipped
     overlap_start = wall - (before - after)
     note = f"DST ends on {day}: clocks go back from {wall:%H:%M} to {overlap_start:%H:%M}"

@@ -44,6 +44,13 @@ def test_a_spring_forward_marks_the_change_and_the_time_that_does_not_happen(db)
     ]
 
 
+def test_every_wall_time_a_spring_forward_swallows_is_listed(db):
+    """Found by an outside tester: with fires at :00 and :30 only 02:00 was listed."""
+    answer = preview.fires(draft(schedule="0 */30 * 29 3 *"), count=6, now=START)
+    after = next(f for f in answer["fires"] if f["dst"] == "starts")
+    assert [s["local"] for s in after["skipped"]] == ["2026-03-29T02:00:00", "2026-03-29T02:30:00"]
+
+
 def test_a_fall_back_says_a_fixed_hour_fires_once(db):
     answer = preview.fires(draft(), count=2, now=datetime(2026, 10, 24, 12, 0, tzinfo=UTC))
     first, second = answer["fires"]
