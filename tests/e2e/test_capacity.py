@@ -321,6 +321,9 @@ def test_a_key_limit_holds_while_an_agent_is_killed_and_its_places_go_to_waiters
     assert drained()
 
 
+SPAWN_JITTER = 0.25  # s: claim -> the job process's first line, at most, on a loaded machine
+
+
 def test_a_rate_limit_holds_over_any_sliding_window(cluster, api, tmp_path):
     effects = Effects(tmp_path / "effects")
     for name in ("rate-a", "rate-b"):
@@ -354,7 +357,11 @@ def test_a_rate_limit_holds_over_any_sliding_window(cluster, api, tmp_path):
     seen = effects.intervals()
     assert seen.keys() == {e.pk for e in ran}
     starts = sorted(i.start for i in seen.values())
-    most, at = max_in_window(starts, 1.0)
+    # The limit holds the claims (checked below on the rows); a job process writes its start
+    # line a spawn later, and spawns vary by up to a few hundred ms on a loaded machine (CI saw
+    # 6 side-effect starts inside 1 s while the claims held 5), so the side effects are checked
+    # over a window shortened by that jitter.
+    most, at = max_in_window(starts, 1.0 - SPAWN_JITTER)
     claims = sorted(e.started_at.timestamp() for e in ran)
     most_claimed, _ = max_in_window(claims, 1.0)
     rate = (len(starts) - 1) / (starts[-1] - starts[0])

@@ -27,6 +27,8 @@ NOT_SETTINGS = {
     ("dkronweb/settings_test.py", "DKRON_TEST_DATABASE"),
     ("dkronweb/settings_test.py", "CI"),
     ("dkronweb/settings_test.py", "DKRON_DATA_DIR"),
+    # ... and keep an exported PostgreSQL URL out of the SQLite pass.
+    ("dkronweb/settings_test.py", "DKRON_DATABASE_URL"),
 }
 
 
